@@ -1,0 +1,4 @@
+//! Expressions written in workflow files: `{{ … }}` templates and conditions.
+
+pub mod condition;
+pub mod template;

@@ -1,0 +1,394 @@
+//! The stored data: events, runs, step records and outbound attempts, their
+//! ids and their statuses. Plain types every layer above may use; the JSON
+//! field names are the contract of SPEC §8 ("Records").
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, shown as RFC 3339 with milliseconds
+/// (`2026-11-27T10:00:00.000Z`) in every record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Timestamp(ms)
+    }
+
+    pub fn plus(self, d: Duration) -> Self {
+        Timestamp(self.0.saturating_add(d.as_millis() as u64))
+    }
+
+    pub fn millis_since(self, earlier: Timestamp) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(self.0)).to_string()
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok()?;
+        Some(Timestamp(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {s}")))
+    }
+}
+
+macro_rules! id_type {
+    ($name:ident, $prefix:literal) => {
+        /// A time-ordered id: its string sorts by creation time, which is
+        /// what makes "newest first" a reverse scan of a sled tree.
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn generate() -> Self {
+                $name(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(RunId, "run_");
+id_type!(EventId, "evt_");
+
+/// What happened to an inbound request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Accepted,
+    Unmatched,
+    Duplicate,
+    Rejected,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Accepted,
+        Outcome::Unmatched,
+        Outcome::Duplicate,
+        Outcome::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Unmatched => "unmatched",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Retrying,
+    Succeeded,
+    Filtered,
+    Failed,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 6] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Retrying,
+        RunStatus::Succeeded,
+        RunStatus::Filtered,
+        RunStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Retrying => "retrying",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Filtered => "filtered",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
+    /// A finished run never changes again (a replay is a new run).
+    pub fn is_final(self) -> bool {
+        match self {
+            RunStatus::Succeeded | RunStatus::Filtered | RunStatus::Failed => true,
+            RunStatus::Queued | RunStatus::Running | RunStatus::Retrying => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Filtered,
+    Skipped,
+    Retrying,
+    Failed,
+}
+
+impl StepStatus {
+    /// A step in one of these states is not run again when a run resumes.
+    pub fn is_done(self) -> bool {
+        match self {
+            StepStatus::Succeeded | StepStatus::Filtered | StepStatus::Skipped => true,
+            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying | StepStatus::Failed => {
+                false
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Filter,
+    Transform,
+    Http,
+}
+
+/// One inbound request as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    pub received_at: Timestamp,
+    pub path: String,
+    pub method: String,
+    pub headers: BTreeMap<String, String>,
+    pub query: BTreeMap<String, String>,
+    pub body: Value,
+    /// Size in bytes of the body as received.
+    #[serde(default)]
+    pub body_size: usize,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    /// Names of the workflows served at this path when the event arrived.
+    #[serde(default)]
+    pub workflows: Vec<String>,
+    pub runs: Vec<RunId>,
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// One execution of one workflow for one event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    pub id: RunId,
+    pub workflow: String,
+    pub workflow_version: String,
+    pub event_id: EventId,
+    pub status: RunStatus,
+    pub attempt: u32,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub duration_ms: Option<u64>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub replay_of: Option<RunId>,
+    pub replays: Vec<RunId>,
+    /// The error that ended a failed run (also on its failed step).
+    #[serde(default)]
+    pub error: Option<String>,
+    pub steps: Vec<StepRecord>,
+}
+
+impl Run {
+    pub fn step_mut(&mut self, id: &str) -> Option<&mut StepRecord> {
+        self.steps.iter_mut().find(|s| s.id == id)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub id: String,
+    pub kind: StepKind,
+    pub status: StepStatus,
+    pub started_at: Option<Timestamp>,
+    pub duration_ms: Option<u64>,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub logs: Vec<String>,
+    pub attempts: Vec<Attempt>,
+}
+
+impl StepRecord {
+    pub fn pending(id: &str, kind: StepKind) -> Self {
+        StepRecord {
+            id: id.to_string(),
+            kind,
+            status: StepStatus::Pending,
+            started_at: None,
+            duration_ms: None,
+            output: None,
+            error: None,
+            logs: Vec::new(),
+            attempts: Vec::new(),
+        }
+    }
+}
+
+/// One outbound HTTP attempt of an `http` step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attempt {
+    pub n: u32,
+    pub started_at: Timestamp,
+    pub duration_ms: u64,
+    pub request: AttemptRequest,
+    pub response: Option<AttemptResponse>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptResponse {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_size: Option<usize>,
+}
+
+/// How much of an outbound request or response body a step record keeps.
+pub const KEPT_BODY_BYTES: usize = 64 * 1024;
+
+/// A body as a step record keeps it: JSON when it parses, text otherwise;
+/// cut to [`KEPT_BODY_BYTES`] with the full size returned beside it.
+pub fn kept_body(bytes: &[u8]) -> (Value, Option<usize>) {
+    if bytes.len() > KEPT_BODY_BYTES {
+        let head = &bytes[..KEPT_BODY_BYTES];
+        // Cut at a character boundary so a multi-byte letter is not mangled.
+        let valid = match std::str::from_utf8(head) {
+            Ok(_) => head.len(),
+            Err(e) => e.valid_up_to().max(KEPT_BODY_BYTES.saturating_sub(3)),
+        };
+        let text = String::from_utf8_lossy(&head[..valid]).into_owned();
+        return (Value::String(text), Some(bytes.len()));
+    }
+    if bytes.is_empty() {
+        return (Value::Null, None);
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => (v, None),
+        Err(_) => (
+            Value::String(String::from_utf8_lossy(bytes).into_owned()),
+            None,
+        ),
+    }
+}
+
+/// Replace every occurrence of each secret inside every string of `value`.
+pub fn redact(value: &mut Value, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    match value {
+        Value::String(s) => redact_str(s, secrets),
+        Value::Array(a) => a.iter_mut().for_each(|v| redact(v, secrets)),
+        Value::Object(o) => o.values_mut().for_each(|v| redact(v, secrets)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+pub const REDACTED: &str = "[redacted]";
+
+pub fn redact_str(s: &mut String, secrets: &[String]) {
+    for secret in secrets {
+        if !secret.is_empty() && s.contains(secret.as_str()) {
+            *s = s.replace(secret.as_str(), REDACTED);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_creation() {
+        let a = RunId::generate();
+        let b = RunId::generate();
+        assert!(a < b, "{a} < {b}");
+        assert!(a.as_str().starts_with("run_"));
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let t = Timestamp(1_795_000_000_123);
+        let s = t.to_rfc3339();
+        assert!(s.ends_with(".123Z"), "{s}");
+        assert_eq!(Timestamp::parse(&s), Some(t));
+    }
+
+    #[test]
+    fn redaction_reaches_nested_strings() {
+        let mut v = serde_json::json!({"a": ["x-sekrit-y", {"b": "sekrit"}], "n": 1});
+        redact(&mut v, &["sekrit".to_string()]);
+        assert_eq!(
+            v,
+            serde_json::json!({"a": ["x-[redacted]-y", {"b": "[redacted]"}], "n": 1})
+        );
+    }
+
+    #[test]
+    fn large_bodies_are_cut_with_size() {
+        let big = vec![b'a'; KEPT_BODY_BYTES + 10];
+        let (v, size) = kept_body(&big);
+        assert_eq!(size, Some(KEPT_BODY_BYTES + 10));
+        assert_eq!(v.as_str().map(str::len), Some(KEPT_BODY_BYTES));
+    }
+}

@@ -1,0 +1,380 @@
+//! Every sled call lives here. One database, typed trees:
+//!
+//! | tree       | key                           | value                      |
+//! |------------|-------------------------------|----------------------------|
+//! | `events`   | event id (time-ordered)       | [`Event`] as JSON          |
+//! | `runs`     | run id (time-ordered)         | [`Run`] as JSON            |
+//! | `queue`    | due time (ms, big-endian) ++ run id | empty                |
+//! | `state`    | workflow `\0` key             | JSON value (`state_set`)   |
+//! | `versions` | workflow version hash         | the workflow's source      |
+//!
+//! Ids sort by creation time, so "newest first" is a reverse range scan and a
+//! cursor is simply the last id seen. Durability goes through one flusher
+//! thread that serves every waiter with a single `flush` (group commit).
+
+use crate::record::{Event, EventId, Outcome, Run, RunId, RunStatus, Timestamp};
+use serde_json::Value;
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::Tree;
+use std::path::Path;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+const EVENTS: &str = "events";
+const RUNS: &str = "runs";
+const QUEUE: &str = "queue";
+const STATE: &str = "state";
+const VERSIONS: &str = "versions";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store: record {key} cannot be read: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("store: flushing to disk failed: {0}")]
+    Flush(String),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// Handle to the store; cheap to clone (sled trees are reference-counted).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    events: Tree,
+    runs: Tree,
+    queue: Tree,
+    state: Tree,
+    versions: Tree,
+    flusher: mpsc::Sender<oneshot::Sender<std::result::Result<(), String>>>,
+}
+
+/// Filters of a run listing.
+#[derive(Debug, Default, Clone)]
+pub struct RunQuery {
+    pub workflow: Option<String>,
+    pub status: Option<RunStatus>,
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+/// Filters of an event listing.
+#[derive(Debug, Default, Clone)]
+pub struct EventQuery {
+    pub workflow: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+/// One page of a listing: the items and the cursor for the next page.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_before: Option<String>,
+}
+
+/// A queue entry: a run due at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub due: Timestamp,
+    pub run_id: RunId,
+}
+
+impl QueueEntry {
+    fn key(&self) -> Vec<u8> {
+        let mut k = self.due.0.to_be_bytes().to_vec();
+        k.extend_from_slice(self.run_id.as_str().as_bytes());
+        k
+    }
+
+    fn from_key(k: &[u8]) -> Option<Self> {
+        let (due, id) = k.split_at_checked(8)?;
+        let due = u64::from_be_bytes(due.try_into().ok()?);
+        Some(QueueEntry {
+            due: Timestamp(due),
+            run_id: RunId(String::from_utf8(id.to_vec()).ok()?),
+        })
+    }
+}
+
+impl Store {
+    /// Open (or create) the store in `dir`, with sled's page cache bounded
+    /// to `cache_mb`.
+    pub fn open(dir: &Path, cache_mb: u64) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
+            // Durability is ours: the group-commit flusher below decides
+            // when data reaches the disk, not a background timer.
+            .flush_every_ms(None)
+            .open()?;
+        Self::from_db(db)
+    }
+
+    /// A store that lives in a temporary folder and is removed on drop
+    /// (used by `hookflow test` and `hookflow run`).
+    pub fn temporary() -> Result<Store> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Self::from_db(db)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Store> {
+        let (tx, rx) = mpsc::channel::<oneshot::Sender<std::result::Result<(), String>>>();
+        let flush_db = db.clone();
+        std::thread::Builder::new()
+            .name("hookflow-flush".into())
+            .spawn(move || group_commit(flush_db, rx))
+            .map_err(|e| StoreError::Flush(format!("cannot start the flusher thread: {e}")))?;
+        Ok(Store {
+            events: db.open_tree(EVENTS)?,
+            runs: db.open_tree(RUNS)?,
+            queue: db.open_tree(QUEUE)?,
+            state: db.open_tree(STATE)?,
+            versions: db.open_tree(VERSIONS)?,
+            db,
+            flusher: tx,
+        })
+    }
+
+    /// Wait until everything written so far is on disk. Concurrent callers
+    /// share one flush.
+    pub async fn flush(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.flusher
+            .send(tx)
+            .map_err(|_| StoreError::Flush("the flusher thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Flush("the flusher thread has stopped".into()))?
+            .map_err(StoreError::Flush)
+    }
+
+    /// Write an event with its new runs and their queue entries in one
+    /// transaction. The caller flushes before answering the sender.
+    pub fn insert_event(&self, event: &Event, runs: &[Run]) -> Result<()> {
+        let event_bytes = to_bytes(event);
+        let run_bytes: Vec<(RunId, Vec<u8>, Vec<u8>)> = runs
+            .iter()
+            .map(|r| {
+                let entry = QueueEntry {
+                    due: r.created_at,
+                    run_id: r.id.clone(),
+                };
+                (r.id.clone(), to_bytes(r), entry.key())
+            })
+            .collect();
+        (&self.events, &self.runs, &self.queue)
+            .transaction(|(events, runs, queue)| {
+                events.insert(event.id.as_str().as_bytes(), event_bytes.as_slice())?;
+                for (id, bytes, qkey) in &run_bytes {
+                    runs.insert(id.as_str().as_bytes(), bytes.as_slice())?;
+                    queue.insert(qkey.as_slice(), &[] as &[u8])?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(()) => StoreError::Flush("transaction aborted".into()),
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })
+    }
+
+    pub fn save_run(&self, run: &Run) -> Result<()> {
+        self.runs.insert(run.id.as_str().as_bytes(), to_bytes(run))?;
+        Ok(())
+    }
+
+    pub fn save_event(&self, event: &Event) -> Result<()> {
+        self.events.insert(event.id.as_str().as_bytes(), to_bytes(event))?;
+        Ok(())
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<Run>> {
+        self.runs.get(id.as_bytes())?.map(|b| from_bytes(id, &b)).transpose()
+    }
+
+    pub fn event(&self, id: &str) -> Result<Option<Event>> {
+        self.events.get(id.as_bytes())?.map(|b| from_bytes(id, &b)).transpose()
+    }
+
+    pub fn event_by_id(&self, id: &EventId) -> Result<Option<Event>> {
+        self.event(id.as_str())
+    }
+
+    pub fn list_runs(&self, q: &RunQuery) -> Result<Page<Run>> {
+        // Cheap byte checks skip most non-matching records before the JSON
+        // is parsed; the parsed record is then checked exactly.
+        let wf_needle = q.workflow.as_ref().map(|w| format!("\"workflow\":{}", Value::from(w.as_str())));
+        let st_needle = q.status.map(|s| format!("\"status\":\"{}\"", s.as_str()));
+        list(&self.runs, q.before.as_deref(), q.limit, |key, bytes| {
+            if !contains(bytes, wf_needle.as_deref()) || !contains(bytes, st_needle.as_deref()) {
+                return Ok(None);
+            }
+            let run: Run = from_bytes(key, bytes)?;
+            let keep = q.workflow.as_ref().is_none_or(|w| &run.workflow == w)
+                && q.status.is_none_or(|s| run.status == s);
+            Ok(keep.then_some(run))
+        })
+    }
+
+    pub fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
+        let oc_needle = q.outcome.map(|o| format!("\"outcome\":\"{}\"", o.as_str()));
+        list(&self.events, q.before.as_deref(), q.limit, |key, bytes| {
+            if !contains(bytes, oc_needle.as_deref()) {
+                return Ok(None);
+            }
+            let event: Event = from_bytes(key, bytes)?;
+            let keep = q.outcome.is_none_or(|o| event.outcome == o)
+                && q.workflow.as_ref().is_none_or(|w| event.workflows.contains(w));
+            Ok(keep.then_some(event))
+        })
+    }
+
+    // --- queue -----------------------------------------------------------
+
+    pub fn enqueue(&self, entry: &QueueEntry) -> Result<()> {
+        self.queue.insert(entry.key(), &[] as &[u8])?;
+        Ok(())
+    }
+
+    pub fn dequeue(&self, entry: &QueueEntry) -> Result<()> {
+        self.queue.remove(entry.key())?;
+        Ok(())
+    }
+
+    /// Queue entries in due order, starting with the earliest.
+    pub fn queue_entries(&self) -> impl Iterator<Item = Result<QueueEntry>> + '_ {
+        self.queue.iter().keys().filter_map(|k| match k {
+            Ok(k) => QueueEntry::from_key(&k).map(Ok),
+            Err(e) => Some(Err(StoreError::from(e))),
+        })
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    // --- workflow state and versions ----------------------------------------
+
+    pub fn state(&self) -> StateStore {
+        StateStore {
+            tree: self.state.clone(),
+        }
+    }
+
+    pub fn put_version(&self, hash: &str, source: &str) -> Result<()> {
+        if !self.versions.contains_key(hash.as_bytes())? {
+            self.versions.insert(hash.as_bytes(), source.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    pub fn version(&self, hash: &str) -> Result<Option<String>> {
+        Ok(self
+            .versions
+            .get(hash.as_bytes())?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// The per-workflow key/value store behind `state_get` / `state_set`.
+#[derive(Clone)]
+pub struct StateStore {
+    tree: Tree,
+}
+
+impl StateStore {
+    fn key(workflow: &str, key: &str) -> Vec<u8> {
+        let mut k = workflow.as_bytes().to_vec();
+        k.push(0);
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+
+    pub fn get(&self, workflow: &str, key: &str) -> Result<Option<Value>> {
+        let k = Self::key(workflow, key);
+        self.tree
+            .get(&k)?
+            .map(|b| from_bytes(key, &b))
+            .transpose()
+    }
+
+    pub fn set(&self, workflow: &str, key: &str, value: &Value) -> Result<()> {
+        let k = Self::key(workflow, key);
+        if value.is_null() {
+            self.tree.remove(k)?;
+        } else {
+            self.tree.insert(k, to_bytes(value))?;
+        }
+        Ok(())
+    }
+}
+
+fn group_commit(db: sled::Db, rx: mpsc::Receiver<oneshot::Sender<std::result::Result<(), String>>>) {
+    // Block for the first waiter, then take everyone who queued up while we
+    // waited: they are all covered by the one flush that follows.
+    while let Ok(first) = rx.recv() {
+        let mut waiters = vec![first];
+        waiters.extend(rx.try_iter());
+        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: Option<&str>) -> bool {
+    match needle {
+        None => true,
+        Some(n) => haystack.windows(n.len()).any(|w| w == n.as_bytes()),
+    }
+}
+
+fn list<T>(
+    tree: &Tree,
+    before: Option<&str>,
+    limit: usize,
+    mut keep: impl FnMut(&str, &[u8]) -> Result<Option<T>>,
+) -> Result<Page<T>> {
+    let limit = limit.max(1);
+    let iter = match before {
+        Some(b) => tree.range(..b.as_bytes().to_vec()),
+        None => tree.iter(),
+    };
+    let mut items = Vec::new();
+    let mut last_key = None;
+    for entry in iter.rev() {
+        let (k, v) = entry?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        if let Some(item) = keep(&key, &v)? {
+            if items.len() == limit {
+                return Ok(Page {
+                    items,
+                    next_before: last_key,
+                });
+            }
+            items.push(item);
+            last_key = Some(key);
+        }
+    }
+    Ok(Page {
+        items,
+        next_before: None,
+    })
+}
+
+fn to_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records are plain data and always serialize")
+}
+
+fn from_bytes<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
