@@ -1,6 +1,56 @@
+//! # hookflow
+//!
+//! A webhook-to-workflow engine: webhooks come in on `/hooks/<path>`, are
+//! verified and matched against YAML workflows, and each match becomes a run
+//! whose steps filter, transform (Rhai) and forward (HTTP). Every event, run
+//! and step result is kept in an embedded sled store and served by `/api`.
+//!
+//! ## Layout
+//!
+//! Modules are listed ground floor first; each may use those before it and
+//! never those after.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`record`] | stored data: `Event`, `Run`, `StepRecord`, `Attempt`, ids, statuses |
+//! | [`signature`] | signature schemes: pure verification over raw bytes |
+//! | [`jsonpath`] | RFC 9535 queries, parsed once |
+//! | [`store`] | every sled call: events, runs, queue, state, versions; group commit |
+//! | [`script`] | the sandboxed Rhai engine and its helper functions |
+//! | [`expr`] | `{{ }}` templates and conditions |
+//! | [`step`] | `filter`, `transform`, `http` |
+//! | [`workflow`] | YAML → checked, compiled `Workflow`; the registry of loaded workflows |
+//! | [`run`] | the executor (one run, step by step) and the worker pool |
+//! | [`inbound`] | deciding what an inbound request is, and storing it durably |
+//! | [`http`] | the router: hooks, API, health |
+//! | [`server`], [`cli`], [`config`] | wiring and the command line |
+//!
+//! ## Life of an event
+//!
+//! 1. `POST /hooks/<path>` → [`http::hooks`] reads the body within the size
+//!    limit → [`inbound::classify`]: path, method, signature, body, `when`.
+//! 2. [`inbound::Inbox::accept`] writes the event, its runs and their queue
+//!    entries in one sled transaction and waits for the group-commit flush;
+//!    only then does the sender get `202`.
+//! 3. [`run::worker::dispatch`] claims due queue entries, bounded by a
+//!    semaphore, and hands each to [`run::executor::Executor::execute`].
+//! 4. The executor walks the steps from the first unfinished one, skipping
+//!    those whose `if` is false, and saves the run after each step.
+//! 5. A retryable `http` failure re-queues the run at its next attempt time;
+//!    otherwise the run ends `succeeded`, `filtered` or `failed`.
+//! 6. [`http::api`] lists runs and events newest first with a cursor.
+
+pub mod cli;
+pub mod config;
+pub mod expr;
+pub mod http;
+pub mod inbound;
 pub mod jsonpath;
 pub mod record;
-pub mod workflow;
-pub mod store;
+pub mod run;
 pub mod script;
-pub mod expr;
+pub mod server;
+pub mod signature;
+pub mod step;
+pub mod store;
+pub mod workflow;

@@ -1,1 +1,52 @@
-fn main(){}
+//! `hookflow`: clap → `cli::<command>` → exit code.
+
+use clap::Parser;
+use hookflow::cli::{self, Cli, Command};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                cli::EXIT_USAGE
+            } else {
+                cli::EXIT_OK
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    init_logging();
+    let code = match cli.command {
+        Command::Validate(args) => cli::validate::run(args),
+        Command::Serve(config) => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("hookflow: cannot start the async runtime: {e}");
+                    std::process::exit(1);
+                }
+            };
+            match runtime.block_on(cli::serve::run(config)) {
+                Ok(()) => cli::EXIT_OK,
+                Err(e) => {
+                    eprintln!("hookflow serve: {e:#}");
+                    1
+                }
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -36,14 +36,29 @@ pub enum Op {
 }
 
 const OPERATORS: &[&str] = &[
-    "eq", "ne", "gt", "gte", "lt", "lte", "in", "exists", "contains", "starts_with", "ends_with", "matches",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "exists",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "matches",
 ];
 const WORDS: &[&str] = &["all", "any", "not", "expr"];
 
 impl Condition {
     /// Compile a condition, adding every problem found to `problems`.
     /// Returns `None` when anything was wrong.
-    pub fn compile(node: &Spanned<YNode>, engine: &Engine, problems: &mut Vec<Problem>) -> Option<Condition> {
+    pub fn compile(
+        node: &Spanned<YNode>,
+        engine: &Engine,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Condition> {
         let before = problems.len();
         let cond = compile_map(node, engine, problems);
         (problems.len() == before).then_some(cond)
@@ -84,7 +99,10 @@ fn compile_map(node: &Spanned<YNode>, engine: &Engine, problems: &mut Vec<Proble
         problem(
             problems,
             node.pos,
-            format!("a condition is a mapping of JSONPath queries to tests, found {}", node.value.kind()),
+            format!(
+                "a condition is a mapping of JSONPath queries to tests, found {}",
+                node.value.kind()
+            ),
         );
         return Condition::All(Vec::new());
     };
@@ -93,13 +111,26 @@ fn compile_map(node: &Spanned<YNode>, engine: &Engine, problems: &mut Vec<Proble
         match key.value.as_str() {
             "all" | "any" => {
                 let YNode::Seq(items) = &value.value else {
-                    problem(problems, value.pos, format!("`{}` takes a list of conditions", key.value));
+                    problem(
+                        problems,
+                        value.pos,
+                        format!("`{}` takes a list of conditions", key.value),
+                    );
                     continue;
                 };
-                let cs = items.iter().map(|i| compile_map(i, engine, problems)).collect();
-                all.push(if key.value == "all" { Condition::All(cs) } else { Condition::Any(cs) });
+                let cs = items
+                    .iter()
+                    .map(|i| compile_map(i, engine, problems))
+                    .collect();
+                all.push(if key.value == "all" {
+                    Condition::All(cs)
+                } else {
+                    Condition::Any(cs)
+                });
             }
-            "not" => all.push(Condition::Not(Box::new(compile_map(value, engine, problems)))),
+            "not" => all.push(Condition::Not(Box::new(compile_map(
+                value, engine, problems,
+            )))),
             "expr" => match &value.value {
                 YNode::String(src) => match engine.compile_expression(src) {
                     Ok(e) => all.push(Condition::Expr(e)),
@@ -109,7 +140,14 @@ fn compile_map(node: &Spanned<YNode>, engine: &Engine, problems: &mut Vec<Proble
                         format!("invalid `expr` (Rhai, column {}): {}", e.col, e.message),
                     ),
                 },
-                other => problem(problems, value.pos, format!("`expr` takes a Rhai expression as text, found {}", other.kind())),
+                other => problem(
+                    problems,
+                    value.pos,
+                    format!(
+                        "`expr` takes a Rhai expression as text, found {}",
+                        other.kind()
+                    ),
+                ),
             },
             k if k.starts_with('$') => match JsonPath::parse(k) {
                 Ok(path) => {
@@ -171,7 +209,11 @@ fn compile_ops(node: &Spanned<YNode>, problems: &mut Vec<Problem>) -> Vec<Op> {
             "exists" => match json {
                 Value::Bool(b) => Op::Exists(b),
                 _ => {
-                    problem(problems, arg.pos, "`exists` takes true or false".to_string());
+                    problem(
+                        problems,
+                        arg.pos,
+                        "`exists` takes true or false".to_string(),
+                    );
                     continue;
                 }
             },
@@ -188,7 +230,11 @@ fn compile_ops(node: &Spanned<YNode>, problems: &mut Vec<Problem>) -> Vec<Op> {
                 Some(s) => match Regex::new(&s) {
                     Ok(re) => Op::Matches(re),
                     Err(e) => {
-                        problem(problems, arg.pos, format!("invalid regex: {}", one_line(&e.to_string())));
+                        problem(
+                            problems,
+                            arg.pos,
+                            format!("invalid regex: {}", one_line(&e.to_string())),
+                        );
                         continue;
                     }
                 },
@@ -198,14 +244,22 @@ fn compile_ops(node: &Spanned<YNode>, problems: &mut Vec<Problem>) -> Vec<Op> {
                 let hint = crate::workflow::yaml::did_you_mean(other, OPERATORS.iter().copied())
                     .map(|w| format!("did you mean `{w}`?"))
                     .unwrap_or_else(|| format!("operators are: {}", OPERATORS.join(", ")));
-                problem(problems, name.pos, format!("unknown operator `{other}`; {hint}"));
+                problem(
+                    problems,
+                    name.pos,
+                    format!("unknown operator `{other}`; {hint}"),
+                );
                 continue;
             }
         };
         ops.push(op);
     }
     if entries.is_empty() {
-        problem(problems, node.pos, "a test needs an operator, e.g. `{ eq: value }`".to_string());
+        problem(
+            problems,
+            node.pos,
+            "a test needs an operator, e.g. `{ eq: value }`".to_string(),
+        );
     }
     ops
 }
@@ -219,9 +273,13 @@ fn one_line(s: &str) -> String {
 pub fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => num_cmp(x, y) == Some(Ordering::Equal),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -291,20 +349,38 @@ mod tests {
         let ctx = json!({"event": {"type": "payment_intent.succeeded", "amount": 2000, "cur": "usd",
             "tags": ["a", "b"], "nothing": null, "desc": "full refund", "f": 1000.0}});
         assert!(holds("$.event.type: payment_intent.succeeded", &ctx));
-        assert!(holds("$.event.amount: { gte: 1000, lte: 2000, gt: 1999, lt: 2001, ne: 5 }", &ctx));
+        assert!(holds(
+            "$.event.amount: { gte: 1000, lte: 2000, gt: 1999, lt: 2001, ne: 5 }",
+            &ctx
+        ));
         assert!(!holds("$.event.amount: { gt: 2000 }", &ctx));
         assert!(holds("$.event.f: 1000", &ctx));
         assert!(holds("$.event.cur: { in: [usd, eur] }", &ctx));
         assert!(!holds("$.event.cur: { in: [gbp] }", &ctx));
         assert!(holds("$.event.nothing: { exists: true }", &ctx));
         assert!(holds("$.event.missing: { exists: false }", &ctx));
-        assert!(holds("$.event.desc: { contains: refund, starts_with: full, ends_with: fund }", &ctx));
+        assert!(holds(
+            "$.event.desc: { contains: refund, starts_with: full, ends_with: fund }",
+            &ctx
+        ));
         assert!(holds("$.event.tags: { contains: b }", &ctx));
-        assert!(holds("$.event.type: { matches: '^payment_.*\\.succeeded$' }", &ctx));
-        assert!(holds("any: [ {$.event.cur: eur}, {$.event.cur: usd} ]", &ctx));
-        assert!(!holds("all: [ {$.event.cur: eur}, {$.event.cur: usd} ]", &ctx));
+        assert!(holds(
+            "$.event.type: { matches: '^payment_.*\\.succeeded$' }",
+            &ctx
+        ));
+        assert!(holds(
+            "any: [ {$.event.cur: eur}, {$.event.cur: usd} ]",
+            &ctx
+        ));
+        assert!(!holds(
+            "all: [ {$.event.cur: eur}, {$.event.cur: usd} ]",
+            &ctx
+        ));
         assert!(holds("not: { $.event.cur: eur }", &ctx));
-        assert!(holds("expr: 'event.amount >= 1000 && event.type.starts_with(\"payment_\")'", &ctx));
+        assert!(holds(
+            "expr: 'event.amount >= 1000 && event.type.starts_with(\"payment_\")'",
+            &ctx
+        ));
     }
 
     #[test]
@@ -320,9 +396,14 @@ mod tests {
 
     #[test]
     fn reports_every_problem_with_positions() {
-        let problems = cond("$.a[: 1\nfoo: 2\n$.b: { gtt: 1 }\n$.c: { matches: '(' }\nexpr: 'a +'\n").expect_err("bad");
+        let problems =
+            cond("$.a[: 1\nfoo: 2\n$.b: { gtt: 1 }\n$.c: { matches: '(' }\nexpr: 'a +'\n")
+                .expect_err("bad");
         let lines: Vec<usize> = problems.iter().map(|p| p.pos.line).collect();
         assert_eq!(lines, vec![1, 2, 3, 4, 5], "{problems:?}");
-        assert!(problems[2].message.contains("did you mean `gt`"), "{problems:?}");
+        assert!(
+            problems[2].message.contains("did you mean `gt`"),
+            "{problems:?}"
+        );
     }
 }

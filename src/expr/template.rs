@@ -19,7 +19,11 @@ enum UrlSlot {
 }
 
 /// Everything but the unreserved characters of RFC 3986.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -98,11 +102,18 @@ impl Template {
             }
             let inner_start = start + 2;
             let len = find_close(&rest[inner_start..]).ok_or_else(|| {
-                TemplateError(format!("`{{{{` at offset {} has no closing `}}}}`", text.len() - rest.len() + start))
+                TemplateError(format!(
+                    "`{{{{` at offset {} has no closing `}}}}`",
+                    text.len() - rest.len() + start
+                ))
             })?;
             let inner = &rest[inner_start..inner_start + len];
             let expr = compile_expr(inner, env)?;
-            let slot = if url { url_slot(&url_so_far) } else { UrlSlot::Raw };
+            let slot = if url {
+                url_slot(&url_so_far)
+            } else {
+                UrlSlot::Raw
+            };
             if url && slot == UrlSlot::Raw {
                 url_so_far.push_str(if url_so_far.is_empty() { "x://h" } else { "h" });
             } else {
@@ -221,14 +232,18 @@ fn compile_expr(inner: &str, env: &mut TemplateEnv) -> Result<Expr, TemplateErro
         let raw = raw.trim();
         let has_fallback = i + 1 < raw_alts.len();
         if raw.is_empty() {
-            return Err(TemplateError(format!("empty expression in `{{{{{inner}}}}}`")));
+            return Err(TemplateError(format!(
+                "empty expression in `{{{{{inner}}}}}`"
+            )));
         }
         if raw.starts_with('$') {
             let path = JsonPath::parse(raw).map_err(|e| TemplateError(e.to_string()))?;
             alts.push(Alt::Path(path));
         } else if let Some(name) = raw.strip_prefix("env.") {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(TemplateError(format!("`{raw}` is not a valid environment variable name")));
+                return Err(TemplateError(format!(
+                    "`{raw}` is not a valid environment variable name"
+                )));
             }
             match env.env.get(name) {
                 Some(value) => {
@@ -293,7 +308,9 @@ impl ValueTemplate {
         match self {
             ValueTemplate::Lit(v) => v.clone(),
             ValueTemplate::Str(t) => t.render_value(ctx),
-            ValueTemplate::Array(items) => Value::Array(items.iter().map(|i| i.render(ctx)).collect()),
+            ValueTemplate::Array(items) => {
+                Value::Array(items.iter().map(|i| i.render(ctx)).collect())
+            }
             ValueTemplate::Object(entries) => Value::Object(
                 entries
                     .iter()
@@ -310,39 +327,103 @@ mod tests {
     use serde_json::json;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |n| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
+        move |n| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     fn compile(text: &str) -> Result<Template, TemplateError> {
         let env = env_of(&[("TOKEN", "s3cr3t"), ("BASE", "https://api.example.com")]);
         let mut secrets = Vec::new();
-        Template::compile(text, &mut TemplateEnv { env: &env, secrets: &mut secrets })
+        Template::compile(
+            text,
+            &mut TemplateEnv {
+                env: &env,
+                secrets: &mut secrets,
+            },
+        )
     }
 
     fn compile_url(text: &str) -> Template {
         let env = env_of(&[("BASE", "https://api.example.com/v1")]);
         let mut secrets = Vec::new();
-        Template::compile_url(text, &mut TemplateEnv { env: &env, secrets: &mut secrets }).expect("valid")
+        Template::compile_url(
+            text,
+            &mut TemplateEnv {
+                env: &env,
+                secrets: &mut secrets,
+            },
+        )
+        .expect("valid")
     }
 
     #[test]
     fn whole_value_and_text() {
         let ctx = json!({"event": {"id": "evt_1", "n": 5, "o": {"a": [1, 2]}, "tags": [{"t": "x"}, {"t": "y"}]}});
-        assert_eq!(compile("{{ $.event.o }}").expect("ok").render_value(&ctx), json!({"a": [1, 2]}));
-        assert_eq!(compile("n={{ $.event.n }} o={{$.event.o}}").expect("ok").render_value(&ctx), json!("n=5 o={\"a\":[1,2]}"));
-        assert_eq!(compile("{{ $.event.missing }}").expect("ok").render_value(&ctx), Value::Null);
-        assert_eq!(compile("{{ $.event.tags[*].t }}").expect("ok").render_value(&ctx), json!(["x", "y"]));
-        assert_eq!(compile("plain").expect("ok").render_value(&ctx), json!("plain"));
+        assert_eq!(
+            compile("{{ $.event.o }}").expect("ok").render_value(&ctx),
+            json!({"a": [1, 2]})
+        );
+        assert_eq!(
+            compile("n={{ $.event.n }} o={{$.event.o}}")
+                .expect("ok")
+                .render_value(&ctx),
+            json!("n=5 o={\"a\":[1,2]}")
+        );
+        assert_eq!(
+            compile("{{ $.event.missing }}")
+                .expect("ok")
+                .render_value(&ctx),
+            Value::Null
+        );
+        assert_eq!(
+            compile("{{ $.event.tags[*].t }}")
+                .expect("ok")
+                .render_value(&ctx),
+            json!(["x", "y"])
+        );
+        assert_eq!(
+            compile("plain").expect("ok").render_value(&ctx),
+            json!("plain")
+        );
     }
 
     #[test]
     fn fallbacks_and_env() {
         let ctx = json!({"event": {"id": "evt_1"}});
-        assert_eq!(compile("{{ env.NOPE ?? \"dflt\" }}").expect("ok").render_value(&ctx), json!("dflt"));
-        assert_eq!(compile("{{ env.TOKEN ?? \"dflt\" }}").expect("ok").render_value(&ctx), json!("s3cr3t"));
-        assert_eq!(compile("{{ $.event.nope ?? $.event.id }}").expect("ok").render_value(&ctx), json!("evt_1"));
-        assert_eq!(compile("{{ $.event.nope ?? 42 }}").expect("ok").render_value(&ctx), json!(42));
-        assert_eq!(compile("{{ $.event.nope ?? 'a}}b' }}").expect("ok").render_value(&ctx), json!("a}}b"));
+        assert_eq!(
+            compile("{{ env.NOPE ?? \"dflt\" }}")
+                .expect("ok")
+                .render_value(&ctx),
+            json!("dflt")
+        );
+        assert_eq!(
+            compile("{{ env.TOKEN ?? \"dflt\" }}")
+                .expect("ok")
+                .render_value(&ctx),
+            json!("s3cr3t")
+        );
+        assert_eq!(
+            compile("{{ $.event.nope ?? $.event.id }}")
+                .expect("ok")
+                .render_value(&ctx),
+            json!("evt_1")
+        );
+        assert_eq!(
+            compile("{{ $.event.nope ?? 42 }}")
+                .expect("ok")
+                .render_value(&ctx),
+            json!(42)
+        );
+        assert_eq!(
+            compile("{{ $.event.nope ?? 'a}}b' }}")
+                .expect("ok")
+                .render_value(&ctx),
+            json!("a}}b")
+        );
         let err = compile("{{ env.NOPE }}").expect_err("unset");
         assert!(err.0.contains("`NOPE` is not set"), "{err}");
         assert!(compile("{{ $.a[ }}").is_err());
@@ -354,16 +435,36 @@ mod tests {
     fn secrets_are_noted() {
         let env = env_of(&[("TOKEN", "s3cr3t")]);
         let mut secrets = Vec::new();
-        Template::compile("Bearer {{ env.TOKEN }}", &mut TemplateEnv { env: &env, secrets: &mut secrets }).expect("ok");
+        Template::compile(
+            "Bearer {{ env.TOKEN }}",
+            &mut TemplateEnv {
+                env: &env,
+                secrets: &mut secrets,
+            },
+        )
+        .expect("ok");
         assert_eq!(secrets, vec!["s3cr3t".to_string()]);
     }
 
     #[test]
     fn url_components_are_encoded() {
         let ctx = json!({"event": {"id": "a/b c?d", "host": "h.example.com"}});
-        assert_eq!(compile_url("https://x.test/orders/{{ $.event.id }}?q={{ $.event.id }}").render_text(&ctx), "https://x.test/orders/a%2Fb%20c%3Fd?q=a%2Fb%20c%3Fd");
-        assert_eq!(compile_url("{{ env.BASE }}/orders/{{ $.event.id }}").render_text(&ctx), "https://api.example.com/v1/orders/a%2Fb%20c%3Fd");
-        assert_eq!(compile_url("https://{{ $.event.host }}/x").render_text(&ctx), "https://h.example.com/x");
-        assert_eq!(compile_url("{{ env.BASE }}").render_text(&ctx), "https://api.example.com/v1");
+        assert_eq!(
+            compile_url("https://x.test/orders/{{ $.event.id }}?q={{ $.event.id }}")
+                .render_text(&ctx),
+            "https://x.test/orders/a%2Fb%20c%3Fd?q=a%2Fb%20c%3Fd"
+        );
+        assert_eq!(
+            compile_url("{{ env.BASE }}/orders/{{ $.event.id }}").render_text(&ctx),
+            "https://api.example.com/v1/orders/a%2Fb%20c%3Fd"
+        );
+        assert_eq!(
+            compile_url("https://{{ $.event.host }}/x").render_text(&ctx),
+            "https://h.example.com/x"
+        );
+        assert_eq!(
+            compile_url("{{ env.BASE }}").render_text(&ctx),
+            "https://api.example.com/v1"
+        );
     }
 }

@@ -36,7 +36,9 @@ impl Timestamp {
 
     pub fn parse(s: &str) -> Option<Self> {
         let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok()?;
-        Some(Timestamp(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64))
+        Some(Timestamp(
+            t.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64
+        ))
     }
 }
 
@@ -178,9 +180,10 @@ impl StepStatus {
     pub fn is_done(self) -> bool {
         match self {
             StepStatus::Succeeded | StepStatus::Filtered | StepStatus::Skipped => true,
-            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying | StepStatus::Failed => {
-                false
-            }
+            StepStatus::Pending
+            | StepStatus::Running
+            | StepStatus::Retrying
+            | StepStatus::Failed => false,
         }
     }
 }

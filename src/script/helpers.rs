@@ -98,7 +98,9 @@ pub(super) fn register(e: &mut rhai::Engine) {
         mac.update(msg.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     });
-    e.register_fn("sha256", |msg: &str| hex::encode(Sha256::digest(msg.as_bytes())));
+    e.register_fn("sha256", |msg: &str| {
+        hex::encode(Sha256::digest(msg.as_bytes()))
+    });
     e.register_fn("base64_encode", |s: &str| {
         base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
     });
@@ -135,8 +137,14 @@ mod tests {
             eval("hmac_sha256(\"Jefe\", \"what do ya want for nothing?\")"),
             json!("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
         );
-        assert_eq!(eval("sha256(\"abc\")"), json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
-        assert_eq!(eval("base64_decode(base64_encode(\"hi there\"))"), json!("hi there"));
+        assert_eq!(
+            eval("sha256(\"abc\")"),
+            json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(
+            eval("base64_decode(base64_encode(\"hi there\"))"),
+            json!("hi there")
+        );
         assert_eq!(eval("url_encode(\"a b&c\")"), json!("a%20b%26c"));
         assert_eq!(eval("parse_json(\"{\\\"a\\\":[1,2]}\").a[1]"), json!(2));
         assert_eq!(eval("to_json(#{a: 1})"), json!("{\"a\":1}"));

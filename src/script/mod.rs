@@ -154,7 +154,10 @@ impl Engine {
     }
 
     pub fn compile_expression(&self, source: &str) -> Result<Expression, CompileError> {
-        let ast = self.inner.compile_expression(source).map_err(compile_error)?;
+        let ast = self
+            .inner
+            .compile_expression(source)
+            .map_err(compile_error)?;
         Ok(Expression {
             engine: self.clone(),
             ast: Arc::new(ast),
@@ -188,12 +191,10 @@ impl Engine {
         let result = self.inner.eval_ast_with_scope::<Dynamic>(&mut scope, ast);
         let call = CALL.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
         let logs = call.map(|c| c.logs).unwrap_or_default();
-        let result = result
-            .map_err(|e| eval_error(&e))
-            .and_then(|d| {
-                rhai::serde::from_dynamic::<Value>(&d)
-                    .map_err(|e| format!("the script's value cannot be turned into JSON: {e}"))
-            });
+        let result = result.map_err(|e| eval_error(&e)).and_then(|d| {
+            rhai::serde::from_dynamic::<Value>(&d)
+                .map_err(|e| format!("the script's value cannot be turned into JSON: {e}"))
+        });
         ScriptOutcome { result, logs }
     }
 }
@@ -250,7 +251,10 @@ mod tests {
         let s = engine
             .compile_script("let o = event.data; log(`amount ${o.amount}`); #{ text: `Paid ${o.amount / 100} ${o.currency.to_upper()}` }")
             .expect("compiles");
-        let out = s.run(&json!({"event": {"data": {"amount": 2000, "currency": "usd"}}}), None);
+        let out = s.run(
+            &json!({"event": {"data": {"amount": 2000, "currency": "usd"}}}),
+            None,
+        );
         assert_eq!(out.result.expect("runs"), json!({"text": "Paid 20 USD"}));
         assert_eq!(out.logs, vec!["amount 2000"]);
     }
@@ -258,7 +262,9 @@ mod tests {
     #[test]
     fn compile_errors_have_positions() {
         let engine = Engine::default();
-        let err = engine.compile_script("let a = 1;\nlet b = ;").expect_err("bad");
+        let err = engine
+            .compile_script("let a = 1;\nlet b = ;")
+            .expect_err("bad");
         assert_eq!(err.line, 2);
     }
 
@@ -274,8 +280,14 @@ mod tests {
         let out = s.run(&json!({}), None);
         assert!(out.result.expect_err("stopped").contains("wall-time"));
         assert!(started.elapsed() < Duration::from_secs(5));
-        let s = Engine::default().compile_script("let x = 0; loop { x += 1; }").expect("compiles");
-        assert!(s.run(&json!({}), None).result.expect_err("stopped").contains("limit"));
+        let s = Engine::default()
+            .compile_script("let x = 0; loop { x += 1; }")
+            .expect("compiles");
+        assert!(s
+            .run(&json!({}), None)
+            .result
+            .expect_err("stopped")
+            .contains("limit"));
     }
 
     #[test]
@@ -292,8 +304,13 @@ mod tests {
     #[test]
     fn expressions_must_be_boolean() {
         let engine = Engine::default();
-        let e = engine.compile_expression("event.n >= 3 && event.t.starts_with(\"pay\")").expect("ok");
-        assert_eq!(e.eval_bool(&json!({"event": {"n": 3, "t": "payment"}})), Ok(true));
+        let e = engine
+            .compile_expression("event.n >= 3 && event.t.starts_with(\"pay\")")
+            .expect("ok");
+        assert_eq!(
+            e.eval_bool(&json!({"event": {"n": 3, "t": "payment"}})),
+            Ok(true)
+        );
         let e = engine.compile_expression("event.n + 1").expect("ok");
         assert!(e.eval_bool(&json!({"event": {"n": 3}})).is_err());
     }

@@ -180,21 +180,29 @@ impl Store {
     }
 
     pub fn save_run(&self, run: &Run) -> Result<()> {
-        self.runs.insert(run.id.as_str().as_bytes(), to_bytes(run))?;
+        self.runs
+            .insert(run.id.as_str().as_bytes(), to_bytes(run))?;
         Ok(())
     }
 
     pub fn save_event(&self, event: &Event) -> Result<()> {
-        self.events.insert(event.id.as_str().as_bytes(), to_bytes(event))?;
+        self.events
+            .insert(event.id.as_str().as_bytes(), to_bytes(event))?;
         Ok(())
     }
 
     pub fn run(&self, id: &str) -> Result<Option<Run>> {
-        self.runs.get(id.as_bytes())?.map(|b| from_bytes(id, &b)).transpose()
+        self.runs
+            .get(id.as_bytes())?
+            .map(|b| from_bytes(id, &b))
+            .transpose()
     }
 
     pub fn event(&self, id: &str) -> Result<Option<Event>> {
-        self.events.get(id.as_bytes())?.map(|b| from_bytes(id, &b)).transpose()
+        self.events
+            .get(id.as_bytes())?
+            .map(|b| from_bytes(id, &b))
+            .transpose()
     }
 
     pub fn event_by_id(&self, id: &EventId) -> Result<Option<Event>> {
@@ -204,7 +212,10 @@ impl Store {
     pub fn list_runs(&self, q: &RunQuery) -> Result<Page<Run>> {
         // Cheap byte checks skip most non-matching records before the JSON
         // is parsed; the parsed record is then checked exactly.
-        let wf_needle = q.workflow.as_ref().map(|w| format!("\"workflow\":{}", Value::from(w.as_str())));
+        let wf_needle = q
+            .workflow
+            .as_ref()
+            .map(|w| format!("\"workflow\":{}", Value::from(w.as_str())));
         let st_needle = q.status.map(|s| format!("\"status\":\"{}\"", s.as_str()));
         list(&self.runs, q.before.as_deref(), q.limit, |key, bytes| {
             if !contains(bytes, wf_needle.as_deref()) || !contains(bytes, st_needle.as_deref()) {
@@ -225,7 +236,9 @@ impl Store {
             }
             let event: Event = from_bytes(key, bytes)?;
             let keep = q.outcome.is_none_or(|o| event.outcome == o)
-                && q.workflow.as_ref().is_none_or(|w| event.workflows.contains(w));
+                && q.workflow
+                    .as_ref()
+                    .is_none_or(|w| event.workflows.contains(w));
             Ok(keep.then_some(event))
         })
     }
@@ -298,10 +311,7 @@ impl StateStore {
 
     pub fn get(&self, workflow: &str, key: &str) -> Result<Option<Value>> {
         let k = Self::key(workflow, key);
-        self.tree
-            .get(&k)?
-            .map(|b| from_bytes(key, &b))
-            .transpose()
+        self.tree.get(&k)?.map(|b| from_bytes(key, &b)).transpose()
     }
 
     pub fn set(&self, workflow: &str, key: &str, value: &Value) -> Result<()> {
@@ -315,7 +325,10 @@ impl StateStore {
     }
 }
 
-fn group_commit(db: sled::Db, rx: mpsc::Receiver<oneshot::Sender<std::result::Result<(), String>>>) {
+fn group_commit(
+    db: sled::Db,
+    rx: mpsc::Receiver<oneshot::Sender<std::result::Result<(), String>>>,
+) {
     // Block for the first waiter, then take everyone who queued up while we
     // waited: they are all covered by the one flush that follows.
     while let Ok(first) = rx.recv() {

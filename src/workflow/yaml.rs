@@ -220,23 +220,39 @@ fn load_problem(e: &marked_yaml::LoadError) -> Problem {
         col: m.column(),
     };
     let (pos, message) = match e {
-        L::TopLevelMustBeMapping(m) => (at(m), "the file must be a mapping (`key: value` lines)".into()),
+        L::TopLevelMustBeMapping(m) => (
+            at(m),
+            "the file must be a mapping (`key: value` lines)".into(),
+        ),
         L::TopLevelMustBeSequence(m) => (at(m), "the file must be a list".into()),
-        L::UnexpectedAnchor(m) => (at(m), "YAML anchors and aliases are not supported; write the value out".into()),
+        L::UnexpectedAnchor(m) => (
+            at(m),
+            "YAML anchors and aliases are not supported; write the value out".into(),
+        ),
         L::MappingKeyMustBeScalar(m) => (at(m), "mapping keys must be plain text".into()),
         L::UnexpectedTag(m) => (at(m), "YAML tags (`!name`) are not supported".into()),
         L::ScanError(m, err) => (at(m), format!("YAML syntax error: {}", err.info())),
         L::DuplicateKey(inner) => {
             let first = inner.prev_key.span().start().map(at).unwrap_or_default();
             let pos = inner.key.span().start().map(at).unwrap_or_default();
-            (pos, format!("duplicate key `{}` (first written at line {})", inner.key.as_str(), first.line))
+            (
+                pos,
+                format!(
+                    "duplicate key `{}` (first written at line {})",
+                    inner.key.as_str(),
+                    first.line
+                ),
+            )
         }
     };
     Problem { pos, message }
 }
 
 /// The closest of `candidates` to `word`, when it is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
@@ -282,7 +298,10 @@ impl de::Error for Error {
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        Self::custom(format!("unknown value `{variant}`{}", hint(variant, expected)))
+        Self::custom(format!(
+            "unknown value `{variant}`{}",
+            hint(variant, expected)
+        ))
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -426,7 +445,12 @@ impl<'a> de::Deserializer<'a> for Deserializer<'a> {
     number!(deserialize_i32, visit_i32, i32, "a whole number");
     number!(deserialize_i64, visit_i64, i64, "a whole number");
     number!(deserialize_u8, visit_u8, u8, "a whole number from 0 to 255");
-    number!(deserialize_u16, visit_u16, u16, "a whole number from 0 to 65535");
+    number!(
+        deserialize_u16,
+        visit_u16,
+        u16,
+        "a whole number from 0 to 65535"
+    );
     number!(deserialize_u32, visit_u32, u32, "a positive whole number");
     number!(deserialize_u64, visit_u64, u64, "a positive whole number");
     number!(deserialize_f32, visit_f32, f32, "a number");
@@ -513,7 +537,10 @@ impl<'a> de::Deserializer<'a> for Deserializer<'a> {
                 .visit_enum(s.as_str().into_deserializer())
                 .map_err(|e: Error| e.at(self.node)),
             Node::Mapping(m) if m.len() == 1 => {
-                let (k, v) = m.iter().next().expect("a mapping of length one has an entry");
+                let (k, v) = m
+                    .iter()
+                    .next()
+                    .expect("a mapping of length one has an entry");
                 visitor
                     .visit_enum(Enum {
                         key: k.as_str(),
@@ -521,10 +548,7 @@ impl<'a> de::Deserializer<'a> for Deserializer<'a> {
                     })
                     .map_err(|e| e.at(self.node))
             }
-            _ => Err(self.fail(format!(
-                "expected exactly one of: {}",
-                variants.join(", ")
-            ))),
+            _ => Err(self.fail(format!("expected exactly one of: {}", variants.join(", ")))),
         }
     }
 
@@ -607,13 +631,19 @@ struct Map<'a, I> {
 impl<'a, I: Iterator<Item = (Node, &'a Node)>> MapAccess<'a> for Map<'a, I> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         let Some((key, value)) = self.entries.next() else {
             return Ok(None);
         };
         self.value = Some(value);
         // The key node is owned by this iterator step; give serde a copy of its text.
-        let text = key.as_scalar().map(|s| s.as_str().to_string()).unwrap_or_default();
+        let text = key
+            .as_scalar()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
         let pos = Pos::of(&key);
         seed.deserialize(KeyDeserializer { text, pos })
             .map(Some)
@@ -625,7 +655,8 @@ impl<'a, I: Iterator<Item = (Node, &'a Node)>> MapAccess<'a> for Map<'a, I> {
             .value
             .take()
             .ok_or_else(|| de::Error::custom("value requested before key"))?;
-        seed.deserialize(self.de.child(node)).map_err(|e| e.at(node))
+        seed.deserialize(self.de.child(node))
+            .map_err(|e| e.at(node))
     }
 }
 
@@ -637,7 +668,10 @@ struct Seq<'a, I> {
 impl<'a, I: Iterator<Item = &'a Node>> SeqAccess<'a> for Seq<'a, I> {
     type Error = Error;
 
-    fn next_element_seed<T: DeserializeSeed<'a>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'a>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         match self.items.next() {
             Some(node) => seed
                 .deserialize(self.de.child(node))
@@ -657,7 +691,10 @@ struct SpannedAccess<'a> {
 impl<'a> MapAccess<'a> for SpannedAccess<'a> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         let key = match self.state {
             0 => "$line",
             1 => "$col",
@@ -705,35 +742,47 @@ impl<'a> de::Deserializer<'a> for KeyDeserializer {
             ("$col", self.pos.col.to_string()),
         ];
         struct KeyAccess {
-            fields: std::vec::IntoIter<(&'static str, String)>,
+            fields: std::array::IntoIter<(&'static str, String), 2>,
             text: Option<String>,
             pending: Option<Result<usize, String>>,
         }
         impl<'a> MapAccess<'a> for KeyAccess {
             type Error = Error;
-            fn next_key_seed<K: DeserializeSeed<'a>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+            fn next_key_seed<K: DeserializeSeed<'a>>(
+                &mut self,
+                seed: K,
+            ) -> Result<Option<K::Value>, Error> {
                 if let Some((k, v)) = self.fields.next() {
                     self.pending = Some(Ok(v.parse().unwrap_or(0)));
-                    return seed.deserialize(de::value::BorrowedStrDeserializer::new(k)).map(Some);
+                    return seed
+                        .deserialize(de::value::BorrowedStrDeserializer::new(k))
+                        .map(Some);
                 }
                 match self.text.take() {
                     Some(t) => {
                         self.pending = Some(Err(t));
-                        seed.deserialize(de::value::BorrowedStrDeserializer::new("$value")).map(Some)
+                        seed.deserialize(de::value::BorrowedStrDeserializer::new("$value"))
+                            .map(Some)
                     }
                     None => Ok(None),
                 }
             }
-            fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, Error> {
+            fn next_value_seed<V: DeserializeSeed<'a>>(
+                &mut self,
+                seed: V,
+            ) -> Result<V::Value, Error> {
                 match self.pending.take() {
                     Some(Ok(n)) => seed.deserialize(n.into_deserializer()),
-                    Some(Err(text)) => seed.deserialize(KeyDeserializer { text, pos: Pos::default() }),
+                    Some(Err(text)) => seed.deserialize(KeyDeserializer {
+                        text,
+                        pos: Pos::default(),
+                    }),
                     None => Err(de::Error::custom("value requested before key")),
                 }
             }
         }
         visitor.visit_map(KeyAccess {
-            fields: fields.to_vec().into_iter(),
+            fields: fields.into_iter(),
             text: Some(self.text),
             pending: None,
         })
@@ -756,7 +805,10 @@ impl<'a> de::EnumAccess<'a> for Enum<'a> {
     type Error = Error;
     type Variant = Deserializer<'a>;
 
-    fn variant_seed<V: DeserializeSeed<'a>>(self, seed: V) -> Result<(V::Value, Self::Variant), Error> {
+    fn variant_seed<V: DeserializeSeed<'a>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self::Variant), Error> {
         let v = seed.deserialize(de::value::BorrowedStrDeserializer::<Error>::new(self.key))?;
         Ok((v, self.value))
     }
@@ -830,7 +882,8 @@ mod tests {
 
     #[test]
     fn reports_every_unknown_key_with_a_hint() {
-        let (_, problems) = from_str::<Doc>("nmae: x\nname: y\ncuont: 2\nlist:\n  - id: a\n    idd: b\n");
+        let (_, problems) =
+            from_str::<Doc>("nmae: x\nname: y\ncuont: 2\nlist:\n  - id: a\n    idd: b\n");
         let msgs: Vec<String> = problems
             .iter()
             .map(|p| format!("{}: {}", p.pos, p.message))
@@ -850,7 +903,11 @@ mod tests {
         let (_, problems) = from_str::<Doc>("name: x\ncount: lots\n");
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].pos, Pos { line: 2, col: 8 });
-        assert!(problems[0].message.contains("whole number"), "{:?}", problems[0]);
+        assert!(
+            problems[0].message.contains("whole number"),
+            "{:?}",
+            problems[0]
+        );
     }
 
     #[test]
@@ -860,6 +917,9 @@ mod tests {
         assert!(problems[0].message.contains("YAML syntax"), "{problems:?}");
         let (_, problems) = from_str::<Doc>("name: x\nname: y\n");
         assert_eq!(problems[0].pos.line, 2);
-        assert!(problems[0].message.contains("duplicate key"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("duplicate key"),
+            "{problems:?}"
+        );
     }
 }

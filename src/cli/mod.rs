@@ -1,0 +1,30 @@
+//! The command line: one file per subcommand, each returning an exit code
+//! (0 ok, 1 a check failed, 2 bad usage).
+
+pub mod serve;
+pub mod validate;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookflow",
+    version,
+    about = "Webhooks in, workflows out: verify, filter, transform with Rhai, forward over HTTP"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve webhooks, the API and the UI.
+    Serve(crate::config::ServeConfig),
+    /// Check workflow files; prints FILE:LINE:COL: message per problem.
+    Validate(validate::ValidateArgs),
+}
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_CHECK_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;

@@ -1,0 +1,87 @@
+//! `serve` settings, from flags and `HOOKFLOW_*` environment variables.
+
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "HOOKFLOW_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Folder of workflow files.
+    #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "./workflows")]
+    pub workflows: PathBuf,
+    /// Folder of Rhai scripts referenced with `file:`.
+    #[arg(long, env = "HOOKFLOW_SCRIPTS", default_value = "./scripts")]
+    pub scripts: PathBuf,
+    /// Folder of the sled store.
+    #[arg(long, env = "HOOKFLOW_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// Largest accepted inbound body (e.g. 1MiB, 512KiB, 65536).
+    #[arg(long, env = "HOOKFLOW_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
+    pub max_body: usize,
+    /// Runs executed at once.
+    #[arg(long, env = "HOOKFLOW_WORKERS", default_value_t = 64)]
+    pub workers: usize,
+    /// sled page cache bound, in MiB.
+    #[arg(long, env = "HOOKFLOW_CACHE_MB", default_value_t = 64)]
+    pub cache_mb: u64,
+    /// How long SIGTERM waits for running steps before leaving them queued.
+    #[arg(long, env = "HOOKFLOW_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub grace: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults with the given folders: for tests and embedding.
+    pub fn new(workflows: PathBuf, scripts: PathBuf, data: PathBuf) -> Self {
+        ServeConfig {
+            listen: "127.0.0.1:0".into(),
+            workflows,
+            scripts,
+            data,
+            max_body: 1024 * 1024,
+            workers: 64,
+            cache_mb: 64,
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|_| format!("`{s}` is not a duration; write e.g. 500ms, 10s, 5m, 24h or 7d"))
+}
+
+/// Bytes, optionally with a unit: `65536`, `512KiB`, `1MiB`, `1GiB` (KB/MB/GB
+/// mean the same powers of 1024 here).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size; write e.g. 1MiB or 65536"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        _ => return Err(format!("`{s}` has an unknown unit; use KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512kb"), Ok(512 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("1 parsec").is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! `/api/*`: workflows, events and runs as JSON (SPEC §8). Lists are newest
+//! first and answer `{"items": [...], "next_before": cursor-or-null}`.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::record::{Outcome, RunStatus};
+use crate::store::{EventQuery, RunQuery};
+use crate::workflow::registry::FileReport;
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/workflows", get(list_workflows))
+        .route("/api/workflows/{name}", get(get_workflow))
+        .route("/api/events", get(list_events))
+        .route("/api/events/{id}", get(get_event))
+        .route("/api/runs", get(list_runs))
+        .route("/api/runs/{id}", get(get_run))
+}
+
+fn workflow_json(f: &FileReport) -> Value {
+    json!({
+        "name": f.name,
+        "path": f.path,
+        "hook": f.path.as_deref().map(crate::inbound::hooks_path),
+        "file": f.file,
+        "enabled": f.enabled,
+        "status": f.status,
+        "errors": f.errors,
+        "version": f.version,
+    })
+}
+
+async fn list_workflows(State(state): State<AppState>) -> Json<Value> {
+    let reg = state.workflows.current();
+    let mut items: Vec<Value> = reg.files.iter().map(workflow_json).collect();
+    for (item, f) in items.iter_mut().zip(&reg.files) {
+        if let Some(w) = reg.by_name(&f.name).filter(|w| w.file == f.file) {
+            item["description"] = json!(w.description);
+            item["methods"] = json!(w.methods);
+        }
+    }
+    Json(Value::Array(items))
+}
+
+async fn get_workflow(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let reg = state.workflows.current();
+    let f = reg
+        .file(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no workflow named `{name}`")))?;
+    let mut v = workflow_json(f);
+    v["source"] = json!(f.source);
+    if let Some(w) = reg.by_name(&name).filter(|w| w.file == f.file) {
+        v["description"] = json!(w.description);
+        v["methods"] = json!(w.methods);
+        v["steps"] = json!(w
+            .steps
+            .iter()
+            .map(|s| json!({"id": s.id, "kind": s.action.kind()}))
+            .collect::<Vec<_>>());
+    }
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    workflow: Option<String>,
+    status: Option<String>,
+    outcome: Option<String>,
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+impl ListParams {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+    }
+
+    fn workflow(&self) -> Option<String> {
+        self.workflow.clone().filter(|w| !w.is_empty())
+    }
+}
+
+fn parse_filter<T>(
+    value: &Option<String>,
+    parse: fn(&str) -> Option<T>,
+    what: &str,
+    all: &[&str],
+) -> Result<Option<T>, ApiError> {
+    match value.as_deref() {
+        None | Some("") => Ok(None),
+        Some(s) => parse(s).map(Some).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown {what} `{s}`; use one of: {}",
+                all.join(", ")
+            ))
+        }),
+    }
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let q = RunQuery {
+        workflow: p.workflow(),
+        status: parse_filter(&p.status, RunStatus::parse, "status", &statuses)?,
+        before: p.before.clone().filter(|b| !b.is_empty()),
+        limit: p.limit(),
+    };
+    let store = state.store.clone();
+    let page = tokio::task::spawn_blocking(move || store.list_runs(&q))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("listing failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::store)?;
+    Ok(Json(
+        json!({ "items": page.items, "next_before": page.next_before }),
+    ))
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+    let q = EventQuery {
+        workflow: p.workflow(),
+        outcome: parse_filter(&p.outcome, Outcome::parse, "outcome", &outcomes)?,
+        before: p.before.clone().filter(|b| !b.is_empty()),
+        limit: p.limit(),
+    };
+    let store = state.store.clone();
+    let page = tokio::task::spawn_blocking(move || store.list_events(&q))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("listing failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::store)?;
+    Ok(Json(
+        json!({ "items": page.items, "next_before": page.next_before }),
+    ))
+}
+
+async fn get_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let event = state
+        .store
+        .event(&id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
+    Ok(Json(json!(event)))
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = state
+        .store
+        .run(&id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+    Ok(Json(json!(run)))
+}

@@ -1,0 +1,38 @@
+//! The HTTP surface: [`app`] builds the one router (hooks, API, health).
+//! One `router()` per resource file; handlers stay thin and call into
+//! `inbound`, `store` and `workflow`.
+
+pub mod api;
+pub mod error;
+pub mod hooks;
+
+use crate::inbound::Inbox;
+use crate::run::RunUpdate;
+use crate::store::Store;
+use crate::workflow::registry::Workflows;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Everything a handler may reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub inbox: Arc<Inbox>,
+    pub store: Store,
+    pub workflows: Arc<Workflows>,
+    pub max_body: usize,
+    pub updates: broadcast::Sender<RunUpdate>,
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .merge(hooks::router())
+        .merge(api::router())
+        .fallback(|| async { error::ApiError::not_found("not found") })
+        .with_state(state)
+}

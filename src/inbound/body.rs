@@ -1,0 +1,87 @@
+//! Turning an inbound body into the run context's `event` (SPEC §3.1): JSON
+//! as JSON, form fields as an object of strings, anything else as text.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Form,
+    Text,
+}
+
+pub fn kind(content_type: Option<&str>, body: &[u8]) -> BodyKind {
+    let mime = content_type
+        .and_then(|c| c.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    match mime.as_deref() {
+        Some("application/json") => BodyKind::Json,
+        Some(m) if m.ends_with("+json") => BodyKind::Json,
+        Some("application/x-www-form-urlencoded") => BodyKind::Form,
+        Some(_) => BodyKind::Text,
+        // No content type: a body that looks like JSON is taken as JSON.
+        None => match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') | Some(b'[')
+                if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() =>
+            {
+                BodyKind::Json
+            }
+            _ => BodyKind::Text,
+        },
+    }
+}
+
+/// Parse the body; the error says why it is not what its type claims.
+pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Value, String> {
+    match kind(content_type, body) {
+        BodyKind::Json => {
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Value::Null);
+            }
+            serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))
+        }
+        BodyKind::Form => {
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+                .map_err(|e| format!("body is not a valid form: {e}"))?;
+            let mut map = Map::new();
+            for (k, v) in pairs {
+                map.insert(k, Value::String(v));
+            }
+            Ok(Value::Object(map))
+        }
+        BodyKind::Text => match std::str::from_utf8(body) {
+            Ok(s) => Ok(Value::String(s.to_string())),
+            Err(_) => Err("body is not valid UTF-8 text".to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bodies_by_type() {
+        assert_eq!(
+            parse(Some("application/json; charset=utf-8"), b"{\"a\":1}"),
+            Ok(json!({"a": 1}))
+        );
+        assert_eq!(
+            parse(Some("application/vnd.api+json"), b"[1]"),
+            Ok(json!([1]))
+        );
+        assert_eq!(
+            parse(Some("application/x-www-form-urlencoded"), b"a=1&b=x+y%21"),
+            Ok(json!({"a": "1", "b": "x y!"}))
+        );
+        assert_eq!(parse(Some("text/plain"), b"hello"), Ok(json!("hello")));
+        assert_eq!(parse(None, b" {\"a\":1}"), Ok(json!({"a": 1})));
+        assert_eq!(parse(None, b"{not json"), Ok(json!("{not json")));
+        assert_eq!(parse(Some("application/json"), b""), Ok(Value::Null));
+        assert!(parse(Some("application/json"), b"{").is_err());
+        assert!(parse(Some("text/plain"), &[0xff, 0xfe]).is_err());
+        let deep = "[".repeat(10_000);
+        assert!(parse(Some("application/json"), deep.as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! Accepting an inbound webhook (SPEC §5). [`classify`] decides, purely,
+//! what a request is (unknown path, wrong method, bad signature, bad body,
+//! which workflows' `when` hold); [`Inbox::accept`] then writes the event
+//! and its runs in one transaction, waits for the flush, and only then
+//! answers — so a 2xx always means "on disk".
+
+pub mod body;
+
+use crate::record::{
+    Event, EventId, Outcome, Run, RunId, RunStatus, StepRecord, Timestamp, REDACTED,
+};
+use crate::run::{context, worker::Wake};
+use crate::store::{Store, StoreError};
+use crate::workflow::registry::{Registry, Workflows};
+use crate::workflow::Workflow;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// Headers that carry credentials: never stored as sent.
+const SENSITIVE_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "x-api-key",
+];
+
+/// An inbound request, as read off the wire.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub method: String,
+    /// The path under `/hooks`, e.g. `/stripe`.
+    pub hook_path: String,
+    pub headers: BTreeMap<String, String>,
+    pub query: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    pub source: Option<String>,
+}
+
+/// The answer to the sender.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// 202; `runs` is empty when no workflow's `when` held.
+    Accepted {
+        event_id: EventId,
+        runs: Vec<RunId>,
+    },
+    /// 200: the same dedupe key was seen within its window.
+    Duplicate {
+        event_id: EventId,
+        runs: Vec<RunId>,
+    },
+    /// 401 with the reason.
+    Rejected(String),
+    NotFound,
+    MethodNotAllowed(Vec<String>),
+    BadRequest(String),
+}
+
+/// What [`classify`] decided.
+#[derive(Debug)]
+pub enum Decision {
+    Answer(Answer),
+    Reject {
+        reason: String,
+        workflows: Vec<String>,
+    },
+    Store {
+        event: Box<Event>,
+        runs: Vec<Run>,
+    },
+}
+
+pub fn hooks_path(hook_path: &str) -> String {
+    format!("/hooks{hook_path}")
+}
+
+/// Decide what to do with a request. Pure but for the clock.
+pub fn classify(reg: &Registry, req: &Inbound, now: Timestamp) -> Decision {
+    let at_path: Vec<&Arc<Workflow>> = reg.at_path(&req.hook_path).filter(|w| w.enabled).collect();
+    if at_path.is_empty() {
+        return Decision::Answer(Answer::NotFound);
+    }
+    let with_method: Vec<&Arc<Workflow>> = at_path
+        .iter()
+        .copied()
+        .filter(|w| w.methods.contains(&req.method))
+        .collect();
+    if with_method.is_empty() {
+        let mut allowed: Vec<String> = at_path
+            .iter()
+            .flat_map(|w| w.methods.iter().cloned())
+            .collect();
+        allowed.sort();
+        allowed.dedup();
+        return Decision::Answer(Answer::MethodNotAllowed(allowed));
+    }
+
+    // Signatures are checked on the raw bytes, before the body is parsed.
+    let empty = Value::Null;
+    let mut verified = Vec::new();
+    let mut rejection = None;
+    for w in &with_method {
+        match &w.verify {
+            None => verified.push(*w),
+            Some(v) => {
+                let secret = v.secret.render_text(&empty);
+                match v
+                    .scheme
+                    .verify(secret.as_bytes(), &req.headers, &req.body, now.0 / 1000)
+                {
+                    Ok(()) => verified.push(*w),
+                    Err(reason) => {
+                        rejection
+                            .get_or_insert_with(|| (reason.to_string(), Vec::new()))
+                            .1
+                            .push(w.name.clone());
+                    }
+                }
+            }
+        }
+    }
+    if verified.is_empty() {
+        let (reason, workflows) =
+            rejection.unwrap_or_else(|| ("signature rejected".into(), Vec::new()));
+        return Decision::Reject { reason, workflows };
+    }
+
+    let body = match body::parse(
+        req.headers.get("content-type").map(String::as_str),
+        &req.body,
+    ) {
+        Ok(b) => b,
+        Err(e) => return Decision::Answer(Answer::BadRequest(e)),
+    };
+    let mut event = Event {
+        id: EventId::generate(),
+        received_at: now,
+        path: hooks_path(&req.hook_path),
+        method: req.method.clone(),
+        headers: stored_headers(&req.headers, &with_method),
+        query: req.query.clone(),
+        body,
+        body_size: req.body.len(),
+        outcome: Outcome::Accepted,
+        reason: None,
+        workflows: verified.iter().map(|w| w.name.clone()).collect(),
+        runs: Vec::new(),
+        source: req.source.clone(),
+    };
+    let mut runs = Vec::new();
+    let mut errors = Vec::new();
+    for w in &verified {
+        let holds = match &w.when {
+            None => true,
+            Some(c) => match c.eval(&context(&event, &w.name, None, 0, Map::new())) {
+                Ok(h) => h,
+                Err(e) => {
+                    warn!(workflow = %w.name, error = %e, "`when` could not be evaluated; no run created");
+                    errors.push(format!("{}: `when` failed: {e}", w.name));
+                    false
+                }
+            },
+        };
+        if holds {
+            runs.push(new_run(w, &event.id, now));
+        }
+    }
+    if runs.is_empty() {
+        event.outcome = Outcome::Unmatched;
+        event.reason = Some(if errors.is_empty() {
+            "no workflow's `when` held".to_string()
+        } else {
+            errors.join("; ")
+        });
+    }
+    event.runs = runs.iter().map(|r| r.id.clone()).collect();
+    Decision::Store {
+        event: Box::new(event),
+        runs,
+    }
+}
+
+/// A fresh run of `w` for an event, with every step pending.
+pub fn new_run(w: &Workflow, event_id: &EventId, now: Timestamp) -> Run {
+    Run {
+        id: RunId::generate(),
+        workflow: w.name.clone(),
+        workflow_version: w.version.clone(),
+        event_id: event_id.clone(),
+        status: RunStatus::Queued,
+        attempt: 0,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        duration_ms: None,
+        next_attempt_at: None,
+        replay_of: None,
+        replays: Vec::new(),
+        error: None,
+        steps: w
+            .steps
+            .iter()
+            .map(|s| StepRecord::pending(&s.id, s.action.kind()))
+            .collect(),
+    }
+}
+
+fn stored_headers(
+    headers: &BTreeMap<String, String>,
+    workflows: &[&Arc<Workflow>],
+) -> BTreeMap<String, String> {
+    let signature_headers: Vec<String> = workflows
+        .iter()
+        .filter_map(|w| w.verify.as_ref())
+        .flat_map(|v| v.scheme.signature_headers())
+        .collect();
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let hide = SENSITIVE_HEADERS.contains(&k.as_str()) || signature_headers.contains(k);
+            (
+                k.clone(),
+                if hide {
+                    REDACTED.to_string()
+                } else {
+                    v.clone()
+                },
+            )
+        })
+        .collect()
+}
+
+/// Performs what [`classify`] decided.
+pub struct Inbox {
+    pub store: Store,
+    pub workflows: Arc<Workflows>,
+    pub wake: Wake,
+    pub executor: Arc<crate::run::executor::Executor>,
+}
+
+impl Inbox {
+    pub async fn accept(&self, req: Inbound) -> Result<Answer, StoreError> {
+        let now = Timestamp::now();
+        let reg = self.workflows.current();
+        match classify(&reg, &req, now) {
+            Decision::Answer(a) => Ok(a),
+            Decision::Reject { reason, workflows } => {
+                info!(path = %req.hook_path, %reason, "webhook rejected");
+                let event = Event {
+                    id: EventId::generate(),
+                    received_at: now,
+                    path: hooks_path(&req.hook_path),
+                    method: req.method.clone(),
+                    headers: BTreeMap::new(),
+                    query: BTreeMap::new(),
+                    body: Value::Null,
+                    body_size: req.body.len(),
+                    outcome: Outcome::Rejected,
+                    reason: Some(reason.clone()),
+                    workflows,
+                    runs: Vec::new(),
+                    source: req.source.clone(),
+                };
+                self.store.save_event(&event)?;
+                Ok(Answer::Rejected(reason))
+            }
+            Decision::Store { event, runs } => {
+                self.store.insert_event(&event, &runs)?;
+                self.store.flush().await?;
+                if !runs.is_empty() {
+                    self.wake.notify();
+                }
+                for r in &runs {
+                    self.executor.publish(r);
+                }
+                Ok(Answer::Accepted {
+                    event_id: event.id,
+                    runs: event.runs,
+                })
+            }
+        }
+    }
+}

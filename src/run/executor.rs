@@ -1,0 +1,196 @@
+//! Executes one run: from its first unfinished step, one step at a time,
+//! saving the run after every step so a crash resumes exactly there. A step
+//! failure is recorded in the run; `Err` means the store itself failed.
+
+use super::{context, RunUpdate};
+use crate::record::{redact, redact_str, Run, RunStatus, StepRecord, StepStatus, Timestamp};
+use crate::step::{http::Sender, Action, Outcome, StepEnv};
+use crate::store::{QueueEntry, Store, StoreError};
+use crate::workflow::registry::Workflows;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::broadcast;
+use tracing::{info_span, warn, Instrument};
+
+pub struct Executor {
+    pub store: Store,
+    pub workflows: Arc<Workflows>,
+    pub http: Sender,
+    pub updates: broadcast::Sender<RunUpdate>,
+}
+
+impl Executor {
+    pub fn publish(&self, run: &Run) {
+        // No listener is the normal case; nothing to do about it.
+        let _ = self.updates.send(RunUpdate {
+            id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            status: run.status,
+            event_id: run.event_id.to_string(),
+        });
+    }
+
+    /// Execute the run behind a due queue entry and settle the entry.
+    pub async fn execute(&self, entry: &QueueEntry) -> Result<(), StoreError> {
+        let span = info_span!("run", run_id = %entry.run_id);
+        self.execute_inner(entry).instrument(span).await
+    }
+
+    async fn execute_inner(&self, entry: &QueueEntry) -> Result<(), StoreError> {
+        let Some(mut run) = self.store.run(entry.run_id.as_str())? else {
+            warn!("queued run is missing from the store; dropping its queue entry");
+            return self.store.dequeue(entry);
+        };
+        if run.status.is_final() {
+            return self.store.dequeue(entry);
+        }
+        let now = Timestamp::now();
+        let Some(event) = self.store.event_by_id(&run.event_id)? else {
+            let msg = format!("event {} is missing from the store", run.event_id);
+            self.finish(&mut run, RunStatus::Failed, Some(msg))?;
+            return self.store.dequeue(entry);
+        };
+        let wf = match self.workflows.version(&run.workflow_version) {
+            Ok(wf) => wf,
+            Err(e) => {
+                self.finish(&mut run, RunStatus::Failed, Some(e))?;
+                return self.store.dequeue(entry);
+            }
+        };
+        run.status = RunStatus::Running;
+        run.started_at.get_or_insert(now);
+        run.next_attempt_at = None;
+        self.store.save_run(&run)?;
+        self.publish(&run);
+
+        // Outputs of the steps finished before a crash or a retry wait.
+        let mut outputs = Map::new();
+        for s in &run.steps {
+            if let (StepStatus::Succeeded, Some(out)) = (s.status, &s.output) {
+                outputs.insert(s.id.clone(), out.clone());
+            }
+        }
+        let mut ctx = context(&event, &wf.name, Some(&run.id), run.attempt.max(1), outputs);
+        let env = StepEnv {
+            workflow: &wf.name,
+            state: self.store.state(),
+            http: &self.http,
+            secrets: &wf.secrets,
+        };
+
+        for step in &wf.steps {
+            let idx = match run.steps.iter().position(|r| r.id == step.id) {
+                Some(i) => i,
+                None => {
+                    run.steps
+                        .push(StepRecord::pending(&step.id, step.action.kind()));
+                    run.steps.len() - 1
+                }
+            };
+            if run.steps[idx].status.is_done() {
+                continue;
+            }
+            let is_http = matches!(step.action, Action::Http(_));
+            run.attempt = if is_http {
+                run.steps[idx].attempts.len() as u32 + 1
+            } else {
+                1
+            };
+            let rec = &mut run.steps[idx];
+            rec.status = StepStatus::Running;
+            rec.started_at.get_or_insert(Timestamp::now());
+            if let Some(r) = ctx.get_mut("run") {
+                r["attempt"] = Value::from(run.attempt);
+            }
+            let clock = Instant::now();
+            let outcome = step.run(&ctx, &env, rec).await;
+            rec.duration_ms = Some(if is_http {
+                rec.attempts.iter().map(|a| a.duration_ms).sum()
+            } else {
+                clock.elapsed().as_millis() as u64
+            });
+            for line in &mut rec.logs {
+                redact_str(line, &wf.secrets);
+            }
+            let ended = match outcome {
+                Outcome::Succeeded(mut v) => {
+                    redact(&mut v, &wf.secrets);
+                    rec.status = StepStatus::Succeeded;
+                    rec.error = None;
+                    rec.output = Some(v.clone());
+                    if let Some(Value::Object(steps)) = ctx.get_mut("steps") {
+                        steps.insert(step.id.clone(), v);
+                    }
+                    None
+                }
+                Outcome::Skipped => {
+                    rec.status = StepStatus::Skipped;
+                    None
+                }
+                Outcome::Filtered => {
+                    rec.status = StepStatus::Filtered;
+                    rec.output = Some(Value::Bool(false));
+                    Some((RunStatus::Filtered, None))
+                }
+                Outcome::Failed(mut e) => {
+                    redact_str(&mut e, &wf.secrets);
+                    rec.status = StepStatus::Failed;
+                    rec.error = Some(e.clone());
+                    Some((RunStatus::Failed, Some(e)))
+                }
+                Outcome::Retry { mut error, at } => {
+                    redact_str(&mut error, &wf.secrets);
+                    rec.status = StepStatus::Retrying;
+                    rec.error = Some(error);
+                    run.status = RunStatus::Retrying;
+                    run.next_attempt_at = Some(at);
+                    // New entry first: a crash in between leaves a spare
+                    // entry (harmless: the run is not due before `at`),
+                    // never no entry.
+                    self.store.save_run(&run)?;
+                    self.store.enqueue(&QueueEntry {
+                        due: at,
+                        run_id: run.id.clone(),
+                    })?;
+                    self.store.dequeue(entry)?;
+                    self.store.flush().await?;
+                    self.publish(&run);
+                    return Ok(());
+                }
+            };
+            if let Some((status, error)) = ended {
+                self.finish(&mut run, status, error)?;
+                if is_http {
+                    self.store.flush().await?;
+                }
+                return self.store.dequeue(entry);
+            }
+            self.store.save_run(&run)?;
+            if is_http {
+                // A delivered request must not be sent again after a crash.
+                self.store.flush().await?;
+            }
+            self.publish(&run);
+        }
+        self.finish(&mut run, RunStatus::Succeeded, None)?;
+        self.store.dequeue(entry)
+    }
+
+    fn finish(
+        &self,
+        run: &mut Run,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        run.status = status;
+        run.error = error;
+        run.next_attempt_at = None;
+        run.finished_at = Some(now);
+        run.duration_ms = Some(now.millis_since(run.started_at.unwrap_or(now)));
+        self.store.save_run(run)?;
+        self.publish(run);
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! `run(config, listener, shutdown)`: open the store, load the workflows,
+//! start the workers, serve HTTP until `shutdown` resolves, then drain.
+//! `main` and the integration tests share this one entry point.
+
+use crate::config::ServeConfig;
+use crate::http::{app, AppState};
+use crate::inbound::Inbox;
+use crate::run::executor::Executor;
+use crate::run::worker::{self, Wake};
+use crate::script::Engine;
+use crate::step::http::Sender;
+use crate::store::Store;
+use crate::workflow::registry::{self, Registry, Workflows};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tracing::{info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open the store in {path}: {source}")]
+    Store {
+        path: String,
+        source: crate::store::StoreError,
+    },
+    #[error("{0}")]
+    Setup(String),
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Load every workflow under the configured folder and log its problems.
+pub fn load_workflows(config: &ServeConfig, engine: &Engine) -> Registry {
+    let files = match registry::workflow_files(std::slice::from_ref(&config.workflows)) {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(folder = %config.workflows.display(), error = %e, "cannot read the workflows folder; serving no workflows");
+            Vec::new()
+        }
+    };
+    let reg = registry::load(
+        &files,
+        &crate::expr::template::ProcessEnv,
+        &config.scripts,
+        engine,
+    );
+    for f in &reg.files {
+        match f.status {
+            registry::FileStatus::Loaded => {
+                info!(workflow = %f.name, path = ?f.path, version = ?f.version, "workflow loaded")
+            }
+            registry::FileStatus::Invalid => {
+                for e in &f.errors {
+                    warn!(workflow = %f.name, "invalid workflow: {e}");
+                }
+            }
+        }
+    }
+    reg
+}
+
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let store =
+        Store::open(&config.data, config.cache_mb).map_err(|source| ServerError::Store {
+            path: config.data.display().to_string(),
+            source,
+        })?;
+    let engine = Engine::default();
+    let workflows = Arc::new(Workflows::new(store.clone(), engine.clone()));
+    workflows
+        .replace(load_workflows(&config, &engine))
+        .map_err(|e| ServerError::Setup(format!("cannot record workflow versions: {e}")))?;
+    let (updates, _) = broadcast::channel(1024);
+    let executor = Arc::new(Executor {
+        store: store.clone(),
+        workflows: Arc::clone(&workflows),
+        http: Sender::live().map_err(ServerError::Setup)?,
+        updates: updates.clone(),
+    });
+    let wake = Wake::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dispatcher = tokio::spawn(worker::dispatch(
+        Arc::clone(&executor),
+        config.workers,
+        wake.clone(),
+        stop_rx,
+        config.grace,
+    ));
+    let inbox = Arc::new(Inbox {
+        store: store.clone(),
+        workflows: Arc::clone(&workflows),
+        wake: wake.clone(),
+        executor: Arc::clone(&executor),
+    });
+    let state = AppState {
+        inbox,
+        store: store.clone(),
+        workflows,
+        max_body: config.max_body,
+        updates,
+    };
+    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    info!(%addr, queued = store.queue_len(), "hookflow is listening");
+    let served = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    info!("stopping: no new requests; letting running steps finish");
+    let _ = stop_tx.send(true);
+    let _ = dispatcher.await;
+    if let Err(e) = store.flush().await {
+        warn!(error = %e, "final flush failed");
+    }
+    served.map_err(ServerError::Serve)
+}

@@ -1,0 +1,535 @@
+//! The `http` step. Three phases, so that dry runs, test mocks and
+//! benchmarks reuse the same code: [`HttpAction::prepare`] renders the
+//! request (pure), [`Sender::send`] performs it (the only I/O), and
+//! [`decide`] turns the answer into an [`Outcome`] (pure).
+
+use super::{Outcome, StepEnv};
+use crate::expr::template::{value_text, Template, ValueTemplate};
+use crate::record::{
+    kept_body, redact, redact_str, Attempt, AttemptRequest, AttemptResponse, StepRecord, Timestamp,
+};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub use crate::workflow::spec::BodyFormat;
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The most of a response body a step reads; the rest is dropped.
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct HttpAction {
+    pub step_id: String,
+    pub method: reqwest::Method,
+    pub url: Template,
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<ValueTemplate>,
+    pub format: BodyFormat,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub success: Vec<StatusRange>,
+    pub follow_redirects: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Every attempt counts, the first included.
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 6,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A status or a class of statuses (`2xx`) that counts as success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl StatusRange {
+    pub fn parse(s: &str) -> Option<StatusRange> {
+        let s = s.trim();
+        if let Some(class) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
+            let d: u16 = class.parse().ok().filter(|d| (1..=5).contains(d))?;
+            return Some(StatusRange {
+                lo: d * 100,
+                hi: d * 100 + 99,
+            });
+        }
+        let n: u16 = s.parse().ok().filter(|n| (100..=599).contains(n))?;
+        Some(StatusRange { lo: n, hi: n })
+    }
+
+    fn contains(&self, status: u16) -> bool {
+        (self.lo..=self.hi).contains(&status)
+    }
+}
+
+/// A rendered request, ready to send.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub method: reqwest::Method,
+    pub url: reqwest::Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+    pub follow_redirects: bool,
+}
+
+impl Prepared {
+    /// The request as a step record keeps it, secrets blanked out.
+    pub fn record(&self, secrets: &[String]) -> AttemptRequest {
+        let (mut body, body_size) = kept_body(&self.body);
+        redact(&mut body, secrets);
+        let mut url = self.url.to_string();
+        redact_str(&mut url, secrets);
+        let headers = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let mut v = v.clone();
+                redact_str(&mut v, secrets);
+                (k.clone(), v)
+            })
+            .collect();
+        AttemptRequest {
+            method: self.method.to_string(),
+            url,
+            headers,
+            body,
+            body_size,
+        }
+    }
+}
+
+/// A received response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl HttpAction {
+    /// Render the request for this run context. Pure: nothing is sent.
+    pub fn prepare(&self, ctx: &Value, idempotency_key: &str) -> Result<Prepared, String> {
+        let url_text = self.url.render_text(ctx);
+        let mut url = reqwest::Url::parse(&url_text)
+            .map_err(|e| format!("the url `{url_text}` is not valid: {e}"))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(format!(
+                "the url `{url_text}` must start with http:// or https://"
+            ));
+        }
+        if !self.query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, t) in &self.query {
+                pairs.append_pair(k, &t.render_text(ctx));
+            }
+        }
+        let mut headers = Vec::with_capacity(self.headers.len() + 2);
+        for (name, t) in &self.headers {
+            let value = t.render_text(ctx);
+            if value.contains(['\r', '\n']) {
+                return Err(format!(
+                    "header `{name}` would contain a line break; nothing was sent"
+                ));
+            }
+            if reqwest::header::HeaderValue::from_str(&value).is_err() {
+                return Err(format!(
+                    "header `{name}` has characters a header cannot carry; nothing was sent"
+                ));
+            }
+            headers.push((name.clone(), value));
+        }
+        let has =
+            |h: &[(String, String)], n: &str| h.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+        if !has(&headers, IDEMPOTENCY_KEY) {
+            headers.push(("Idempotency-Key".to_string(), idempotency_key.to_string()));
+        }
+        let mut body = Vec::new();
+        if let Some(t) = &self.body {
+            let value = t.render(ctx);
+            let content_type = match self.format {
+                BodyFormat::Json => {
+                    body = serde_json::to_vec(&value)
+                        .map_err(|e| format!("body cannot be written as JSON: {e}"))?;
+                    "application/json"
+                }
+                BodyFormat::Form => {
+                    let Value::Object(fields) = &value else {
+                        return Err(format!(
+                            "a form body must be a mapping of fields, the body is {}",
+                            kind(&value)
+                        ));
+                    };
+                    let pairs: Vec<(&str, String)> = fields
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), value_text(v)))
+                        .collect();
+                    body = serde_urlencoded::to_string(pairs)
+                        .map_err(|e| format!("body cannot be form-encoded: {e}"))?
+                        .into_bytes();
+                    "application/x-www-form-urlencoded"
+                }
+                BodyFormat::Text => {
+                    body = value_text(&value).into_bytes();
+                    "text/plain; charset=utf-8"
+                }
+            };
+            if !has(&headers, "content-type") {
+                headers.push(("Content-Type".to_string(), content_type.to_string()));
+            }
+        }
+        Ok(Prepared {
+            method: self.method.clone(),
+            url,
+            headers,
+            body,
+            timeout: self.timeout,
+            follow_redirects: self.follow_redirects,
+        })
+    }
+
+    pub(super) async fn run(
+        &self,
+        ctx: &Value,
+        env: &StepEnv<'_>,
+        record: &mut StepRecord,
+    ) -> Outcome {
+        let run_id = ctx
+            .pointer("/run/id")
+            .and_then(Value::as_str)
+            .unwrap_or("run");
+        let key = format!("{run_id}.{}", self.step_id);
+        let prepared = match self.prepare(ctx, &key) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let n = record.attempts.len() as u32 + 1;
+        let started_at = Timestamp::now();
+        let clock = Instant::now();
+        let result = env.http.send(&self.step_id, &prepared).await;
+        let duration_ms = clock.elapsed().as_millis() as u64;
+        let mut attempt = Attempt {
+            n,
+            started_at,
+            duration_ms,
+            request: prepared.record(env.secrets),
+            response: None,
+            error: None,
+        };
+        let outcome = decide(&result, n, &self.retry, &self.success, Timestamp::now());
+        match &result {
+            Ok(resp) => {
+                let (mut body, body_size) = kept_body(&resp.body);
+                redact(&mut body, env.secrets);
+                attempt.response = Some(AttemptResponse {
+                    status: resp.status,
+                    headers: resp.headers.clone(),
+                    body,
+                    body_size,
+                });
+                if let Outcome::Failed(e) | Outcome::Retry { error: e, .. } = &outcome {
+                    attempt.error = Some(e.clone());
+                }
+            }
+            Err(e) => attempt.error = Some(e.clone()),
+        }
+        record.attempts.push(attempt);
+        match outcome {
+            Outcome::Succeeded(mut v) => {
+                redact(&mut v, env.secrets);
+                Outcome::Succeeded(v)
+            }
+            other => other,
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Decide what an answer (or a failure to get one) means for the step.
+pub fn decide(
+    result: &Result<Response, String>,
+    attempt: u32,
+    policy: &RetryPolicy,
+    success: &[StatusRange],
+    now: Timestamp,
+) -> Outcome {
+    let (error, retry_after) = match result {
+        Ok(resp) if success.iter().any(|r| r.contains(resp.status)) => {
+            return Outcome::Succeeded(output(resp))
+        }
+        Ok(resp) => {
+            let retryable = matches!(resp.status, 408 | 429 | 500..=599);
+            let error = format!("HTTP {}", resp.status);
+            if !retryable {
+                return Outcome::Failed(error);
+            }
+            (error, retry_after(&resp.headers, now))
+        }
+        Err(e) => (e.clone(), None),
+    };
+    if attempt >= policy.attempts {
+        let error = if policy.attempts > 1 {
+            format!("{error} (gave up after {attempt} attempts)")
+        } else {
+            error
+        };
+        return Outcome::Failed(error);
+    }
+    let delay = retry_after.unwrap_or_else(|| backoff(policy, attempt));
+    Outcome::Retry {
+        error,
+        at: now.plus(delay),
+    }
+}
+
+/// Exponential backoff with full jitter: a uniformly random delay up to
+/// `backoff * 2^(attempt-1)`, capped at `max_backoff`.
+pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = policy.backoff.saturating_mul(
+        1u32.checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX),
+    );
+    let cap = exp.min(policy.max_backoff);
+    let ms = cap.as_millis() as u64;
+    Duration::from_millis(fastrand::u64(0..=ms))
+}
+
+/// `Retry-After` as seconds or an HTTP date, bounded to a day.
+fn retry_after(headers: &BTreeMap<String, String>, now: Timestamp) -> Option<Duration> {
+    let v = headers.get("retry-after")?.trim();
+    let d = if let Ok(secs) = v.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = httpdate::parse_http_date(v).ok()?;
+        let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+        Duration::from_millis(at_ms.saturating_sub(now.0))
+    };
+    Some(d.min(Duration::from_secs(86_400)))
+}
+
+fn output(resp: &Response) -> Value {
+    let body = if resp.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&resp.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&resp.body).into_owned()))
+    };
+    let headers: Map<String, Value> = resp
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    serde_json::json!({ "status": resp.status, "headers": headers, "body": body })
+}
+
+/// Sends prepared requests: through the shared keep-alive clients, or not
+/// at all (a dry run shows the request it would have sent).
+#[derive(Clone)]
+pub enum Sender {
+    Live {
+        plain: reqwest::Client,
+        follow: reqwest::Client,
+    },
+    /// Answers every request with a canned response per step id (and
+    /// `200` with an empty body for steps it has no answer for).
+    Canned(std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<Response>>>>),
+}
+
+impl Sender {
+    pub fn live() -> Result<Sender, String> {
+        let build = |policy| {
+            reqwest::Client::builder()
+                .redirect(policy)
+                .user_agent(concat!("hookflow/", env!("CARGO_PKG_VERSION")))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        };
+        Ok(Sender::Live {
+            plain: build(reqwest::redirect::Policy::none())?,
+            follow: build(reqwest::redirect::Policy::limited(10))?,
+        })
+    }
+
+    pub async fn send(&self, step_id: &str, p: &Prepared) -> Result<Response, String> {
+        match self {
+            Sender::Live { plain, follow } => {
+                let client = if p.follow_redirects { follow } else { plain };
+                let mut req = client
+                    .request(p.method.clone(), p.url.clone())
+                    .timeout(p.timeout);
+                for (k, v) in &p.headers {
+                    req = req.header(k, v);
+                }
+                if !p.body.is_empty() {
+                    req = req.body(p.body.clone());
+                }
+                let mut resp = req.send().await.map_err(|e| describe(&e, p.timeout))?;
+                let status = resp.status().as_u16();
+                let headers = resp
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect();
+                let mut body = Vec::new();
+                while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e, p.timeout))? {
+                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                        break;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Response {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+            Sender::Canned(answers) => {
+                let mut answers = answers
+                    .lock()
+                    .map_err(|_| "canned answers poisoned".to_string())?;
+                match answers.get_mut(step_id) {
+                    Some(list) if list.len() > 1 => Ok(list.remove(0)),
+                    Some(list) if !list.is_empty() => Ok(list[0].clone()),
+                    _ => Ok(Response {
+                        status: 200,
+                        headers: BTreeMap::new(),
+                        body: Vec::new(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {}", humantime::format_duration(timeout));
+    }
+    // reqwest's own message hides the cause ("error sending request"); the
+    // chain says what actually happened (refused, DNS, TLS…).
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, headers: &[(&str, &str)]) -> Result<Response, String> {
+        Ok(Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: b"{\"ok\":true}".to_vec(),
+        })
+    }
+
+    #[test]
+    fn decides_success_retry_and_failure() {
+        let p = RetryPolicy {
+            attempts: 3,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+        };
+        let ok = [StatusRange::parse("2xx").expect("valid")];
+        let now = Timestamp(1_000_000);
+        match decide(&resp(201, &[]), 1, &p, &ok, now) {
+            Outcome::Succeeded(v) => assert_eq!(v["body"]["ok"], true),
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(
+            decide(&resp(400, &[]), 1, &p, &ok, now),
+            Outcome::Failed("HTTP 400".into())
+        );
+        assert!(matches!(
+            decide(&resp(503, &[]), 1, &p, &ok, now),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            decide(&Err("refused".into()), 2, &p, &ok, now),
+            Outcome::Retry { .. }
+        ));
+        assert_eq!(
+            decide(&resp(503, &[]), 3, &p, &ok, now),
+            Outcome::Failed("HTTP 503 (gave up after 3 attempts)".into())
+        );
+        assert_eq!(
+            decide(&resp(429, &[("retry-after", "7")]), 1, &p, &ok, now),
+            Outcome::Retry {
+                error: "HTTP 429".into(),
+                at: Timestamp(1_007_000)
+            }
+        );
+        let with_404 = [ok[0], StatusRange::parse("404").expect("valid")];
+        assert!(matches!(
+            decide(&resp(404, &[]), 1, &p, &with_404, now),
+            Outcome::Succeeded(_)
+        ));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            attempts: 10,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+        };
+        for _ in 0..50 {
+            let d1 = backoff(&p, 1);
+            assert!(d1 <= Duration::from_secs(1), "{d1:?}");
+            assert!(backoff(&p, 9) <= Duration::from_secs(10));
+        }
+    }
+
+    #[test]
+    fn status_ranges() {
+        assert_eq!(
+            StatusRange::parse("2xx"),
+            Some(StatusRange { lo: 200, hi: 299 })
+        );
+        assert_eq!(
+            StatusRange::parse("404"),
+            Some(StatusRange { lo: 404, hi: 404 })
+        );
+        assert_eq!(StatusRange::parse("9xx"), None);
+        assert_eq!(StatusRange::parse("abc"), None);
+    }
+}

@@ -1,0 +1,656 @@
+//! Checks a workflow file and builds the runtime [`Workflow`]. This is the
+//! only place that parses JSONPath, regexes, templates and Rhai, and that
+//! resolves `env` and `file:` references. It never stops at the first
+//! problem: every one is collected with its file, line and column.
+
+use super::spec::{HttpSpec, StepSpec, TransformSpec, VerifySpec, WorkflowSpec};
+use super::yaml::{self, Pos, Spanned, YNode};
+use super::{Dedupe, Verify, Workflow, DEFAULT_DEDUPE_WINDOW};
+use crate::expr::condition::Condition;
+use crate::expr::template::{EnvLookup, Template, TemplateEnv, ValueTemplate};
+use crate::script::Engine;
+use crate::signature::{self, Scheme};
+use crate::step::http::{HttpAction, RetryPolicy, StatusRange};
+use crate::step::{Action, Step};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+/// One problem in one file, printed as `FILE:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
+    }
+}
+
+/// Where `file:` scripts come from: the scripts folder, or a stored bundle.
+pub trait ScriptSource {
+    fn read(&self, name: &str) -> Result<String, String>;
+    /// Where a script's own problems are reported.
+    fn path_of(&self, name: &str) -> PathBuf;
+}
+
+/// Scripts read from a folder; names may not leave it.
+pub struct ScriptDir(pub PathBuf);
+
+impl ScriptSource for ScriptDir {
+    fn read(&self, name: &str) -> Result<String, String> {
+        let rel = Path::new(name);
+        if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(format!(
+                "script `{name}` must be a relative path inside the scripts folder"
+            ));
+        }
+        let path = self.0.join(rel);
+        std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("script file `{}` does not exist", path.display())
+            }
+            _ => format!("cannot read script file `{}`: {e}", path.display()),
+        })
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+/// The exact sources a workflow version was built from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Bundle {
+    pub file: PathBuf,
+    pub yaml: String,
+    pub scripts: BTreeMap<String, String>,
+}
+
+impl ScriptSource for Bundle {
+    fn read(&self, name: &str) -> Result<String, String> {
+        self.scripts
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("script `{name}` is not part of this workflow version"))
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        PathBuf::from("scripts").join(name)
+    }
+}
+
+impl Bundle {
+    pub fn version(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.yaml.as_bytes());
+        for (name, text) in &self.scripts {
+            h.update([0]);
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(text.as_bytes());
+        }
+        hex::encode(&h.finalize()[..8])
+    }
+}
+
+/// What compiling needs from outside.
+pub struct CompileEnv<'a> {
+    pub env: &'a dyn EnvLookup,
+    pub scripts: &'a dyn ScriptSource,
+    pub engine: &'a Engine,
+}
+
+struct Cx<'a, 'b> {
+    file: &'a Path,
+    text: &'a str,
+    env: &'a CompileEnv<'b>,
+    issues: Vec<Issue>,
+    secrets: Vec<String>,
+    scripts_used: BTreeMap<String, String>,
+}
+
+impl Cx<'_, '_> {
+    fn issue(&mut self, pos: Pos, message: impl Into<String>) {
+        self.issues.push(Issue {
+            file: self.file.to_path_buf(),
+            line: pos.line,
+            col: pos.col,
+            message: message.into(),
+        });
+    }
+
+    fn problems(&mut self, problems: Vec<yaml::Problem>) {
+        for p in problems {
+            self.issue(p.pos, p.message);
+        }
+    }
+
+    fn template(&mut self, s: &Spanned<String>, what: &str) -> Option<Template> {
+        let mut tenv = TemplateEnv {
+            env: self.env.env,
+            secrets: &mut self.secrets,
+        };
+        match Template::compile(&s.value, &mut tenv) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.issue(s.pos, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn url_template(&mut self, s: &Spanned<String>) -> Option<Template> {
+        let mut tenv = TemplateEnv {
+            env: self.env.env,
+            secrets: &mut self.secrets,
+        };
+        match Template::compile_url(&s.value, &mut tenv) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.issue(s.pos, format!("url: {e}"));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, s: &Option<Spanned<String>>, default: Duration, what: &str) -> Duration {
+        match s {
+            None => default,
+            Some(s) => {
+                match humantime::parse_duration(s.value.trim()) {
+                    Ok(d) => d,
+                    Err(_) => {
+                        self.issue(s.pos, format!("{what}: `{}` is not a duration; write e.g. 500ms, 10s, 5m, 24h or 7d", s.value));
+                        default
+                    }
+                }
+            }
+        }
+    }
+
+    fn condition(&mut self, node: &Spanned<YNode>) -> Option<Condition> {
+        let mut problems = Vec::new();
+        let c = Condition::compile(node, self.env.engine, &mut problems);
+        self.problems(problems);
+        c
+    }
+}
+
+/// Compile one workflow file. `file` is only used in messages and records.
+pub fn compile(file: &Path, text: &str, env: &CompileEnv) -> Result<Workflow, Vec<Issue>> {
+    let mut cx = Cx {
+        file,
+        text,
+        env,
+        issues: Vec::new(),
+        secrets: Vec::new(),
+        scripts_used: BTreeMap::new(),
+    };
+    if text.trim().is_empty() {
+        cx.issue(
+            Pos { line: 1, col: 1 },
+            "the file is empty; a workflow needs at least `trigger:`",
+        );
+        return Err(cx.issues);
+    }
+    let (spec, problems) = yaml::from_str::<WorkflowSpec>(text);
+    cx.problems(problems);
+    let Some(spec) = spec else {
+        return Err(cx.issues);
+    };
+    let built = build(&mut cx, spec);
+    match built {
+        Some(w) if cx.issues.is_empty() => Ok(w),
+        _ => {
+            cx.issues
+                .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+            cx.issues.dedup();
+            Err(cx.issues)
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn valid_step_id(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next().is_some_and(|c| c.is_ascii_lowercase())
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+}
+
+fn build(cx: &mut Cx, spec: WorkflowSpec) -> Option<Workflow> {
+    let name = match &spec.name {
+        Some(n) => {
+            if !valid_name(&n.value) {
+                cx.issue(
+                    n.pos,
+                    format!(
+                        "workflow name `{}` may only hold a-z, 0-9, `-` and `_`",
+                        n.value
+                    ),
+                );
+            }
+            n.value.clone()
+        }
+        None => {
+            let stem = cx
+                .file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !valid_name(&stem) {
+                cx.issue(Pos { line: 1, col: 1 }, format!("the file name `{stem}` is not a valid workflow name (a-z, 0-9, `-`, `_`); add `name:`"));
+            }
+            stem
+        }
+    };
+
+    let webhook = &spec.trigger.value.webhook.value;
+    let path = normalize_path(&webhook.path.value);
+    if !path_ok(&path) {
+        cx.issue(
+            webhook.path.pos,
+            format!(
+                "path `{}` may only hold letters, digits and `/ - _ .`",
+                webhook.path.value
+            ),
+        );
+    }
+    let methods = match &webhook.methods {
+        None => vec!["POST".to_string()],
+        Some(ms) => {
+            let mut out = Vec::new();
+            for m in ms {
+                let up = m.value.trim().to_ascii_uppercase();
+                if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&up.as_str()) {
+                    cx.issue(
+                        m.pos,
+                        format!(
+                            "method `{}` is not supported; use GET, POST, PUT, PATCH or DELETE",
+                            m.value
+                        ),
+                    );
+                } else if !out.contains(&up) {
+                    out.push(up);
+                }
+            }
+            if ms.is_empty() {
+                cx.issue(
+                    spec.trigger.value.webhook.pos,
+                    "methods: list at least one method",
+                );
+            }
+            out
+        }
+    };
+    let verify = webhook.verify.as_ref().and_then(|v| verify(cx, v));
+    let dedupe = webhook.dedupe.as_ref().and_then(|d| {
+        let key = cx.template(&d.value.key, "dedupe key");
+        let window = cx.duration(&d.value.window, DEFAULT_DEDUPE_WINDOW, "dedupe window");
+        Some(Dedupe { key: key?, window })
+    });
+    let when = spec
+        .trigger
+        .value
+        .when
+        .as_ref()
+        .and_then(|w| cx.condition(w));
+
+    if spec.steps.is_empty() {
+        cx.issue(
+            spec.trigger.pos,
+            "the workflow has no steps; add `steps:` with at least one step",
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut steps = Vec::new();
+    for s in &spec.steps {
+        let id = &s.value.id;
+        if !valid_step_id(&id.value) {
+            cx.issue(id.pos, format!("step id `{}` must start with a-z and hold only a-z, 0-9 and `_` (so `$.steps.{}` works)", id.value, id.value));
+        } else if !seen.insert(id.value.clone()) {
+            cx.issue(
+                id.pos,
+                format!("step id `{}` is used twice in this workflow", id.value),
+            );
+        }
+        if let Some(step) = step(cx, s) {
+            steps.push(step);
+        }
+    }
+
+    let bundle = Bundle {
+        file: cx.file.to_path_buf(),
+        yaml: cx.text.to_string(),
+        scripts: std::mem::take(&mut cx.scripts_used),
+    };
+    Some(Workflow {
+        name,
+        description: spec.description.clone(),
+        enabled: spec.enabled.unwrap_or(true),
+        file: cx.file.to_path_buf(),
+        version: bundle.version(),
+        bundle,
+        path,
+        methods,
+        verify,
+        dedupe,
+        when,
+        steps,
+        secrets: std::mem::take(&mut cx.secrets),
+    })
+}
+
+/// `stripe`, `/stripe/` and `/stripe` are the same path: `/stripe`.
+pub fn normalize_path(p: &str) -> String {
+    let trimmed = p.trim().trim_matches('/');
+    format!("/{trimmed}")
+}
+
+fn path_ok(p: &str) -> bool {
+    p.len() > 1
+        && !p.contains("//")
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
+}
+
+fn verify(cx: &mut Cx, v: &Spanned<VerifySpec>) -> Option<Verify> {
+    use super::spec::{HmacAlgorithm, HmacEncoding};
+    let tol = |cx: &mut Cx, t: &Option<Spanned<String>>| {
+        cx.duration(t, signature::DEFAULT_TOLERANCE, "tolerance")
+    };
+    let (scheme, secret) = match &v.value {
+        VerifySpec::Stripe(s) => (
+            Scheme::Stripe {
+                tolerance: tol(cx, &s.tolerance),
+            },
+            &s.secret,
+        ),
+        VerifySpec::Github(s) => (Scheme::Github, &s.secret),
+        VerifySpec::Shopify(s) => (Scheme::Shopify, &s.secret),
+        VerifySpec::Slack(s) => (
+            Scheme::Slack {
+                tolerance: tol(cx, &s.tolerance),
+            },
+            &s.secret,
+        ),
+        VerifySpec::Standard(s) => (
+            Scheme::Standard {
+                tolerance: tol(cx, &s.tolerance),
+            },
+            &s.secret,
+        ),
+        VerifySpec::Hmac(h) => (
+            Scheme::Hmac {
+                header: h.header.value.clone(),
+                algorithm: match h.algorithm.as_ref().map(|a| a.value) {
+                    Some(HmacAlgorithm::Sha1) => signature::Algorithm::Sha1,
+                    Some(HmacAlgorithm::Sha512) => signature::Algorithm::Sha512,
+                    Some(HmacAlgorithm::Sha256) | None => signature::Algorithm::Sha256,
+                },
+                encoding: match h.encoding.as_ref().map(|e| e.value) {
+                    Some(HmacEncoding::Base64) => signature::Encoding::Base64,
+                    Some(HmacEncoding::Hex) | None => signature::Encoding::Hex,
+                },
+                prefix: h.prefix.clone().unwrap_or_default(),
+            },
+            &h.secret,
+        ),
+    };
+    let secret_t = cx.template(secret, "secret")?;
+    if secret.value.trim().is_empty() {
+        cx.issue(secret.pos, "secret: the secret is empty");
+    }
+    Some(Verify {
+        scheme,
+        secret: secret_t,
+    })
+}
+
+fn step(cx: &mut Cx, s: &Spanned<StepSpec>) -> Option<Step> {
+    let spec = &s.value;
+    let kinds = [
+        spec.filter.is_some(),
+        spec.transform.is_some(),
+        spec.http.is_some(),
+    ];
+    let count = kinds.iter().filter(|k| **k).count();
+    if count != 1 {
+        let msg = if count == 0 {
+            format!(
+                "step `{}` has no kind: add one of `filter`, `transform` or `http`",
+                spec.id.value
+            )
+        } else {
+            format!("step `{}` has {count} kinds; a step is exactly one of `filter`, `transform` or `http` (split it into several steps)", spec.id.value)
+        };
+        cx.issue(s.pos, msg);
+        return None;
+    }
+    let condition = match &spec.if_ {
+        Some(c) => Some(cx.condition(c)?),
+        None => None,
+    };
+    let action = if let Some(f) = &spec.filter {
+        Action::Filter(cx.condition(f)?)
+    } else if let Some(t) = &spec.transform {
+        Action::Transform(transform(cx, t)?)
+    } else if let Some(h) = &spec.http {
+        Action::Http(http(cx, &spec.id.value, h)?)
+    } else {
+        return None;
+    };
+    Some(Step {
+        id: spec.id.value.clone(),
+        condition,
+        action,
+    })
+}
+
+fn transform(cx: &mut Cx, t: &Spanned<TransformSpec>) -> Option<crate::script::Script> {
+    match (&t.value.script, &t.value.file) {
+        (Some(src), None) => match cx.env.engine.compile_script(&src.value) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let (line, col) = script_position(cx.text, src.pos, e.line, e.col);
+                cx.issue(
+                    Pos { line, col },
+                    format!("script error (script line {}): {}", e.line, e.message),
+                );
+                None
+            }
+        },
+        (None, Some(name)) => {
+            let text = match cx.env.scripts.read(&name.value) {
+                Ok(t) => t,
+                Err(e) => {
+                    cx.issue(name.pos, e);
+                    return None;
+                }
+            };
+            match cx.env.engine.compile_script(&text) {
+                Ok(s) => {
+                    cx.scripts_used.insert(name.value.clone(), text);
+                    Some(s)
+                }
+                Err(e) => {
+                    cx.issues.push(Issue {
+                        file: cx.env.scripts.path_of(&name.value),
+                        line: e.line,
+                        col: e.col,
+                        message: format!(
+                            "script error: {} (used by {}:{})",
+                            e.message,
+                            cx.file.display(),
+                            name.pos
+                        ),
+                    });
+                    None
+                }
+            }
+        }
+        (Some(_), Some(f)) => {
+            cx.issue(f.pos, "a transform has either `script` or `file`, not both");
+            None
+        }
+        (None, None) => {
+            cx.issue(
+                t.pos,
+                "a transform needs `script:` (inline Rhai) or `file:` (a file under scripts/)",
+            );
+            None
+        }
+    }
+}
+
+/// Where a line of an inline script stands in the YAML file. A block scalar
+/// (`script: |`) starts on the line after its indicator.
+fn script_position(text: &str, at: Pos, line: usize, col: usize) -> (usize, usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.get(at.line.saturating_sub(1)).copied().unwrap_or("");
+    let rest = start
+        .get(at.col.saturating_sub(1)..)
+        .unwrap_or("")
+        .trim_start();
+    if rest.starts_with('|') || rest.starts_with('>') {
+        let body_line = at.line + line;
+        let indent = lines
+            .get(body_line.saturating_sub(1))
+            .map(|l| l.len() - l.trim_start().len())
+            .unwrap_or(0);
+        (body_line, indent + col)
+    } else {
+        (
+            at.line + line - 1,
+            if line == 1 { at.col + col - 1 } else { col },
+        )
+    }
+}
+
+fn http(cx: &mut Cx, step_id: &str, h: &Spanned<HttpSpec>) -> Option<HttpAction> {
+    let spec = &h.value;
+    let method = match &spec.method {
+        None => reqwest::Method::POST,
+        Some(m) => match m.value.trim().to_ascii_uppercase().as_str() {
+            up @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => {
+                reqwest::Method::from_bytes(up.as_bytes()).ok()?
+            }
+            _ => {
+                cx.issue(m.pos, format!("method `{}` is not supported; use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS", m.value));
+                reqwest::Method::POST
+            }
+        },
+    };
+    let url = cx.url_template(&spec.url);
+    let mut query = Vec::new();
+    for (k, v) in &spec.query {
+        if let Some(t) = cx.template(v, &format!("query `{k}`")) {
+            query.push((k.clone(), t));
+        }
+    }
+    let mut headers = Vec::new();
+    for (k, v) in &spec.headers {
+        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            cx.issue(v.pos, format!("`{k}` is not a valid header name"));
+            continue;
+        }
+        if let Some(t) = cx.template(v, &format!("header `{k}`")) {
+            headers.push((k.clone(), t));
+        }
+    }
+    let body = spec.body.as_ref().map(|b| value_template(cx, b));
+    let timeout = cx.duration(&spec.timeout, Duration::from_secs(10), "timeout");
+    let mut retry = RetryPolicy::default();
+    if let Some(r) = &spec.retry {
+        if let Some(a) = &r.value.attempts {
+            if a.value == 0 {
+                cx.issue(
+                    a.pos,
+                    "attempts counts every attempt, the first included: use 1 or more",
+                );
+            }
+            retry.attempts = a.value.max(1);
+        }
+        retry.backoff = cx.duration(&r.value.backoff, retry.backoff, "backoff");
+        retry.max_backoff = cx.duration(&r.value.max_backoff, retry.max_backoff, "max_backoff");
+    }
+    let success = match &spec.success {
+        None => vec![StatusRange { lo: 200, hi: 299 }],
+        Some(list) => list
+            .iter()
+            .filter_map(|s| {
+                let r = StatusRange::parse(&s.value);
+                if r.is_none() {
+                    cx.issue(
+                        s.pos,
+                        format!(
+                            "`{}` is not a status or class of statuses; write e.g. 2xx or 404",
+                            s.value
+                        ),
+                    );
+                }
+                r
+            })
+            .collect(),
+    };
+    Some(HttpAction {
+        step_id: step_id.to_string(),
+        method,
+        url: url?,
+        query,
+        headers,
+        body,
+        format: spec.format.unwrap_or_default(),
+        timeout,
+        retry,
+        success,
+        follow_redirects: spec.follow_redirects.unwrap_or(false),
+    })
+}
+
+fn value_template(cx: &mut Cx, node: &Spanned<YNode>) -> ValueTemplate {
+    match &node.value {
+        YNode::String(s) => {
+            let spanned = Spanned {
+                pos: node.pos,
+                value: s.clone(),
+            };
+            match cx.template(&spanned, "body") {
+                Some(t) if t.is_literal() => {
+                    ValueTemplate::Lit(serde_json::Value::String(s.clone()))
+                }
+                Some(t) => ValueTemplate::Str(t),
+                None => ValueTemplate::Lit(serde_json::Value::Null),
+            }
+        }
+        YNode::Seq(items) => {
+            ValueTemplate::Array(items.iter().map(|i| value_template(cx, i)).collect())
+        }
+        YNode::Map(entries) => ValueTemplate::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.value.clone(), value_template(cx, v)))
+                .collect(),
+        ),
+        other => ValueTemplate::Lit(other.to_json()),
+    }
+}

@@ -1,0 +1,302 @@
+//! The loaded workflows: which workflows serve a path and method, the state
+//! of every file (loaded, or invalid with its problems), and every version a
+//! queued or replayed run may still need.
+
+use super::compile::{compile, Bundle, CompileEnv, Issue, ScriptDir};
+use super::Workflow;
+use crate::expr::template::EnvLookup;
+use crate::script::Engine;
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStatus {
+    Loaded,
+    Invalid,
+}
+
+/// What `GET /api/workflows` shows for one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub name: String,
+    pub file: PathBuf,
+    pub path: Option<String>,
+    pub enabled: bool,
+    pub status: FileStatus,
+    pub errors: Vec<String>,
+    pub version: Option<String>,
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// One consistent set of workflows. Replaced whole, never mutated.
+#[derive(Default)]
+pub struct Registry {
+    pub workflows: Vec<Arc<Workflow>>,
+    pub files: Vec<FileReport>,
+}
+
+impl Registry {
+    /// Enabled workflows served at `path` (under `/hooks`).
+    pub fn at_path<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a Arc<Workflow>> + 'a {
+        self.workflows.iter().filter(move |w| w.path == path)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Workflow>> {
+        self.workflows.iter().find(|w| w.name == name)
+    }
+
+    pub fn file(&self, name: &str) -> Option<&FileReport> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    pub fn issues(&self) -> impl Iterator<Item = &String> {
+        self.files.iter().flat_map(|f| f.errors.iter())
+    }
+}
+
+/// Workflow files under `paths` (files are taken as given; folders are
+/// searched recursively for `*.yaml`/`*.yml`, skipping `*.test.yaml`).
+pub fn workflow_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if is_workflow_file(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+pub fn is_workflow_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (name.ends_with(".yaml") || name.ends_with(".yml")) && !is_test_file(path)
+}
+
+pub fn is_test_file(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+}
+
+/// Just enough of a workflow file to name it when it does not compile.
+#[derive(Deserialize)]
+struct Peek {
+    name: Option<String>,
+    trigger: Option<PeekTrigger>,
+}
+
+#[derive(Deserialize)]
+struct PeekTrigger {
+    webhook: Option<PeekWebhook>,
+}
+
+#[derive(Deserialize)]
+struct PeekWebhook {
+    path: Option<String>,
+}
+
+/// Compile every file. One broken file never hides another's problems or
+/// keeps the valid ones from loading.
+pub fn load(
+    files: &[PathBuf],
+    env: &dyn EnvLookup,
+    scripts_dir: &Path,
+    engine: &Engine,
+) -> Registry {
+    let scripts = ScriptDir(scripts_dir.to_path_buf());
+    let cenv = CompileEnv {
+        env,
+        scripts: &scripts,
+        engine,
+    };
+    let mut reg = Registry::default();
+    for file in files {
+        let (source, result) = match std::fs::read_to_string(file) {
+            Ok(text) => {
+                let r = compile(file, &text, &cenv);
+                (text, r)
+            }
+            Err(e) => (
+                String::new(),
+                Err(vec![Issue {
+                    file: file.clone(),
+                    line: 1,
+                    col: 1,
+                    message: format!("cannot read the file: {e}"),
+                }]),
+            ),
+        };
+        match result {
+            Ok(w) => {
+                if let Some(first) = reg.by_name(&w.name) {
+                    let msg = Issue {
+                        file: file.clone(),
+                        line: 1,
+                        col: 1,
+                        message: format!(
+                            "workflow name `{}` is already used by {}; names must be unique",
+                            w.name,
+                            first.file.display()
+                        ),
+                    };
+                    reg.files.push(invalid(file, &source, vec![msg]));
+                    continue;
+                }
+                reg.files.push(FileReport {
+                    name: w.name.clone(),
+                    file: file.clone(),
+                    path: Some(w.path.clone()),
+                    enabled: w.enabled,
+                    status: FileStatus::Loaded,
+                    errors: Vec::new(),
+                    version: Some(w.version.clone()),
+                    source,
+                });
+                reg.workflows.push(Arc::new(w));
+            }
+            Err(issues) => reg.files.push(invalid(file, &source, issues)),
+        }
+    }
+    reg
+}
+
+fn invalid(file: &Path, source: &str, issues: Vec<Issue>) -> FileReport {
+    let (peek, _) = super::yaml::from_str::<Peek>(source);
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = peek.as_ref().and_then(|p| p.name.clone()).unwrap_or(stem);
+    let path = peek
+        .and_then(|p| p.trigger)
+        .and_then(|t| t.webhook)
+        .and_then(|w| w.path)
+        .map(|p| super::compile::normalize_path(&p));
+    FileReport {
+        name,
+        file: file.to_path_buf(),
+        path,
+        enabled: false,
+        status: FileStatus::Invalid,
+        errors: issues.iter().map(ToString::to_string).collect(),
+        version: None,
+        source: source.to_string(),
+    }
+}
+
+/// The live set of workflows plus every version seen, shared by the HTTP
+/// handlers and the workers.
+pub struct Workflows {
+    current: RwLock<Arc<Registry>>,
+    versions: Mutex<HashMap<String, Arc<Workflow>>>,
+    engine: Engine,
+    store: Store,
+}
+
+impl Workflows {
+    pub fn new(store: Store, engine: Engine) -> Workflows {
+        Workflows {
+            current: RwLock::new(Arc::new(Registry::default())),
+            versions: Mutex::new(HashMap::new()),
+            engine,
+            store,
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn current(&self) -> Arc<Registry> {
+        self.current
+            .read()
+            .map(|r| Arc::clone(&r))
+            .unwrap_or_default()
+    }
+
+    /// Make `reg` the live set; keep each version's sources in the store.
+    pub fn replace(&self, reg: Registry) -> Result<(), crate::store::StoreError> {
+        for w in &reg.workflows {
+            let bundle = serde_json::to_string(&w.bundle).expect("a bundle is plain data");
+            self.store.put_version(&w.version, &bundle)?;
+            if let Ok(mut v) = self.versions.lock() {
+                v.insert(w.version.clone(), Arc::clone(w));
+            }
+        }
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Arc::new(reg);
+        }
+        Ok(())
+    }
+
+    /// The workflow at `version`: from memory, or rebuilt from the sources
+    /// kept in the store (after a restart, or for a replay on the recorded
+    /// version).
+    pub fn version(&self, version: &str) -> Result<Arc<Workflow>, String> {
+        if let Some(w) = self
+            .versions
+            .lock()
+            .ok()
+            .and_then(|v| v.get(version).cloned())
+        {
+            return Ok(w);
+        }
+        let stored = self
+            .store
+            .version(version)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("workflow version {version} is not in the store"))?;
+        let bundle: Bundle = serde_json::from_str(&stored)
+            .map_err(|e| format!("workflow version {version} cannot be read: {e}"))?;
+        let env = crate::expr::template::ProcessEnv;
+        let cenv = CompileEnv {
+            env: &env,
+            scripts: &bundle,
+            engine: &self.engine,
+        };
+        let w = compile(&bundle.file, &bundle.yaml, &cenv).map_err(|issues| {
+            let first = issues.first().map(ToString::to_string).unwrap_or_default();
+            format!("workflow version {version} no longer compiles: {first}")
+        })?;
+        let w = Arc::new(w);
+        if let Ok(mut v) = self.versions.lock() {
+            v.insert(version.to_string(), Arc::clone(&w));
+        }
+        Ok(w)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
