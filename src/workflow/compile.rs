@@ -562,13 +562,13 @@ fn http(cx: &mut Cx, step_id: &str, h: &Spanned<HttpSpec>) -> Option<HttpAction>
     };
     let url = cx.url_template(&spec.url);
     let mut query = Vec::new();
-    for (k, v) in &spec.query {
+    for (k, v) in &spec.query.0 {
         if let Some(t) = cx.template(v, &format!("query `{k}`")) {
             query.push((k.clone(), t));
         }
     }
     let mut headers = Vec::new();
-    for (k, v) in &spec.headers {
+    for (k, v) in &spec.headers.0 {
         if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
             cx.issue(v.pos, format!("`{k}` is not a valid header name"));
             continue;

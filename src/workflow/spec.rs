@@ -3,9 +3,8 @@
 //! Every struct here is strict: a key it does not list is reported (with a
 //! "did you mean" hint) by the YAML reader.
 
-use super::yaml::{Spanned, YNode};
+use super::yaml::{Ordered, Spanned, YNode};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 #[derive(Debug, Deserialize)]
 pub struct WorkflowSpec {
@@ -107,9 +106,9 @@ pub struct HttpSpec {
     pub method: Option<Spanned<String>>,
     pub url: Spanned<String>,
     #[serde(default)]
-    pub query: BTreeMap<String, Spanned<String>>,
+    pub query: Ordered<Spanned<String>>,
     #[serde(default)]
-    pub headers: BTreeMap<String, Spanned<String>>,
+    pub headers: Ordered<Spanned<String>>,
     pub body: Option<Spanned<YNode>>,
     pub format: Option<BodyFormat>,
     pub timeout: Option<Spanned<String>>,

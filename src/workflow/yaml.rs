@@ -176,6 +176,37 @@ impl<'de> Deserialize<'de> for YNode {
     }
 }
 
+/// A mapping that keeps the order it was written in (query parameters and
+/// headers are sent in that order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ordered<V>(pub Vec<(String, V)>);
+
+impl<V> Default for Ordered<V> {
+    fn default() -> Self {
+        Ordered(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Ordered<V> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for Vis<V> {
+            type Value = Ordered<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered<V>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    entries.push((k, map.next_value()?));
+                }
+                Ok(Ordered(entries))
+            }
+        }
+        d.deserialize_map(Vis(PhantomData))
+    }
+}
+
 /// A problem found while reading a file: where, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

@@ -1,0 +1,256 @@
+//! Shared test parts: the real server on an ephemeral loopback port with a
+//! temp workflows folder and a temp sled store, and a real sink HTTP server
+//! that hands every request it receives to the test through a channel.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use hookflow::config::ServeConfig;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+pub const FINAL: &[&str] = &["succeeded", "filtered", "failed"];
+
+pub struct TestServer {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    /// Start a server over `workflows` (file name → YAML) and `scripts`.
+    pub async fn start(workflows: &[(&str, &str)], scripts: &[(&str, &str)]) -> TestServer {
+        Self::start_with(workflows, scripts, |_| {}).await
+    }
+
+    pub async fn start_with(
+        workflows: &[(&str, &str)],
+        scripts: &[(&str, &str)],
+        tweak: impl FnOnce(&mut ServeConfig),
+    ) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wf_dir = dir.path().join("workflows");
+        let sc_dir = dir.path().join("scripts");
+        write_files(&wf_dir, workflows);
+        write_files(&sc_dir, scripts);
+        let mut config = ServeConfig::new(wf_dir, sc_dir, dir.path().join("data"));
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            hookflow::server::run(config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestServer {
+            base: format!("http://{addr}"),
+            dir,
+            stop: Some(stop),
+            handle: Some(handle),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.get(self.url(path)).send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Wait (bounded) until the run reaches a final status; return it.
+    pub async fn wait_run(&self, run_id: &str) -> Value {
+        self.wait_run_status(run_id, FINAL).await
+    }
+
+    pub async fn wait_run_status(&self, run_id: &str, statuses: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, run) = self.get(&format!("/api/runs/{run_id}")).await;
+            if code == 200 && statuses.contains(&run["status"].as_str().unwrap_or("")) {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {run_id} never reached {statuses:?}: {run}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Post and wait for the single run the post created.
+    pub async fn run_once(&self, path: &str, body: &Value) -> Value {
+        let (code, answer) = self.post_json(path, body).await;
+        assert_eq!(code, 202, "{answer}");
+        let runs = answer["runs"].as_array().expect("runs");
+        assert_eq!(runs.len(), 1, "{answer}");
+        self.wait_run(runs[0].as_str().expect("id")).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for (name, text) in files {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write file");
+    }
+}
+
+/// A request the sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub uri: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A canned answer: status, extra headers, body.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
+#[derive(Clone)]
+struct SinkState {
+    tx: mpsc::UnboundedSender<Received>,
+    answers: Arc<Mutex<HashMap<String, VecDeque<Answer>>>>,
+    delay: Arc<Mutex<Option<Duration>>>,
+}
+
+/// A real HTTP receiver on loopback.
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub rx: mpsc::UnboundedReceiver<Received>,
+    answers: Arc<Mutex<HashMap<String, VecDeque<Answer>>>>,
+    delay: Arc<Mutex<Option<Duration>>>,
+}
+
+impl Sink {
+    pub async fn start() -> Sink {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let answers: Arc<Mutex<HashMap<String, VecDeque<Answer>>>> = Arc::default();
+        let delay: Arc<Mutex<Option<Duration>>> = Arc::default();
+        let state = SinkState { tx, answers: answers.clone(), delay: delay.clone() };
+        let app = axum::Router::new().fallback(receive).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Sink { addr, rx, answers, delay }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Answer the next requests to `path` with these, in order; after them 200.
+    pub fn answer(&self, path: &str, answers: Vec<Answer>) {
+        self.answers.lock().expect("lock").insert(path.to_string(), answers.into());
+    }
+
+    pub fn set_delay(&self, d: Option<Duration>) {
+        *self.delay.lock().expect("lock") = d;
+    }
+
+    /// The next request, waiting at most a few seconds.
+    pub async fn next(&mut self) -> Received {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+            .await
+            .expect("the sink received a request in time")
+            .expect("sink open")
+    }
+
+    /// True when nothing arrives within `d`.
+    pub async fn quiet_for(&mut self, d: Duration) -> bool {
+        tokio::time::timeout(d, self.rx.recv()).await.is_err()
+    }
+}
+
+async fn receive(State(s): State<SinkState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let delay = *s.delay.lock().expect("lock");
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let _ = s.tx.send(Received {
+        method: method.to_string(),
+        uri: uri.to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body: body.to_vec(),
+    });
+    let answer = s.answers.lock().expect("lock").get_mut(uri.path()).and_then(|q| q.pop_front());
+    let (status, extra, body) = answer.unwrap_or((200, vec![], "{\"ok\":true}".to_string()));
+    let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+    for (k, v) in extra {
+        if let (Ok(k), Ok(v)) = (k.parse::<axum::http::HeaderName>(), v.parse()) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp.headers_mut().insert("content-type", "application/json".parse().expect("valid"));
+    resp
+}
+
+/// The path of the built binary, for CLI and restart tests.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hookflow"))
+}
