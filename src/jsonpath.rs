@@ -46,7 +46,7 @@ impl JsonPath {
         let query = query.trim();
         let parsed = jsonpath_rust::parser::parse_json_path(query).map_err(|e| JsonPathError {
             query: query.to_string(),
-            reason: first_line(&e.to_string()),
+            reason: describe(&e.to_string()),
         })?;
         let singular: Option<Vec<Step>> = parsed
             .segments
@@ -133,12 +133,19 @@ fn unquote(name: &str) -> String {
     }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+/// The parser's multi-line report as one line: what it expected, and where.
+fn describe(s: &str) -> String {
+    let at = s
+        .split("-->")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pos| pos.split(':').nth(1))
+        .map(|col| format!(" at character {col}"));
+    let expected = s.rsplit("= ").next().map(str::trim).filter(|e| !e.is_empty() && !e.contains('\n'));
+    match (expected, at) {
+        (Some(e), Some(at)) if s.contains("-->") => format!("{e}{at}"),
+        _ => s.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
 }
 
 #[cfg(test)]

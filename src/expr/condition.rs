@@ -233,7 +233,7 @@ fn compile_ops(node: &Spanned<YNode>, problems: &mut Vec<Problem>) -> Vec<Op> {
                         problem(
                             problems,
                             arg.pos,
-                            format!("invalid regex: {}", one_line(&e.to_string())),
+                            format!("invalid regex `{s}`: {}", regex_reason(&e)),
                         );
                         continue;
                     }
@@ -264,8 +264,12 @@ fn compile_ops(node: &Spanned<YNode>, problems: &mut Vec<Problem>) -> Vec<Op> {
     ops
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once("error: ") {
+        Some((_, reason)) => reason.trim().to_string(),
+        None => text.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
 }
 
 /// Equality across JSON types: numbers compare by value (`1000 == 1000.0`),

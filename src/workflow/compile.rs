@@ -522,27 +522,27 @@ fn transform(cx: &mut Cx, t: &Spanned<TransformSpec>) -> Option<crate::script::S
     }
 }
 
-/// Where a line of an inline script stands in the YAML file. A block scalar
-/// (`script: |`) starts on the line after its indicator.
+/// Where a line of an inline script stands in the YAML file. The value's
+/// position is where its text starts (for a block scalar, `script: |`, the
+/// first line after the indicator); later lines keep the block's indent.
 fn script_position(text: &str, at: Pos, line: usize, col: usize) -> (usize, usize) {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.get(at.line.saturating_sub(1)).copied().unwrap_or("");
-    let rest = start
-        .get(at.col.saturating_sub(1)..)
-        .unwrap_or("")
-        .trim_start();
+    let rest = start.get(at.col.saturating_sub(1)..).unwrap_or("").trim_start();
+    let indent_of = |n: usize| {
+        lines
+            .get(n.saturating_sub(1))
+            .map(|l| l.len() - l.trim_start().len())
+            .unwrap_or(0)
+    };
     if rest.starts_with('|') || rest.starts_with('>') {
         let body_line = at.line + line;
-        let indent = lines
-            .get(body_line.saturating_sub(1))
-            .map(|l| l.len() - l.trim_start().len())
-            .unwrap_or(0);
-        (body_line, indent + col)
+        (body_line, indent_of(body_line) + col)
+    } else if line == 1 {
+        (at.line, at.col + col - 1)
     } else {
-        (
-            at.line + line - 1,
-            if line == 1 { at.col + col - 1 } else { col },
-        )
+        let file_line = at.line + line - 1;
+        (file_line, indent_of(file_line) + col)
     }
 }
 

@@ -254,3 +254,93 @@ async fn receive(State(s): State<SinkState>, method: Method, uri: Uri, headers: 
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hookflow"))
 }
+
+/// The real binary serving on an ephemeral port, ended by its PID on drop.
+pub struct BinServer {
+    pub child: std::process::Child,
+    pub base: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl BinServer {
+    /// Start `hookflow serve` with these extra args and env; wait until it listens.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> BinServer {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(binary());
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("binary starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+                    let _ = tx.send(addr.to_string());
+                }
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the server did not start: {:?}", log.lock().expect("lock"));
+            }
+        };
+        BinServer { child, base: format!("http://{addr}"), log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit; returns the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BinServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Poll a run until it is final, over plain HTTP (for binary servers).
+pub async fn wait_run_at(client: &reqwest::Client, base: &str, run_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(resp) = client.get(format!("{base}/api/runs/{run_id}")).send().await {
+            if let Ok(run) = resp.json::<Value>().await {
+                if FINAL.contains(&run["status"].as_str().unwrap_or("")) {
+                    return run;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "run {run_id} never finished");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
