@@ -1,1 +1,170 @@
-fn main() {}
+//! In-process cost of one event through the shipped Stripe example: match
+//! the path, verify the signature, evaluate `when`, run the filter and the
+//! Rhai transform, and render the outbound request (no network, no store).
+//!
+//! Run: `cargo bench --bench event_cost`. Prints the median per event over
+//! repeated samples, and the same for the parts on their own.
+
+use hookflow::expr::template::ProcessEnv;
+use hookflow::inbound::{classify, Decision, Inbound};
+use hookflow::record::Timestamp;
+use hookflow::run::into_context;
+use hookflow::script::Engine;
+use hookflow::signature::{sign, Algorithm};
+use hookflow::step::{Action, Step};
+use hookflow::workflow::registry;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+const SAMPLES: usize = 31;
+const PER_SAMPLE: usize = 2_000;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn measure(name: &str, mut f: impl FnMut()) -> f64 {
+    for _ in 0..PER_SAMPLE {
+        f();
+    }
+    let samples: Vec<f64> = (0..SAMPLES)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..PER_SAMPLE {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e6 / PER_SAMPLE as f64
+        })
+        .collect();
+    let (lo, hi) = {
+        let mut s = samples.clone();
+        s.sort_by(|a, b| a.total_cmp(b));
+        (s[0], s[s.len() - 1])
+    };
+    let m = median(samples);
+    println!("{name:<44} median {m:>8.2} µs   (min {lo:.2}, max {hi:.2}; {SAMPLES} samples × {PER_SAMPLE})");
+    m
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let engine = Engine::default();
+    let files = registry::workflow_files(&[root.join("workflows")]).expect("workflows folder");
+    let reg = registry::load(&files, &ProcessEnv, &root.join("scripts"), &engine);
+    let wf = reg
+        .by_name("stripe-payment-to-slack")
+        .expect("the Stripe example loads")
+        .clone();
+    let body = std::fs::read(root.join("workflows/fixtures/stripe_payment_intent_succeeded.json"))
+        .expect("fixture");
+    let now = Timestamp::now();
+    let t = now.0 / 1000;
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(&body);
+    let sig = hex::encode(sign(Algorithm::Sha256, b"whsec_hookflow_demo", &signed));
+    let mut headers = BTreeMap::new();
+    headers.insert("content-type".to_string(), "application/json".to_string());
+    headers.insert("stripe-signature".to_string(), format!("t={t},v1={sig}"));
+    let req = Inbound {
+        method: "POST".into(),
+        hook_path: "/stripe".into(),
+        headers,
+        query: BTreeMap::new(),
+        body,
+        source: None,
+    };
+
+    let run_steps = |event: hookflow::record::Event, run_id: &hookflow::record::RunId| -> usize {
+        let mut ctx = into_context(event, &wf.name, Some(run_id), 1, Map::new());
+        let mut sent = 0;
+        for Step {
+            id,
+            condition,
+            action,
+        } in &wf.steps
+        {
+            if let Some(c) = condition {
+                if !c.eval(&ctx).expect("if evaluates") {
+                    continue;
+                }
+            }
+            let out = match action {
+                Action::Filter(c) => Value::Bool(c.eval(&ctx).expect("filter evaluates")),
+                Action::Transform(s) => s.run(&ctx, None).result.expect("script runs"),
+                Action::Http(h) => {
+                    let p = h.prepare(&ctx, "run.key").expect("request renders");
+                    sent += p.body.len();
+                    Value::Null
+                }
+            };
+            if let Some(Value::Object(steps)) = ctx.get_mut("steps") {
+                steps.insert(id.clone(), out);
+            }
+        }
+        sent
+    };
+
+    println!("hookflow per-event cost, Stripe example (release build, one thread)");
+    let total = measure(
+        "whole event: classify + filter + transform + render",
+        || {
+            let Decision::Store { event, runs } = classify(&reg, &req, now) else {
+                panic!("the event is accepted");
+            };
+            assert_eq!(runs.len(), 1);
+            std::hint::black_box(run_steps(*event, &runs[0].id));
+        },
+    );
+    let Decision::Store { event, runs } = classify(&reg, &req, now) else {
+        panic!("the event is accepted");
+    };
+    measure("  classify (match, signature, parse, when)", || {
+        std::hint::black_box(classify(&reg, &req, now));
+    });
+    measure("  steps (filter, Rhai transform, render)", || {
+        std::hint::black_box(run_steps((*event).clone(), &runs[0].id));
+    });
+    let mut ctx = into_context((*event).clone(), &wf.name, Some(&runs[0].id), 1, Map::new());
+    for Step { id, action, .. } in &wf.steps {
+        let out = match action {
+            Action::Filter(c) => {
+                measure(&format!("    filter `{id}`"), || {
+                    std::hint::black_box(c.eval(&ctx).expect("ok"));
+                });
+                Value::Bool(true)
+            }
+            Action::Transform(s) => {
+                measure(&format!("    transform `{id}`"), || {
+                    std::hint::black_box(s.run(&ctx, None));
+                });
+                s.run(&ctx, None).result.expect("runs")
+            }
+            Action::Http(h) => {
+                measure(&format!("    render request `{id}`"), || {
+                    std::hint::black_box(h.prepare(&ctx, "run.key").expect("ok"));
+                });
+                Value::Null
+            }
+        };
+        if let Some(Value::Object(steps)) = ctx.get_mut("steps") {
+            steps.insert(id.clone(), out);
+        }
+    }
+    measure("    build the run context", || {
+        std::hint::black_box(into_context(
+            (*event).clone(),
+            &wf.name,
+            Some(&runs[0].id),
+            1,
+            Map::new(),
+        ));
+    });
+    let goal = 20.0;
+    println!(
+        "goal: below {goal} µs median per event → {}",
+        if total < goal { "met" } else { "NOT met" }
+    );
+}

@@ -141,7 +141,11 @@ fn describe(s: &str) -> String {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|pos| pos.split(':').nth(1))
         .map(|col| format!(" at character {col}"));
-    let expected = s.rsplit("= ").next().map(str::trim).filter(|e| !e.is_empty() && !e.contains('\n'));
+    let expected = s
+        .rsplit("= ")
+        .next()
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.contains('\n'));
     match (expected, at) {
         (Some(e), Some(at)) if s.contains("-->") => format!("{e}{at}"),
         _ => s.split_whitespace().collect::<Vec<_>>().join(" "),

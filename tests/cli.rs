@@ -74,15 +74,33 @@ fn validate_reports_every_problem_with_its_position() {
         format!("{b}:3:6: YAML syntax error: while parsing a flow mapping, did not find expected ',' or '}}'"),
     ];
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines, expected.iter().map(String::as_str).collect::<Vec<_>>(), "{stdout}");
+    assert_eq!(
+        lines,
+        expected.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{stdout}"
+    );
 
     // A script file's own errors point into the script file.
-    write_files(&dir.path().join("scripts"), &[("bad.rhai", "let x = 1;\nlet y = x +;\n")]);
+    write_files(
+        &dir.path().join("scripts"),
+        &[("bad.rhai", "let x = 1;\nlet y = x +;\n")],
+    );
     write_files(&wf, &[("a.yaml", "trigger:\n  webhook: { path: /a }\nsteps:\n  - id: s\n    transform: { file: bad.rhai }\n")]);
     std::fs::remove_file(wf.join("b.yaml")).expect("rm");
-    let out = Command::new(binary()).arg("validate").arg(&wf).arg("--scripts").arg(dir.path().join("scripts")).output().expect("runs");
+    let out = Command::new(binary())
+        .arg("validate")
+        .arg(&wf)
+        .arg("--scripts")
+        .arg(dir.path().join("scripts"))
+        .output()
+        .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let script = dir.path().join("scripts").join("bad.rhai").display().to_string();
+    let script = dir
+        .path()
+        .join("scripts")
+        .join("bad.rhai")
+        .display()
+        .to_string();
     assert!(stdout.starts_with(&format!("{script}:2:")), "{stdout}");
     assert!(stdout.contains(&format!("(used by {a}:5:24)")), "{stdout}");
     assert_eq!(out.status.code(), Some(1));
@@ -96,13 +114,27 @@ fn validate_exit_codes() {
         .args(["validate", "workflows", "--scripts", "scripts"])
         .output()
         .expect("runs");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(out.stdout.is_empty());
-    let out = Command::new(binary()).args(["validate", "/definitely/not/here"]).output().expect("runs");
+    let out = Command::new(binary())
+        .args(["validate", "/definitely/not/here"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(binary()).args(["validate", "--bogus-flag"]).output().expect("runs");
+    let out = Command::new(binary())
+        .args(["validate", "--bogus-flag"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(binary()).arg("frobnicate").output().expect("runs");
+    let out = Command::new(binary())
+        .arg("frobnicate")
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -120,7 +152,15 @@ async fn history_and_state_survive_a_restart() {
     let client = reqwest::Client::new();
 
     let server = BinServer::start(&args, &[]);
-    let first: serde_json::Value = client.post(server.url("/hooks/count")).json(&json!({})).send().await.expect("sent").json().await.expect("json");
+    let first: serde_json::Value = client
+        .post(server.url("/hooks/count"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
     let first_run = first["runs"][0].as_str().expect("run").to_string();
     let run = common::wait_run_at(&client, &server.base, &first_run).await;
     assert_eq!(run["steps"][0]["output"], 1);
@@ -128,10 +168,29 @@ async fn history_and_state_survive_a_restart() {
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 
     let server = BinServer::start(&args, &[]);
-    let second: serde_json::Value = client.post(server.url("/hooks/count")).json(&json!({})).send().await.expect("sent").json().await.expect("json");
-    let run = common::wait_run_at(&client, &server.base, second["runs"][0].as_str().expect("run")).await;
-    assert_eq!(run["steps"][0]["output"], 2, "state lasted across the restart");
+    let second: serde_json::Value = client
+        .post(server.url("/hooks/count"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let run = common::wait_run_at(
+        &client,
+        &server.base,
+        second["runs"][0].as_str().expect("run"),
+    )
+    .await;
+    assert_eq!(
+        run["steps"][0]["output"], 2,
+        "state lasted across the restart"
+    );
     let old = common::wait_run_at(&client, &server.base, &first_run).await;
-    assert_eq!(old["status"], "succeeded", "history lasted across the restart");
+    assert_eq!(
+        old["status"], "succeeded",
+        "history lasted across the restart"
+    );
     server.terminate();
 }

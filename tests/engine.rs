@@ -31,47 +31,96 @@ steps:
 "#;
     let server = TestServer::start_with(&[("orders.yaml", wf)], &[], |c| c.max_body = 1024).await;
 
-    let (code, body) = server.post_json("/hooks/orders", &json!({"kind": "order", "n": 1})).await;
+    let (code, body) = server
+        .post_json("/hooks/orders", &json!({"kind": "order", "n": 1}))
+        .await;
     assert_eq!(code, 202, "{body}");
-    assert!(body["event_id"].as_str().is_some_and(|s| s.starts_with("evt_")), "{body}");
+    assert!(
+        body["event_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("evt_")),
+        "{body}"
+    );
     let run_id = body["runs"][0].as_str().expect("one run").to_string();
     let run = server.wait_run(&run_id).await;
     assert_eq!(run["status"], "succeeded");
-    assert_eq!(step(&run, "keep")["output"], json!({"kind": "order", "n": 1}));
+    assert_eq!(
+        step(&run, "keep")["output"],
+        json!({"kind": "order", "n": 1})
+    );
     assert_eq!(run["event_id"], body["event_id"]);
-    assert!(run["workflow_version"].as_str().is_some_and(|v| v.len() == 16));
+    assert!(run["workflow_version"]
+        .as_str()
+        .is_some_and(|v| v.len() == 16));
 
     // PUT is listed too.
-    let resp = server.client.put(server.url("/hooks/orders")).json(&json!({"kind": "order"})).send().await.expect("sent");
+    let resp = server
+        .client
+        .put(server.url("/hooks/orders"))
+        .json(&json!({"kind": "order"}))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(resp.status().as_u16(), 202);
 
     // Known path, no `when` holds: accepted, no runs, stored as unmatched.
-    let (code, body) = server.post_json("/hooks/orders", &json!({"kind": "refund"})).await;
+    let (code, body) = server
+        .post_json("/hooks/orders", &json!({"kind": "refund"}))
+        .await;
     assert_eq!(code, 202);
     assert_eq!(body["runs"], json!([]));
-    let (_, event) = server.get(&format!("/api/events/{}", body["event_id"].as_str().expect("id"))).await;
+    let (_, event) = server
+        .get(&format!(
+            "/api/events/{}",
+            body["event_id"].as_str().expect("id")
+        ))
+        .await;
     assert_eq!(event["outcome"], "unmatched");
-    assert!(event["reason"].as_str().is_some_and(|r| r.contains("when")), "{event}");
+    assert!(
+        event["reason"].as_str().is_some_and(|r| r.contains("when")),
+        "{event}"
+    );
 
     let (code, body) = server.post_json("/hooks/nowhere", &json!({})).await;
     assert_eq!(code, 404);
     assert!(body["error"].is_string());
 
-    let resp = server.client.get(server.url("/hooks/orders")).send().await.expect("sent");
+    let resp = server
+        .client
+        .get(server.url("/hooks/orders"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(resp.status().as_u16(), 405);
-    assert_eq!(resp.headers().get("allow").and_then(|v| v.to_str().ok()), Some("POST, PUT"));
+    assert_eq!(
+        resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST, PUT")
+    );
 
-    let (code, body) = server.post_raw("/hooks/orders", "application/json", vec![b' '; 2048]).await;
+    let (code, body) = server
+        .post_raw("/hooks/orders", "application/json", vec![b' '; 2048])
+        .await;
     assert_eq!(code, 413, "{body}");
     assert!(body["error"].as_str().is_some_and(|e| e.contains("1024")));
 
-    let (code, body) = server.post_raw("/hooks/orders", "application/json", "{\"kind\": ").await;
+    let (code, body) = server
+        .post_raw("/hooks/orders", "application/json", "{\"kind\": ")
+        .await;
     assert_eq!(code, 400);
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("not valid JSON")), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not valid JSON")),
+        "{body}"
+    );
 
     // Nothing of the refused requests was stored: two accepted + one unmatched.
     let (_, events) = server.get("/api/events").await;
-    assert_eq!(events["items"].as_array().map(Vec::len), Some(3), "{events}");
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(3),
+        "{events}"
+    );
     server.stop().await;
 }
 
@@ -114,8 +163,10 @@ steps:
         .client
         .post(server.url("/hooks/t"))
         .header("x-trace", "abc-123")
-        .json(&json!({"id": "a/b c?", "name": "Zoë & co", "amount": 1250, "obj": {"k": [1, true]},
-                      "items": [{"sku": "A"}, {"sku": "B"}]}))
+        .json(
+            &json!({"id": "a/b c?", "name": "Zoë & co", "amount": 1250, "obj": {"k": [1, true]},
+                      "items": [{"sku": "A"}, {"sku": "B"}]}),
+        )
         .send()
         .await
         .expect("sent");
@@ -177,7 +228,10 @@ steps:
     let run = server.run_once("/hooks/f", &json!({"a": 7})).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let form = sink.next().await;
-    assert_eq!(form.headers["content-type"], "application/x-www-form-urlencoded");
+    assert_eq!(
+        form.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
     assert_eq!(form.text(), "a=7&b=x+y%26z");
     let text = sink.next().await;
     assert_eq!(text.headers["content-type"], "text/plain; charset=utf-8");
@@ -224,48 +278,81 @@ steps:
     assert!(sink.quiet_for(Duration::from_millis(200)).await);
 
     // skipped + succeeded
-    let run = server.run_once("/hooks/s", &json!({"go": true, "n": 1})).await;
+    let run = server
+        .run_once("/hooks/s", &json!({"go": true, "n": 1}))
+        .await;
     assert_eq!(run["status"], "succeeded");
     assert_eq!(step(&run, "maybe")["status"], "skipped");
     assert_eq!(step(&run, "gate")["output"], true);
     assert_eq!(sink.next().await.json(), json!({"n": 1}));
 
     // `if` holds: the step runs.
-    let run = server.run_once("/hooks/s", &json!({"go": true, "n": 2, "extra": 21})).await;
+    let run = server
+        .run_once("/hooks/s", &json!({"go": true, "n": 2, "extra": 21}))
+        .await;
     assert_eq!(step(&run, "maybe")["output"], 42);
     sink.next().await;
 
     // a script error fails the run at that step
-    let run = server.run_once("/hooks/s", &json!({"go": true, "boom": true})).await;
+    let run = server
+        .run_once("/hooks/s", &json!({"go": true, "boom": true}))
+        .await;
     assert_eq!(run["status"], "failed");
     let compute = step(&run, "compute");
     assert_eq!(compute["status"], "failed");
-    assert!(compute["error"].as_str().is_some_and(|e| e.contains("exploded on purpose")), "{compute}");
+    assert!(
+        compute["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exploded on purpose")),
+        "{compute}"
+    );
     assert_eq!(run["error"], compute["error"]);
 
     // 400 is not retried
-    sink.answer("/deliver", vec![(400, vec![], "{\"error\":\"bad\"}".into())]);
-    let run = server.run_once("/hooks/s", &json!({"go": true, "n": 3})).await;
+    sink.answer(
+        "/deliver",
+        vec![(400, vec![], "{\"error\":\"bad\"}".into())],
+    );
+    let run = server
+        .run_once("/hooks/s", &json!({"go": true, "n": 3}))
+        .await;
     assert_eq!(run["status"], "failed");
     let deliver = step(&run, "deliver");
     assert_eq!(deliver["error"], "HTTP 400");
     assert_eq!(deliver["attempts"].as_array().map(Vec::len), Some(1));
-    assert_eq!(deliver["attempts"][0]["response"]["body"], json!({"error": "bad"}));
+    assert_eq!(
+        deliver["attempts"][0]["response"]["body"],
+        json!({"error": "bad"})
+    );
     sink.next().await;
 
     // 503 then 200: retried with the same Idempotency-Key
     sink.answer("/deliver", vec![(503, vec![], "{}".into())]);
-    let run = server.run_once("/hooks/s", &json!({"go": true, "n": 4})).await;
+    let run = server
+        .run_once("/hooks/s", &json!({"go": true, "n": 4}))
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let deliver = step(&run, "deliver");
     assert_eq!(deliver["attempts"].as_array().map(Vec::len), Some(2));
     let first = sink.next().await;
     let second = sink.next().await;
-    assert_eq!(first.headers["idempotency-key"], second.headers["idempotency-key"]);
+    assert_eq!(
+        first.headers["idempotency-key"],
+        second.headers["idempotency-key"]
+    );
 
     // exhausted attempts: failed with every attempt kept
-    sink.answer("/deliver", vec![(500, vec![], "{}".into()), (502, vec![], "{}".into()), (503, vec![], "{}".into())]);
-    let run = server.run_once("/hooks/s", &json!({"go": true, "n": 5})).await;
+    sink.answer(
+        "/deliver",
+        vec![
+            (500, vec![], "{}".into()),
+            (502, vec![], "{}".into()),
+            (503, vec![], "{}".into()),
+        ],
+    );
+    let run = server
+        .run_once("/hooks/s", &json!({"go": true, "n": 5}))
+        .await;
     assert_eq!(run["status"], "failed");
     let deliver = step(&run, "deliver");
     assert_eq!(deliver["attempts"].as_array().map(Vec::len), Some(3));
@@ -290,11 +377,21 @@ async fn fan_out_gives_each_matching_workflow_its_own_run() {
     for r in &runs {
         let run = server.wait_run(r.as_str().expect("id")).await;
         assert_eq!(run["status"], "succeeded");
-        names.push(step(&run, "s")["output"].as_str().expect("name").to_string());
+        names.push(
+            step(&run, "s")["output"]
+                .as_str()
+                .expect("name")
+                .to_string(),
+        );
     }
     names.sort();
     assert_eq!(names, ["alpha", "beta"]);
-    let (_, event) = server.get(&format!("/api/events/{}", body["event_id"].as_str().expect("id"))).await;
+    let (_, event) = server
+        .get(&format!(
+            "/api/events/{}",
+            body["event_id"].as_str().expect("id")
+        ))
+        .await;
     assert_eq!(event["runs"], json!(runs));
     server.stop().await;
 }
@@ -303,18 +400,30 @@ async fn fan_out_gives_each_matching_workflow_its_own_run() {
 async fn form_text_and_query_reach_the_context() {
     let wf = "trigger:\n  webhook: { path: /b }\nsteps:\n  - id: echo\n    transform:\n      script: '#{ event: event, query: request.query, method: request.method, path: request.path }'\n";
     let server = TestServer::start(&[("b.yaml", wf)], &[]).await;
-    let (code, body) = server.post_raw("/hooks/b?src=x&n=1", "application/x-www-form-urlencoded", "payload=%7B%22a%22%3A1%7D&user=jo+e").await;
+    let (code, body) = server
+        .post_raw(
+            "/hooks/b?src=x&n=1",
+            "application/x-www-form-urlencoded",
+            "payload=%7B%22a%22%3A1%7D&user=jo+e",
+        )
+        .await;
     assert_eq!(code, 202, "{body}");
-    let run = server.wait_run(body["runs"][0].as_str().expect("run")).await;
+    let run = server
+        .wait_run(body["runs"][0].as_str().expect("run"))
+        .await;
     assert_eq!(
         step(&run, "echo")["output"],
         json!({"event": {"payload": "{\"a\":1}", "user": "jo e"}, "query": {"src": "x", "n": "1"}, "method": "POST", "path": "/hooks/b"})
     );
     let (code, body) = server.post_raw("/hooks/b", "text/plain", "just text").await;
     assert_eq!(code, 202);
-    let run = server.wait_run(body["runs"][0].as_str().expect("run")).await;
+    let run = server
+        .wait_run(body["runs"][0].as_str().expect("run"))
+        .await;
     assert_eq!(step(&run, "echo")["output"]["event"], "just text");
-    let (code, _) = server.post_raw("/hooks/b", "text/plain", vec![0xff, 0xfe, 0x00]).await;
+    let (code, _) = server
+        .post_raw("/hooks/b", "text/plain", vec![0xff, 0xfe, 0x00])
+        .await;
     assert_eq!(code, 400);
     server.stop().await;
 }
@@ -324,12 +433,20 @@ async fn state_lasts_across_runs_and_is_per_workflow() {
     let counter = |name: &str| {
         format!("name: {name}\ntrigger:\n  webhook: {{ path: /{name} }}\nsteps:\n  - id: count\n    transform:\n      file: count.rhai\n")
     };
-    let script = "let n = (state_get(\"seen\") ?? 0) + 1;\nstate_set(\"seen\", n);\nlog(`seen ${n}`);\nn\n";
-    let server = TestServer::start(&[("one.yaml", &counter("one")), ("two.yaml", &counter("two"))], &[("count.rhai", script)]).await;
+    let script =
+        "let n = (state_get(\"seen\") ?? 0) + 1;\nstate_set(\"seen\", n);\nlog(`seen ${n}`);\nn\n";
+    let server = TestServer::start(
+        &[("one.yaml", &counter("one")), ("two.yaml", &counter("two"))],
+        &[("count.rhai", script)],
+    )
+    .await;
     for expected in 1..=3 {
         let run = server.run_once("/hooks/one", &json!({})).await;
         assert_eq!(step(&run, "count")["output"], expected);
-        assert_eq!(step(&run, "count")["logs"], json!([format!("seen {expected}")]));
+        assert_eq!(
+            step(&run, "count")["logs"],
+            json!([format!("seen {expected}")])
+        );
     }
     let run = server.run_once("/hooks/two", &json!({})).await;
     assert_eq!(step(&run, "count")["output"], 1);
@@ -341,17 +458,39 @@ async fn a_runaway_script_fails_only_its_own_run() {
     let looping = "trigger:\n  webhook: { path: /loop }\nsteps:\n  - id: spin\n    transform:\n      script: 'let x = 0; loop { x += 1; }'\n";
     let deep = "trigger:\n  webhook: { path: /deep }\nsteps:\n  - id: recurse\n    transform:\n      script: 'fn f(n) { f(n + 1) } f(0)'\n";
     let fine = "trigger:\n  webhook: { path: /fine }\nsteps:\n  - id: ok\n    transform:\n      script: '1 + 1'\n";
-    let server = TestServer::start(&[("loop.yaml", looping), ("deep.yaml", deep), ("fine.yaml", fine)], &[]).await;
+    let server = TestServer::start(
+        &[
+            ("loop.yaml", looping),
+            ("deep.yaml", deep),
+            ("fine.yaml", fine),
+        ],
+        &[],
+    )
+    .await;
     let (_, spin) = server.post_json("/hooks/loop", &json!({})).await;
     let (_, deep) = server.post_json("/hooks/deep", &json!({})).await;
     let run = server.run_once("/hooks/fine", &json!({})).await;
     assert_eq!(run["status"], "succeeded");
-    let spun = server.wait_run(spin["runs"][0].as_str().expect("run")).await;
+    let spun = server
+        .wait_run(spin["runs"][0].as_str().expect("run"))
+        .await;
     assert_eq!(spun["status"], "failed");
-    assert!(step(&spun, "spin")["error"].as_str().is_some_and(|e| e.contains("limit")), "{spun}");
-    let deep = server.wait_run(deep["runs"][0].as_str().expect("run")).await;
+    assert!(
+        step(&spun, "spin")["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("limit")),
+        "{spun}"
+    );
+    let deep = server
+        .wait_run(deep["runs"][0].as_str().expect("run"))
+        .await;
     assert_eq!(deep["status"], "failed");
-    assert!(step(&deep, "recurse")["error"].as_str().is_some_and(|e| e.contains("call depth") || e.contains("limit")), "{deep}");
+    assert!(
+        step(&deep, "recurse")["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("call depth") || e.contains("limit")),
+        "{deep}"
+    );
     server.stop().await;
 }
 
@@ -362,11 +501,19 @@ async fn a_broken_file_is_reported_and_the_others_keep_working() {
     let server = TestServer::start(&[("good.yaml", good), ("broken.yaml", broken)], &[]).await;
     let (_, list) = server.get("/api/workflows").await;
     let items = list.as_array().expect("array");
-    let broken_entry = items.iter().find(|w| w["name"] == "broken").expect("listed");
+    let broken_entry = items
+        .iter()
+        .find(|w| w["name"] == "broken")
+        .expect("listed");
     assert_eq!(broken_entry["status"], "invalid");
     assert_eq!(broken_entry["path"], "/broken");
     let errors = broken_entry["errors"].as_array().expect("errors");
-    assert!(errors.iter().any(|e| e.as_str().is_some_and(|e| e.ends_with("broken.yaml:6:5: unknown key `filtr`; did you mean `filter`?"))), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.as_str().is_some_and(
+            |e| e.ends_with("broken.yaml:6:5: unknown key `filtr`; did you mean `filter`?")
+        )),
+        "{errors:?}"
+    );
     let good_entry = items.iter().find(|w| w["name"] == "good").expect("listed");
     assert_eq!(good_entry["status"], "loaded");
     assert_eq!(good_entry["hook"], "/hooks/good");
@@ -376,7 +523,9 @@ async fn a_broken_file_is_reported_and_the_others_keep_working() {
     assert_eq!(code, 404);
     let (code, detail) = server.get("/api/workflows/good").await;
     assert_eq!(code, 200);
-    assert!(detail["source"].as_str().is_some_and(|s| s.contains("/good")));
+    assert!(detail["source"]
+        .as_str()
+        .is_some_and(|s| s.contains("/good")));
     assert_eq!(server.get("/api/workflows/nope").await.0, 404);
     server.stop().await;
 }
@@ -388,7 +537,9 @@ async fn history_lists_newest_first_with_filters_and_cursor() {
     let server = TestServer::start(&[("a.yaml", a), ("b.yaml", b)], &[]).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let run = server.run_once("/hooks/a", &json!({"ok": i % 2 == 0})).await;
+        let run = server
+            .run_once("/hooks/a", &json!({"ok": i % 2 == 0}))
+            .await;
         ids.push(run["id"].as_str().expect("id").to_string());
     }
     server.run_once("/hooks/b", &json!({"ok": true})).await;
@@ -396,7 +547,9 @@ async fn history_lists_newest_first_with_filters_and_cursor() {
     let mut seen = Vec::new();
     let mut cursor = String::new();
     for _ in 0..5 {
-        let (code, page) = server.get(&format!("/api/runs?workflow=a&limit=2&before={cursor}")).await;
+        let (code, page) = server
+            .get(&format!("/api/runs?workflow=a&limit=2&before={cursor}"))
+            .await;
         assert_eq!(code, 200);
         for r in page["items"].as_array().expect("items") {
             seen.push(r["id"].as_str().expect("id").to_string());

@@ -149,23 +149,34 @@ pub fn classify(reg: &Registry, req: &Inbound, now: Timestamp) -> Decision {
         runs: Vec::new(),
         source: req.source.clone(),
     };
+    // One context for every workflow's `when`: the body moves in and back
+    // out rather than being copied per workflow.
+    let body = std::mem::take(&mut event.body);
+    let mut ctx = context(&event, "", None, 0, Map::new());
+    ctx["event"] = body;
     let mut runs = Vec::new();
     let mut errors = Vec::new();
     for w in &verified {
         let holds = match &w.when {
             None => true,
-            Some(c) => match c.eval(&context(&event, &w.name, None, 0, Map::new())) {
-                Ok(h) => h,
-                Err(e) => {
-                    warn!(workflow = %w.name, error = %e, "`when` could not be evaluated; no run created");
-                    errors.push(format!("{}: `when` failed: {e}", w.name));
-                    false
+            Some(c) => {
+                ctx["workflow"]["name"] = Value::String(w.name.clone());
+                match c.eval(&ctx) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        warn!(workflow = %w.name, error = %e, "`when` could not be evaluated; no run created");
+                        errors.push(format!("{}: `when` failed: {e}", w.name));
+                        false
+                    }
                 }
-            },
+            }
         };
         if holds {
             runs.push(new_run(w, &event.id, now));
         }
+    }
+    if let Some(body) = ctx.get_mut("event") {
+        event.body = std::mem::take(body);
     }
     if runs.is_empty() {
         event.outcome = Outcome::Unmatched;

@@ -2,7 +2,7 @@
 //! saving the run after every step so a crash resumes exactly there. A step
 //! failure is recorded in the run; `Err` means the store itself failed.
 
-use super::{context, RunUpdate};
+use super::{into_context, RunUpdate};
 use crate::record::{redact, redact_str, Run, RunStatus, StepRecord, StepStatus, Timestamp};
 use crate::step::{http::Sender, Action, Outcome, StepEnv};
 use crate::store::{QueueEntry, Store, StoreError};
@@ -71,7 +71,7 @@ impl Executor {
                 outputs.insert(s.id.clone(), out.clone());
             }
         }
-        let mut ctx = context(&event, &wf.name, Some(&run.id), run.attempt.max(1), outputs);
+        let mut ctx = into_context(event, &wf.name, Some(&run.id), run.attempt.max(1), outputs);
         let env = StepEnv {
             workflow: &wf.name,
             state: self.store.state(),

@@ -17,6 +17,28 @@ pub struct RunUpdate {
     pub event_id: String,
 }
 
+/// The run context of SPEC §3.1, taking the event's parts without copying.
+pub fn into_context(
+    event: Event,
+    workflow: &str,
+    run_id: Option<&RunId>,
+    attempt: u32,
+    steps: Map<String, Value>,
+) -> Value {
+    json!({
+        "event": event.body,
+        "request": {
+            "method": event.method,
+            "path": event.path,
+            "headers": event.headers,
+            "query": event.query,
+        },
+        "steps": steps,
+        "workflow": { "name": workflow },
+        "run": { "id": run_id, "attempt": attempt },
+    })
+}
+
 /// The run context of SPEC §3.1.
 pub fn context(
     event: &Event,

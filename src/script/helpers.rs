@@ -31,14 +31,14 @@ pub(super) fn push_log(line: String) {
 }
 
 fn to_json(d: &Dynamic) -> Res<Value> {
-    match rhai::serde::from_dynamic::<Value>(d) {
+    match super::from_dynamic(d) {
         Ok(v) => Ok(v),
-        Err(e) => fail(format!("value cannot be turned into JSON: {e}")),
+        Err(e) => fail(e),
     }
 }
 
 fn from_json(v: &Value) -> Res<Dynamic> {
-    rhai::serde::to_dynamic(v)
+    Ok(super::to_dynamic(v))
 }
 
 fn state_get(key: &str) -> Res<Dynamic> {

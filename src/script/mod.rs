@@ -74,6 +74,7 @@ pub struct CompileError {
 pub struct Script {
     engine: Engine,
     ast: Arc<AST>,
+    names: Arc<Names>,
 }
 
 /// A compiled boolean expression (`expr` in a condition).
@@ -81,6 +82,32 @@ pub struct Script {
 pub struct Expression {
     engine: Engine,
     ast: Arc<AST>,
+    names: Arc<Names>,
+}
+
+/// The identifiers a script's source mentions. Context variables it never
+/// names are not converted for it: converting the whole context to Rhai
+/// values is most of the cost of a small script.
+#[derive(Debug, Default)]
+struct Names(std::collections::HashSet<String>);
+
+impl Names {
+    fn of(source: &str) -> Names {
+        let mut set = std::collections::HashSet::new();
+        let mut word = String::new();
+        for c in source.chars().chain(std::iter::once(' ')) {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                word.push(c);
+            } else if !word.is_empty() {
+                set.insert(std::mem::take(&mut word));
+            }
+        }
+        Names(set)
+    }
+
+    fn mentions(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
 }
 
 impl std::fmt::Debug for Script {
@@ -150,6 +177,7 @@ impl Engine {
         Ok(Script {
             engine: self.clone(),
             ast: Arc::new(ast),
+            names: Arc::new(Names::of(source)),
         })
     }
 
@@ -161,24 +189,21 @@ impl Engine {
         Ok(Expression {
             engine: self.clone(),
             ast: Arc::new(ast),
+            names: Arc::new(Names::of(source)),
         })
     }
 
-    fn eval(&self, ast: &AST, ctx: &Value, state: Option<(StateStore, String)>) -> ScriptOutcome {
+    fn eval(
+        &self,
+        ast: &AST,
+        names: &Names,
+        ctx: &Value,
+        state: Option<(StateStore, String)>,
+    ) -> ScriptOutcome {
         let mut scope = Scope::new();
         if let Value::Object(vars) = ctx {
-            for (name, value) in vars {
-                match rhai::serde::to_dynamic(value) {
-                    Ok(d) => {
-                        scope.push_dynamic(name.as_str(), d);
-                    }
-                    Err(e) => {
-                        return ScriptOutcome {
-                            result: Err(format!("cannot pass `{name}` to the script: {e}")),
-                            logs: Vec::new(),
-                        }
-                    }
-                }
+            for (name, value) in vars.iter().filter(|(n, _)| names.mentions(n)) {
+                scope.push_dynamic(name.as_str(), to_dynamic(value));
             }
         }
         let previous = CALL.with(|c| {
@@ -203,13 +228,13 @@ impl Script {
     /// Run with the run context's keys as variables. `state` is the
     /// per-workflow store behind `state_get` / `state_set`.
     pub fn run(&self, ctx: &Value, state: Option<(StateStore, String)>) -> ScriptOutcome {
-        self.engine.eval(&self.ast, ctx, state)
+        self.engine.eval(&self.ast, &self.names, ctx, state)
     }
 }
 
 impl Expression {
     pub fn eval_bool(&self, ctx: &Value) -> Result<bool, String> {
-        let outcome = self.engine.eval(&self.ast, ctx, None);
+        let outcome = self.engine.eval(&self.ast, &self.names, ctx, None);
         match outcome.result? {
             Value::Bool(b) => Ok(b),
             other => Err(format!(
@@ -218,6 +243,71 @@ impl Expression {
             )),
         }
     }
+}
+
+/// JSON → Rhai, directly (serde's generic route costs several times more).
+pub fn to_dynamic(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from_int(i),
+            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Dynamic::from(rhai::ImmutableString::from(s.as_str())),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(to_dynamic).collect()),
+        Value::Object(map) => {
+            let mut m = rhai::Map::new();
+            for (k, v) in map {
+                m.insert(k.as_str().into(), to_dynamic(v));
+            }
+            Dynamic::from_map(m)
+        }
+    }
+}
+
+/// Rhai → JSON. Values with no JSON form (functions, ranges, NaN) are errors.
+pub fn from_dynamic(d: &Dynamic) -> Result<Value, String> {
+    if d.is_unit() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = d.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Ok(i) = d.as_int() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(f) = d.as_float() {
+        return serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| {
+                "the script's value holds a number JSON cannot represent (NaN or infinity)"
+                    .to_string()
+            });
+    }
+    if d.is_string() || d.is_char() {
+        return Ok(Value::String(d.to_string()));
+    }
+    if let Some(arr) = d.read_lock::<rhai::Array>() {
+        return arr
+            .iter()
+            .map(from_dynamic)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array);
+    }
+    if let Some(map) = d.read_lock::<rhai::Map>() {
+        let mut out = serde_json::Map::with_capacity(map.len());
+        for (k, v) in map.iter() {
+            out.insert(k.to_string(), from_dynamic(v)?);
+        }
+        return Ok(Value::Object(out));
+    }
+    rhai::serde::from_dynamic::<Value>(d).map_err(|e| {
+        format!(
+            "the script's value cannot be turned into JSON ({}): {e}",
+            d.type_name()
+        )
+    })
 }
 
 fn compile_error(e: rhai::ParseError) -> CompileError {

@@ -528,7 +528,10 @@ fn transform(cx: &mut Cx, t: &Spanned<TransformSpec>) -> Option<crate::script::S
 fn script_position(text: &str, at: Pos, line: usize, col: usize) -> (usize, usize) {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.get(at.line.saturating_sub(1)).copied().unwrap_or("");
-    let rest = start.get(at.col.saturating_sub(1)..).unwrap_or("").trim_start();
+    let rest = start
+        .get(at.col.saturating_sub(1)..)
+        .unwrap_or("")
+        .trim_start();
     let indent_of = |n: usize| {
         lines
             .get(n.saturating_sub(1))

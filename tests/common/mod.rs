@@ -44,7 +44,9 @@ impl TestServer {
         write_files(&sc_dir, scripts);
         let mut config = ServeConfig::new(wf_dir, sc_dir, dir.path().join("data"));
         tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
@@ -79,7 +81,12 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
         let resp = self
             .client
             .post(self.url(path))
@@ -93,7 +100,12 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self.client.get(self.url(path)).send().await.expect("request sent");
+        let resp = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -110,7 +122,10 @@ impl TestServer {
             if code == 200 && statuses.contains(&run["status"].as_str().unwrap_or("")) {
                 return run;
             }
-            assert!(Instant::now() < deadline, "run {run_id} never reached {statuses:?}: {run}");
+            assert!(
+                Instant::now() < deadline,
+                "run {run_id} never reached {statuses:?}: {run}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -187,14 +202,25 @@ impl Sink {
         let (tx, rx) = mpsc::unbounded_channel();
         let answers: Arc<Mutex<HashMap<String, VecDeque<Answer>>>> = Arc::default();
         let delay: Arc<Mutex<Option<Duration>>> = Arc::default();
-        let state = SinkState { tx, answers: answers.clone(), delay: delay.clone() };
+        let state = SinkState {
+            tx,
+            answers: answers.clone(),
+            delay: delay.clone(),
+        };
         let app = axum::Router::new().fallback(receive).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind sink");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sink");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Sink { addr, rx, answers, delay }
+        Sink {
+            addr,
+            rx,
+            answers,
+            delay,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -203,7 +229,10 @@ impl Sink {
 
     /// Answer the next requests to `path` with these, in order; after them 200.
     pub fn answer(&self, path: &str, answers: Vec<Answer>) {
-        self.answers.lock().expect("lock").insert(path.to_string(), answers.into());
+        self.answers
+            .lock()
+            .expect("lock")
+            .insert(path.to_string(), answers.into());
     }
 
     pub fn set_delay(&self, d: Option<Duration>) {
@@ -224,7 +253,13 @@ impl Sink {
     }
 }
 
-async fn receive(State(s): State<SinkState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+async fn receive(
+    State(s): State<SinkState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
     let delay = *s.delay.lock().expect("lock");
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
@@ -234,11 +269,21 @@ async fn receive(State(s): State<SinkState>, method: Method, uri: Uri, headers: 
         uri: uri.to_string(),
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: body.to_vec(),
     });
-    let answer = s.answers.lock().expect("lock").get_mut(uri.path()).and_then(|q| q.pop_front());
+    let answer = s
+        .answers
+        .lock()
+        .expect("lock")
+        .get_mut(uri.path())
+        .and_then(|q| q.pop_front());
     let (status, extra, body) = answer.unwrap_or((200, vec![], "{\"ok\":true}".to_string()));
     let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
     for (k, v) in extra {
@@ -246,7 +291,8 @@ async fn receive(State(s): State<SinkState>, method: Method, uri: Uri, headers: 
             resp.headers_mut().insert(k, v);
         }
     }
-    resp.headers_mut().insert("content-type", "application/json".parse().expect("valid"));
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().expect("valid"));
     resp
 }
 
@@ -267,19 +313,29 @@ impl BinServer {
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> BinServer {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(binary());
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").args(args);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("binary starts");
         let stderr = child.stderr.take().expect("stderr piped");
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = log.clone();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+                {
                     let _ = tx.send(addr.to_string());
                 }
                 sink.lock().expect("lock").push(line);
@@ -292,7 +348,11 @@ impl BinServer {
                 panic!("the server did not start: {:?}", log.lock().expect("lock"));
             }
         };
-        BinServer { child, base: format!("http://{addr}"), log }
+        BinServer {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -302,7 +362,9 @@ impl BinServer {
     /// SIGTERM, then wait (bounded) for a clean exit; returns the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -1,0 +1,212 @@
+//! The shipped example workflows, run by the real binary against a real
+//! sink, with real signatures: what each one delivers, and that secrets
+//! from the environment never show in the stored history.
+
+mod common;
+
+use base64::Engine as _;
+use common::{BinServer, Sink};
+use hookflow::signature::{sign, Algorithm};
+use serde_json::{json, Value};
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/workflows/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[tokio::test]
+async fn shipped_examples_deliver_what_they_promise() {
+    let mut sink = Sink::start().await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let data = tempfile::tempdir().expect("tmp");
+    let (wf, sc, dd) = (
+        format!("{root}/workflows"),
+        format!("{root}/scripts"),
+        data.path().display().to_string(),
+    );
+    let urls = [
+        ("SLACK_WEBHOOK_URL", sink.url("/slack")),
+        ("CI_TRIGGER_URL", sink.url("/ci")),
+        ("ERP_BASE_URL", sink.url("/erp")),
+        ("SALES_WEBHOOK_URL", sink.url("/sales")),
+    ];
+    let mut env: Vec<(&str, &str)> = urls.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend([
+        ("STRIPE_WEBHOOK_SECRET", "whsec_test_0123456789"),
+        ("GITHUB_WEBHOOK_SECRET", "gh-test-secret-value"),
+        ("SHOPIFY_WEBHOOK_SECRET", "shpss-test-secret-value"),
+        ("ERP_API_KEY", "erp-key-very-secret-42"),
+        ("CI_TOKEN", "ci-token-very-secret-43"),
+    ]);
+    let server = BinServer::start(&["--workflows", &wf, "--scripts", &sc, "--data", &dd], &env);
+    let client = reqwest::Client::new();
+
+    // Stripe → Slack
+    let body = fixture("stripe_payment_intent_succeeded.json");
+    let t = now();
+    let sig = hex::encode(sign(
+        Algorithm::Sha256,
+        b"whsec_test_0123456789",
+        format!("{t}.{body}").as_bytes(),
+    ));
+    let resp = client
+        .post(server.url("/hooks/stripe"))
+        .header("content-type", "application/json")
+        .header("stripe-signature", format!("t={t},v1={sig}"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    let slack = sink.next().await;
+    assert_eq!(slack.uri, "/slack");
+    assert_eq!(
+        slack.json(),
+        json!({"text": "Payment of 20 USD from jenny@example.com", "payment_id": "pi_3PqTn2LkdIwHu7ix0QzXyZ12"})
+    );
+    // The demo secret no longer works once a real one is set.
+    let demo = hex::encode(sign(
+        Algorithm::Sha256,
+        b"whsec_hookflow_demo",
+        format!("{t}.{body}").as_bytes(),
+    ));
+    let resp = client
+        .post(server.url("/hooks/stripe"))
+        .header("content-type", "application/json")
+        .header("stripe-signature", format!("t={t},v1={demo}"))
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 401);
+
+    // GitHub → CI
+    let body = fixture("github_push.json");
+    let sig = hex::encode(sign(
+        Algorithm::Sha256,
+        b"gh-test-secret-value",
+        body.as_bytes(),
+    ));
+    let resp = client
+        .post(server.url("/hooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .header("x-hub-signature-256", format!("sha256={sig}"))
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    let ci = sink.next().await;
+    assert_eq!(ci.uri, "/ci?repo=acme%2Fshop-api");
+    assert_eq!(
+        ci.headers["authorization"],
+        "Bearer ci-token-very-secret-43"
+    );
+    assert_eq!(
+        ci.headers["x-github-delivery"],
+        "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    );
+    assert_eq!(
+        ci.json(),
+        json!({"repository": "acme/shop-api", "ref": "refs/heads/main",
+        "sha": "59b20b8d5c6ff8d09518454d4dd8b7b30f095ab5", "reason": "push",
+        "title": "Fix rounding in invoice totals", "author": "octocat", "commit_count": 1})
+    );
+
+    // Shopify → ERP (+ large-order alert as a form)
+    let body = fixture("shopify_order.json");
+    let sig = base64::engine::general_purpose::STANDARD.encode(sign(
+        Algorithm::Sha256,
+        b"shpss-test-secret-value",
+        body.as_bytes(),
+    ));
+    let resp = client
+        .post(server.url("/hooks/shopify/orders"))
+        .header("content-type", "application/json")
+        .header("x-shopify-topic", "orders/create")
+        .header("x-shopify-shop-domain", "acme.myshopify.com")
+        .header("x-shopify-hmac-sha256", sig)
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    let answer: Value = resp.json().await.expect("json");
+    let erp = sink.next().await;
+    assert_eq!(erp.uri, "/erp");
+    assert_eq!(erp.headers["x-api-key"], "erp-key-very-secret-42");
+    let order = erp.json();
+    assert_eq!(order["reference"], "#1042");
+    assert_eq!(order["total"], 649.9);
+    assert_eq!(
+        order["lines"][0],
+        json!({"sku": "DESK-OAK-140", "quantity": 1, "unit_price": 599.9})
+    );
+    assert_eq!(order["orders_seen"], 1);
+    let sales = sink.next().await;
+    assert_eq!(sales.uri, "/sales");
+    assert_eq!(
+        sales.text(),
+        "text=Large+order+%231042%3A+649.9+EUR&order_number=%231042"
+    );
+
+    // The stored run shows the request with the secret blanked out.
+    let run = common::wait_run_at(
+        &client,
+        &server.base,
+        answer["runs"][0].as_str().expect("run"),
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let erp_step = run["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == "send_to_erp"))
+        .expect("step");
+    assert_eq!(
+        erp_step["attempts"][0]["request"]["headers"]["X-Api-Key"],
+        "[redacted]"
+    );
+    assert_eq!(
+        erp_step["attempts"][0]["request"]["url"], "[redacted]",
+        "the ERP URL came from the environment"
+    );
+    let all_runs = client
+        .get(server.url("/api/runs?limit=500"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    let all_events = client
+        .get(server.url("/api/events?limit=500"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    for secret in [
+        "erp-key-very-secret-42",
+        "ci-token-very-secret-43",
+        "whsec_test_0123456789",
+        "gh-test-secret-value",
+        "shpss-test-secret-value",
+    ] {
+        assert!(!all_runs.contains(secret), "{secret} leaked into runs");
+        assert!(!all_events.contains(secret), "{secret} leaked into events");
+    }
+    server.terminate();
+}
