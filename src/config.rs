@@ -30,6 +30,15 @@ pub struct ServeConfig {
     /// How long SIGTERM waits for running steps before leaving them queued.
     #[arg(long, env = "HOOKFLOW_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,
+    /// Events and finished runs older than this are pruned.
+    #[arg(long, env = "HOOKFLOW_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub retention: Duration,
+    /// When stored events and runs take more than this, the oldest are pruned.
+    #[arg(long, env = "HOOKFLOW_RETENTION_SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub retention_size: usize,
+    /// How often pruning runs.
+    #[arg(long, env = "HOOKFLOW_PRUNE_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub prune_interval: Duration,
 }
 
 impl ServeConfig {
@@ -44,6 +53,9 @@ impl ServeConfig {
             workers: 64,
             cache_mb: 64,
             grace: Duration::from_secs(10),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            retention_size: 1 << 30,
+            prune_interval: Duration::from_secs(60),
         }
     }
 }

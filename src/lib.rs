@@ -13,6 +13,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`record`] | stored data: `Event`, `Run`, `StepRecord`, `Attempt`, ids, statuses |
+//! | [`metrics`] | counters and histograms for `/metrics` |
 //! | [`signature`] | signature schemes: pure verification over raw bytes |
 //! | [`jsonpath`] | RFC 9535 queries, parsed once |
 //! | [`store`] | every sled call: events, runs, queue, state, versions; group commit |
@@ -47,6 +48,7 @@ pub mod http;
 pub mod inbound;
 pub mod jsonpath;
 pub mod record;
+pub mod metrics;
 pub mod run;
 pub mod script;
 pub mod server;

@@ -77,14 +77,17 @@ pub async fn run(
         .replace(load_workflows(&config, &engine))
         .map_err(|e| ServerError::Setup(format!("cannot record workflow versions: {e}")))?;
     let (updates, _) = broadcast::channel(1024);
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let executor = Arc::new(Executor {
         store: store.clone(),
         workflows: Arc::clone(&workflows),
         http: Sender::live().map_err(ServerError::Setup)?,
         updates: updates.clone(),
+        metrics: Arc::clone(&metrics),
     });
     let wake = Wake::default();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_prune = stop_rx.clone();
     let dispatcher = tokio::spawn(worker::dispatch(
         Arc::clone(&executor),
         config.workers,
@@ -97,6 +100,7 @@ pub async fn run(
         workflows: Arc::clone(&workflows),
         wake: wake.clone(),
         executor: Arc::clone(&executor),
+        metrics: Arc::clone(&metrics),
     });
     let state = AppState {
         inbox,
@@ -104,7 +108,9 @@ pub async fn run(
         workflows,
         max_body: config.max_body,
         updates,
+        metrics,
     };
+    let pruner = tokio::spawn(prune_loop(store.clone(), config.clone(), stop_rx_prune));
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
     info!(%addr, queued = store.queue_len(), "hookflow is listening");
     let served = axum::serve(
@@ -116,8 +122,36 @@ pub async fn run(
     info!("stopping: no new requests; letting running steps finish");
     let _ = stop_tx.send(true);
     let _ = dispatcher.await;
+    let _ = pruner.await;
     if let Err(e) = store.flush().await {
         warn!(error = %e, "final flush failed");
     }
     served.map_err(ServerError::Serve)
+}
+
+/// Prune old history in the background, off the async runtime, so ingest
+/// never waits for it.
+async fn prune_loop(store: Store, config: ServeConfig, mut stop: watch::Receiver<bool>) {
+    loop {
+        let s = store.clone();
+        let (retention, max) = (config.retention, config.retention_size as u64);
+        let result = tokio::task::spawn_blocking(move || {
+            let now = crate::record::Timestamp::now();
+            let cutoff = crate::record::Timestamp(now.0.saturating_sub(retention.as_millis() as u64));
+            s.prune(cutoff, max, now)
+        })
+        .await;
+        match result {
+            Ok(Ok(p)) if p.events + p.runs + p.dedupe > 0 => {
+                info!(events = p.events, runs = p.runs, dedupe_keys = p.dedupe, "pruned old history")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "pruning failed; will try again"),
+            Err(e) => warn!(error = %e, "pruning was interrupted"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.prune_interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }

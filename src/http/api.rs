@@ -7,7 +7,11 @@ use crate::record::{Outcome, RunStatus};
 use crate::store::{EventQuery, RunQuery};
 use crate::workflow::registry::FileReport;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
+use crate::record::Timestamp;
+use crate::run::replay;
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -23,6 +27,85 @@ pub fn router() -> Router<AppState> {
         .route("/api/events/{id}", get(get_event))
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(get_run))
+        .route("/api/runs/{id}/replay", post(replay_one))
+        .route("/api/runs/replay", post(replay_many))
+}
+
+/// Replay one run and store it; the error is an API answer.
+async fn replay(state: &AppState, original_id: &str, opts: replay::Options) -> Result<String, ApiError> {
+    let mut original = state
+        .store
+        .run(original_id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::not_found(format!("no run `{original_id}`")))?;
+    let wf = match opts.version {
+        replay::Version::Recorded => state
+            .workflows
+            .version(&original.workflow_version)
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?,
+        replay::Version::Current => state
+            .workflows
+            .current()
+            .by_name(&original.workflow)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("workflow `{}` is not loaded now; replay on the recorded version", original.workflow),
+                )
+            })?,
+    };
+    let run = replay::plan(&original, &wf, opts.from, Timestamp::now()).map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?;
+    original.replays.push(run.id.clone());
+    state.store.insert_replay(&original, &run).map_err(ApiError::store)?;
+    state.store.flush().await.map_err(ApiError::store)?;
+    state.inbox.wake.notify();
+    state.inbox.executor.publish(&run);
+    state.inbox.executor.publish(&original);
+    Ok(run.id.to_string())
+}
+
+fn options(body: &Bytes) -> Result<replay::Options, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(replay::Options::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "replay options: {e}; send {{\"from\": \"start\"|\"failed_step\", \"version\": \"current\"|\"recorded\"}}"
+        ))
+    })
+}
+
+async fn replay_one(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let opts = options(&body)?;
+    let run_id = replay(&state, &id, opts).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "run_id": run_id }))))
+}
+
+/// The most runs one bulk replay takes; call again for more.
+const MAX_BULK: usize = 1000;
+
+async fn replay_many(State(state): State<AppState>, Query(p): Query<ListParams>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let opts = options(&body)?;
+    let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let status = parse_filter(&p.status, RunStatus::parse, "status", &statuses)?.unwrap_or(RunStatus::Failed);
+    let q = RunQuery {
+        workflow: p.workflow(),
+        status: Some(status),
+        before: None,
+        limit: MAX_BULK,
+    };
+    let page = state.store.list_runs(&q).map_err(ApiError::store)?;
+    let mut run_ids = Vec::new();
+    let mut skipped = Vec::new();
+    // Oldest first, so the replays queue in the order the originals arrived.
+    for original in page.items.iter().rev() {
+        match replay(&state, original.id.as_str(), opts).await {
+            Ok(id) => run_ids.push(id),
+            Err(e) => skipped.push(json!({ "run_id": original.id, "error": e.message })),
+        }
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run_ids": run_ids, "skipped": skipped }))))
 }
 
 fn workflow_json(f: &FileReport) -> Value {

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod error;
 pub mod hooks;
+pub mod metrics;
 
 use crate::inbound::Inbox;
 use crate::run::RunUpdate;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub workflows: Arc<Workflows>,
     pub max_body: usize,
     pub updates: broadcast::Sender<RunUpdate>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -33,6 +35,7 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(hooks::router())
         .merge(api::router())
+        .merge(metrics::router())
         .fallback(|| async { error::ApiError::not_found("not found") })
         .with_state(state)
 }

@@ -7,10 +7,10 @@
 pub mod body;
 
 use crate::record::{
-    Event, EventId, Outcome, Run, RunId, RunStatus, StepRecord, Timestamp, REDACTED,
+    Event, EventId, Outcome, Run, RunId, Timestamp, REDACTED,
 };
-use crate::run::{context, worker::Wake};
-use crate::store::{Store, StoreError};
+use crate::run::{context, new_run, worker::Wake};
+use crate::store::{DedupeClaim, DedupeEntry, Inserted, Store, StoreError};
 use crate::workflow::registry::{Registry, Workflows};
 use crate::workflow::Workflow;
 use serde_json::{Map, Value};
@@ -69,6 +69,8 @@ pub enum Decision {
     Store {
         event: Box<Event>,
         runs: Vec<Run>,
+        /// Dedupe keys to claim, by index into `runs`.
+        claims: Vec<(usize, DedupeClaim)>,
     },
 }
 
@@ -155,6 +157,7 @@ pub fn classify(reg: &Registry, req: &Inbound, now: Timestamp) -> Decision {
     let mut ctx = context(&event, "", None, 0, Map::new());
     ctx["event"] = body;
     let mut runs = Vec::new();
+    let mut claims = Vec::new();
     let mut errors = Vec::new();
     for w in &verified {
         let holds = match &w.when {
@@ -172,6 +175,20 @@ pub fn classify(reg: &Registry, req: &Inbound, now: Timestamp) -> Decision {
             }
         };
         if holds {
+            if let Some(d) = &w.dedupe {
+                let key = d.key.render_text(&ctx);
+                // No key (the field is missing): nothing to dedupe on.
+                if !key.is_empty() {
+                    claims.push((
+                        runs.len(),
+                        DedupeClaim {
+                            workflow: w.name.clone(),
+                            key,
+                            expires_at: now.plus(d.window),
+                        },
+                    ));
+                }
+            }
             runs.push(new_run(w, &event.id, now));
         }
     }
@@ -190,31 +207,7 @@ pub fn classify(reg: &Registry, req: &Inbound, now: Timestamp) -> Decision {
     Decision::Store {
         event: Box::new(event),
         runs,
-    }
-}
-
-/// A fresh run of `w` for an event, with every step pending.
-pub fn new_run(w: &Workflow, event_id: &EventId, now: Timestamp) -> Run {
-    Run {
-        id: RunId::generate(),
-        workflow: w.name.clone(),
-        workflow_version: w.version.clone(),
-        event_id: event_id.clone(),
-        status: RunStatus::Queued,
-        attempt: 0,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-        duration_ms: None,
-        next_attempt_at: None,
-        replay_of: None,
-        replays: Vec::new(),
-        error: None,
-        steps: w
-            .steps
-            .iter()
-            .map(|s| StepRecord::pending(&s.id, s.action.kind()))
-            .collect(),
+        claims,
     }
 }
 
@@ -249,48 +242,92 @@ pub struct Inbox {
     pub workflows: Arc<Workflows>,
     pub wake: Wake,
     pub executor: Arc<crate::run::executor::Executor>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Inbox {
     pub async fn accept(&self, req: Inbound) -> Result<Answer, StoreError> {
-        let now = Timestamp::now();
-        let reg = self.workflows.current();
-        match classify(&reg, &req, now) {
-            Decision::Answer(a) => Ok(a),
-            Decision::Reject { reason, workflows } => {
-                info!(path = %req.hook_path, %reason, "webhook rejected");
-                let event = Event {
-                    id: EventId::generate(),
-                    received_at: now,
-                    path: hooks_path(&req.hook_path),
-                    method: req.method.clone(),
-                    headers: BTreeMap::new(),
-                    query: BTreeMap::new(),
-                    body: Value::Null,
-                    body_size: req.body.len(),
-                    outcome: Outcome::Rejected,
-                    reason: Some(reason.clone()),
-                    workflows,
-                    runs: Vec::new(),
-                    source: req.source.clone(),
-                };
-                self.store.save_event(&event)?;
-                Ok(Answer::Rejected(reason))
-            }
-            Decision::Store { event, runs } => {
-                self.store.insert_event(&event, &runs)?;
-                self.store.flush().await?;
-                if !runs.is_empty() {
-                    self.wake.notify();
+        // A second pass is only needed when a concurrent delivery of the same
+        // event claimed a dedupe key between our check and our write.
+        for _ in 0..2 {
+            let now = Timestamp::now();
+            let reg = self.workflows.current();
+            match classify(&reg, &req, now) {
+                Decision::Answer(a) => return Ok(a),
+                Decision::Reject { reason, workflows } => return self.reject(&req, now, reason, workflows),
+                Decision::Store { event, runs, claims } => {
+                    if let Some(answer) = self.store_event(*event, runs, claims, now).await? {
+                        return Ok(answer);
+                    }
                 }
-                for r in &runs {
-                    self.executor.publish(r);
-                }
-                Ok(Answer::Accepted {
-                    event_id: event.id,
-                    runs: event.runs,
-                })
             }
         }
+        Err(StoreError::Flush("the event kept conflicting with a concurrent delivery".into()))
+    }
+
+    fn reject(&self, req: &Inbound, now: Timestamp, reason: String, workflows: Vec<String>) -> Result<Answer, StoreError> {
+        info!(path = %req.hook_path, %reason, "webhook rejected");
+        let event = Event {
+            id: EventId::generate(),
+            received_at: now,
+            path: hooks_path(&req.hook_path),
+            method: req.method.clone(),
+            headers: BTreeMap::new(),
+            query: BTreeMap::new(),
+            body: Value::Null,
+            body_size: req.body.len(),
+            outcome: Outcome::Rejected,
+            reason: Some(reason.clone()),
+            workflows,
+            runs: Vec::new(),
+            source: req.source.clone(),
+        };
+        self.store.save_event(&event)?;
+        self.metrics.event(&event);
+        Ok(Answer::Rejected(reason))
+    }
+
+    /// Store the event; `None` means a dedupe race was lost: classify again.
+    async fn store_event(
+        &self,
+        mut event: Event,
+        runs: Vec<Run>,
+        claims: Vec<(usize, DedupeClaim)>,
+        now: Timestamp,
+    ) -> Result<Option<Answer>, StoreError> {
+        let mut keep = vec![true; runs.len()];
+        let mut holder: Option<DedupeEntry> = None;
+        for (i, claim) in &claims {
+            if let Some(h) = self.store.dedupe_holder(&claim.workflow, &claim.key, now)? {
+                keep[*i] = false;
+                holder.get_or_insert(h);
+            }
+        }
+        if let Some(h) = &holder {
+            if !keep.iter().any(|k| *k) {
+                return Ok(Some(Answer::Duplicate {
+                    event_id: h.event_id.clone(),
+                    runs: h.runs.clone(),
+                }));
+            }
+        }
+        let claims: Vec<DedupeClaim> = claims.into_iter().filter(|(i, _)| keep[*i]).map(|(_, c)| c).collect();
+        let runs: Vec<Run> = runs.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(r, _)| r).collect();
+        event.runs = runs.iter().map(|r| r.id.clone()).collect();
+        if let Inserted::Duplicate(_) = self.store.insert_event(&event, &runs, &claims, now)? {
+            return Ok(None);
+        }
+        self.store.flush().await?;
+        self.metrics.event(&event);
+        if !runs.is_empty() {
+            self.wake.notify();
+        }
+        for r in &runs {
+            self.executor.publish(r);
+        }
+        Ok(Some(Answer::Accepted {
+            event_id: event.id,
+            runs: event.runs,
+        }))
     }
 }

@@ -18,6 +18,7 @@ pub struct Executor {
     pub workflows: Arc<Workflows>,
     pub http: Sender,
     pub updates: broadcast::Sender<RunUpdate>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Executor {
@@ -104,7 +105,12 @@ impl Executor {
                 r["attempt"] = Value::from(run.attempt);
             }
             let clock = Instant::now();
+            let attempts_before = rec.attempts.len();
             let outcome = step.run(&ctx, &env, rec).await;
+            self.metrics.step(&wf.name, step.action.kind(), clock.elapsed().as_secs_f64());
+            for a in &rec.attempts[attempts_before..] {
+                self.metrics.attempt(&wf.name, a.response.as_ref().map(|r| r.status));
+            }
             rec.duration_ms = Some(if is_http {
                 rec.attempts.iter().map(|a| a.duration_ms).sum()
             } else {
@@ -190,6 +196,7 @@ impl Executor {
         run.finished_at = Some(now);
         run.duration_ms = Some(now.millis_since(run.started_at.unwrap_or(now)));
         self.store.save_run(run)?;
+        self.metrics.run_finished(run);
         self.publish(run);
         Ok(())
     }

@@ -2,9 +2,11 @@
 //! each; `worker.rs` claims due runs from the queue with bounded concurrency.
 
 pub mod executor;
+pub mod replay;
 pub mod worker;
 
-use crate::record::{Event, RunId, RunStatus};
+use crate::record::{Event, EventId, Run, RunId, RunStatus, StepRecord, Timestamp};
+use crate::workflow::Workflow;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -60,3 +62,29 @@ pub fn context(
         "run": { "id": run_id, "attempt": attempt },
     })
 }
+
+/// A fresh run of `w` for an event, with every step pending.
+pub fn new_run(w: &Workflow, event_id: &EventId, now: Timestamp) -> Run {
+    Run {
+        id: RunId::generate(),
+        workflow: w.name.clone(),
+        workflow_version: w.version.clone(),
+        event_id: event_id.clone(),
+        status: RunStatus::Queued,
+        attempt: 0,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        duration_ms: None,
+        next_attempt_at: None,
+        replay_of: None,
+        replays: Vec::new(),
+        error: None,
+        steps: w
+            .steps
+            .iter()
+            .map(|s| StepRecord::pending(&s.id, s.action.kind()))
+            .collect(),
+    }
+}
+

@@ -7,6 +7,7 @@
 //! | `queue`    | due time (ms, big-endian) ++ run id | empty                |
 //! | `state`    | workflow `\0` key             | JSON value (`state_set`)   |
 //! | `versions` | workflow version hash         | the workflow's source      |
+//! | `dedupe`   | workflow `\0` dedupe key      | [`DedupeEntry`] as JSON    |
 //!
 //! Ids sort by creation time, so "newest first" is a reverse range scan and a
 //! cursor is simply the last id seen. Durability goes through one flusher
@@ -25,6 +26,7 @@ const RUNS: &str = "runs";
 const QUEUE: &str = "queue";
 const STATE: &str = "state";
 const VERSIONS: &str = "versions";
+const DEDUPE: &str = "dedupe";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -47,6 +49,7 @@ pub struct Store {
     queue: Tree,
     state: Tree,
     versions: Tree,
+    dedupe: Tree,
     flusher: mpsc::Sender<oneshot::Sender<std::result::Result<(), String>>>,
 }
 
@@ -99,6 +102,51 @@ impl QueueEntry {
     }
 }
 
+/// The first event seen with a dedupe key, until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DedupeEntry {
+    pub event_id: EventId,
+    pub runs: Vec<RunId>,
+    pub expires_at: Timestamp,
+}
+
+/// A dedupe key to claim together with a new event.
+#[derive(Debug, Clone)]
+pub struct DedupeClaim {
+    pub workflow: String,
+    pub key: String,
+    pub expires_at: Timestamp,
+}
+
+impl DedupeClaim {
+    fn tree_key(&self) -> Vec<u8> {
+        dedupe_key(&self.workflow, &self.key)
+    }
+}
+
+fn dedupe_key(workflow: &str, key: &str) -> Vec<u8> {
+    let mut k = workflow.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// What [`Store::insert_event`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    Stored,
+    /// A live claim on one of the keys exists: nothing was written.
+    Duplicate(DedupeEntry),
+}
+
+/// What one pruning pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub events: usize,
+    pub runs: usize,
+    pub dedupe: usize,
+}
+
 impl Store {
     /// Open (or create) the store in `dir`, with sled's page cache bounded
     /// to `cache_mb`.
@@ -133,6 +181,7 @@ impl Store {
             queue: db.open_tree(QUEUE)?,
             state: db.open_tree(STATE)?,
             versions: db.open_tree(VERSIONS)?,
+            dedupe: db.open_tree(DEDUPE)?,
             db,
             flusher: tx,
         })
@@ -150,9 +199,11 @@ impl Store {
             .map_err(StoreError::Flush)
     }
 
-    /// Write an event with its new runs and their queue entries in one
-    /// transaction. The caller flushes before answering the sender.
-    pub fn insert_event(&self, event: &Event, runs: &[Run]) -> Result<()> {
+    /// Write an event with its new runs, their queue entries and its
+    /// dedupe claims in one transaction. A claim that is already held (and
+    /// not expired at `now`) makes it write nothing and return the holder.
+    /// The caller flushes before answering the sender.
+    pub fn insert_event(&self, event: &Event, runs: &[Run], claims: &[DedupeClaim], now: Timestamp) -> Result<Inserted> {
         let event_bytes = to_bytes(event);
         let run_bytes: Vec<(RunId, Vec<u8>, Vec<u8>)> = runs
             .iter()
@@ -164,19 +215,147 @@ impl Store {
                 (r.id.clone(), to_bytes(r), entry.key())
             })
             .collect();
+        let claim_bytes: Vec<(Vec<u8>, Vec<u8>)> = claims
+            .iter()
+            .map(|c| {
+                let entry = DedupeEntry {
+                    event_id: event.id.clone(),
+                    runs: event.runs.clone(),
+                    expires_at: c.expires_at,
+                };
+                (c.tree_key(), to_bytes(&entry))
+            })
+            .collect();
+        let result = (&self.events, &self.runs, &self.queue, &self.dedupe).transaction(|(events, runs, queue, dedupe)| {
+            for (key, bytes) in &claim_bytes {
+                if let Some(held) = dedupe.get(key)? {
+                    match serde_json::from_slice::<DedupeEntry>(&held) {
+                        Ok(e) if e.expires_at > now => return Err(ConflictableTransactionError::Abort(e)),
+                        _ => {}
+                    }
+                }
+                dedupe.insert(key.as_slice(), bytes.as_slice())?;
+            }
+            events.insert(event.id.as_str().as_bytes(), event_bytes.as_slice())?;
+            for (id, bytes, qkey) in &run_bytes {
+                runs.insert(id.as_str().as_bytes(), bytes.as_slice())?;
+                queue.insert(qkey.as_slice(), &[] as &[u8])?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(Inserted::Stored),
+            Err(TransactionError::Abort(held)) => Ok(Inserted::Duplicate(held)),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+        }
+    }
+
+    /// The live holder of a dedupe key, if any.
+    pub fn dedupe_holder(&self, workflow: &str, key: &str, now: Timestamp) -> Result<Option<DedupeEntry>> {
+        let k = dedupe_key(workflow, key);
+        match self.dedupe.get(&k)? {
+            None => Ok(None),
+            Some(b) => {
+                let e: DedupeEntry = from_bytes(key, &b)?;
+                Ok((e.expires_at > now).then_some(e))
+            }
+        }
+    }
+
+    /// Store a replay: the new run with its queue entry, the original's
+    /// link to it, and the event's list of runs, in one transaction.
+    pub fn insert_replay(&self, original: &Run, replay: &Run) -> Result<()> {
+        let event_id = replay.event_id.as_str().as_bytes().to_vec();
+        let orig = to_bytes(original);
+        let new = to_bytes(replay);
+        let qkey = QueueEntry {
+            due: replay.created_at,
+            run_id: replay.id.clone(),
+        }
+        .key();
         (&self.events, &self.runs, &self.queue)
             .transaction(|(events, runs, queue)| {
-                events.insert(event.id.as_str().as_bytes(), event_bytes.as_slice())?;
-                for (id, bytes, qkey) in &run_bytes {
-                    runs.insert(id.as_str().as_bytes(), bytes.as_slice())?;
-                    queue.insert(qkey.as_slice(), &[] as &[u8])?;
+                if let Some(bytes) = events.get(&event_id)? {
+                    if let Ok(mut event) = serde_json::from_slice::<Event>(&bytes) {
+                        event.runs.push(replay.id.clone());
+                        events.insert(event_id.as_slice(), to_bytes(&event))?;
+                    }
                 }
+                runs.insert(original.id.as_str().as_bytes(), orig.as_slice())?;
+                runs.insert(replay.id.as_str().as_bytes(), new.as_slice())?;
+                queue.insert(qkey.as_slice(), &[] as &[u8])?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {
                 TransactionError::Abort(()) => StoreError::Flush("transaction aborted".into()),
                 TransactionError::Storage(e) => StoreError::Sled(e),
             })
+    }
+
+    /// Remove history older than `cutoff`, then the oldest history while
+    /// records take more than `max_bytes`; and expired dedupe keys. Runs
+    /// that are not final, and events with such runs, are never removed:
+    /// pruning must not lose work.
+    pub fn prune(&self, cutoff: Timestamp, max_bytes: u64, now: Timestamp) -> Result<Pruned> {
+        let mut pruned = Pruned::default();
+        let mut total: u64 = self.record_bytes()?;
+        let mut doomed = Vec::new();
+        for entry in self.events.iter() {
+            let (k, v) = entry?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let event: Event = from_bytes(&key, &v)?;
+            if event.received_at >= cutoff && total <= max_bytes {
+                break;
+            }
+            let mut size = v.len() as u64;
+            let mut removable = true;
+            for run_id in &event.runs {
+                if let Some(run_bytes) = self.runs.get(run_id.as_str().as_bytes())? {
+                    let run: Run = from_bytes(run_id.as_str(), &run_bytes)?;
+                    if !run.status.is_final() {
+                        removable = false;
+                        break;
+                    }
+                    size += run_bytes.len() as u64;
+                }
+            }
+            if removable {
+                total = total.saturating_sub(size);
+                doomed.push(event);
+            }
+        }
+        for event in doomed {
+            for run_id in &event.runs {
+                if self.runs.remove(run_id.as_str().as_bytes())?.is_some() {
+                    pruned.runs += 1;
+                }
+            }
+            self.events.remove(event.id.as_str().as_bytes())?;
+            pruned.events += 1;
+        }
+        for entry in self.dedupe.iter() {
+            let (k, v) = entry?;
+            match serde_json::from_slice::<DedupeEntry>(&v) {
+                Ok(e) if e.expires_at > now => {}
+                _ => {
+                    self.dedupe.remove(k)?;
+                    pruned.dedupe += 1;
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Bytes held by event and run records.
+    pub fn record_bytes(&self) -> Result<u64> {
+        let mut total = 0u64;
+        for tree in [&self.events, &self.runs] {
+            for entry in tree.iter() {
+                let (k, v) = entry?;
+                total += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(total)
     }
 
     pub fn save_run(&self, run: &Run) -> Result<()> {

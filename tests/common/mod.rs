@@ -139,6 +139,40 @@ impl TestServer {
         self.wait_run(runs[0].as_str().expect("id")).await
     }
 
+    /// Stop, replace the workflow files, and start again on the same store.
+    pub async fn restart(mut self, workflows: &[(&str, &str)]) -> TestServer {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        self.stop_inner().await;
+        write_files(&dir.path().join("workflows"), workflows);
+        let config = ServeConfig::new(dir.path().join("workflows"), dir.path().join("scripts"), dir.path().join("data"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            hookflow::server::run(config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestServer {
+            base: format!("http://{addr}"),
+            dir,
+            stop: Some(stop),
+            handle: Some(handle),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn stop_inner(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
