@@ -137,13 +137,19 @@ async fn prune_loop(store: Store, config: ServeConfig, mut stop: watch::Receiver
         let (retention, max) = (config.retention, config.retention_size as u64);
         let result = tokio::task::spawn_blocking(move || {
             let now = crate::record::Timestamp::now();
-            let cutoff = crate::record::Timestamp(now.0.saturating_sub(retention.as_millis() as u64));
+            let cutoff =
+                crate::record::Timestamp(now.0.saturating_sub(retention.as_millis() as u64));
             s.prune(cutoff, max, now)
         })
         .await;
         match result {
             Ok(Ok(p)) if p.events + p.runs + p.dedupe > 0 => {
-                info!(events = p.events, runs = p.runs, dedupe_keys = p.dedupe, "pruned old history")
+                info!(
+                    events = p.events,
+                    runs = p.runs,
+                    dedupe_keys = p.dedupe,
+                    "pruned old history"
+                )
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => warn!(error = %e, "pruning failed; will try again"),

@@ -10,11 +10,16 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
-    run["steps"].as_array().and_then(|s| s.iter().find(|s| s["id"] == id)).unwrap_or_else(|| panic!("no step {id} in {run}"))
+    run["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == id))
+        .unwrap_or_else(|| panic!("no step {id} in {run}"))
 }
 
 fn ts(v: &Value) -> u64 {
-    Timestamp::parse(v.as_str().expect("timestamp")).expect("valid timestamp").0
+    Timestamp::parse(v.as_str().expect("timestamp"))
+        .expect("valid timestamp")
+        .0
 }
 
 fn forward(sink: &Sink, extra: &str) -> String {
@@ -29,7 +34,10 @@ async fn retry_after_is_honoured_and_the_wait_is_visible() {
     let mut sink = Sink::start().await;
     let wf = forward(&sink, "      retry: { attempts: 3, backoff: 10ms }\n");
     let server = TestServer::start(&[("w.yaml", &wf)], &[]).await;
-    sink.answer("/out", vec![(429, vec![("retry-after".into(), "1".into())], "{}".into())]);
+    sink.answer(
+        "/out",
+        vec![(429, vec![("retry-after".into(), "1".into())], "{}".into())],
+    );
     let (_, answer) = server.post_json("/hooks/in", &json!({"n": 1})).await;
     let run_id = answer["runs"][0].as_str().expect("run").to_string();
     let waiting = server.wait_run_status(&run_id, &["retrying"]).await;
@@ -39,7 +47,10 @@ async fn retry_after_is_honoured_and_the_wait_is_visible() {
     assert_eq!(waiting["attempt"], 1);
     let first_start = ts(&deliver["attempts"][0]["started_at"]);
     let next = ts(&waiting["next_attempt_at"]);
-    assert!(next >= first_start + 1000, "Retry-After: 1 means at least a second later");
+    assert!(
+        next >= first_start + 1000,
+        "Retry-After: 1 means at least a second later"
+    );
     let done = server.wait_run(&run_id).await;
     assert_eq!(done["status"], "succeeded");
     let second = &step(&done, "deliver")["attempts"][1];
@@ -55,14 +66,20 @@ async fn retry_after_is_honoured_and_the_wait_is_visible() {
 async fn timeouts_are_retried_then_fail() {
     let sink = Sink::start().await;
     sink.set_delay(Some(Duration::from_millis(400)));
-    let wf = forward(&sink, "      timeout: 50ms\n      retry: { attempts: 2, backoff: 10ms }\n");
+    let wf = forward(
+        &sink,
+        "      timeout: 50ms\n      retry: { attempts: 2, backoff: 10ms }\n",
+    );
     let server = TestServer::start(&[("w.yaml", &wf)], &[]).await;
     let run = server.run_once("/hooks/in", &json!({"n": 1})).await;
     assert_eq!(run["status"], "failed");
     let deliver = step(&run, "deliver");
     assert_eq!(deliver["attempts"].as_array().map(Vec::len), Some(2));
     assert_eq!(deliver["attempts"][0]["error"], "timed out after 50ms");
-    assert_eq!(deliver["error"], "timed out after 50ms (gave up after 2 attempts)");
+    assert_eq!(
+        deliver["error"],
+        "timed out after 50ms (gave up after 2 attempts)"
+    );
     assert_eq!(run["error"], deliver["error"]);
     // Dead letters are listed for replay.
     let (_, failed) = server.get("/api/runs?status=failed").await;
@@ -76,11 +93,23 @@ async fn dedupe_answers_repeats_within_the_window() {
     let server = TestServer::start(&[("d.yaml", wf)], &[]).await;
     let (code, first) = server.post_json("/hooks/d", &json!({"id": "evt_1"})).await;
     assert_eq!(code, 202);
-    let (code, again) = server.post_json("/hooks/d", &json!({"id": "evt_1", "retry": true})).await;
+    let (code, again) = server
+        .post_json("/hooks/d", &json!({"id": "evt_1", "retry": true}))
+        .await;
     assert_eq!(code, 200);
-    assert_eq!(again, json!({"event_id": first["event_id"], "duplicate": true, "runs": first["runs"]}));
+    assert_eq!(
+        again,
+        json!({"event_id": first["event_id"], "duplicate": true, "runs": first["runs"]})
+    );
     // The header key wins over the body id.
-    let resp = server.client.post(server.url("/hooks/d")).header("webhook-id", "msg_9").json(&json!({"id": "evt_1"})).send().await.expect("sent");
+    let resp = server
+        .client
+        .post(server.url("/hooks/d"))
+        .header("webhook-id", "msg_9")
+        .json(&json!({"id": "evt_1"}))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(resp.status().as_u16(), 202);
     let (code, _) = server.post_json("/hooks/d", &json!({"id": "evt_2"})).await;
     assert_eq!(code, 202);
@@ -107,7 +136,12 @@ async fn concurrent_duplicates_create_one_run() {
         let client = server.client.clone();
         let url = server.url("/hooks/d");
         tasks.push(tokio::spawn(async move {
-            let r = client.post(url).json(&json!({"id": "same"})).send().await.expect("sent");
+            let r = client
+                .post(url)
+                .json(&json!({"id": "same"}))
+                .send()
+                .await
+                .expect("sent");
             (r.status().as_u16(), r.json::<Value>().await.expect("json"))
         }));
     }
@@ -139,36 +173,82 @@ async fn replay_from_start_and_from_the_failed_step() {
     let oid = original["id"].as_str().expect("id").to_string();
 
     // From the failed step: `count` is reused (state not bumped again).
-    let resp = server.client.post(server.url(&format!("/api/runs/{oid}/replay"))).json(&json!({"from": "failed_step"})).send().await.expect("sent");
+    let resp = server
+        .client
+        .post(server.url(&format!("/api/runs/{oid}/replay")))
+        .json(&json!({"from": "failed_step"}))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(resp.status().as_u16(), 201);
-    let rid = resp.json::<Value>().await.expect("json")["run_id"].as_str().expect("run_id").to_string();
+    let rid = resp.json::<Value>().await.expect("json")["run_id"]
+        .as_str()
+        .expect("run_id")
+        .to_string();
     let replayed = server.wait_run(&rid).await;
     assert_eq!(replayed["status"], "succeeded");
     assert_eq!(replayed["replay_of"], oid.as_str());
-    assert_eq!(step(&replayed, "count"), step(&original, "count"), "the earlier step's record is reused as it was");
+    assert_eq!(
+        step(&replayed, "count"),
+        step(&original, "count"),
+        "the earlier step's record is reused as it was"
+    );
     let got = sink.next().await;
     assert_eq!(got.json(), json!({"n": 1}));
-    assert_ne!(got.headers["idempotency-key"], first_key, "a replay carries a fresh key");
+    assert_ne!(
+        got.headers["idempotency-key"], first_key,
+        "a replay carries a fresh key"
+    );
     assert_eq!(got.headers["idempotency-key"], format!("{rid}.deliver"));
     let (_, original_now) = server.get(&format!("/api/runs/{oid}")).await;
     assert_eq!(original_now["replays"], json!([rid]));
-    let (_, event) = server.get(&format!("/api/events/{}", original["event_id"].as_str().expect("id"))).await;
+    let (_, event) = server
+        .get(&format!(
+            "/api/events/{}",
+            original["event_id"].as_str().expect("id")
+        ))
+        .await;
     assert_eq!(event["runs"].as_array().map(Vec::len), Some(2));
 
     // From the start (the default): every step runs again.
-    let resp = server.client.post(server.url(&format!("/api/runs/{oid}/replay"))).send().await.expect("sent");
+    let resp = server
+        .client
+        .post(server.url(&format!("/api/runs/{oid}/replay")))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(resp.status().as_u16(), 201);
-    let rid2 = resp.json::<Value>().await.expect("json")["run_id"].as_str().expect("id").to_string();
+    let rid2 = resp.json::<Value>().await.expect("json")["run_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let again = server.wait_run(&rid2).await;
     assert_eq!(step(&again, "count")["output"], 2);
     assert_eq!(sink.next().await.json(), json!({"n": 2}));
 
     // A succeeded run has no failed step; a bad option is refused.
-    let r = server.client.post(server.url(&format!("/api/runs/{rid2}/replay"))).json(&json!({"from": "failed_step"})).send().await.expect("sent");
+    let r = server
+        .client
+        .post(server.url(&format!("/api/runs/{rid2}/replay")))
+        .json(&json!({"from": "failed_step"}))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(r.status().as_u16(), 409);
-    let r = server.client.post(server.url(&format!("/api/runs/{rid2}/replay"))).json(&json!({"from": "middle"})).send().await.expect("sent");
+    let r = server
+        .client
+        .post(server.url(&format!("/api/runs/{rid2}/replay")))
+        .json(&json!({"from": "middle"}))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(r.status().as_u16(), 400);
-    let r = server.client.post(server.url("/api/runs/run_missing/replay")).send().await.expect("sent");
+    let r = server
+        .client
+        .post(server.url("/api/runs/run_missing/replay"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(r.status().as_u16(), 404);
     server.stop().await;
 }
@@ -187,13 +267,30 @@ async fn replay_on_the_recorded_or_the_current_version() {
     let server = server.restart(&[("v.yaml", &v2)]).await;
 
     for (version, expected) in [("recorded", 1), ("current", 2)] {
-        let resp = server.client.post(server.url(&format!("/api/runs/{oid}/replay"))).json(&json!({"version": version})).send().await.expect("sent");
+        let resp = server
+            .client
+            .post(server.url(&format!("/api/runs/{oid}/replay")))
+            .json(&json!({"version": version}))
+            .send()
+            .await
+            .expect("sent");
         assert_eq!(resp.status().as_u16(), 201, "{version}");
-        let rid = resp.json::<Value>().await.expect("json")["run_id"].as_str().expect("id").to_string();
+        let rid = resp.json::<Value>().await.expect("json")["run_id"]
+            .as_str()
+            .expect("id")
+            .to_string();
         let run = server.wait_run(&rid).await;
         assert_eq!(run["status"], "succeeded");
-        assert_eq!(sink.next().await.json(), json!({"version": expected}), "{version}");
-        let expected_version = if version == "recorded" { original["workflow_version"].clone() } else { json!(null) };
+        assert_eq!(
+            sink.next().await.json(),
+            json!({"version": expected}),
+            "{version}"
+        );
+        let expected_version = if version == "recorded" {
+            original["workflow_version"].clone()
+        } else {
+            json!(null)
+        };
         if version == "recorded" {
             assert_eq!(run["workflow_version"], expected_version);
         } else {
@@ -208,7 +305,14 @@ async fn bulk_replay_of_failed_runs() {
     let mut sink = Sink::start().await;
     let wf = forward(&sink, "      retry: { attempts: 1 }\n");
     let server = TestServer::start(&[("w.yaml", &wf)], &[]).await;
-    sink.answer("/out", vec![(500, vec![], "{}".into()), (500, vec![], "{}".into()), (500, vec![], "{}".into())]);
+    sink.answer(
+        "/out",
+        vec![
+            (500, vec![], "{}".into()),
+            (500, vec![], "{}".into()),
+            (500, vec![], "{}".into()),
+        ],
+    );
     let mut originals = Vec::new();
     for n in 0..3 {
         let run = server.run_once("/hooks/in", &json!({"n": n})).await;
@@ -219,7 +323,12 @@ async fn bulk_replay_of_failed_runs() {
     let ok = server.run_once("/hooks/in", &json!({"n": 9})).await;
     assert_eq!(ok["status"], "succeeded");
     sink.next().await;
-    let resp = server.client.post(server.url("/api/runs/replay?workflow=w&status=failed")).send().await.expect("sent");
+    let resp = server
+        .client
+        .post(server.url("/api/runs/replay?workflow=w&status=failed"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(resp.status().as_u16(), 202);
     let body: Value = resp.json().await.expect("json");
     let ids = body["run_ids"].as_array().expect("ids").clone();
@@ -245,7 +354,10 @@ async fn retention_prunes_by_age_and_by_size() {
     })
     .await;
     let run = server.run_once("/hooks/p", &json!({"n": 1})).await;
-    let (run_id, event_id) = (run["id"].as_str().expect("id").to_string(), run["event_id"].as_str().expect("id").to_string());
+    let (run_id, event_id) = (
+        run["id"].as_str().expect("id").to_string(),
+        run["event_id"].as_str().expect("id").to_string(),
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     while server.get(&format!("/api/runs/{run_id}")).await.0 != 404 {
         assert!(Instant::now() < deadline, "old run was never pruned");
@@ -262,14 +374,28 @@ async fn retention_prunes_by_age_and_by_size() {
     let padding = "x".repeat(4000);
     let mut runs = Vec::new();
     for n in 0..30 {
-        runs.push(server.run_once("/hooks/p", &json!({"n": n, "pad": padding})).await["id"].as_str().expect("id").to_string());
+        runs.push(
+            server
+                .run_once("/hooks/p", &json!({"n": n, "pad": padding}))
+                .await["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     while server.get(&format!("/api/runs/{}", runs[0])).await.0 != 404 {
-        assert!(Instant::now() < deadline, "oldest run was never pruned by size");
+        assert!(
+            Instant::now() < deadline,
+            "oldest run was never pruned by size"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(server.get(&format!("/api/runs/{}", runs[29])).await.0, 200, "the newest stays");
+    assert_eq!(
+        server.get(&format!("/api/runs/{}", runs[29])).await.0,
+        200,
+        "the newest stays"
+    );
     let (_, page) = server.get("/api/events?limit=500").await;
     let kept = page["items"].as_array().map(Vec::len).unwrap_or(0);
     assert!(kept < 30 && kept > 0, "kept {kept}");
@@ -284,7 +410,15 @@ async fn metrics_count_events_runs_steps_and_attempts() {
     sink.answer("/out", vec![(503, vec![], "{}".into())]);
     server.run_once("/hooks/in", &json!({"n": 1})).await;
     server.post_json("/hooks/nowhere", &json!({})).await;
-    let text = server.client.get(server.url("/metrics")).send().await.expect("sent").text().await.expect("text");
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
     for line in [
         "hookflow_events_total{workflow=\"w\",outcome=\"accepted\"} 1",
         "hookflow_runs_total{workflow=\"w\",status=\"succeeded\"} 1",
@@ -295,7 +429,10 @@ async fn metrics_count_events_runs_steps_and_attempts() {
         "hookflow_queue_depth 0",
         "hookflow_retry_backlog 0",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
     }
     server.stop().await;
 }

@@ -3,13 +3,13 @@
 
 use super::error::ApiError;
 use super::AppState;
+use crate::record::Timestamp;
 use crate::record::{Outcome, RunStatus};
+use crate::run::replay;
 use crate::store::{EventQuery, RunQuery};
 use crate::workflow::registry::FileReport;
-use axum::extract::{Path, Query, State};
-use crate::record::Timestamp;
-use crate::run::replay;
 use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -32,7 +32,11 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Replay one run and store it; the error is an API answer.
-async fn replay(state: &AppState, original_id: &str, opts: replay::Options) -> Result<String, ApiError> {
+async fn replay(
+    state: &AppState,
+    original_id: &str,
+    opts: replay::Options,
+) -> Result<String, ApiError> {
     let mut original = state
         .store
         .run(original_id)
@@ -51,13 +55,20 @@ async fn replay(state: &AppState, original_id: &str, opts: replay::Options) -> R
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::CONFLICT,
-                    format!("workflow `{}` is not loaded now; replay on the recorded version", original.workflow),
+                    format!(
+                        "workflow `{}` is not loaded now; replay on the recorded version",
+                        original.workflow
+                    ),
                 )
             })?,
     };
-    let run = replay::plan(&original, &wf, opts.from, Timestamp::now()).map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?;
+    let run = replay::plan(&original, &wf, opts.from, Timestamp::now())
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?;
     original.replays.push(run.id.clone());
-    state.store.insert_replay(&original, &run).map_err(ApiError::store)?;
+    state
+        .store
+        .insert_replay(&original, &run)
+        .map_err(ApiError::store)?;
     state.store.flush().await.map_err(ApiError::store)?;
     state.inbox.wake.notify();
     state.inbox.executor.publish(&run);
@@ -76,7 +87,11 @@ fn options(body: &Bytes) -> Result<replay::Options, ApiError> {
     })
 }
 
-async fn replay_one(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn replay_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let opts = options(&body)?;
     let run_id = replay(&state, &id, opts).await?;
     Ok((StatusCode::CREATED, Json(json!({ "run_id": run_id }))))
@@ -85,10 +100,15 @@ async fn replay_one(State(state): State<AppState>, Path(id): Path<String>, body:
 /// The most runs one bulk replay takes; call again for more.
 const MAX_BULK: usize = 1000;
 
-async fn replay_many(State(state): State<AppState>, Query(p): Query<ListParams>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn replay_many(
+    State(state): State<AppState>,
+    Query(p): Query<ListParams>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let opts = options(&body)?;
     let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-    let status = parse_filter(&p.status, RunStatus::parse, "status", &statuses)?.unwrap_or(RunStatus::Failed);
+    let status = parse_filter(&p.status, RunStatus::parse, "status", &statuses)?
+        .unwrap_or(RunStatus::Failed);
     let q = RunQuery {
         workflow: p.workflow(),
         status: Some(status),
@@ -105,7 +125,10 @@ async fn replay_many(State(state): State<AppState>, Query(p): Query<ListParams>,
             Err(e) => skipped.push(json!({ "run_id": original.id, "error": e.message })),
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "run_ids": run_ids, "skipped": skipped }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "run_ids": run_ids, "skipped": skipped })),
+    ))
 }
 
 fn workflow_json(f: &FileReport) -> Value {

@@ -30,7 +30,10 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     .await
     .unwrap_or((0, 0));
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(gauges.0, gauges.1),
     )
 }

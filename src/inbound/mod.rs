@@ -6,9 +6,7 @@
 
 pub mod body;
 
-use crate::record::{
-    Event, EventId, Outcome, Run, RunId, Timestamp, REDACTED,
-};
+use crate::record::{Event, EventId, Outcome, Run, RunId, Timestamp, REDACTED};
 use crate::run::{context, new_run, worker::Wake};
 use crate::store::{DedupeClaim, DedupeEntry, Inserted, Store, StoreError};
 use crate::workflow::registry::{Registry, Workflows};
@@ -254,18 +252,32 @@ impl Inbox {
             let reg = self.workflows.current();
             match classify(&reg, &req, now) {
                 Decision::Answer(a) => return Ok(a),
-                Decision::Reject { reason, workflows } => return self.reject(&req, now, reason, workflows),
-                Decision::Store { event, runs, claims } => {
+                Decision::Reject { reason, workflows } => {
+                    return self.reject(&req, now, reason, workflows)
+                }
+                Decision::Store {
+                    event,
+                    runs,
+                    claims,
+                } => {
                     if let Some(answer) = self.store_event(*event, runs, claims, now).await? {
                         return Ok(answer);
                     }
                 }
             }
         }
-        Err(StoreError::Flush("the event kept conflicting with a concurrent delivery".into()))
+        Err(StoreError::Flush(
+            "the event kept conflicting with a concurrent delivery".into(),
+        ))
     }
 
-    fn reject(&self, req: &Inbound, now: Timestamp, reason: String, workflows: Vec<String>) -> Result<Answer, StoreError> {
+    fn reject(
+        &self,
+        req: &Inbound,
+        now: Timestamp,
+        reason: String,
+        workflows: Vec<String>,
+    ) -> Result<Answer, StoreError> {
         info!(path = %req.hook_path, %reason, "webhook rejected");
         let event = Event {
             id: EventId::generate(),
@@ -311,8 +323,17 @@ impl Inbox {
                 }));
             }
         }
-        let claims: Vec<DedupeClaim> = claims.into_iter().filter(|(i, _)| keep[*i]).map(|(_, c)| c).collect();
-        let runs: Vec<Run> = runs.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(r, _)| r).collect();
+        let claims: Vec<DedupeClaim> = claims
+            .into_iter()
+            .filter(|(i, _)| keep[*i])
+            .map(|(_, c)| c)
+            .collect();
+        let runs: Vec<Run> = runs
+            .into_iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(r, _)| r)
+            .collect();
         event.runs = runs.iter().map(|r| r.id.clone()).collect();
         if let Inserted::Duplicate(_) = self.store.insert_event(&event, &runs, &claims, now)? {
             return Ok(None);

@@ -107,9 +107,11 @@ impl Executor {
             let clock = Instant::now();
             let attempts_before = rec.attempts.len();
             let outcome = step.run(&ctx, &env, rec).await;
-            self.metrics.step(&wf.name, step.action.kind(), clock.elapsed().as_secs_f64());
+            self.metrics
+                .step(&wf.name, step.action.kind(), clock.elapsed().as_secs_f64());
             for a in &rec.attempts[attempts_before..] {
-                self.metrics.attempt(&wf.name, a.response.as_ref().map(|r| r.status));
+                self.metrics
+                    .attempt(&wf.name, a.response.as_ref().map(|r| r.status));
             }
             rec.duration_ms = Some(if is_http {
                 rec.attempts.iter().map(|a| a.duration_ms).sum()

@@ -87,4 +87,3 @@ pub fn new_run(w: &Workflow, event_id: &EventId, now: Timestamp) -> Run {
             .collect(),
     }
 }
-

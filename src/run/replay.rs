@@ -51,7 +51,12 @@ pub fn plan(original: &Run, wf: &Workflow, from: From, now: Timestamp) -> Result
             .steps
             .iter()
             .find(|s| s.status == StepStatus::Failed)
-            .ok_or_else(|| format!("run {} has no failed step: replay it from the start", original.id))?;
+            .ok_or_else(|| {
+                format!(
+                    "run {} has no failed step: replay it from the start",
+                    original.id
+                )
+            })?;
         if !run.steps.iter().any(|s| s.id == failed.id) {
             return Err(format!(
                 "step `{}` is not in this version of the workflow: replay from the start",

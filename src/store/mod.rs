@@ -203,7 +203,13 @@ impl Store {
     /// dedupe claims in one transaction. A claim that is already held (and
     /// not expired at `now`) makes it write nothing and return the holder.
     /// The caller flushes before answering the sender.
-    pub fn insert_event(&self, event: &Event, runs: &[Run], claims: &[DedupeClaim], now: Timestamp) -> Result<Inserted> {
+    pub fn insert_event(
+        &self,
+        event: &Event,
+        runs: &[Run],
+        claims: &[DedupeClaim],
+        now: Timestamp,
+    ) -> Result<Inserted> {
         let event_bytes = to_bytes(event);
         let run_bytes: Vec<(RunId, Vec<u8>, Vec<u8>)> = runs
             .iter()
@@ -226,23 +232,27 @@ impl Store {
                 (c.tree_key(), to_bytes(&entry))
             })
             .collect();
-        let result = (&self.events, &self.runs, &self.queue, &self.dedupe).transaction(|(events, runs, queue, dedupe)| {
-            for (key, bytes) in &claim_bytes {
-                if let Some(held) = dedupe.get(key)? {
-                    match serde_json::from_slice::<DedupeEntry>(&held) {
-                        Ok(e) if e.expires_at > now => return Err(ConflictableTransactionError::Abort(e)),
-                        _ => {}
+        let result = (&self.events, &self.runs, &self.queue, &self.dedupe).transaction(
+            |(events, runs, queue, dedupe)| {
+                for (key, bytes) in &claim_bytes {
+                    if let Some(held) = dedupe.get(key)? {
+                        match serde_json::from_slice::<DedupeEntry>(&held) {
+                            Ok(e) if e.expires_at > now => {
+                                return Err(ConflictableTransactionError::Abort(e))
+                            }
+                            _ => {}
+                        }
                     }
+                    dedupe.insert(key.as_slice(), bytes.as_slice())?;
                 }
-                dedupe.insert(key.as_slice(), bytes.as_slice())?;
-            }
-            events.insert(event.id.as_str().as_bytes(), event_bytes.as_slice())?;
-            for (id, bytes, qkey) in &run_bytes {
-                runs.insert(id.as_str().as_bytes(), bytes.as_slice())?;
-                queue.insert(qkey.as_slice(), &[] as &[u8])?;
-            }
-            Ok(())
-        });
+                events.insert(event.id.as_str().as_bytes(), event_bytes.as_slice())?;
+                for (id, bytes, qkey) in &run_bytes {
+                    runs.insert(id.as_str().as_bytes(), bytes.as_slice())?;
+                    queue.insert(qkey.as_slice(), &[] as &[u8])?;
+                }
+                Ok(())
+            },
+        );
         match result {
             Ok(()) => Ok(Inserted::Stored),
             Err(TransactionError::Abort(held)) => Ok(Inserted::Duplicate(held)),
@@ -251,7 +261,12 @@ impl Store {
     }
 
     /// The live holder of a dedupe key, if any.
-    pub fn dedupe_holder(&self, workflow: &str, key: &str, now: Timestamp) -> Result<Option<DedupeEntry>> {
+    pub fn dedupe_holder(
+        &self,
+        workflow: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<DedupeEntry>> {
         let k = dedupe_key(workflow, key);
         match self.dedupe.get(&k)? {
             None => Ok(None),

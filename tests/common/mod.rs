@@ -144,8 +144,14 @@ impl TestServer {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         self.stop_inner().await;
         write_files(&dir.path().join("workflows"), workflows);
-        let config = ServeConfig::new(dir.path().join("workflows"), dir.path().join("scripts"), dir.path().join("data"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let config = ServeConfig::new(
+            dir.path().join("workflows"),
+            dir.path().join("scripts"),
+            dir.path().join("data"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
@@ -345,12 +351,14 @@ pub struct BinServer {
 impl BinServer {
     /// Start `hookflow serve` with these extra args and env; wait until it listens.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> BinServer {
+        Self::start_at("127.0.0.1:0", args, env)
+    }
+
+    /// Start listening on a given address (to come back on the same port).
+    pub fn start_at(listen: &str, args: &[&str], env: &[(&str, &str)]) -> BinServer {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(binary());
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .args(args);
+        cmd.arg("serve").arg("--listen").arg(listen).args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -407,6 +415,10 @@ impl BinServer {
             assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
     }
 
     /// SIGKILL: the crash case.
