@@ -36,6 +36,18 @@ pub struct ServeConfig {
     /// When stored events and runs take more than this, the oldest are pruned.
     #[arg(long, env = "HOOKFLOW_RETENTION_SIZE", default_value = "1GiB", value_parser = parse_size)]
     pub retention_size: usize,
+    /// Token that `/api` and `/ui` require (Bearer, or Basic password).
+    #[arg(long, env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Allow a non-loopback listen address without an API token (when
+    /// something in front of hookflow protects `/api` and `/ui`).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Also refuse outbound requests to loopback, private (RFC 1918), CGNAT
+    /// and IPv6 unique-local addresses. Link-local and cloud metadata
+    /// addresses are always refused.
+    #[arg(long, env = "HOOKFLOW_DENY_PRIVATE_NETWORK")]
+    pub deny_private_network: bool,
     /// How often pruning runs.
     #[arg(long, env = "HOOKFLOW_PRUNE_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub prune_interval: Duration,
@@ -56,6 +68,33 @@ impl ServeConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_size: 1 << 30,
             prune_interval: Duration::from_secs(60),
+            api_token: None,
+            no_auth: false,
+            deny_private_network: false,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Refuse to expose `/api` and `/ui` to the network without a token.
+    pub fn check_exposure(&self) -> Result<(), String> {
+        if self.api_token.as_deref().is_some_and(|t| !t.is_empty()) || self.no_auth {
+            return Ok(());
+        }
+        use std::net::ToSocketAddrs;
+        let addrs: Vec<std::net::SocketAddr> = self
+            .listen
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve the listen address {}: {e}", self.listen))?
+            .collect();
+        match addrs.iter().find(|a| !a.ip().is_loopback()) {
+            None => Ok(()),
+            Some(a) => Err(format!(
+                "refusing to listen on {} ({}) without an API token: /api and /ui would be open to the network. \
+                 Set HOOKFLOW_API_TOKEN (or --api-token), or pass --no-auth if something in front of hookflow protects them.",
+                self.listen,
+                a.ip()
+            )),
         }
     }
 }

@@ -20,6 +20,10 @@ fn main() {
     let code = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
         Command::Serve(config) => {
+            if let Err(e) = config.check_exposure() {
+                eprintln!("hookflow serve: {e}");
+                std::process::exit(cli::EXIT_USAGE);
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -12,7 +12,6 @@ use crate::step::http::Sender;
 use crate::store::Store;
 use crate::workflow::registry::{self, Registry, Workflows};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -81,7 +80,10 @@ pub async fn run(
     let executor = Arc::new(Executor {
         store: store.clone(),
         workflows: Arc::clone(&workflows),
-        http: Sender::live().map_err(ServerError::Setup)?,
+        http: Sender::live(crate::step::policy::OutboundPolicy {
+            deny_private: config.deny_private_network,
+        })
+        .map_err(ServerError::Setup)?,
         updates: updates.clone(),
         metrics: Arc::clone(&metrics),
     });
@@ -109,16 +111,12 @@ pub async fn run(
         max_body: config.max_body,
         updates,
         metrics,
+        api_token: config.api_token.clone().filter(|t| !t.is_empty()),
     };
     let pruner = tokio::spawn(prune_loop(store.clone(), config.clone(), stop_rx_prune));
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
     info!(%addr, queued = store.queue_len(), "hookflow is listening");
-    let served = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let served = crate::http::serve::serve(listener, app(state), shutdown, config.grace).await;
     info!("stopping: no new requests; letting running steps finish");
     let _ = stop_tx.send(true);
     let _ = dispatcher.await;

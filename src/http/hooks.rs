@@ -15,6 +15,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+/// A sender has this long to deliver the whole body.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/hooks/{*path}", any(receive))
 }
@@ -69,9 +72,16 @@ async fn read(state: &AppState, req: Request<Body>) -> Result<Inbound, ApiError>
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
-    let body = axum::body::to_bytes(body, state.max_body)
-        .await
-        .map_err(|_| too_large())?;
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, state.max_body)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return Err(too_large()),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {}s", BODY_READ_TIMEOUT.as_secs()),
+            ))
+        }
+    };
     Ok(Inbound {
         method: parts.method.as_str().to_string(),
         hook_path,

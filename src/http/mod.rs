@@ -3,9 +3,11 @@
 //! `inbound`, `store` and `workflow`.
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod hooks;
 pub mod metrics;
+pub mod serve;
 
 use crate::inbound::Inbox;
 use crate::run::RunUpdate;
@@ -25,6 +27,8 @@ pub struct AppState {
     pub max_body: usize,
     pub updates: broadcast::Sender<RunUpdate>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// When set, `/api` and `/ui` require it.
+    pub api_token: Option<String>,
 }
 
 pub fn app(state: AppState) -> Router {

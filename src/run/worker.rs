@@ -61,8 +61,11 @@ pub async fn dispatch(
                     if let Ok(mut f) = in_flight.lock() {
                         f.remove(&entry.run_id);
                     }
-                    drop(permit);
+                    // Release the store before the permit: once every
+                    // permit is back, shutdown may reopen the same folder.
+                    drop(executor);
                     wake.notify();
+                    drop(permit);
                 });
             }
             None => {

@@ -354,6 +354,7 @@ pub enum Sender {
     Live {
         plain: reqwest::Client,
         follow: reqwest::Client,
+        policy: super::policy::OutboundPolicy,
     },
     /// Answers every request with a canned response per step id (and
     /// `200` with an empty body for steps it has no answer for).
@@ -361,24 +362,38 @@ pub enum Sender {
 }
 
 impl Sender {
-    pub fn live() -> Result<Sender, String> {
-        let build = |policy| {
+    pub fn live(policy: super::policy::OutboundPolicy) -> Result<Sender, String> {
+        let build = |redirects| {
             reqwest::Client::builder()
-                .redirect(policy)
+                .redirect(redirects)
+                .dns_resolver(std::sync::Arc::new(super::policy::PolicyResolver(policy)))
                 .user_agent(concat!("hookflow/", env!("CARGO_PKG_VERSION")))
                 .pool_idle_timeout(Duration::from_secs(60))
                 .build()
                 .map_err(|e| format!("cannot build the HTTP client: {e}"))
         };
+        // Redirect targets given as IP literals never reach the resolver:
+        // check them here.
+        let follow = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                return attempt.error("too many redirects (10)");
+            }
+            match policy.check_url(attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(e) => attempt.error(e),
+            }
+        });
         Ok(Sender::Live {
             plain: build(reqwest::redirect::Policy::none())?,
-            follow: build(reqwest::redirect::Policy::limited(10))?,
+            follow: build(follow)?,
+            policy,
         })
     }
 
     pub async fn send(&self, step_id: &str, p: &Prepared) -> Result<Response, String> {
         match self {
-            Sender::Live { plain, follow } => {
+            Sender::Live { plain, follow, policy } => {
+                policy.check_url(&p.url)?;
                 let client = if p.follow_redirects { follow } else { plain };
                 let mut req = client
                     .request(p.method.clone(), p.url.clone())

@@ -4,6 +4,7 @@
 
 pub mod filter;
 pub mod http;
+pub mod policy;
 pub mod transform;
 
 use crate::expr::condition::Condition;

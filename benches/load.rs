@@ -1,0 +1,216 @@
+//! Load benchmark: "Stripe event → filter → Rhai transform → POST to a local
+//! sink" against the real release binary on loopback, at concurrency 32.
+//! Reports durable acks per second, ack latency p50/p99, runs delivered per
+//! second end to end, and the server's peak RSS. In the same run, the same
+//! load against a no-op handler (the machine's ceiling) and against an
+//! in-process forwarder without storage (same job, no durability), so the
+//! figures can be compared.
+//!
+//! Run: `cargo bench --bench load` (optionally `-- SECONDS`, default 10).
+//! Traffic stays on 127.0.0.1; every loop is bounded in time and count.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use hookflow::signature::{sign, Algorithm};
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CONCURRENCY: usize = 32;
+const MAX_REQUESTS: usize = 2_000_000;
+
+struct Figures {
+    acks: usize,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Figures {
+    fn print(&self, name: &str) {
+        println!(
+            "{name:<34} {:>8.0} acks/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} requests in {:.1} s)",
+            self.acks as f64 / self.seconds,
+            self.p50_ms,
+            self.p99_ms,
+            self.acks,
+            self.seconds
+        );
+    }
+}
+
+/// Closed-loop load: CONCURRENCY clients post for `seconds`.
+async fn load(url: String, seconds: u64, body: Arc<Vec<u8>>, headers: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>) -> Figures {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().expect("client");
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url, body, headers) = (client.clone(), url.clone(), body.clone(), headers.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < stop && lat.len() < MAX_REQUESTS / CONCURRENCY {
+                let mut req = client.post(&url).body(body.as_ref().clone());
+                for (k, v) in headers() {
+                    req = req.header(k, v);
+                }
+                let t = Instant::now();
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    Ok(r) => panic!("unexpected answer {}", r.status()),
+                    Err(e) => panic!("request failed: {e}"),
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Figures { acks: all.len(), seconds, p50_ms: pct(0.50), p99_ms: pct(0.99) }
+}
+
+#[derive(Clone)]
+struct Counter(Arc<AtomicU64>);
+
+async fn sink(State(c): State<Counter>, _body: Bytes) -> StatusCode {
+    c.0.fetch_add(1, Ordering::Relaxed);
+    StatusCode::OK
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let seconds: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(run(seconds));
+}
+
+async fn run(seconds: u64) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let body = Arc::new(std::fs::read(format!("{root}/workflows/fixtures/stripe_payment_intent_succeeded.json")).expect("fixture"));
+    let delivered = Counter(Arc::default());
+    let sink_url = serve(Router::new().route("/slack", post(sink)).with_state(delivered.clone())).await;
+
+    // 1. The ceiling: a handler that answers 202 and does nothing.
+    let noop = serve(Router::new().route("/hooks/stripe", post(|| async { StatusCode::ACCEPTED }))).await;
+    let plain = Arc::new(|| vec![("content-type".to_string(), "application/json".to_string())]);
+    let ceiling = load(format!("{noop}/hooks/stripe"), seconds, body.clone(), plain.clone()).await;
+
+    // 2. A forwarder without storage doing the same job: forward, then ack.
+    let fwd_count = Counter(Arc::default());
+    let fwd_sink = serve(Router::new().route("/slack", post(sink)).with_state(fwd_count.clone())).await;
+    let client = reqwest::Client::new();
+    let forward_url = format!("{fwd_sink}/slack");
+    let forwarder = serve(Router::new().route(
+        "/hooks/stripe",
+        post(move |b: Bytes| {
+            let (client, url) = (client.clone(), forward_url.clone());
+            async move {
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+                let o = &v["data"]["object"];
+                let msg = serde_json::json!({"text": format!("Payment of {} {} from {}", o["amount"].as_i64().unwrap_or(0) / 100, o["currency"].as_str().unwrap_or("").to_uppercase(), o["receipt_email"].as_str().unwrap_or(""))});
+                match client.post(url).json(&msg).send().await {
+                    Ok(_) => StatusCode::ACCEPTED,
+                    Err(_) => StatusCode::BAD_GATEWAY,
+                }
+            }
+        }),
+    ))
+    .await;
+    let no_storage = load(format!("{forwarder}/hooks/stripe"), seconds, body.clone(), plain).await;
+
+    // 3. hookflow itself, release binary, fresh store.
+    let data = tempfile::tempdir().expect("tmp");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .current_dir(root)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .env("SLACK_WEBHOOK_URL", format!("{sink_url}/slack"))
+        .env("HOOKFLOW_LOG", std::env::var("HOOKFLOW_LOG").unwrap_or_else(|_| "warn,hookflow::server=info".into()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hookflow starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+                let _ = tx.send(a.to_string());
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("hookflow listens");
+    let signer = Arc::new({
+        let body = body.clone();
+        move || {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let mut signed = format!("{t}.").into_bytes();
+            signed.extend_from_slice(&body);
+            let sig = hex::encode(sign(Algorithm::Sha256, b"whsec_hookflow_demo", &signed));
+            vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                ("stripe-signature".to_string(), format!("t={t},v1={sig}")),
+            ]
+        }
+    });
+    let started = Instant::now();
+    let ours = load(format!("http://{addr}/hooks/stripe"), seconds, body.clone(), signer).await;
+    // Every acked event is one run that posts once (plus the demo-inbox
+    // is not involved: the URL points at the bench sink).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (delivered.0.load(Ordering::Relaxed) as usize) < ours.acks && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let e2e_seconds = started.elapsed().as_secs_f64();
+    let runs = delivered.0.load(Ordering::Relaxed) as usize;
+    let rss = peak_rss_mb(child.id());
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+
+    println!("load: {CONCURRENCY} concurrent clients, {seconds} s per scenario, loopback, generator in the same machine");
+    ceiling.print("ceiling (no-op handler)");
+    no_storage.print("forwarder without storage");
+    ours.print("hookflow (durable ack)");
+    println!(
+        "hookflow runs delivered end to end: {runs} of {} in {e2e_seconds:.1} s = {:.0} runs/s; peak RSS {rss:.1} MB",
+        ours.acks,
+        runs as f64 / e2e_seconds
+    );
+    println!(
+        "ratios: acks/s vs ceiling {:.2}, ack p99 vs forwarder {:.2}",
+        ours.acks as f64 / ours.seconds / (ceiling.acks as f64 / ceiling.seconds),
+        ours.p99_ms / no_storage.p99_ms
+    );
+}
