@@ -45,13 +45,22 @@ impl Figures {
 }
 
 /// Closed-loop load: CONCURRENCY clients post for `seconds`.
-async fn load(url: String, seconds: u64, body: Arc<Vec<u8>>, headers: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>) -> Figures {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().expect("client");
+async fn load(
+    url: String,
+    seconds: u64,
+    body: Arc<Vec<u8>>,
+    headers: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+) -> Figures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .expect("client");
     let stop = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (client, url, body, headers) = (client.clone(), url.clone(), body.clone(), headers.clone());
+        let (client, url, body, headers) =
+            (client.clone(), url.clone(), body.clone(), headers.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < stop && lat.len() < MAX_REQUESTS / CONCURRENCY {
@@ -79,7 +88,12 @@ async fn load(url: String, seconds: u64, body: Arc<Vec<u8>>, headers: Arc<dyn Fn
     let seconds = started.elapsed().as_secs_f64();
     all.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Figures { acks: all.len(), seconds, p50_ms: pct(0.50), p99_ms: pct(0.99) }
+    Figures {
+        acks: all.len(),
+        seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
 }
 
 #[derive(Clone)]
@@ -91,7 +105,9 @@ async fn sink(State(c): State<Counter>, _body: Bytes) -> StatusCode {
 }
 
 async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
@@ -102,32 +118,68 @@ async fn serve(router: Router) -> String {
 fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
 
 fn main() {
-    let seconds: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let seconds: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(run(seconds));
 }
 
 async fn run(seconds: u64) {
     let root = env!("CARGO_MANIFEST_DIR");
-    let body = Arc::new(std::fs::read(format!("{root}/workflows/fixtures/stripe_payment_intent_succeeded.json")).expect("fixture"));
+    let body = Arc::new(
+        std::fs::read(format!(
+            "{root}/workflows/fixtures/stripe_payment_intent_succeeded.json"
+        ))
+        .expect("fixture"),
+    );
     let delivered = Counter(Arc::default());
-    let sink_url = serve(Router::new().route("/slack", post(sink)).with_state(delivered.clone())).await;
+    let sink_url = serve(
+        Router::new()
+            .route("/slack", post(sink))
+            .with_state(delivered.clone()),
+    )
+    .await;
 
     // 1. The ceiling: a handler that answers 202 and does nothing.
-    let noop = serve(Router::new().route("/hooks/stripe", post(|| async { StatusCode::ACCEPTED }))).await;
+    let noop =
+        serve(Router::new().route("/hooks/stripe", post(|| async { StatusCode::ACCEPTED }))).await;
     let plain = Arc::new(|| vec![("content-type".to_string(), "application/json".to_string())]);
-    let ceiling = load(format!("{noop}/hooks/stripe"), seconds, body.clone(), plain.clone()).await;
+    let ceiling = load(
+        format!("{noop}/hooks/stripe"),
+        seconds,
+        body.clone(),
+        plain.clone(),
+    )
+    .await;
 
     // 2. A forwarder without storage doing the same job: forward, then ack.
     let fwd_count = Counter(Arc::default());
-    let fwd_sink = serve(Router::new().route("/slack", post(sink)).with_state(fwd_count.clone())).await;
+    let fwd_sink = serve(
+        Router::new()
+            .route("/slack", post(sink))
+            .with_state(fwd_count.clone()),
+    )
+    .await;
     let client = reqwest::Client::new();
     let forward_url = format!("{fwd_sink}/slack");
     let forwarder = serve(Router::new().route(
@@ -146,7 +198,13 @@ async fn run(seconds: u64) {
         }),
     ))
     .await;
-    let no_storage = load(format!("{forwarder}/hooks/stripe"), seconds, body.clone(), plain).await;
+    let no_storage = load(
+        format!("{forwarder}/hooks/stripe"),
+        seconds,
+        body.clone(),
+        plain,
+    )
+    .await;
 
     // 3. hookflow itself, release binary, fresh store.
     let data = tempfile::tempdir().expect("tmp");
@@ -155,7 +213,10 @@ async fn run(seconds: u64) {
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data.path())
         .env("SLACK_WEBHOOK_URL", format!("{sink_url}/slack"))
-        .env("HOOKFLOW_LOG", std::env::var("HOOKFLOW_LOG").unwrap_or_else(|_| "warn,hookflow::server=info".into()))
+        .env(
+            "HOOKFLOW_LOG",
+            std::env::var("HOOKFLOW_LOG").unwrap_or_else(|_| "warn,hookflow::server=info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -163,19 +224,30 @@ async fn run(seconds: u64) {
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(a) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+            {
                 let _ = tx.send(a.to_string());
             } else {
                 eprintln!("{line}");
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("hookflow listens");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("hookflow listens");
     let signer = Arc::new({
         let body = body.clone();
         move || {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             let mut signed = format!("{t}.").into_bytes();
             signed.extend_from_slice(&body);
             let sig = hex::encode(sign(Algorithm::Sha256, b"whsec_hookflow_demo", &signed));
@@ -186,7 +258,13 @@ async fn run(seconds: u64) {
         }
     });
     let started = Instant::now();
-    let ours = load(format!("http://{addr}/hooks/stripe"), seconds, body.clone(), signer).await;
+    let ours = load(
+        format!("http://{addr}/hooks/stripe"),
+        seconds,
+        body.clone(),
+        signer,
+    )
+    .await;
     // Every acked event is one run that posts once (plus the demo-inbox
     // is not involved: the URL points at the bench sink).
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -196,7 +274,9 @@ async fn run(seconds: u64) {
     let e2e_seconds = started.elapsed().as_secs_f64();
     let runs = delivered.0.load(Ordering::Relaxed) as usize;
     let rss = peak_rss_mb(child.id());
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
 
     println!("load: {CONCURRENCY} concurrent clients, {seconds} s per scenario, loopback, generator in the same machine");

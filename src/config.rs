@@ -48,6 +48,12 @@ pub struct ServeConfig {
     /// addresses are always refused.
     #[arg(long, env = "HOOKFLOW_DENY_PRIVATE_NETWORK")]
     pub deny_private_network: bool,
+    /// Time a client has to send its request headers.
+    #[arg(long, env = "HOOKFLOW_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Time a client has to send a whole webhook body.
+    #[arg(long, env = "HOOKFLOW_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
     /// How often pruning runs.
     #[arg(long, env = "HOOKFLOW_PRUNE_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub prune_interval: Duration,
@@ -68,6 +74,8 @@ impl ServeConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_size: 1 << 30,
             prune_interval: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
             api_token: None,
             no_auth: false,
             deny_private_network: false,

@@ -103,12 +103,14 @@ pub async fn run(
         wake: wake.clone(),
         executor: Arc::clone(&executor),
         metrics: Arc::clone(&metrics),
+        rejected_window: std::sync::Mutex::new((0, 0)),
     });
     let state = AppState {
         inbox,
         store: store.clone(),
         workflows,
         max_body: config.max_body,
+        body_timeout: config.body_timeout,
         updates,
         metrics,
         api_token: config.api_token.clone().filter(|t| !t.is_empty()),
@@ -116,7 +118,14 @@ pub async fn run(
     let pruner = tokio::spawn(prune_loop(store.clone(), config.clone(), stop_rx_prune));
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
     info!(%addr, queued = store.queue_len(), "hookflow is listening");
-    let served = crate::http::serve::serve(listener, app(state), shutdown, config.grace).await;
+    let served = crate::http::serve::serve(
+        listener,
+        app(state),
+        shutdown,
+        config.header_timeout,
+        config.grace,
+    )
+    .await;
     info!("stopping: no new requests; letting running steps finish");
     let _ = stop_tx.send(true);
     let _ = dispatcher.await;

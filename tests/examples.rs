@@ -47,6 +47,8 @@ async fn shipped_examples_deliver_what_they_promise() {
         ("SHOPIFY_WEBHOOK_SECRET", "shpss-test-secret-value"),
         ("ERP_API_KEY", "erp-key-very-secret-42"),
         ("CI_TOKEN", "ci-token-very-secret-43"),
+        // Everything the server logs is searched for secrets below.
+        ("HOOKFLOW_LOG", "debug"),
     ]);
     let server = BinServer::start(&["--workflows", &wf, "--scripts", &sc, "--data", &dd], &env);
     let client = reqwest::Client::new();
@@ -208,5 +210,75 @@ async fn shipped_examples_deliver_what_they_promise() {
         assert!(!all_runs.contains(secret), "{secret} leaked into runs");
         assert!(!all_events.contains(secret), "{secret} leaked into events");
     }
+    // The ERP now fails: its error must not leak the URL secret either.
+    sink.answer(
+        "/erp",
+        vec![(
+            500,
+            vec![],
+            "{\"error\":\"erp-key-very-secret-42 rejected\"}".into(),
+        )],
+    );
+    let body = fixture("shopify_order.json");
+    let sig = base64::engine::general_purpose::STANDARD.encode(sign(
+        Algorithm::Sha256,
+        b"shpss-test-secret-value",
+        body.as_bytes(),
+    ));
+    let resp = client
+        .post(server.url("/hooks/shopify/orders"))
+        .header("content-type", "application/json")
+        .header("x-shopify-topic", "orders/create")
+        .header("x-shopify-shop-domain", "acme.myshopify.com")
+        .header("x-shopify-hmac-sha256", sig)
+        .header("authorization", "Bearer inbound-credential-77")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    let answer: Value = resp.json().await.expect("json");
+    sink.next().await;
+    let (_, event) = (
+        0,
+        client
+            .get(server.url(&format!(
+                "/api/events/{}",
+                answer["event_id"].as_str().expect("id")
+            )))
+            .send()
+            .await
+            .expect("sent")
+            .json::<Value>()
+            .await
+            .expect("json"),
+    );
+    assert_eq!(event["headers"]["authorization"], "[redacted]");
+    assert_eq!(event["headers"]["x-shopify-hmac-sha256"], "[redacted]");
+    let run_id = answer["runs"][0].as_str().expect("run").to_string();
+    let run_text = client
+        .get(server.url(&format!("/api/runs/{run_id}")))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    let log = server.log.clone();
     server.terminate();
+    let log = log.lock().expect("log").join("\n");
+    assert!(log.len() > 1000, "debug logging was captured");
+    for secret in [
+        "erp-key-very-secret-42",
+        "ci-token-very-secret-43",
+        "whsec_test_0123456789",
+        "gh-test-secret-value",
+        "shpss-test-secret-value",
+        "inbound-credential-77",
+    ] {
+        assert!(!log.contains(secret), "{secret} leaked into the log");
+        assert!(
+            !run_text.contains(secret),
+            "{secret} leaked into the failing run"
+        );
+    }
 }

@@ -35,7 +35,10 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
 
 /// Does the request carry `token`?
 pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));

@@ -15,9 +15,6 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-/// A sender has this long to deliver the whole body.
-pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 pub fn router() -> Router<AppState> {
     Router::new().route("/hooks/{*path}", any(receive))
 }
@@ -61,8 +58,12 @@ async fn read(state: &AppState, req: Request<Body>) -> Result<Inbound, ApiError>
     }
     let query: BTreeMap<String, String> = match parts.uri.query() {
         None => BTreeMap::new(),
-        Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-            .map_err(|e| ApiError::bad_request(format!("query string is not valid: {e}")))?
+        Some(q) => crate::inbound::body::check_form(q.as_bytes())
+            .map_err(|e| ApiError::bad_request(format!("query string is {e}")))
+            .and_then(|()| {
+                serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                    .map_err(|e| ApiError::bad_request(format!("query string is not valid: {e}")))
+            })?
             .into_iter()
             .collect(),
     };
@@ -72,13 +73,21 @@ async fn read(state: &AppState, req: Request<Body>) -> Result<Inbound, ApiError>
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
-    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, state.max_body)).await {
+    let body = match tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, state.max_body),
+    )
+    .await
+    {
         Ok(Ok(b)) => b,
         Ok(Err(_)) => return Err(too_large()),
         Err(_) => {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                format!("the body did not arrive within {}s", BODY_READ_TIMEOUT.as_secs()),
+                format!(
+                    "the body did not arrive within {}",
+                    humantime::format_duration(state.body_timeout)
+                ),
             ))
         }
     };

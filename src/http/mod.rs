@@ -25,6 +25,7 @@ pub struct AppState {
     pub store: Store,
     pub workflows: Arc<Workflows>,
     pub max_body: usize,
+    pub body_timeout: std::time::Duration,
     pub updates: broadcast::Sender<RunUpdate>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When set, `/api` and `/ui` require it.
@@ -32,13 +33,17 @@ pub struct AppState {
 }
 
 pub fn app(state: AppState) -> Router {
+    let admin = api::router().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_token,
+    ));
     Router::new()
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .merge(hooks::router())
-        .merge(api::router())
+        .merge(admin)
         .merge(metrics::router())
         .fallback(|| async { error::ApiError::not_found("not found") })
         .with_state(state)

@@ -1,7 +1,7 @@
 //! The connection loop. `axum::serve` offers no header-read timeout or
 //! header size limit, which a public endpoint needs against slow or huge
 //! requests, so connections are served here with hyper's HTTP/1 settings:
-//! headers must arrive within [`HEADER_READ_TIMEOUT`] and fit in
+//! headers must arrive within the configured timeout and fit in
 //! [`MAX_HEADER_BYTES`]. Shutdown stops accepting, then lets open requests
 //! finish (bounded by the caller's grace period).
 
@@ -16,12 +16,16 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
-/// A client has this long to send its request line and headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request line and headers together may take this many bytes.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>, grace: Duration) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    header_timeout: Duration,
+    grace: Duration,
+) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -47,7 +51,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(header_timeout)
             .max_buf_size(MAX_HEADER_BYTES);
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
@@ -58,9 +62,11 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         warn!("some connections were still open at the end of the grace period");
     }
     Ok(())
 }
-

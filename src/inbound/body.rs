@@ -41,6 +41,7 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Value, String> {
             serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))
         }
         BodyKind::Form => {
+            check_form(body).map_err(|e| format!("body is {e}"))?;
             let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
                 .map_err(|e| format!("body is not a valid form: {e}"))?;
             let mut map = Map::new();
@@ -54,6 +55,54 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Value, String> {
             Err(_) => Err("body is not valid UTF-8 text".to_string()),
         },
     }
+}
+
+/// Form decoding is lenient by design (bad escapes pass through, bad
+/// UTF-8 becomes U+FFFD); a webhook body that is not a well-formed form is
+/// refused instead, so the event is exactly what was sent.
+pub fn check_form(body: &[u8]) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("not valid form encoding: {why}"));
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'%' {
+            let hex = |b: Option<&u8>| b.is_some_and(u8::is_ascii_hexdigit);
+            if !hex(body.get(i + 1)) || !hex(body.get(i + 2)) {
+                return bad(&format!(
+                    "`%` at byte {i} is not followed by two hex digits"
+                ));
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    if std::str::from_utf8(body).is_err() {
+        return bad("it is not UTF-8 text");
+    }
+    for (k, v) in form_pairs_raw(body) {
+        let decoded = percent_encoding::percent_decode(&k.replace('+', " ").into_bytes())
+            .decode_utf8()
+            .is_ok()
+            && percent_encoding::percent_decode(&v.replace('+', " ").into_bytes())
+                .decode_utf8()
+                .is_ok();
+        if !decoded {
+            return bad("a field does not decode to UTF-8 text");
+        }
+    }
+    Ok(())
+}
+
+fn form_pairs_raw(body: &[u8]) -> impl Iterator<Item = (String, String)> + '_ {
+    body.split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let text = String::from_utf8_lossy(p);
+            match text.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (text.into_owned(), String::new()),
+            }
+        })
 }
 
 #[cfg(test)]
@@ -81,6 +130,9 @@ mod tests {
         assert_eq!(parse(Some("application/json"), b""), Ok(Value::Null));
         assert!(parse(Some("application/json"), b"{").is_err());
         assert!(parse(Some("text/plain"), &[0xff, 0xfe]).is_err());
+        assert!(parse(Some("application/x-www-form-urlencoded"), b"a=%zz").is_err());
+        assert!(parse(Some("application/x-www-form-urlencoded"), b"a=%FF%FE").is_err());
+        assert!(parse(Some("application/x-www-form-urlencoded"), b"a=1%").is_err());
         let deep = "[".repeat(10_000);
         assert!(parse(Some("application/json"), deep.as_bytes()).is_err());
     }

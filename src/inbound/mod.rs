@@ -16,6 +16,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing::{info, warn};
 
+/// Rejected requests stored per minute at most; the rest are only counted,
+/// so a flood of bad signatures cannot fill the disk. (Pruning also keeps
+/// only the newest [`crate::store::MAX_REJECTED_KEPT`].)
+pub const MAX_REJECTED_PER_MINUTE: u64 = 600;
+
 /// Headers that carry credentials: never stored as sent.
 const SENSITIVE_HEADERS: &[&str] = &[
     "authorization",
@@ -241,6 +246,8 @@ pub struct Inbox {
     pub wake: Wake,
     pub executor: Arc<crate::run::executor::Executor>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// (minute, rejected events stored in it)
+    pub rejected_window: std::sync::Mutex<(u64, u64)>,
 }
 
 impl Inbox {
@@ -294,8 +301,21 @@ impl Inbox {
             runs: Vec::new(),
             source: req.source.clone(),
         };
-        self.store.save_event(&event)?;
         self.metrics.event(&event);
+        let minute = now.0 / 60_000;
+        let store_it = match self.rejected_window.lock() {
+            Ok(mut w) => {
+                if w.0 != minute {
+                    *w = (minute, 0);
+                }
+                w.1 += 1;
+                w.1 <= MAX_REJECTED_PER_MINUTE
+            }
+            Err(_) => false,
+        };
+        if store_it {
+            self.store.save_event(&event)?;
+        }
         Ok(Answer::Rejected(reason))
     }
 
@@ -341,7 +361,11 @@ impl Inbox {
         }
         let t1 = std::time::Instant::now();
         self.store.flush().await?;
-        tracing::debug!(insert_us = (t1 - t0).as_micros() as u64, flush_wait_us = t1.elapsed().as_micros() as u64, "ingest timing");
+        tracing::debug!(
+            insert_us = (t1 - t0).as_micros() as u64,
+            flush_wait_us = t1.elapsed().as_micros() as u64,
+            "ingest timing"
+        );
         self.metrics.event(&event);
         if !runs.is_empty() {
             self.wake.notify();

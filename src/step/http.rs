@@ -392,7 +392,11 @@ impl Sender {
 
     pub async fn send(&self, step_id: &str, p: &Prepared) -> Result<Response, String> {
         match self {
-            Sender::Live { plain, follow, policy } => {
+            Sender::Live {
+                plain,
+                follow,
+                policy,
+            } => {
                 policy.check_url(&p.url)?;
                 let client = if p.follow_redirects { follow } else { plain };
                 let mut req = client

@@ -66,7 +66,11 @@ impl OutboundPolicy {
         match class {
             Some((what, always)) if always || self.deny_private => Err(format!(
                 "refused by the outbound policy: {ip} is {what}{}",
-                if always { "" } else { " (--deny-private-network)" }
+                if always {
+                    ""
+                } else {
+                    " (--deny-private-network)"
+                }
             )),
             _ => Ok(()),
         }
@@ -75,7 +79,10 @@ impl OutboundPolicy {
     /// Check a URL whose host is an IP literal (names are checked when
     /// they are resolved).
     pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
-        match url.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']')) {
+        match url
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        {
             Some(h) => match h.parse::<IpAddr>() {
                 Ok(ip) => self.check(ip),
                 Err(_) => Ok(()),
@@ -93,7 +100,8 @@ impl reqwest::dns::Resolve for PolicyResolver {
         let policy = self.0;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refusal = None;
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
@@ -127,15 +135,35 @@ mod tests {
     fn default_and_strict() {
         let d = OutboundPolicy::default();
         let strict = OutboundPolicy { deny_private: true };
-        for ip in ["169.254.169.254", "fe80::1", "fd00:ec2::254", "::ffff:169.254.169.254"] {
+        for ip in [
+            "169.254.169.254",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+        ] {
             assert!(!ok(d, ip), "{ip}");
             assert!(!ok(strict, ip), "{ip}");
         }
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "::1", "fd12::1", "0.0.0.0", "::ffff:10.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "::1",
+            "fd12::1",
+            "0.0.0.0",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(ok(d, ip), "{ip}");
             assert!(!ok(strict, ip), "{ip}");
         }
-        for ip in ["93.184.216.34", "2606:2800:220:1::1", "172.32.0.1", "100.128.0.1"] {
+        for ip in [
+            "93.184.216.34",
+            "2606:2800:220:1::1",
+            "172.32.0.1",
+            "100.128.0.1",
+        ] {
             assert!(ok(strict, ip), "{ip}");
         }
     }

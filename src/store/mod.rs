@@ -102,6 +102,9 @@ impl QueueEntry {
     }
 }
 
+/// Rejected requests kept at most; pruning removes older ones.
+pub const MAX_REJECTED_KEPT: usize = 10_000;
+
 /// The first event seen with a dedupe key, until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DedupeEntry {
@@ -348,6 +351,28 @@ impl Store {
             self.events.remove(event.id.as_str().as_bytes())?;
             pruned.events += 1;
         }
+        // Rejected requests: only the newest are worth keeping.
+        let mut rejected_seen = 0usize;
+        let needle = format!("\"outcome\":\"{}\"", Outcome::Rejected.as_str());
+        let mut excess = Vec::new();
+        for entry in self.events.iter().rev() {
+            let (k, v) = entry?;
+            // The byte check can also match a body holding the same text;
+            // the parsed record decides.
+            let rejected = contains(&v, Some(&needle))
+                && serde_json::from_slice::<Event>(&v)
+                    .is_ok_and(|e| e.outcome == Outcome::Rejected);
+            if rejected {
+                rejected_seen += 1;
+                if rejected_seen > MAX_REJECTED_KEPT {
+                    excess.push(k);
+                }
+            }
+        }
+        for k in excess {
+            self.events.remove(k)?;
+            pruned.events += 1;
+        }
         for entry in self.dedupe.iter() {
             let (k, v) = entry?;
             match serde_json::from_slice::<DedupeEntry>(&v) {
@@ -527,7 +552,10 @@ fn group_commit(
     // waited: they are all covered by the one flush that follows.
     while let Ok(first) = rx.recv() {
         let mut waiters = vec![first];
-        let linger: u64 = std::env::var("HF_LINGER_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let linger: u64 = std::env::var("HF_LINGER_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let deadline = std::time::Instant::now() + std::time::Duration::from_micros(linger);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -539,7 +567,11 @@ fn group_commit(
         waiters.extend(rx.try_iter());
         let t = std::time::Instant::now();
         let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
-        tracing::debug!(waiters = waiters.len(), flush_us = t.elapsed().as_micros() as u64, "group flush");
+        tracing::debug!(
+            waiters = waiters.len(),
+            flush_us = t.elapsed().as_micros() as u64,
+            "group flush"
+        );
         for w in waiters {
             let _ = w.send(result.clone());
         }

@@ -1,0 +1,226 @@
+//! Property tests over hostile input: randomly mutated workflow files,
+//! conditions, templates and signature headers must give an answer (a value
+//! or an error), never a panic. Seeded and bounded, so every run is the
+//! same and stops by itself.
+
+use hookflow::expr::condition::Condition;
+use hookflow::expr::template::{Template, TemplateEnv};
+use hookflow::script::Engine;
+use hookflow::signature::{Algorithm, Encoding, Scheme, DEFAULT_TOLERANCE};
+use hookflow::workflow::compile::{compile, Bundle, CompileEnv};
+use hookflow::workflow::yaml::{self, Spanned, YNode};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const CASES: usize = 3000;
+const SPICE: &[&str] = &[
+    "{{", "}}", "$", "[", "]", "'", "\"", ":", "\n", "  ", "- ", "??", "*", "?@", "\\", "\u{0}",
+    "é", "{", "}", "#", "&a", "!tag", "|", ">", "%", "env.", "..", "..",
+];
+
+fn mutate(rng: &mut fastrand::Rng, seed: &str) -> String {
+    let mut s: Vec<char> = seed.chars().collect();
+    for _ in 0..rng.usize(1..6) {
+        let at = rng.usize(0..=s.len());
+        match rng.u8(0..4) {
+            0 if !s.is_empty() => {
+                let end = (at + rng.usize(1..8)).min(s.len());
+                s.drain(at.min(end)..end);
+            }
+            1 => {
+                let piece = SPICE[rng.usize(0..SPICE.len())];
+                s.splice(at..at, piece.chars());
+            }
+            2 => s.insert(at, char::from_u32(rng.u32(0..0x3000)).unwrap_or('x')),
+            _ => {
+                if !s.is_empty() {
+                    let from = rng.usize(0..s.len());
+                    let c = s[from];
+                    s.insert(at, c);
+                }
+            }
+        }
+    }
+    s.into_iter().collect()
+}
+
+const WORKFLOW: &str = r#"name: p
+trigger:
+  webhook:
+    path: /p
+    verify: { hmac: { secret: k, header: X-Sig, algorithm: sha256, encoding: hex } }
+    dedupe: { key: "{{ $.event.id }}", window: 1h }
+  when:
+    any: [ { $.event.type: a }, { $.event.n: { gte: 3, in: [3, 4] } } ]
+steps:
+  - id: f
+    filter: { not: { $.event.x: { matches: "^a+$" } }, expr: 'event.n > 1' }
+  - id: t
+    transform:
+      script: |
+        let x = event.n * 2;
+        #{ y: x, s: `n=${x}` }
+  - id: h
+    if: { $.steps.t.y: { exists: true } }
+    http:
+      url: "https://example.test/a/{{ $.steps.t.y }}?q={{ $.event.id ?? 'none' }}"
+      headers: { X-A: "{{ $.steps.t.s }}" }
+      body: { a: "{{ $.steps.t }}", b: [1, "{{ $.event.n }}"] }
+      retry: { attempts: 3, backoff: 1s }
+      success: ["2xx", 404]
+"#;
+
+#[test]
+fn the_workflow_loader_never_panics() {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let engine = Engine::default();
+    let scripts = Bundle {
+        file: "p.yaml".into(),
+        yaml: String::new(),
+        scripts: BTreeMap::new(),
+    };
+    let env = |_: &str| -> Option<String> { None };
+    let cenv = CompileEnv {
+        env: &env,
+        scripts: &scripts,
+        engine: &engine,
+    };
+    assert!(
+        compile(Path::new("p.yaml"), WORKFLOW, &cenv).is_ok(),
+        "the seed compiles"
+    );
+    let mut failures = 0;
+    for _ in 0..CASES {
+        let text = mutate(&mut rng, WORKFLOW);
+        if let Err(issues) = compile(Path::new("p.yaml"), &text, &cenv) {
+            failures += 1;
+            assert!(!issues.is_empty());
+            for i in &issues {
+                assert!(i.line >= 1 && !i.message.is_empty(), "{i:?}");
+            }
+        }
+    }
+    assert!(
+        failures > CASES / 4,
+        "mutations were mostly rejected, with reasons ({failures})"
+    );
+}
+
+#[test]
+fn conditions_never_panic_on_any_data() {
+    let mut rng = fastrand::Rng::with_seed(11);
+    let engine = Engine::default();
+    let seed = "any: [ { $.event.type: a }, { $.event.n: { gte: 3, in: [3, 4] } } ]\nnot: { $.event.x: { matches: '^a+$', contains: b, starts_with: c } }\n$.event.list[*].k: { exists: true }\n";
+    let docs = [
+        json!({"event": {"type": "a", "n": 3, "x": "aaa", "list": [{"k": 1}]}}),
+        json!({"event": {"type": 5, "n": "3", "x": null, "list": "nope"}}),
+        json!({"event": [1, 2, {"n": {"deep": [true]}}]}),
+        json!(null),
+    ];
+    for _ in 0..CASES {
+        let text = mutate(&mut rng, seed);
+        let (node, mut problems) = yaml::from_str::<Spanned<YNode>>(&text);
+        if let Some(node) = node {
+            if let Some(c) = Condition::compile(&node, &engine, &mut problems) {
+                for d in &docs {
+                    let _ = c.eval(d);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn templates_never_panic() {
+    let mut rng = fastrand::Rng::with_seed(13);
+    let env = |n: &str| (n == "HOME_URL").then(|| "https://x.test/a b".to_string());
+    let seed = "https://h.test/{{ $.event.id }}/x?q={{ $.event['a b'] ?? env.HOME_URL ?? 'dflt' }}&n={{ $.event.list[*] }}";
+    let ctx = json!({"event": {"id": "a/b", "a b": null, "list": [1, "two", {"three": 3}]}});
+    for _ in 0..CASES {
+        let text = mutate(&mut rng, seed);
+        let mut secrets = Vec::new();
+        let mut tenv = TemplateEnv {
+            env: &env,
+            secrets: &mut secrets,
+        };
+        if let Ok(t) = Template::compile_url(&text, &mut tenv) {
+            let _ = t.render_text(&ctx);
+            let _ = t.render_value(&ctx);
+        }
+        let mut tenv = TemplateEnv {
+            env: &env,
+            secrets: &mut secrets,
+        };
+        if let Ok(t) = Template::compile(&text, &mut tenv) {
+            let _ = t.render_value(&ctx);
+        }
+    }
+}
+
+#[test]
+fn signature_parsers_never_panic() {
+    let mut rng = fastrand::Rng::with_seed(17);
+    let schemes = [
+        (
+            Scheme::Stripe {
+                tolerance: DEFAULT_TOLERANCE,
+            },
+            "stripe-signature",
+            "t=1700000000,v1=abcdef0123,v1=zz,v0=1",
+        ),
+        (
+            Scheme::Github,
+            "x-hub-signature-256",
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        ),
+        (Scheme::Shopify, "x-shopify-hmac-sha256", "dGVzdA=="),
+        (
+            Scheme::Slack {
+                tolerance: DEFAULT_TOLERANCE,
+            },
+            "x-slack-signature",
+            "v0=abcdef",
+        ),
+        (
+            Scheme::Standard {
+                tolerance: DEFAULT_TOLERANCE,
+            },
+            "webhook-signature",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE= v2,x",
+        ),
+        (
+            Scheme::Hmac {
+                header: "X-Sig".into(),
+                algorithm: Algorithm::Sha1,
+                encoding: Encoding::Base64,
+                prefix: "sha1=".into(),
+            },
+            "x-sig",
+            "sha1=AAAA",
+        ),
+    ];
+    for (scheme, header, seed) in &schemes {
+        for _ in 0..CASES / 3 {
+            let mut headers = BTreeMap::new();
+            headers.insert(header.to_string(), mutate(&mut rng, seed));
+            headers.insert(
+                "x-slack-request-timestamp".to_string(),
+                mutate(&mut rng, "1700000000"),
+            );
+            headers.insert("webhook-id".to_string(), mutate(&mut rng, "msg_1"));
+            headers.insert(
+                "webhook-timestamp".to_string(),
+                mutate(&mut rng, "1700000000"),
+            );
+            let secret = mutate(&mut rng, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+            let body = mutate(&mut rng, "{\"a\":1}");
+            assert!(
+                scheme
+                    .verify(secret.as_bytes(), &headers, body.as_bytes(), 1700000000)
+                    .is_err()
+                    || body == "{\"a\":1}"
+            );
+        }
+    }
+}

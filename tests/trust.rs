@@ -1,0 +1,516 @@
+//! Trust: every signature scheme end to end, admin access, the refusal to
+//! expose an open API, the outbound address policy, header injection, and a
+//! barrage of hostile requests that must leave the server healthy.
+
+mod common;
+
+use base64::Engine as _;
+use common::{binary, Sink, TestServer};
+use hookflow::signature::{sign, Algorithm};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn wf(name: &str, verify: &str) -> String {
+    format!("name: {name}\ntrigger:\n  webhook:\n    path: /sig/{name}\n    verify:\n      {verify}\nsteps:\n  - id: ok\n    transform: {{ script: '1' }}\n")
+}
+
+/// Headers for a body under each scheme, at time `t`, with `secret`.
+fn signed(scheme: &str, secret: &[u8], body: &[u8], t: u64) -> Vec<(String, String)> {
+    let h = |k: &str, v: String| (k.to_string(), v);
+    match scheme {
+        "stripe" => vec![h(
+            "stripe-signature",
+            format!(
+                "t={t},v1={}",
+                hex::encode(sign(
+                    Algorithm::Sha256,
+                    secret,
+                    &[format!("{t}.").as_bytes(), body].concat()
+                ))
+            ),
+        )],
+        "github" => vec![h(
+            "x-hub-signature-256",
+            format!(
+                "sha256={}",
+                hex::encode(sign(Algorithm::Sha256, secret, body))
+            ),
+        )],
+        "shopify" => vec![h(
+            "x-shopify-hmac-sha256",
+            B64.encode(sign(Algorithm::Sha256, secret, body)),
+        )],
+        "slack" => vec![
+            h("x-slack-request-timestamp", t.to_string()),
+            h(
+                "x-slack-signature",
+                format!(
+                    "v0={}",
+                    hex::encode(sign(
+                        Algorithm::Sha256,
+                        secret,
+                        &[format!("v0:{t}:").as_bytes(), body].concat()
+                    ))
+                ),
+            ),
+        ],
+        "standard" => {
+            let key = B64.decode(&secret[6..]).expect("whsec_ secret");
+            vec![
+                h("webhook-id", "msg_1".into()),
+                h("webhook-timestamp", t.to_string()),
+                h(
+                    "webhook-signature",
+                    format!(
+                        "v1,{}",
+                        B64.encode(sign(
+                            Algorithm::Sha256,
+                            &key,
+                            &[format!("msg_1.{t}.").as_bytes(), body].concat()
+                        ))
+                    ),
+                ),
+            ]
+        }
+        "hmac" => vec![h(
+            "x-signature",
+            format!(
+                "sha512={}",
+                B64.encode(sign(Algorithm::Sha512, secret, body))
+            ),
+        )],
+        other => panic!("no scheme {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_signature_scheme_end_to_end() {
+    let standard_secret = format!("whsec_{}", B64.encode(b"standard-key-bytes-0123456789"));
+    let files = [
+        ("stripe.yaml", wf("stripe", "stripe: { secret: whsec_stripe_test, tolerance: 5m }")),
+        ("github.yaml", wf("github", "github: { secret: gh-secret }")),
+        ("shopify.yaml", wf("shopify", "shopify: { secret: shop-secret }")),
+        ("slack.yaml", wf("slack", "slack: { secret: slack-secret }")),
+        ("standard.yaml", wf("standard", &format!("standard: {{ secret: {standard_secret} }}"))),
+        ("hmac.yaml", wf("hmac", "hmac: { secret: gen-secret, header: X-Signature, algorithm: sha512, encoding: base64, prefix: 'sha512=' }")),
+    ];
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let server = TestServer::start(&refs, &[]).await;
+    let secrets: BTreeMap<&str, Vec<u8>> = [
+        ("stripe", b"whsec_stripe_test".to_vec()),
+        ("github", b"gh-secret".to_vec()),
+        ("shopify", b"shop-secret".to_vec()),
+        ("slack", b"slack-secret".to_vec()),
+        ("standard", standard_secret.as_bytes().to_vec()),
+        ("hmac", b"gen-secret".to_vec()),
+    ]
+    .into_iter()
+    .collect();
+    let body = br#"{"id":"evt_1","amount":100}"#;
+    let post = |scheme: &'static str, headers: Vec<(String, String)>, body: Vec<u8>| {
+        let client = server.client.clone();
+        let url = server.url(&format!("/sig/{scheme}").replace("/sig", "/hooks/sig"));
+        async move {
+            let mut req = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let resp = req.send().await.expect("sent");
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    for (scheme, secret) in &secrets {
+        let scheme: &'static str = scheme;
+        let t = now();
+        let (code, _) = post(scheme, signed(scheme, secret, body, t), body.to_vec()).await;
+        assert_eq!(code, 202, "{scheme}: valid");
+        let (code, err) = post(
+            scheme,
+            signed(scheme, secret, body, t),
+            br#"{"id":"evt_1","amount":999}"#.to_vec(),
+        )
+        .await;
+        assert_eq!(code, 401, "{scheme}: tampered");
+        assert!(
+            !err["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains(std::str::from_utf8(secret).unwrap_or("")),
+            "reason reveals nothing secret"
+        );
+        let (code, _) = post(
+            scheme,
+            signed(scheme, b"whsec_d3Jvbmcgc2VjcmV0", body, t),
+            body.to_vec(),
+        )
+        .await;
+        assert_eq!(code, 401, "{scheme}: wrong secret");
+        let (code, _) = post(scheme, Vec::new(), body.to_vec()).await;
+        assert_eq!(code, 401, "{scheme}: missing header");
+        if ["stripe", "slack", "standard"].contains(&scheme) {
+            for stale in [t - 600, t + 600] {
+                let (code, err) =
+                    post(scheme, signed(scheme, secret, body, stale), body.to_vec()).await;
+                assert_eq!(code, 401, "{scheme}: stale");
+                assert_eq!(
+                    err["error"],
+                    "signature timestamp is outside the allowed tolerance"
+                );
+            }
+        }
+    }
+    // Stripe during secret rotation: two v1 signatures, one with the old secret.
+    let t = now();
+    let new = hex::encode(sign(
+        Algorithm::Sha256,
+        b"whsec_stripe_test",
+        &[format!("{t}.").as_bytes(), body].concat(),
+    ));
+    let old = hex::encode(sign(
+        Algorithm::Sha256,
+        b"whsec_old_secret",
+        &[format!("{t}.").as_bytes(), body].concat(),
+    ));
+    let (code, _) = post(
+        "stripe",
+        vec![(
+            "stripe-signature".into(),
+            format!("t={t},v1={old},v1={new}"),
+        )],
+        body.to_vec(),
+    )
+    .await;
+    assert_eq!(code, 202, "rotated secret");
+
+    // Exactly the accepted requests created runs; the rejected ones are on record.
+    let (_, runs) = server.get("/api/runs?limit=500").await;
+    assert_eq!(runs["items"].as_array().map(Vec::len), Some(7));
+    let (_, rejected) = server.get("/api/events?outcome=rejected&limit=500").await;
+    let rejected = rejected["items"].as_array().expect("items").clone();
+    assert_eq!(rejected.len(), 6 * 3 + 3 * 2);
+    let first = &rejected[0];
+    assert!(
+        first["reason"].is_string()
+            && first["workflows"].is_array()
+            && first["source"] == "127.0.0.1",
+        "{first}"
+    );
+    assert_eq!(
+        first["body"],
+        Value::Null,
+        "a rejected request's body is not kept"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admin_token_guards_the_api_not_the_hooks() {
+    let wf =
+        "trigger:\n  webhook: { path: /open }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
+    let server = TestServer::start_with(&[("w.yaml", wf)], &[], |c| {
+        c.api_token = Some("t0ken-for-admins".into())
+    })
+    .await;
+    let resp = server
+        .client
+        .get(server.url("/api/runs"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(resp
+        .headers()
+        .get("www-authenticate")
+        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("Basic")));
+    let bearer = server
+        .client
+        .get(server.url("/api/runs"))
+        .bearer_auth("t0ken-for-admins")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(bearer.status().as_u16(), 200);
+    let basic = server
+        .client
+        .get(server.url("/api/workflows"))
+        .basic_auth("anyone", Some("t0ken-for-admins"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(basic.status().as_u16(), 200);
+    let wrong = server
+        .client
+        .get(server.url("/api/runs"))
+        .bearer_auth("t0ken-for-admins!")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert_eq!(
+        server.post_json("/hooks/open", &json!({})).await.0,
+        202,
+        "hooks stay open"
+    );
+    assert_eq!(server.get("/healthz").await.0, 200);
+    server.stop().await;
+}
+
+#[test]
+fn serve_refuses_an_open_api_on_the_network() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = std::process::Command::new(binary())
+        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.path().join("data"))
+        .env_remove("HOOKFLOW_API_TOKEN")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0")
+            && err.contains("HOOKFLOW_API_TOKEN")
+            && err.contains("--no-auth"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn outbound_policy_refuses_metadata_and_private_targets() {
+    let mut sink = Sink::start().await;
+    let step = |url: &str| {
+        format!("\n  - id: call\n    http:\n      url: \"{url}\"\n      retry: {{ attempts: 1 }}\n")
+    };
+    let port = sink.addr.port();
+    let files = [
+        (
+            "meta.yaml".to_string(),
+            format!(
+                "trigger:\n  webhook: {{ path: /meta }}\nsteps:{}",
+                step("http://169.254.169.254/latest/meta-data/")
+            ),
+        ),
+        (
+            "ll6.yaml".to_string(),
+            format!(
+                "trigger:\n  webhook: {{ path: /ll6 }}\nsteps:{}",
+                step("http://[fe80::1]:9/x")
+            ),
+        ),
+        (
+            "mapped.yaml".to_string(),
+            format!(
+                "trigger:\n  webhook: {{ path: /mapped }}\nsteps:{}",
+                step("http://[::ffff:169.254.169.254]/")
+            ),
+        ),
+        (
+            "loop.yaml".to_string(),
+            format!(
+                "trigger:\n  webhook: {{ path: /loop }}\nsteps:{}",
+                step(&sink.url("/x"))
+            ),
+        ),
+        (
+            "name.yaml".to_string(),
+            format!(
+                "trigger:\n  webhook: {{ path: /name }}\nsteps:{}",
+                step(&format!("http://localhost:{port}/x"))
+            ),
+        ),
+    ];
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+
+    // Default policy: metadata and link-local refused, loopback allowed.
+    let server = TestServer::start(&refs, &[]).await;
+    for path in ["/hooks/meta", "/hooks/ll6", "/hooks/mapped"] {
+        let run = server.run_once(path, &json!({})).await;
+        assert_eq!(run["status"], "failed", "{path}");
+        let err = run["steps"][0]["error"].as_str().unwrap_or("");
+        assert!(
+            err.contains("refused by the outbound policy"),
+            "{path}: {err}"
+        );
+    }
+    assert_eq!(
+        server.run_once("/hooks/loop", &json!({})).await["status"],
+        "succeeded"
+    );
+    sink.next().await;
+    server.stop().await;
+
+    // --deny-private-network: loopback refused, by address and by name.
+    let server = TestServer::start_with(&refs, &[], |c| c.deny_private_network = true).await;
+    for path in ["/hooks/loop", "/hooks/name"] {
+        let run = server.run_once(path, &json!({})).await;
+        assert_eq!(run["status"], "failed", "{path}");
+        let err = run["steps"][0]["error"].as_str().unwrap_or("");
+        assert!(
+            err.contains("refused by the outbound policy") && err.contains("loopback"),
+            "{path}: {err}"
+        );
+    }
+    assert!(
+        sink.quiet_for(Duration::from_millis(300)).await,
+        "nothing was sent"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn header_injection_is_refused_before_sending() {
+    let mut sink = Sink::start().await;
+    let wf = format!("trigger:\n  webhook: {{ path: /h }}\nsteps:\n  - id: call\n    http:\n      url: \"{}\"\n      headers: {{ X-Name: \"{{{{ $.event.name }}}}\" }}\n", sink.url("/x"));
+    let server = TestServer::start(&[("h.yaml", &wf)], &[]).await;
+    let run = server
+        .run_once("/hooks/h", &json!({"name": "ok\r\nX-Injected: yes"}))
+        .await;
+    assert_eq!(run["status"], "failed");
+    assert!(run["steps"][0]["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("line break"));
+    assert!(run["steps"][0]["attempts"]
+        .as_array()
+        .is_some_and(Vec::is_empty));
+    assert!(sink.quiet_for(Duration::from_millis(300)).await);
+    assert_eq!(
+        server.run_once("/hooks/h", &json!({"name": "fine"})).await["status"],
+        "succeeded"
+    );
+    assert_eq!(sink.next().await.headers["x-name"], "fine");
+    server.stop().await;
+}
+
+/// Send raw bytes and read the status code of the answer (0: none).
+fn raw(addr: &str, bytes: &[u8]) -> u16 {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.write_all(bytes);
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_clear_answers_and_the_server_stays_healthy() {
+    let plain = "trigger:\n  webhook: { path: /in }\nsteps:\n  - id: s\n    transform: { script: 'event' }\n";
+    let signed_wf = "trigger:\n  webhook:\n    path: /signed\n    verify: { github: { secret: x } }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
+    let server = TestServer::start_with(
+        &[("in.yaml", plain), ("signed.yaml", signed_wf)],
+        &[],
+        |c| {
+            c.max_body = 64 * 1024;
+            c.header_timeout = Duration::from_millis(500);
+            c.body_timeout = Duration::from_millis(500);
+        },
+    )
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let req = |method: &str, path: &str, ctype: &str, body: &[u8]| -> Vec<u8> {
+        [format!("{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).as_bytes(), body].concat()
+    };
+    let deep = "[".repeat(50_000);
+    let huge_header = format!(
+        "POST /hooks/in HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let giant = format!("[{}1]", "1,".repeat(30_000));
+    let kinds: Vec<(&str, Vec<u8>, &[u16])> = vec![
+        ("malformed JSON", req("POST", "/hooks/in", "application/json", b"{\"a\": [1, 2"), &[400]),
+        ("deeply nested JSON", req("POST", "/hooks/in", "application/json", deep.as_bytes()), &[400]),
+        ("invalid UTF-8 text", req("POST", "/hooks/in", "text/plain", &[0xc3, 0x28, 0xff]), &[400]),
+        ("malformed form", req("POST", "/hooks/in", "application/x-www-form-urlencoded", b"a=%zz&b=%"), &[400]),
+        ("form with bad UTF-8", req("POST", "/hooks/in", "application/x-www-form-urlencoded", b"a=%ff%fe"), &[400]),
+        ("oversized body", req("POST", "/hooks/in", "application/json", &vec![b'1'; 70_000]), &[413]),
+        ("oversized chunked body", [b"POST /hooks/in HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".as_slice(), format!("{:x}\r\n", 70_000).as_bytes(), &vec![b'1'; 70_000], b"\r\n0\r\n\r\n"].concat(), &[413]),
+        ("giant array within the limit", req("POST", "/hooks/in", "application/json", giant.as_bytes()), &[202]),
+        ("huge header", huge_header.into_bytes(), &[431, 400, 0]),
+        ("garbage request line", b"\x00\x01\x02 NOT HTTP\r\n\r\n".to_vec(), &[400, 0]),
+        ("unknown path", req("POST", "/hooks/nope", "application/json", b"{}"), &[404]),
+        ("wrong method", req("DELETE", "/hooks/in", "application/json", b"{}"), &[405]),
+        ("bad signature", req("POST", "/hooks/signed", "application/json", b"{}"), &[401]),
+        ("path traversal", req("POST", "/hooks/../../etc/passwd", "application/json", b"{}"), &[404, 400]),
+        ("bad query string", req("POST", "/hooks/in?%zz=%", "application/json", b"{}"), &[400]),
+        ("huge content-length claim", b"POST /hooks/in HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\n\r\n".to_vec(), &[413, 400]),
+    ];
+    let mut tally: BTreeMap<&str, BTreeMap<u16, usize>> = BTreeMap::new();
+    let mut total = 0;
+    for round in 0..34 {
+        for (name, bytes, allowed) in &kinds {
+            let (addr, bytes) = (addr.clone(), bytes.clone());
+            let code = tokio::task::spawn_blocking(move || raw(&addr, &bytes))
+                .await
+                .expect("task");
+            assert!(
+                allowed.contains(&code),
+                "round {round}: {name} got {code}, expected one of {allowed:?}"
+            );
+            *tally.entry(name).or_default().entry(code).or_default() += 1;
+            total += 1;
+        }
+    }
+    // Slow clients: headers that never finish, a body that never arrives.
+    let slow_headers = {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || raw(&addr, b"POST /hooks/in HTTP/1.1\r\nhost: x\r\n"))
+    };
+    let slow_body = {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            raw(&addr, b"POST /hooks/in HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+        })
+    };
+    let (h, b) = (
+        slow_headers.await.expect("task"),
+        slow_body.await.expect("task"),
+    );
+    assert!(h == 408 || h == 0, "slow headers: {h}");
+    assert_eq!(b, 408, "slow body");
+    *tally
+        .entry("slow headers")
+        .or_default()
+        .entry(h)
+        .or_default() += 1;
+    *tally.entry("slow body").or_default().entry(b).or_default() += 1;
+    total += 2;
+    println!(
+        "hostile input: {total} requests of {} kinds:",
+        kinds.len() + 2
+    );
+    for (name, codes) in &tally {
+        println!("  {name:<30} {codes:?}");
+    }
+    assert!(total >= 500);
+    assert_eq!(server.get("/healthz").await, (200, json!({"status": "ok"})));
+    let run = server
+        .run_once("/hooks/in", &json!({"still": "working"}))
+        .await;
+    assert_eq!(run["status"], "succeeded");
+    server.stop().await;
+}
