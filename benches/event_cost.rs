@@ -111,14 +111,14 @@ fn main() {
     let total = measure(
         "whole event: classify + filter + transform + render",
         || {
-            let Decision::Store { event, runs } = classify(&reg, &req, now) else {
+            let Decision::Store { event, runs, .. } = classify(&reg, &req, now) else {
                 panic!("the event is accepted");
             };
             assert_eq!(runs.len(), 1);
             std::hint::black_box(run_steps(*event, &runs[0].id));
         },
     );
-    let Decision::Store { event, runs } = classify(&reg, &req, now) else {
+    let Decision::Store { event, runs, .. } = classify(&reg, &req, now) else {
         panic!("the event is accepted");
     };
     measure("  classify (match, signature, parse, when)", || {

@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Logical event number → (event id, run ids) of its acknowledgement.
+type Acked = HashMap<usize, (String, Vec<String>)>;
+
 fn ts(v: &Value) -> u64 {
     Timestamp::parse(v.as_str().expect("timestamp"))
         .expect("valid")
@@ -117,7 +120,7 @@ async fn no_acknowledged_event_is_lost_across_repeated_sigkills() {
 
     // Senders: each logical event is retried until acknowledged, as a
     // webhook provider would.
-    let acked: Arc<Mutex<HashMap<usize, (String, Vec<String>)>>> = Arc::default();
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut senders = Vec::new();
