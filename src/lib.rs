@@ -23,6 +23,7 @@
 //! | [`workflow`] | YAML → checked, compiled `Workflow`; the registry of loaded workflows |
 //! | [`run`] | the executor (one run, step by step) and the worker pool |
 //! | [`inbound`] | deciding what an inbound request is, and storing it durably |
+//! | [`testcase`] | workflow test cases: format, runner, comparison, export of a run |
 //! | [`http`] | the router: hooks, API, health |
 //! | [`server`], [`cli`], [`config`] | wiring and the command line |
 //!
@@ -55,4 +56,5 @@ pub mod server;
 pub mod signature;
 pub mod step;
 pub mod store;
+pub mod testcase;
 pub mod workflow;

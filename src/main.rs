@@ -19,6 +19,18 @@ fn main() {
     init_logging();
     let code = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
+        Command::Schema => match serde_json::to_string_pretty(&hookflow::workflow::schema()) {
+            Ok(text) => {
+                println!("{text}");
+                cli::EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("hookflow schema: {e}");
+                1
+            }
+        },
+        Command::Test(args) => block_on(cli::test::run(args)),
+        Command::Run(args) => block_on(cli::run::run(args)),
         Command::Serve(config) => {
             if let Err(e) = config.check_exposure() {
                 eprintln!("hookflow serve: {e}");
@@ -44,6 +56,20 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Run a command's future on a fresh runtime; its value is the exit code.
+fn block_on(f: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("hookflow: cannot start the async runtime: {e}");
+            1
+        }
+    }
 }
 
 fn init_logging() {

@@ -90,6 +90,7 @@ pub async fn run(
     let wake = Wake::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_rx_prune = stop_rx.clone();
+    let stop_rx_watch = stop_rx.clone();
     let dispatcher = tokio::spawn(worker::dispatch(
         Arc::clone(&executor),
         config.workers,
@@ -108,12 +109,24 @@ pub async fn run(
     let state = AppState {
         inbox,
         store: store.clone(),
-        workflows,
+        workflows: Arc::clone(&workflows),
         max_body: config.max_body,
         body_timeout: config.body_timeout,
         updates,
         metrics,
         api_token: config.api_token.clone().filter(|t| !t.is_empty()),
+    };
+    let watcher = {
+        let (workflows, config, engine) = (Arc::clone(&workflows), config.clone(), engine.clone());
+        let dirs = vec![config.workflows.clone(), config.scripts.clone()]
+            .into_iter()
+            .filter(|d| d.is_dir())
+            .collect();
+        tokio::spawn(crate::workflow::watch::watch_folders(
+            dirs,
+            move || reload(&workflows, &config, &engine),
+            stop_rx_watch,
+        ))
     };
     let pruner = tokio::spawn(prune_loop(store.clone(), config.clone(), stop_rx_prune));
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
@@ -130,6 +143,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = dispatcher.await;
     let _ = pruner.await;
+    let _ = watcher.await;
     if let Err(e) = store.flush().await {
         warn!(error = %e, "final flush failed");
     }
@@ -166,5 +180,39 @@ async fn prune_loop(store: Store, config: ServeConfig, mut stop: watch::Receiver
             _ = tokio::time::sleep(config.prune_interval) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Recompile every workflow file and swap the new set in atomically.
+fn reload(workflows: &Workflows, config: &ServeConfig, engine: &Engine) {
+    let old = workflows.current();
+    let merged = registry::merge(&old, load_workflows(config, engine));
+    for f in &merged.files {
+        let before = old.files.iter().find(|o| o.file == f.file);
+        let changed =
+            before.map(|b| (b.version.as_ref(), b.status)) != Some((f.version.as_ref(), f.status));
+        if changed {
+            match (f.status, &f.serving_version) {
+                (registry::FileStatus::Loaded, _) => {
+                    info!(workflow = %f.name, version = ?f.version, "workflow reloaded")
+                }
+                (registry::FileStatus::Invalid, Some(v)) => {
+                    warn!(workflow = %f.name, serving = %v, "the changed workflow is invalid; the previous version keeps serving")
+                }
+                (registry::FileStatus::Invalid, None) => {
+                    warn!(workflow = %f.name, "the workflow is invalid")
+                }
+            }
+        }
+    }
+    for gone in old
+        .files
+        .iter()
+        .filter(|o| !merged.files.iter().any(|f| f.file == o.file))
+    {
+        info!(workflow = %gone.name, file = %gone.file.display(), "workflow file removed; its path is no longer served");
+    }
+    if let Err(e) = workflows.replace(merged) {
+        warn!(error = %e, "cannot record the reloaded workflow versions; keeping the previous set");
     }
 }

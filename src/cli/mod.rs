@@ -1,7 +1,9 @@
 //! The command line: one file per subcommand, each returning an exit code
 //! (0 ok, 1 a check failed, 2 bad usage).
 
+pub mod run;
 pub mod serve;
+pub mod test;
 pub mod validate;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,12 @@ pub enum Command {
     Serve(crate::config::ServeConfig),
     /// Check workflow files; prints FILE:LINE:COL: message per problem.
     Validate(validate::ValidateArgs),
+    /// Run workflow test suites (*.test.yaml) with outbound HTTP mocked.
+    Test(test::TestArgs),
+    /// Run one event through one workflow and print the step trace.
+    Run(run::RunArgs),
+    /// Print the JSON Schema of a workflow file.
+    Schema,
 }
 
 pub const EXIT_OK: i32 = 0;

@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(get_run))
         .route("/api/runs/{id}/replay", post(replay_one))
+        .route("/api/runs/{id}/test-case", get(test_case))
         .route("/api/runs/replay", post(replay_many))
 }
 
@@ -141,6 +142,7 @@ fn workflow_json(f: &FileReport) -> Value {
         "status": f.status,
         "errors": f.errors,
         "version": f.version,
+        "serving_version": f.serving_version,
     })
 }
 
@@ -288,4 +290,32 @@ async fn get_run(
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
     Ok(Json(json!(run)))
+}
+
+/// The run as a test case (SPEC §7), as YAML.
+async fn test_case(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let run = state
+        .store
+        .run(&id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+    let event = state
+        .store
+        .event_by_id(&run.event_id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("the event of run `{id}` is no longer stored"))
+        })?;
+    let yaml = crate::testcase::export::suite_yaml(&run, &event)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/yaml; charset=utf-8",
+        )],
+        yaml,
+    ))
 }

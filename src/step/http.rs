@@ -356,9 +356,50 @@ pub enum Sender {
         follow: reqwest::Client,
         policy: super::policy::OutboundPolicy,
     },
-    /// Answers every request with a canned response per step id (and
-    /// `200` with an empty body for steps it has no answer for).
-    Canned(std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<Response>>>>),
+    /// Sends nothing: answers from [`Canned`] and notes each request.
+    Canned(std::sync::Arc<Canned>),
+}
+
+/// Answers for a run that must not reach the network (tests, dry runs):
+/// per step id a queue of answers, the last one repeating; a step with no
+/// answer gets `200` with an empty body.
+#[derive(Default)]
+pub struct Canned {
+    answers: std::sync::Mutex<BTreeMap<String, Vec<Result<Response, String>>>>,
+    sent: std::sync::Mutex<Vec<(String, Prepared)>>,
+}
+
+impl Canned {
+    pub fn new(answers: BTreeMap<String, Vec<Result<Response, String>>>) -> Canned {
+        Canned {
+            answers: std::sync::Mutex::new(answers),
+            sent: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The requests steps would have sent, by step id, in order.
+    pub fn sent(&self) -> Vec<(String, Prepared)> {
+        self.sent.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn answer(&self, step_id: &str, p: &Prepared) -> Result<Response, String> {
+        if let Ok(mut sent) = self.sent.lock() {
+            sent.push((step_id.to_string(), p.clone()));
+        }
+        let mut answers = self
+            .answers
+            .lock()
+            .map_err(|_| "canned answers poisoned".to_string())?;
+        match answers.get_mut(step_id) {
+            Some(list) if list.len() > 1 => list.remove(0),
+            Some(list) if !list.is_empty() => list[0].clone(),
+            _ => Ok(Response {
+                status: 200,
+                headers: BTreeMap::new(),
+                body: Vec::new(),
+            }),
+        }
+    }
 }
 
 impl Sender {
@@ -433,20 +474,7 @@ impl Sender {
                     body,
                 })
             }
-            Sender::Canned(answers) => {
-                let mut answers = answers
-                    .lock()
-                    .map_err(|_| "canned answers poisoned".to_string())?;
-                match answers.get_mut(step_id) {
-                    Some(list) if list.len() > 1 => Ok(list.remove(0)),
-                    Some(list) if !list.is_empty() => Ok(list[0].clone()),
-                    _ => Ok(Response {
-                        status: 200,
-                        headers: BTreeMap::new(),
-                        body: Vec::new(),
-                    }),
-                }
-            }
+            Sender::Canned(canned) => canned.answer(step_id, p),
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod compile;
 pub mod registry;
 pub mod spec;
+pub mod watch;
 pub mod yaml;
 
 use crate::expr::condition::Condition;
@@ -50,3 +51,21 @@ pub struct Dedupe {
 }
 
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// The JSON Schema of a workflow file, generated from the types the loader
+/// reads (`spec.rs`), so it cannot drift from what `validate` accepts.
+pub fn schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(spec::WorkflowSpec).to_value();
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert(
+            "$id".into(),
+            "https://hookflow.dev/schema/workflow.schema.json".into(),
+        );
+        obj.insert("title".into(), "hookflow workflow".into());
+        obj.insert(
+            "description".into(),
+            "A hookflow workflow file: a webhook trigger and the steps that filter, transform and forward its events.".into(),
+        );
+    }
+    schema
+}

@@ -29,6 +29,8 @@ pub struct FileReport {
     pub status: FileStatus,
     pub errors: Vec<String>,
     pub version: Option<String>,
+    /// For an invalid file: the earlier version that is still being served.
+    pub serving_version: Option<String>,
     #[serde(skip)]
     pub source: String,
 }
@@ -181,6 +183,7 @@ pub fn load(
                     status: FileStatus::Loaded,
                     errors: Vec::new(),
                     version: Some(w.version.clone()),
+                    serving_version: None,
                     source,
                 });
                 reg.workflows.push(Arc::new(w));
@@ -191,13 +194,20 @@ pub fn load(
     reg
 }
 
-fn invalid(file: &Path, source: &str, issues: Vec<Issue>) -> FileReport {
+/// The name a workflow file declares (or its file stem), even when the
+/// file does not compile.
+pub fn peek_name(file: &Path, source: &str) -> String {
     let (peek, _) = super::yaml::from_str::<Peek>(source);
     let stem = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let name = peek.as_ref().and_then(|p| p.name.clone()).unwrap_or(stem);
+    peek.and_then(|p| p.name).unwrap_or(stem)
+}
+
+fn invalid(file: &Path, source: &str, issues: Vec<Issue>) -> FileReport {
+    let (peek, _) = super::yaml::from_str::<Peek>(source);
+    let name = peek_name(file, source);
     let path = peek
         .and_then(|p| p.trigger)
         .and_then(|t| t.webhook)
@@ -211,8 +221,34 @@ fn invalid(file: &Path, source: &str, issues: Vec<Issue>) -> FileReport {
         status: FileStatus::Invalid,
         errors: issues.iter().map(ToString::to_string).collect(),
         version: None,
+        serving_version: None,
         source: source.to_string(),
     }
+}
+
+/// The registry after a reload: `fresh` as loaded, except that a file
+/// which no longer compiles keeps serving the version it had in `old`
+/// (shown as invalid, with its errors and the version still served).
+/// Deleted files are gone.
+pub fn merge(old: &Registry, mut fresh: Registry) -> Registry {
+    for report in fresh
+        .files
+        .iter_mut()
+        .filter(|f| f.status == FileStatus::Invalid)
+    {
+        let Some(prev) = old.workflows.iter().find(|w| w.file == report.file) else {
+            continue;
+        };
+        if fresh.workflows.iter().any(|w| w.name == prev.name) {
+            continue;
+        }
+        report.name = prev.name.clone();
+        report.path = Some(prev.path.clone());
+        report.enabled = prev.enabled;
+        report.serving_version = Some(prev.version.clone());
+        fresh.workflows.push(Arc::clone(prev));
+    }
+    fresh
 }
 
 /// The live set of workflows plus every version seen, shared by the HTTP

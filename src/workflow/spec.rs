@@ -4,34 +4,43 @@
 //! "did you mean" hint) by the YAML reader.
 
 use super::yaml::{Ordered, Spanned, YNode};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct WorkflowSpec {
+    /// Unique name, `[a-z0-9_-]+`; default: the file name.
     pub name: Option<Spanned<String>>,
     pub description: Option<String>,
+    /// Default true.
     pub enabled: Option<bool>,
     pub trigger: Spanned<TriggerSpec>,
     #[serde(default)]
     pub steps: Vec<Spanned<StepSpec>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct TriggerSpec {
     pub webhook: Spanned<WebhookSpec>,
+    /// Condition (SPEC §4): no run is created when it does not hold.
     pub when: Option<Spanned<YNode>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct WebhookSpec {
+    /// Served at `/hooks<path>`, e.g. `/stripe`.
     pub path: Spanned<String>,
+    /// Default `[POST]`.
     pub methods: Option<Vec<Spanned<String>>>,
     pub verify: Option<Spanned<VerifySpec>>,
     pub dedupe: Option<Spanned<DedupeSpec>>,
 }
 
 /// Exactly one signature scheme (SPEC §5).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VerifySpec {
     Stripe(TimedSecretSpec),
@@ -42,18 +51,21 @@ pub enum VerifySpec {
     Hmac(HmacSpec),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct SecretSpec {
     pub secret: Spanned<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct TimedSecretSpec {
     pub secret: Spanned<String>,
     pub tolerance: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct HmacSpec {
     pub secret: Spanned<String>,
     pub header: Spanned<String>,
@@ -62,7 +74,7 @@ pub struct HmacSpec {
     pub prefix: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HmacAlgorithm {
     Sha1,
@@ -70,38 +82,49 @@ pub enum HmacAlgorithm {
     Sha512,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HmacEncoding {
     Hex,
     Base64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct DedupeSpec {
+    /// Template, e.g. `{{ $.event.id }}`.
     pub key: Spanned<String>,
+    /// Duration, default `3d`.
     pub window: Option<Spanned<String>>,
 }
 
 /// One step. The kinds are explicit optional fields; `compile` checks that
 /// exactly one is present.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct StepSpec {
+    /// `[a-z][a-z0-9_]*`, unique in the workflow.
     pub id: Spanned<String>,
+    /// Condition: when it does not hold the step is skipped.
     #[serde(rename = "if")]
     pub if_: Option<Spanned<YNode>>,
+    /// Condition: when it does not hold the run ends `filtered`.
     pub filter: Option<Spanned<YNode>>,
     pub transform: Option<Spanned<TransformSpec>>,
     pub http: Option<Spanned<HttpSpec>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct TransformSpec {
+    /// Inline Rhai.
     pub script: Option<Spanned<String>>,
+    /// A Rhai file under the scripts folder.
     pub file: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct HttpSpec {
     pub method: Option<Spanned<String>>,
     pub url: Spanned<String>,
@@ -109,15 +132,19 @@ pub struct HttpSpec {
     pub query: Ordered<Spanned<String>>,
     #[serde(default)]
     pub headers: Ordered<Spanned<String>>,
+    /// Any value; strings may hold templates.
     pub body: Option<Spanned<YNode>>,
     pub format: Option<BodyFormat>,
+    /// Duration, default `10s`.
     pub timeout: Option<Spanned<String>>,
     pub retry: Option<Spanned<RetrySpec>>,
+    /// Statuses that count as success, e.g. `["2xx", 404]`; default `["2xx"]`.
+    #[schemars(with = "Option<Vec<StatusOrClass>>")]
     pub success: Option<Vec<Spanned<String>>>,
     pub follow_redirects: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyFormat {
     #[default]
@@ -126,9 +153,20 @@ pub enum BodyFormat {
     Text,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RetrySpec {
+    /// Every attempt counts, the first included; default 6.
     pub attempts: Option<Spanned<u32>>,
     pub backoff: Option<Spanned<String>>,
     pub max_backoff: Option<Spanned<String>>,
+}
+
+/// Only for the schema: a status (`404`) or a class (`"2xx"`).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // describes the YAML for editors; never constructed
+enum StatusOrClass {
+    Status(u16),
+    Class(String),
 }

@@ -1,0 +1,511 @@
+//! `hookflow test [PATH...]`: run every `*.test.yaml` suite (SPEC §7) with
+//! outbound HTTP mocked, print one line per case and `N passed, N failed`
+//! last. `--from-run RUN_ID` writes a stored run as a test case instead.
+
+use super::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::expr::template::EnvLookup;
+use crate::inbound::Inbound;
+use crate::script::Engine;
+use crate::step::http::{Canned, Response, Sender};
+use crate::testcase::compare::{child, first_difference, Difference};
+use crate::testcase::runner::{run_once, CaseRun};
+use crate::testcase::{CaseSpec, RequestExpect, SuiteSpec};
+use crate::workflow::compile::{compile, CompileEnv, ScriptDir};
+use crate::workflow::registry::{self, is_test_file};
+use crate::workflow::yaml::{self, Spanned, YNode};
+use clap::Args;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test suites or folders holding them (default ./workflows).
+    pub paths: Vec<PathBuf>,
+    /// Folder of workflows the suites name (also searched: the suites' folders).
+    #[arg(long, env = "HOOKFLOW_WORKFLOWS", default_value = "./workflows")]
+    pub workflows: PathBuf,
+    /// Folder of Rhai scripts referenced with `file:`.
+    #[arg(long, env = "HOOKFLOW_SCRIPTS", default_value = "./scripts")]
+    pub scripts: PathBuf,
+    /// Write the stored run RUN_ID as a test case instead of running tests.
+    #[arg(long, value_name = "RUN_ID")]
+    pub from_run: Option<String>,
+    /// The server to read the run from (with --from-run).
+    #[arg(long, env = "HOOKFLOW_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Where to write the test case (with --from-run; default: print it).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// API token for the server (with --from-run).
+    #[arg(long, env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+}
+
+pub async fn run(args: TestArgs) -> i32 {
+    if let Some(run_id) = &args.from_run {
+        return from_run(&args, run_id).await;
+    }
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from("./workflows")]
+    } else {
+        args.paths.clone()
+    };
+    let mut suites = Vec::new();
+    for p in &paths {
+        if !p.exists() {
+            eprintln!("hookflow test: {} does not exist", p.display());
+            return EXIT_USAGE;
+        }
+        if let Err(e) = collect_suites(p, &mut suites) {
+            eprintln!("hookflow test: cannot read {}: {e}", p.display());
+            return EXIT_USAGE;
+        }
+    }
+    suites.sort();
+    if suites.is_empty() {
+        eprintln!(
+            "hookflow test: no test suites (*.test.yaml) under {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return EXIT_USAGE;
+    }
+    let mut roots: Vec<PathBuf> = paths.iter().filter(|p| p.is_dir()).cloned().collect();
+    roots.extend(
+        suites
+            .iter()
+            .filter_map(|s| s.parent().map(Path::to_path_buf)),
+    );
+    if args.workflows.is_dir() {
+        roots.push(args.workflows.clone());
+    }
+    roots.sort();
+    roots.dedup();
+    let mut by_name: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
+    for file in registry::workflow_files(&roots).unwrap_or_default() {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            by_name
+                .entry(registry::peek_name(&file, &text))
+                .or_insert((file, text));
+        }
+    }
+    let engine = Engine::default();
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for suite in &suites {
+        let text = match std::fs::read_to_string(suite) {
+            Ok(t) => t,
+            Err(e) => {
+                println!("FAIL {}: cannot read: {e}", suite.display());
+                failed += 1;
+                continue;
+            }
+        };
+        let (spec, problems) = yaml::from_str::<SuiteSpec>(&text);
+        if !problems.is_empty() || spec.is_none() {
+            for p in &problems {
+                println!(
+                    "FAIL {}:{}:{}: {}",
+                    suite.display(),
+                    p.pos.line,
+                    p.pos.col,
+                    p.message
+                );
+            }
+            failed += 1;
+            continue;
+        }
+        let Some(spec) = spec else { continue };
+        let Some((wf_file, wf_text)) = by_name.get(&spec.workflow.value) else {
+            println!(
+                "FAIL {}:{}:{}: no workflow named `{}` (looked in {})",
+                suite.display(),
+                spec.workflow.pos.line,
+                spec.workflow.pos.col,
+                spec.workflow.value,
+                roots
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            failed += spec.cases.len().max(1);
+            continue;
+        };
+        for case in &spec.cases {
+            let label = format!("{}: {}", suite.display(), case.value.name);
+            match run_case(&case.value, suite, wf_file, wf_text, &args.scripts, &engine).await {
+                Ok(()) => {
+                    println!("ok   {label}");
+                    passed += 1;
+                }
+                Err(why) => {
+                    println!("FAIL {label}");
+                    for line in why.lines() {
+                        println!("     {line}");
+                    }
+                    failed += 1;
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        EXIT_CHECK_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+fn collect_suites(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if p.is_file() {
+        out.push(p.to_path_buf());
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(p)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
+        if path.is_dir() {
+            collect_suites(&path, out)?;
+        } else if is_test_file(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The case's env over the process environment.
+struct CaseEnv<'a>(&'a BTreeMap<String, String>);
+
+impl EnvLookup for CaseEnv<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    }
+}
+
+async fn run_case(
+    case: &CaseSpec,
+    suite: &Path,
+    wf_file: &Path,
+    wf_text: &str,
+    scripts: &Path,
+    engine: &Engine,
+) -> Result<(), String> {
+    let env = CaseEnv(&case.env);
+    let dir = ScriptDir(scripts.to_path_buf());
+    let cenv = CompileEnv {
+        env: &env,
+        scripts: &dir,
+        engine,
+    };
+    let wf = compile(wf_file, wf_text, &cenv).map_err(|issues| {
+        issues
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    for id in case.mock.keys() {
+        if !wf.steps.iter().any(|s| &s.id == id) {
+            return Err(format!("mock for `{id}`: the workflow has no such step"));
+        }
+    }
+    let inbound = inbound_for(case, suite, &wf.path)?;
+    let canned = Arc::new(Canned::new(mocks(&case.mock)?));
+    let result = run_once(
+        Arc::new(wf),
+        inbound,
+        case.verify,
+        Sender::Canned(canned.clone()),
+        engine.clone(),
+    )
+    .await?;
+    check(case, &result, &canned.sent())
+}
+
+fn inbound_for(case: &CaseSpec, suite: &Path, hook_path: &str) -> Result<Inbound, String> {
+    let r = &case.request;
+    let mut headers: BTreeMap<String, String> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    let (body, default_type) = match (&r.event, &r.event_file, &r.body) {
+        (Some(e), None, None) => (
+            serde_json::to_vec(&e.value.to_json()).map_err(|e| e.to_string())?,
+            "application/json",
+        ),
+        (None, Some(f), None) => {
+            let path = suite.parent().unwrap_or(Path::new(".")).join(&f.value);
+            let bytes =
+                std::fs::read(&path).map_err(|e| format!("event_file {}: {e}", path.display()))?;
+            let json = path.extension().is_some_and(|x| x == "json");
+            (
+                bytes,
+                if json {
+                    "application/json"
+                } else {
+                    "text/plain"
+                },
+            )
+        }
+        (None, None, Some(b)) => (b.clone().into_bytes(), "text/plain"),
+        (None, None, None) => (b"{}".to_vec(), "application/json"),
+        _ => return Err("request: give only one of `event`, `event_file` or `body`".into()),
+    };
+    headers
+        .entry("content-type".into())
+        .or_insert_with(|| default_type.into());
+    Ok(Inbound {
+        method: r
+            .method
+            .clone()
+            .unwrap_or_else(|| "POST".into())
+            .to_ascii_uppercase(),
+        hook_path: hook_path.to_string(),
+        headers,
+        query: r.query.clone(),
+        body,
+        source: None,
+    })
+}
+
+fn mocks(
+    spec: &BTreeMap<String, Spanned<YNode>>,
+) -> Result<BTreeMap<String, Vec<Result<Response, String>>>, String> {
+    let mut out = BTreeMap::new();
+    for (id, node) in spec {
+        let answers = match node.value.to_json() {
+            Value::Array(items) => items,
+            one => vec![one],
+        };
+        let mut list = Vec::new();
+        for a in answers {
+            let Value::Object(m) = a else {
+                return Err(format!(
+                    "mock for `{id}`: each answer is a mapping like {{ status: 200, body: ok }}"
+                ));
+            };
+            if let Some(e) = m.get("error") {
+                list.push(Err(crate::expr::template::value_text(e)));
+                continue;
+            }
+            let status = m.get("status").and_then(Value::as_u64).unwrap_or(200);
+            let status = u16::try_from(status)
+                .map_err(|_| format!("mock for `{id}`: bad status {status}"))?;
+            let headers = m
+                .get("headers")
+                .and_then(Value::as_object)
+                .map(|h| {
+                    h.iter()
+                        .map(|(k, v)| {
+                            (k.to_ascii_lowercase(), crate::expr::template::value_text(v))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let body = match m.get("body") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::String(s)) => s.clone().into_bytes(),
+                Some(v) => v.to_string().into_bytes(),
+            };
+            list.push(Ok(Response {
+                status,
+                headers,
+                body,
+            }));
+        }
+        out.insert(id.clone(), list);
+    }
+    Ok(out)
+}
+
+fn check(
+    case: &CaseSpec,
+    result: &CaseRun,
+    sent: &[(String, crate::step::http::Prepared)],
+) -> Result<(), String> {
+    let fail = |d: Difference| Err(d.to_string());
+    let expected_status = case.expect.status.as_ref().map(|s| s.value.clone());
+    if let Some(want) = &expected_status {
+        if *want != result.status {
+            let why = result
+                .reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            return Err(format!(
+                "$.status: expected \"{want}\", got \"{}\"{why}",
+                result.status
+            ));
+        }
+    }
+    if case.expect.steps.is_empty() {
+        return Ok(());
+    }
+    let Some(run) = &result.run else {
+        return Err(format!("$.steps: no run was created ({})", result.status));
+    };
+    for (id, exp) in &case.expect.steps {
+        let path = child("$.steps", id);
+        let Some(step) = run.steps.iter().find(|s| &s.id == id) else {
+            return Err(format!("{path}: the workflow has no step `{id}`"));
+        };
+        let exp = &exp.value;
+        if let Some(want) = &exp.status {
+            let got = serde_json::to_value(step.status).unwrap_or(Value::Null);
+            if got != Value::String(want.clone()) {
+                let err = step
+                    .error
+                    .as_ref()
+                    .map(|e| format!(" (error: {e})"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{path}.status: expected \"{want}\", got {got}{err}"
+                ));
+            }
+        }
+        if let Some(out) = &exp.output {
+            if let Some(d) = first_difference(
+                &out.value.to_json(),
+                step.output.as_ref(),
+                &format!("{path}.output"),
+                false,
+            ) {
+                return fail(d);
+            }
+        }
+        if let Some(sub) = &exp.contains {
+            if let Some(d) = first_difference(
+                &sub.value.to_json(),
+                step.output.as_ref(),
+                &format!("{path}.output"),
+                true,
+            ) {
+                return fail(d);
+            }
+        }
+        if let Some(want) = &exp.error {
+            let got = step.error.clone().unwrap_or_default();
+            if !got.contains(want.as_str()) {
+                return Err(format!(
+                    "{path}.error: expected it to contain \"{want}\", got \"{got}\""
+                ));
+            }
+        }
+        if let Some(req) = &exp.request {
+            let last = sent.iter().rev().find(|(s, _)| s == id).map(|(_, p)| p);
+            check_request(&format!("{path}.request"), req, last)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_request(
+    path: &str,
+    want: &RequestExpect,
+    got: Option<&crate::step::http::Prepared>,
+) -> Result<(), String> {
+    let Some(got) = got else {
+        return Err(format!("{path}: the step sent no request"));
+    };
+    if let Some(m) = &want.method {
+        if !m.eq_ignore_ascii_case(got.method.as_str()) {
+            return Err(format!(
+                "{path}.method: expected \"{m}\", got \"{}\"",
+                got.method
+            ));
+        }
+    }
+    if let Some(u) = &want.url {
+        if *u != got.url.as_str() {
+            return Err(format!("{path}.url: expected \"{u}\", got \"{}\"", got.url));
+        }
+    }
+    for (k, v) in &want.headers {
+        let actual = got
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str());
+        if actual != Some(v.as_str()) {
+            return Err(format!(
+                "{}: expected \"{v}\", got {}",
+                child(&format!("{path}.headers"), k),
+                actual
+                    .map(|a| format!("\"{a}\""))
+                    .unwrap_or_else(|| "nothing (missing)".into())
+            ));
+        }
+    }
+    if let Some(body) = &want.body {
+        let actual = serde_json::from_slice::<Value>(&got.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&got.body).into_owned()));
+        if let Some(d) = first_difference(
+            &body.value.to_json(),
+            Some(&actual),
+            &format!("{path}.body"),
+            false,
+        ) {
+            return Err(d.to_string());
+        }
+    }
+    Ok(())
+}
+
+async fn from_run(args: &TestArgs, run_id: &str) -> i32 {
+    let url = format!(
+        "{}/api/runs/{run_id}/test-case",
+        args.server.trim_end_matches('/')
+    );
+    let client = reqwest::Client::new();
+    let mut req = client.get(&url);
+    if let Some(t) = args.api_token.as_deref().filter(|t| !t.is_empty()) {
+        req = req.bearer_auth(t);
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hookflow test: cannot reach {url}: {e}");
+            return EXIT_CHECK_FAILED;
+        }
+    };
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        let msg = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(String::from))
+            .unwrap_or(text);
+        eprintln!("hookflow test: {url} answered {status}: {msg}");
+        return EXIT_CHECK_FAILED;
+    }
+    match &args.out {
+        Some(path) => match std::fs::write(path, &text) {
+            Ok(()) => {
+                eprintln!("wrote {}", path.display());
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("hookflow test: cannot write {}: {e}", path.display());
+                EXIT_CHECK_FAILED
+            }
+        },
+        None => {
+            print!("{text}");
+            EXIT_OK
+        }
+    }
+}

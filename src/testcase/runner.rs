@@ -1,0 +1,120 @@
+//! Runs one event through one workflow with the real executor, on a
+//! temporary store, with outbound HTTP sent by the given [`Sender`] (mocks
+//! for tests and dry runs, the network for `hookflow run --send`). Retry
+//! waits are skipped: the next attempt runs at once.
+
+use crate::inbound::{classify_with, Answer, Decision, Inbound};
+use crate::record::{Run, Timestamp};
+use crate::run::executor::Executor;
+use crate::script::Engine;
+use crate::step::http::Sender;
+use crate::store::{QueueEntry, Store};
+use crate::workflow::registry::{Registry, Workflows};
+use crate::workflow::Workflow;
+use std::sync::Arc;
+
+/// What became of the event.
+#[derive(Debug)]
+pub struct CaseRun {
+    /// The run's status, or what happened instead (`unmatched`, `rejected`,
+    /// `not_found`, `method_not_allowed`, `bad_request`).
+    pub status: String,
+    /// Why no run was created, when none was.
+    pub reason: Option<String>,
+    pub run: Option<Run>,
+}
+
+/// The most attempts a test run makes before it is stopped.
+const MAX_EXECUTIONS: usize = 100;
+
+pub async fn run_once(
+    wf: Arc<Workflow>,
+    req: Inbound,
+    check_signatures: bool,
+    sender: Sender,
+    engine: Engine,
+) -> Result<CaseRun, String> {
+    let store = Store::temporary().map_err(|e| e.to_string())?;
+    let workflows = Arc::new(Workflows::new(store.clone(), engine));
+    workflows
+        .replace(Registry {
+            workflows: vec![wf],
+            files: Vec::new(),
+        })
+        .map_err(|e| e.to_string())?;
+    let reg = workflows.current();
+    let now = Timestamp::now();
+    let (event, runs) = match classify_with(&reg, &req, now, check_signatures) {
+        Decision::Answer(a) => {
+            let (status, reason) = match a {
+                Answer::NotFound => (
+                    "not_found",
+                    "no workflow is served at this path".to_string(),
+                ),
+                Answer::MethodNotAllowed(m) => {
+                    ("method_not_allowed", format!("use {}", m.join(", ")))
+                }
+                Answer::BadRequest(e) => ("bad_request", e),
+                Answer::Rejected(e) => ("rejected", e),
+                Answer::Accepted { .. } | Answer::Duplicate { .. } => ("accepted", String::new()),
+            };
+            return Ok(CaseRun {
+                status: status.into(),
+                reason: Some(reason),
+                run: None,
+            });
+        }
+        Decision::Reject { reason, .. } => {
+            return Ok(CaseRun {
+                status: "rejected".into(),
+                reason: Some(reason),
+                run: None,
+            })
+        }
+        Decision::Store { event, runs, .. } => (event, runs),
+    };
+    let Some(first) = runs.first() else {
+        return Ok(CaseRun {
+            status: "unmatched".into(),
+            reason: event.reason.clone(),
+            run: None,
+        });
+    };
+    let run_id = first.id.clone();
+    store
+        .insert_event(&event, &runs, &[], now)
+        .map_err(|e| e.to_string())?;
+    let (updates, _) = tokio::sync::broadcast::channel(16);
+    let executor = Executor {
+        store: store.clone(),
+        workflows,
+        http: sender,
+        updates,
+        metrics: Arc::default(),
+    };
+    for _ in 0..MAX_EXECUTIONS {
+        let entry = store
+            .queue_entries()
+            .filter_map(Result::ok)
+            .find(|e| e.run_id == run_id)
+            .unwrap_or(QueueEntry {
+                due: now,
+                run_id: run_id.clone(),
+            });
+        executor.execute(&entry).await.map_err(|e| e.to_string())?;
+        let run = store
+            .run(run_id.as_str())
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "the run disappeared".to_string())?;
+        if run.status.is_final() {
+            return Ok(CaseRun {
+                status: run.status.as_str().into(),
+                reason: None,
+                run: Some(run),
+            });
+        }
+    }
+    Err(format!(
+        "the run did not finish within {MAX_EXECUTIONS} attempts"
+    ))
+}
