@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/runs/{id}", get(get_run))
         .route("/api/runs/{id}/replay", post(replay_one))
         .route("/api/runs/{id}/test-case", get(test_case))
+        .route("/api/stats", get(stats))
         .route("/api/runs/replay", post(replay_many))
 }
 
@@ -318,4 +319,45 @@ async fn test_case(
         )],
         yaml,
     ))
+}
+
+/// Runs in the last `SCAN_CAP` records at most, for the UI's chart and the
+/// workflow counts: runs per minute over the last hour by status, and runs
+/// per workflow over the last 24 hours by status.
+const SCAN_CAP: usize = 200_000;
+
+async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let now = Timestamp::now();
+    let result = tokio::task::spawn_blocking(move || {
+        let minute = 60_000;
+        let this_minute = now.0 / minute * minute;
+        let first_minute = this_minute - 59 * minute;
+        let mut per_minute: Vec<serde_json::Map<String, Value>> = vec![serde_json::Map::new(); 60];
+        let mut by_workflow: std::collections::BTreeMap<String, serde_json::Map<String, Value>> = Default::default();
+        let day_ago = Timestamp(now.0.saturating_sub(24 * 3600 * 1000));
+        store.scan_run_heads(day_ago, SCAN_CAP, |workflow, status, created| {
+            let bump = |m: &mut serde_json::Map<String, Value>| {
+                let n = m.get(status.as_str()).and_then(Value::as_u64).unwrap_or(0);
+                m.insert(status.as_str().to_string(), Value::from(n + 1));
+            };
+            bump(by_workflow.entry(workflow.to_string()).or_default());
+            if created.0 >= first_minute {
+                let slot = ((created.0 - first_minute) / minute) as usize;
+                if let Some(m) = per_minute.get_mut(slot) {
+                    bump(m);
+                }
+            }
+        })?;
+        let per_minute: Vec<Value> = per_minute
+            .into_iter()
+            .enumerate()
+            .map(|(i, counts)| json!({ "minute": Timestamp(first_minute + i as u64 * minute), "counts": counts }))
+            .collect();
+        Ok::<_, crate::store::StoreError>(json!({ "per_minute": per_minute, "by_workflow_24h": by_workflow }))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("stats failed: {e}")))?
+    .map_err(ApiError::store)?;
+    Ok(Json(result))
 }

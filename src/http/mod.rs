@@ -8,6 +8,8 @@ pub mod error;
 pub mod hooks;
 pub mod metrics;
 pub mod serve;
+pub mod stream;
+pub mod ui;
 
 use crate::inbound::Inbox;
 use crate::run::RunUpdate;
@@ -33,10 +35,13 @@ pub struct AppState {
 }
 
 pub fn app(state: AppState) -> Router {
-    let admin = api::router().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
+    let admin = api::router()
+        .merge(stream::router())
+        .merge(ui::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
     Router::new()
         .route(
             "/healthz",
@@ -44,6 +49,7 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(hooks::router())
         .merge(admin)
+        .merge(ui::root())
         .merge(metrics::router())
         .fallback(|| async { error::ApiError::not_found("not found") })
         .with_state(state)

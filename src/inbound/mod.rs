@@ -210,6 +210,10 @@ pub fn classify_with(
     if let Some(body) = ctx.get_mut("event") {
         event.body = std::mem::take(body);
     }
+    let summary = crate::record::summarize(&event.headers, &event.body);
+    for r in &mut runs {
+        r.summary = summary.clone();
+    }
     if runs.is_empty() {
         event.outcome = Outcome::Unmatched;
         event.reason = Some(if errors.is_empty() {

@@ -238,6 +238,9 @@ pub struct Run {
     /// The error that ended a failed run (also on its failed step).
     #[serde(default)]
     pub error: Option<String>,
+    /// One line saying what the event was (for lists).
+    #[serde(default)]
+    pub summary: String,
     pub steps: Vec<StepRecord>,
 }
 
@@ -304,6 +307,38 @@ pub struct AttemptResponse {
     pub body: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_size: Option<usize>,
+}
+
+/// One line saying what an event is: its type, action or topic when it has
+/// one (Stripe `type`, GitHub event + `action`, Shopify topic), else the
+/// start of its body.
+pub fn summarize(headers: &BTreeMap<String, String>, body: &Value) -> String {
+    let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let mut parts: Vec<String> = Vec::new();
+    for h in ["x-github-event", "x-shopify-topic", "x-event-type"] {
+        if let Some(v) = headers.get(h) {
+            parts.push(v.clone());
+        }
+    }
+    for k in ["type", "event", "action", "name", "id"] {
+        if let Some(v) = field(k) {
+            parts.push(v);
+        }
+    }
+    let text = if parts.is_empty() {
+        match body {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    } else {
+        parts.join(" · ")
+    };
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(120).collect();
+    if text.chars().count() > 120 {
+        out.push('…');
+    }
+    out
 }
 
 /// How much of an outbound request or response body a step record keeps.

@@ -80,6 +80,7 @@ pub fn new_run(w: &Workflow, event_id: &EventId, now: Timestamp) -> Run {
         replay_of: None,
         replays: Vec::new(),
         error: None,
+        summary: String::new(),
         steps: w
             .steps
             .iter()

@@ -39,6 +39,7 @@ pub struct Options {
 pub fn plan(original: &Run, wf: &Workflow, from: From, now: Timestamp) -> Result<Run, String> {
     let mut run = new_run(wf, &original.event_id, now);
     run.replay_of = Some(original.id.clone());
+    run.summary = original.summary.clone();
     if from == From::FailedStep {
         if original.status != RunStatus::Failed {
             return Err(format!(

@@ -386,6 +386,31 @@ impl Store {
         Ok(pruned)
     }
 
+    /// Call `f` with the workflow, status and creation time of every run
+    /// created at or after `since`, newest first, at most `cap` runs.
+    pub fn scan_run_heads(
+        &self,
+        since: Timestamp,
+        cap: usize,
+        mut f: impl FnMut(&str, RunStatus, Timestamp),
+    ) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            workflow: String,
+            status: RunStatus,
+            created_at: Timestamp,
+        }
+        for entry in self.runs.iter().rev().take(cap) {
+            let (k, v) = entry?;
+            let head: Head = from_bytes(&String::from_utf8_lossy(&k), &v)?;
+            if head.created_at < since {
+                break;
+            }
+            f(&head.workflow, head.status, head.created_at);
+        }
+        Ok(())
+    }
+
     /// Bytes held by event and run records.
     pub fn record_bytes(&self) -> Result<u64> {
         let mut total = 0u64;

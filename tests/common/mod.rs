@@ -179,6 +179,31 @@ impl TestServer {
         }
     }
 
+    /// Post and wait for the run through an API that needs a token.
+    pub async fn run_once_with_token(&self, path: &str, body: &Value, token: &str) -> Value {
+        let (code, answer) = self.post_json(path, body).await;
+        assert_eq!(code, 202, "{answer}");
+        let id = answer["runs"][0].as_str().expect("run").to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let run: Value = self
+                .client
+                .get(self.url(&format!("/api/runs/{id}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("sent")
+                .json()
+                .await
+                .expect("json");
+            if FINAL.contains(&run["status"].as_str().unwrap_or("")) {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {id} never finished");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -452,3 +477,4 @@ pub async fn wait_run_at(client: &reqwest::Client, base: &str, run_id: &str) -> 
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+pub mod browser;

@@ -1,0 +1,271 @@
+//! The web UI in a real browser (headless Chromium through chromedriver),
+//! against the real server: live runs, a failed run with its attempts,
+//! Replay, filtering through the URL, an invalid workflow, and a payload
+//! that tries to run script. Screenshots of each page go to the folder the
+//! test prints (target/ui-screenshots).
+
+mod common;
+
+use base64::Engine as _;
+use common::browser::Browser;
+use common::{Sink, TestServer};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+fn shots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("ui-screenshots")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_answers_what_happened_to_my_webhook() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let sink = Sink::start().await;
+    let deliver = format!(
+        "name: orders\ndescription: Forward orders to the warehouse\ntrigger:\n  webhook: {{ path: /orders }}\nsteps:\n  - id: shape\n    transform:\n      script: '#{{ order: event.id, note: event.note }}'\n  - id: deliver\n    http:\n      url: \"{}\"\n      body: \"{{{{ $.steps.shape }}}}\"\n      retry: {{ attempts: 2, backoff: 10ms }}\n",
+        sink.url("/warehouse")
+    );
+    let broken = "name: broken\ntrigger:\n  webhook: { path: /broken }\nsteps:\n  - id: x\n    filtr: { $.a: 1 }\n";
+    let server =
+        TestServer::start(&[("orders.yaml", &deliver), ("broken.yaml", broken)], &[]).await;
+    let dir = shots();
+    println!("UI screenshots: {}", dir.display());
+
+    // The runs page, empty, then a run appearing live without a reload.
+    browser.goto(&server.url("/ui/#/runs")).await;
+    browser
+        .wait_for(
+            "the empty state",
+            "return document.querySelector('.empty pre')?.textContent",
+        )
+        .await;
+    browser.js("window.__marker = 'same page'; return 1").await;
+    browser
+        .wait_for(
+            "live updates",
+            "return document.getElementById('live').classList.contains('on')",
+        )
+        .await;
+    let (_, first) = server
+        .post_json("/hooks/orders", &json!({"id": "o-1", "note": "first"}))
+        .await;
+    let first_run = first["runs"][0].as_str().expect("run").to_string();
+    browser
+        .wait_for(
+            "the new run",
+            &format!(
+                "return document.querySelector('tr[data-run=\"{first_run}\"] .badge.succeeded')"
+            ),
+        )
+        .await;
+    assert_eq!(
+        browser.js("return window.__marker").await,
+        "same page",
+        "the run appeared without a reload"
+    );
+    browser.screenshot(&dir, "runs").await;
+
+    // A failed run: its error and every attempt.
+    sink.answer(
+        "/warehouse",
+        vec![
+            (503, vec![], "{\"error\":\"warehouse down\"}".into()),
+            (500, vec![], "{\"error\":\"still down\"}".into()),
+        ],
+    );
+    let failed = server
+        .run_once("/hooks/orders", &json!({"id": "o-2", "note": "second"}))
+        .await;
+    let failed_id = failed["id"].as_str().expect("id").to_string();
+    browser
+        .goto(&server.url(&format!("/ui/#/runs/{failed_id}")))
+        .await;
+    let error = browser
+        .wait_for(
+            "the run's error",
+            "return document.getElementById('run-error')?.textContent",
+        )
+        .await;
+    assert_eq!(error, "HTTP 500 (gave up after 2 attempts)");
+    let attempts = browser.js("return [...document.querySelectorAll('[data-step=deliver] .attempt')].map(a => a.textContent)").await;
+    let attempts = attempts.as_array().expect("attempts").clone();
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts[0].as_str().unwrap_or("").contains("HTTP 503"),
+        "{attempts:?}"
+    );
+    assert!(attempts[1].as_str().unwrap_or("").contains("HTTP 500"));
+    browser.screenshot(&dir, "run-failed").await;
+
+    // Replay: lands on the new run, which links back to the original.
+    browser.click("#replay-failed").await;
+    let landed = browser
+        .wait_for("the replay's page", &format!("const h = location.hash; return h.startsWith('#/runs/run_') && !h.includes('{failed_id}') ? h : ''"))
+        .await;
+    let replay_id = landed
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("#/runs/")
+        .to_string();
+    browser
+        .wait_for(
+            "the replay to finish",
+            "return document.querySelector('h1 .badge.succeeded')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('replay-of')?.textContent")
+            .await,
+        Value::String(failed_id.clone())
+    );
+    let (_, original) = server.get(&format!("/api/runs/{failed_id}")).await;
+    assert_eq!(original["replays"], json!([replay_id]));
+    browser.screenshot(&dir, "run-replayed").await;
+
+    // Filter by status through the URL.
+    browser.goto(&server.url("/ui/#/runs?status=failed")).await;
+    browser
+        .wait_for(
+            "the filtered list",
+            "return document.querySelectorAll('#runs-body tr').length",
+        )
+        .await;
+    let statuses = browser
+        .js("return [...document.querySelectorAll('#runs-body tr .badge')].map(b => b.textContent)")
+        .await;
+    assert_eq!(statuses, json!(["failed"]));
+    assert_eq!(
+        browser
+            .js("return document.getElementById('f-status').value")
+            .await,
+        "failed"
+    );
+    browser.screenshot(&dir, "runs-failed-filter").await;
+
+    // An invalid workflow shows its message; the URL to give senders is there.
+    browser.goto(&server.url("/ui/#/workflows")).await;
+    let msg = browser
+        .wait_for("the invalid workflow", "return [...document.querySelectorAll('tr[data-workflow=broken] .workflow-error')].map(e => e.textContent).join('\\n')")
+        .await;
+    assert!(
+        msg.as_str()
+            .unwrap_or("")
+            .contains("broken.yaml:6:5: unknown key `filtr`; did you mean `filter`?"),
+        "{msg}"
+    );
+    let url = browser
+        .js("return document.querySelector('tr[data-workflow=orders] code')?.textContent")
+        .await;
+    assert_eq!(url, Value::String(server.url("/hooks/orders")));
+    browser.screenshot(&dir, "workflows").await;
+
+    // A payload that tries to run script shows as text and runs nothing.
+    let xss = "<script>window.__xss='script'</script><img src=x onerror=\"window.__xss='img'\">";
+    let attack = server
+        .run_once("/hooks/orders", &json!({"id": xss, "note": xss}))
+        .await;
+    let attack_id = attack["id"].as_str().expect("id").to_string();
+    browser.goto(&server.url("/ui/#/runs")).await;
+    browser
+        .wait_for(
+            "the list",
+            &format!("return document.querySelector('tr[data-run=\"{attack_id}\"]')"),
+        )
+        .await;
+    browser
+        .goto(&server.url(&format!("/ui/#/runs/{attack_id}")))
+        .await;
+    browser
+        .wait_for(
+            "the run page",
+            "return document.querySelector('[data-step=shape] .json')",
+        )
+        .await;
+    let shown = browser
+        .js("return document.querySelector('[data-step=shape] .json').textContent")
+        .await;
+    assert!(
+        shown
+            .as_str()
+            .unwrap_or("")
+            .contains("<script>window.__xss='script'</script>"),
+        "the markup shows as text: {shown}"
+    );
+    browser.goto(&server.url("/ui/#/events")).await;
+    browser
+        .wait_for(
+            "the events page",
+            "return document.querySelectorAll('tbody tr').length",
+        )
+        .await;
+    assert_eq!(browser.js("return window.__xss === undefined && document.querySelectorAll('main img, main script').length === 0").await, true, "nothing executed");
+    browser.screenshot(&dir, "events").await;
+
+    // Phone width: the run page still lays out.
+    browser.resize(390, 844).await;
+    browser
+        .goto(&server.url(&format!("/ui/#/runs/{failed_id}")))
+        .await;
+    browser
+        .wait_for(
+            "the run page",
+            "return document.getElementById('run-error')",
+        )
+        .await;
+    let overflow = browser
+        .js("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        .await;
+    assert_eq!(overflow, true, "no horizontal scrolling at phone width");
+    browser.screenshot(&dir, "run-phone").await;
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_works_behind_the_api_token() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let wf =
+        "trigger:\n  webhook: { path: /t }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
+    let server = TestServer::start_with(&[("t.yaml", wf)], &[], |c| {
+        c.api_token = Some("ui-t0ken".into())
+    })
+    .await;
+    server
+        .run_once_with_token("/hooks/t", &json!({}), "ui-t0ken")
+        .await;
+    // Without credentials the UI is refused.
+    browser.goto(&server.url("/ui/")).await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('main') === null")
+            .await,
+        true
+    );
+    // With the browser's Basic credentials (token as password) it works,
+    // and the page's API calls carry them.
+    let basic = base64::engine::general_purpose::STANDARD.encode("admin:ui-t0ken");
+    browser
+        .set_header("Authorization", &format!("Basic {basic}"))
+        .await;
+    browser.goto(&server.url("/ui/#/runs")).await;
+    browser
+        .wait_for(
+            "runs listed with the token",
+            "return document.querySelectorAll('#runs-body tr').length",
+        )
+        .await;
+    let resp = server
+        .client
+        .get(server.url("/ui/"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 401, "the UI needs the token");
+    server.stop().await;
+}
