@@ -24,6 +24,30 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// The Shopify fixture, signed with the test secret, as Shopify sends it.
+async fn post_order(
+    client: &reqwest::Client,
+    url: &str,
+    authorization: Option<&str>,
+) -> reqwest::Response {
+    let body = fixture("shopify_order.json");
+    let sig = base64::engine::general_purpose::STANDARD.encode(sign(
+        Algorithm::Sha256,
+        b"shpss-test-secret-value",
+        body.as_bytes(),
+    ));
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-shopify-topic", "orders/create")
+        .header("x-shopify-shop-domain", "acme.myshopify.com")
+        .header("x-shopify-hmac-sha256", sig);
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    req.body(body).send().await.expect("sent")
+}
+
 #[tokio::test]
 async fn shipped_examples_deliver_what_they_promise() {
     let mut sink = Sink::start().await;
@@ -128,22 +152,7 @@ async fn shipped_examples_deliver_what_they_promise() {
     );
 
     // Shopify → ERP (+ large-order alert as a form)
-    let body = fixture("shopify_order.json");
-    let sig = base64::engine::general_purpose::STANDARD.encode(sign(
-        Algorithm::Sha256,
-        b"shpss-test-secret-value",
-        body.as_bytes(),
-    ));
-    let resp = client
-        .post(server.url("/hooks/shopify/orders"))
-        .header("content-type", "application/json")
-        .header("x-shopify-topic", "orders/create")
-        .header("x-shopify-shop-domain", "acme.myshopify.com")
-        .header("x-shopify-hmac-sha256", sig)
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
+    let resp = post_order(&client, &server.url("/hooks/shopify/orders"), None).await;
     assert_eq!(resp.status().as_u16(), 202);
     let answer: Value = resp.json().await.expect("json");
     let erp = sink.next().await;
@@ -219,39 +228,25 @@ async fn shipped_examples_deliver_what_they_promise() {
             "{\"error\":\"erp-key-very-secret-42 rejected\"}".into(),
         )],
     );
-    let body = fixture("shopify_order.json");
-    let sig = base64::engine::general_purpose::STANDARD.encode(sign(
-        Algorithm::Sha256,
-        b"shpss-test-secret-value",
-        body.as_bytes(),
-    ));
-    let resp = client
-        .post(server.url("/hooks/shopify/orders"))
-        .header("content-type", "application/json")
-        .header("x-shopify-topic", "orders/create")
-        .header("x-shopify-shop-domain", "acme.myshopify.com")
-        .header("x-shopify-hmac-sha256", sig)
-        .header("authorization", "Bearer inbound-credential-77")
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
+    let resp = post_order(
+        &client,
+        &server.url("/hooks/shopify/orders"),
+        Some("Bearer inbound-credential-77"),
+    )
+    .await;
     let answer: Value = resp.json().await.expect("json");
     sink.next().await;
-    let (_, event) = (
-        0,
-        client
-            .get(server.url(&format!(
-                "/api/events/{}",
-                answer["event_id"].as_str().expect("id")
-            )))
-            .send()
-            .await
-            .expect("sent")
-            .json::<Value>()
-            .await
-            .expect("json"),
-    );
+    let event: Value = client
+        .get(server.url(&format!(
+            "/api/events/{}",
+            answer["event_id"].as_str().expect("id")
+        )))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(event["headers"]["authorization"], "[redacted]");
     assert_eq!(event["headers"]["x-shopify-hmac-sha256"], "[redacted]");
     let run_id = answer["runs"][0].as_str().expect("run").to_string();

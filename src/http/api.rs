@@ -229,18 +229,7 @@ async fn list_runs(
         limit: p.limit(),
     };
     let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.list_runs(&q))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                format!("listing failed: {e}"),
-            )
-        })?
-        .map_err(ApiError::store)?;
-    Ok(Json(
-        json!({ "items": page.items, "next_before": page.next_before }),
-    ))
+    page_json(move || store.list_runs(&q)).await
 }
 
 async fn list_events(
@@ -255,11 +244,19 @@ async fn list_events(
         limit: p.limit(),
     };
     let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.list_events(&q))
+    page_json(move || store.list_events(&q)).await
+}
+
+/// Read one page off the async runtime and answer it as
+/// `{"items": [...], "next_before": cursor-or-null}`.
+async fn page_json<T: serde::Serialize + Send + 'static>(
+    read: impl FnOnce() -> Result<crate::store::Page<T>, crate::store::StoreError> + Send + 'static,
+) -> Result<Json<Value>, ApiError> {
+    let page = tokio::task::spawn_blocking(read)
         .await
         .map_err(|e| {
             ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 format!("listing failed: {e}"),
             )
         })?

@@ -41,7 +41,7 @@ pub fn into_context(
     })
 }
 
-/// The run context of SPEC §3.1.
+/// The run context of SPEC §3.1, copying the event's parts.
 pub fn context(
     event: &Event,
     workflow: &str,
@@ -49,18 +49,7 @@ pub fn context(
     attempt: u32,
     steps: Map<String, Value>,
 ) -> Value {
-    json!({
-        "event": event.body,
-        "request": {
-            "method": event.method,
-            "path": event.path,
-            "headers": event.headers,
-            "query": event.query,
-        },
-        "steps": steps,
-        "workflow": { "name": workflow },
-        "run": { "id": run_id, "attempt": attempt },
-    })
+    into_context(event.clone(), workflow, run_id, attempt, steps)
 }
 
 /// A fresh run of `w` for an event, with every step pending.

@@ -44,6 +44,11 @@ impl TestServer {
         write_files(&sc_dir, scripts);
         let mut config = ServeConfig::new(wf_dir, sc_dir, dir.path().join("data"));
         tweak(&mut config);
+        Self::spawn(config, dir).await
+    }
+
+    /// Serve `config` on an ephemeral loopback port.
+    async fn spawn(config: ServeConfig, dir: tempfile::TempDir) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -149,25 +154,7 @@ impl TestServer {
             dir.path().join("scripts"),
             dir.path().join("data"),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            hookflow::server::run(config, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("server runs");
-        });
-        TestServer {
-            base: format!("http://{addr}"),
-            dir,
-            stop: Some(stop),
-            handle: Some(handle),
-            client: reqwest::Client::new(),
-        }
+        Self::spawn(config, dir).await
     }
 
     async fn stop_inner(&mut self) {
