@@ -371,17 +371,10 @@ impl Inbox {
             .map(|(r, _)| r)
             .collect();
         event.runs = runs.iter().map(|r| r.id.clone()).collect();
-        let t0 = std::time::Instant::now();
         if let Inserted::Duplicate(_) = self.store.insert_event(&event, &runs, &claims, now)? {
             return Ok(None);
         }
-        let t1 = std::time::Instant::now();
         self.store.flush().await?;
-        tracing::debug!(
-            insert_us = (t1 - t0).as_micros() as u64,
-            flush_wait_us = t1.elapsed().as_micros() as u64,
-            "ingest timing"
-        );
         self.metrics.event(&event);
         if !runs.is_empty() {
             self.wake.notify();

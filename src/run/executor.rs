@@ -175,7 +175,7 @@ impl Executor {
                 return self.store.dequeue(entry);
             }
             self.store.save_run(&run)?;
-            if is_http && std::env::var("HF_NOFLUSH").is_err() {
+            if is_http {
                 // A delivered request must not be sent again after a crash.
                 self.store.flush().await?;
             }

@@ -577,26 +577,8 @@ fn group_commit(
     // waited: they are all covered by the one flush that follows.
     while let Ok(first) = rx.recv() {
         let mut waiters = vec![first];
-        let linger: u64 = std::env::var("HF_LINGER_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_micros(linger);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(w) => waiters.push(w),
-                Err(_) => break,
-            }
-        }
         waiters.extend(rx.try_iter());
-        let t = std::time::Instant::now();
         let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
-        tracing::debug!(
-            waiters = waiters.len(),
-            flush_us = t.elapsed().as_micros() as u64,
-            "group flush"
-        );
         for w in waiters {
             let _ = w.send(result.clone());
         }
