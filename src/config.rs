@@ -54,6 +54,19 @@ pub struct ServeConfig {
     /// Time a client has to send a whole webhook body.
     #[arg(long, env = "HOOKFLOW_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
+    /// Wall time a script (or `expr`) may take before it is stopped.
+    #[arg(long, env = "HOOKFLOW_SCRIPT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub script_timeout: Duration,
+    /// Rhai operations a script may perform.
+    #[arg(
+        long,
+        env = "HOOKFLOW_SCRIPT_MAX_OPERATIONS",
+        default_value_t = 5_000_000
+    )]
+    pub script_max_operations: u64,
+    /// Largest string, array and map a script may build (bytes / items / keys).
+    #[arg(long, env = "HOOKFLOW_SCRIPT_MAX_STRING", default_value = "1MiB", value_parser = parse_size)]
+    pub script_max_string: usize,
     /// How often pruning runs.
     #[arg(long, env = "HOOKFLOW_PRUNE_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub prune_interval: Duration,
@@ -74,6 +87,9 @@ impl ServeConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_size: 1 << 30,
             prune_interval: Duration::from_secs(60),
+            script_timeout: Duration::from_secs(2),
+            script_max_operations: 5_000_000,
+            script_max_string: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             api_token: None,
@@ -84,6 +100,16 @@ impl ServeConfig {
 }
 
 impl ServeConfig {
+    /// The script sandbox these settings describe.
+    pub fn script_limits(&self) -> crate::script::Limits {
+        crate::script::Limits {
+            max_operations: self.script_max_operations,
+            max_string_size: self.script_max_string,
+            wall_time: self.script_timeout,
+            ..crate::script::Limits::default()
+        }
+    }
+
     /// Refuse to expose `/api` and `/ui` to the network without a token.
     pub fn check_exposure(&self) -> Result<(), String> {
         if self.api_token.as_deref().is_some_and(|t| !t.is_empty()) || self.no_auth {

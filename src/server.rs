@@ -70,7 +70,7 @@ pub async fn run(
             path: config.data.display().to_string(),
             source,
         })?;
-    let engine = Engine::default();
+    let engine = Engine::new(config.script_limits());
     let workflows = Arc::new(Workflows::new(store.clone(), engine.clone()));
     workflows
         .replace(load_workflows(&config, &engine))

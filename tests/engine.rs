@@ -458,13 +458,18 @@ async fn a_runaway_script_fails_only_its_own_run() {
     let looping = "trigger:\n  webhook: { path: /loop }\nsteps:\n  - id: spin\n    transform:\n      script: 'let x = 0; loop { x += 1; }'\n";
     let deep = "trigger:\n  webhook: { path: /deep }\nsteps:\n  - id: recurse\n    transform:\n      script: 'fn f(n) { f(n + 1) } f(0)'\n";
     let fine = "trigger:\n  webhook: { path: /fine }\nsteps:\n  - id: ok\n    transform:\n      script: '1 + 1'\n";
-    let server = TestServer::start(
+    // Operations are unbounded here, so the wall-time limit is what stops the loop.
+    let server = TestServer::start_with(
         &[
             ("loop.yaml", looping),
             ("deep.yaml", deep),
             ("fine.yaml", fine),
         ],
         &[],
+        |c| {
+            c.script_timeout = std::time::Duration::from_millis(300);
+            c.script_max_operations = u64::MAX / 2;
+        },
     )
     .await;
     let (_, spin) = server.post_json("/hooks/loop", &json!({})).await;
