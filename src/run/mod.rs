@@ -19,16 +19,39 @@ pub struct RunUpdate {
     pub event_id: String,
 }
 
-/// The run context of SPEC §3.1, taking the event's parts without copying.
+/// The run context of SPEC §3.1, taking the event's body without copying.
 pub fn into_context(
-    event: Event,
+    mut event: Event,
+    workflow: &str,
+    run_id: Option<&RunId>,
+    attempt: u32,
+    steps: Map<String, Value>,
+) -> Value {
+    let body = std::mem::take(&mut event.body);
+    build(body, &event, workflow, run_id, attempt, steps)
+}
+
+/// The run context of SPEC §3.1.
+pub fn context(
+    event: &Event,
+    workflow: &str,
+    run_id: Option<&RunId>,
+    attempt: u32,
+    steps: Map<String, Value>,
+) -> Value {
+    build(event.body.clone(), event, workflow, run_id, attempt, steps)
+}
+
+fn build(
+    body: Value,
+    event: &Event,
     workflow: &str,
     run_id: Option<&RunId>,
     attempt: u32,
     steps: Map<String, Value>,
 ) -> Value {
     json!({
-        "event": event.body,
+        "event": body,
         "request": {
             "method": event.method,
             "path": event.path,
@@ -39,17 +62,6 @@ pub fn into_context(
         "workflow": { "name": workflow },
         "run": { "id": run_id, "attempt": attempt },
     })
-}
-
-/// The run context of SPEC §3.1, copying the event's parts.
-pub fn context(
-    event: &Event,
-    workflow: &str,
-    run_id: Option<&RunId>,
-    attempt: u32,
-    steps: Map<String, Value>,
-) -> Value {
-    into_context(event.clone(), workflow, run_id, attempt, steps)
 }
 
 /// A fresh run of `w` for an event, with every step pending.
