@@ -152,15 +152,8 @@ async fn history_and_state_survive_a_restart() {
     let client = reqwest::Client::new();
 
     let server = BinServer::start(&args, &[]);
-    let first: serde_json::Value = client
-        .post(server.url("/hooks/count"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let first: serde_json::Value =
+        common::post_at(&client, &server.url("/hooks/count"), &json!({})).await;
     let first_run = first["runs"][0].as_str().expect("run").to_string();
     let run = common::wait_run_at(&client, &server.base, &first_run).await;
     assert_eq!(run["steps"][0]["output"], 1);
@@ -168,15 +161,8 @@ async fn history_and_state_survive_a_restart() {
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
 
     let server = BinServer::start(&args, &[]);
-    let second: serde_json::Value = client
-        .post(server.url("/hooks/count"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let second: serde_json::Value =
+        common::post_at(&client, &server.url("/hooks/count"), &json!({})).await;
     let run = common::wait_run_at(
         &client,
         &server.base,

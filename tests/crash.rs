@@ -47,26 +47,11 @@ async fn a_run_waiting_to_retry_survives_sigkill() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let client = reqwest::Client::new();
     let server = BinServer::start(&args, &[]);
-    let answer: Value = client
-        .post(server.url("/hooks/in"))
-        .json(&json!({"n": 1}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let answer: Value = common::post_at(&client, &server.url("/hooks/in"), &json!({"n": 1})).await;
     let run_id = answer["runs"][0].as_str().expect("run").to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
     let waiting = loop {
-        let run: Value = client
-            .get(server.url(&format!("/api/runs/{run_id}")))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let run: Value = common::get_at(&client, &server.url(&format!("/api/runs/{run_id}"))).await;
         if run["status"] == "retrying" {
             break run;
         }
@@ -207,14 +192,7 @@ async fn no_acknowledged_event_is_lost_across_repeated_sigkills() {
     let mut duplicated = 0;
     let mut keys = HashSet::new();
     for (n, (event_id, runs)) in &acked {
-        let event: Value = client
-            .get(format!("{base}/api/events/{event_id}"))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let event: Value = common::get_at(&client, &format!("{base}/api/events/{event_id}")).await;
         if event["runs"].as_array().map(Vec::len) != Some(1) || runs.len() != 1 {
             duplicated += 1;
             eprintln!("event {n} ({event_id}) has runs {}", event["runs"]);

@@ -236,17 +236,14 @@ async fn shipped_examples_deliver_what_they_promise() {
     .await;
     let answer: Value = resp.json().await.expect("json");
     sink.next().await;
-    let event: Value = client
-        .get(server.url(&format!(
+    let event: Value = common::get_at(
+        &client,
+        &server.url(&format!(
             "/api/events/{}",
             answer["event_id"].as_str().expect("id")
-        )))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+        )),
+    )
+    .await;
     assert_eq!(event["headers"]["authorization"], "[redacted]");
     assert_eq!(event["headers"]["x-shopify-hmac-sha256"], "[redacted]");
     let run_id = answer["runs"][0].as_str().expect("run").to_string();

@@ -449,6 +449,31 @@ impl Drop for BinServer {
     }
 }
 
+/// POST JSON and read the JSON answer (for binary servers).
+pub async fn post_at(client: &reqwest::Client, url: &str, body: &Value) -> Value {
+    client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// GET and read the JSON answer (for binary servers).
+pub async fn get_at(client: &reqwest::Client, url: &str) -> Value {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// Poll a run until it is final, over plain HTTP (for binary servers).
 pub async fn wait_run_at(client: &reqwest::Client, base: &str, run_id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
