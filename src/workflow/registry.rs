@@ -198,16 +198,20 @@ pub fn load(
 /// file does not compile.
 pub fn peek_name(file: &Path, source: &str) -> String {
     let (peek, _) = super::yaml::from_str::<Peek>(source);
+    name_or_stem(file, peek.as_ref())
+}
+
+fn name_or_stem(file: &Path, peek: Option<&Peek>) -> String {
     let stem = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    peek.and_then(|p| p.name).unwrap_or(stem)
+    peek.and_then(|p| p.name.clone()).unwrap_or(stem)
 }
 
 fn invalid(file: &Path, source: &str, issues: Vec<Issue>) -> FileReport {
     let (peek, _) = super::yaml::from_str::<Peek>(source);
-    let name = peek_name(file, source);
+    let name = name_or_stem(file, peek.as_ref());
     let path = peek
         .and_then(|p| p.trigger)
         .and_then(|t| t.webhook)
