@@ -60,16 +60,41 @@ pub fn load_workflows(config: &ServeConfig, engine: &Engine) -> Registry {
     reg
 }
 
+/// Open the store, waiting (up to [`LOCK_WAIT`]) while a previous owner
+/// still holds its lock: a restart can begin before the old process (or,
+/// in tests, the old server) has let go.
+async fn open_store(config: &ServeConfig) -> Result<Store, ServerError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut warned = false;
+    loop {
+        match Store::open(&config.data, config.cache_mb) {
+            Ok(store) => return Ok(store),
+            Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                if !warned {
+                    warn!(path = %config.data.display(), "the store is still locked by its previous owner; waiting");
+                    warned = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(source) => {
+                return Err(ServerError::Store {
+                    path: config.data.display().to_string(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// How long startup waits for the store's lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn run(
     config: ServeConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let store =
-        Store::open(&config.data, config.cache_mb).map_err(|source| ServerError::Store {
-            path: config.data.display().to_string(),
-            source,
-        })?;
+    let store = open_store(&config).await?;
     let engine = Engine::new(config.script_limits());
     let workflows = Arc::new(Workflows::new(store.clone(), engine.clone()));
     workflows

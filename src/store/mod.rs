@@ -38,6 +38,14 @@ pub enum StoreError {
     Flush(String),
 }
 
+impl StoreError {
+    /// Another handle (an exiting process, or a server that is still
+    /// shutting down in this one) still holds the store's lock.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"))
+    }
+}
+
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// Handle to the store; cheap to clone (sled trees are reference-counted).
