@@ -168,10 +168,6 @@ impl Engine {
         }
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     pub fn compile_script(&self, source: &str) -> Result<Script, CompileError> {
         let ast = self.inner.compile(source).map_err(compile_error)?;
         Ok(Script {

@@ -71,17 +71,6 @@ impl Headers for std::collections::BTreeMap<String, String> {
 }
 
 impl Scheme {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Scheme::Stripe { .. } => "stripe",
-            Scheme::Github => "github",
-            Scheme::Shopify => "shopify",
-            Scheme::Slack { .. } => "slack",
-            Scheme::Standard { .. } => "standard",
-            Scheme::Hmac { .. } => "hmac",
-        }
-    }
-
     /// Headers that carry signatures for this scheme (redacted from history).
     pub fn signature_headers(&self) -> Vec<String> {
         match self {

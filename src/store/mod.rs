@@ -51,7 +51,6 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// Handle to the store; cheap to clone (sled trees are reference-counted).
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
     events: Tree,
     runs: Tree,
     queue: Tree,
@@ -193,7 +192,6 @@ impl Store {
             state: db.open_tree(STATE)?,
             versions: db.open_tree(VERSIONS)?,
             dedupe: db.open_tree(DEDUPE)?,
-            db,
             flusher: tx,
         })
     }
@@ -539,11 +537,6 @@ impl Store {
             .versions
             .get(hash.as_bytes())?
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
-    }
-
-    /// Bytes the database occupies on disk.
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
     }
 }
 

@@ -141,28 +141,30 @@ impl Cx<'_, '_> {
     }
 
     fn template(&mut self, s: &Spanned<String>, what: &str) -> Option<Template> {
-        let mut tenv = TemplateEnv {
-            env: self.env.env,
-            secrets: &mut self.secrets,
-        };
-        match Template::compile(&s.value, &mut tenv) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                self.issue(s.pos, format!("{what}: {e}"));
-                None
-            }
-        }
+        self.template_with(s, what, Template::compile)
     }
 
     fn url_template(&mut self, s: &Spanned<String>) -> Option<Template> {
+        self.template_with(s, "url", Template::compile_url)
+    }
+
+    fn template_with(
+        &mut self,
+        s: &Spanned<String>,
+        what: &str,
+        compile: fn(
+            &str,
+            &mut TemplateEnv,
+        ) -> Result<Template, crate::expr::template::TemplateError>,
+    ) -> Option<Template> {
         let mut tenv = TemplateEnv {
             env: self.env.env,
             secrets: &mut self.secrets,
         };
-        match Template::compile_url(&s.value, &mut tenv) {
+        match compile(&s.value, &mut tenv) {
             Ok(t) => Some(t),
             Err(e) => {
-                self.issue(s.pos, format!("url: {e}"));
+                self.issue(s.pos, format!("{what}: {e}"));
                 None
             }
         }

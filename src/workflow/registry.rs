@@ -274,10 +274,6 @@ impl Workflows {
         }
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     pub fn current(&self) -> Arc<Registry> {
         self.current
             .read()
@@ -334,9 +330,5 @@ impl Workflows {
             v.insert(version.to_string(), Arc::clone(&w));
         }
         Ok(w)
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 }

@@ -467,10 +467,7 @@ impl<'a> Deserializer<'a> {
 
     fn found(&self) -> String {
         match self.node {
-            Node::Scalar(s) if self.is_null() => {
-                let _ = s;
-                "nothing".to_string()
-            }
+            Node::Scalar(_) if self.is_null() => "nothing".to_string(),
             Node::Scalar(s) => format!("`{}`", s.as_str()),
             Node::Mapping(_) => "a mapping".to_string(),
             Node::Sequence(_) => "a list".to_string(),
