@@ -121,8 +121,9 @@ impl Browser {
     }
 
     /// Wait (bounded) until `script` returns something truthy; return it.
+    /// Generous: two headless browsers and the server share two cores.
     pub async fn wait_for(&self, what: &str, script: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let v = self.js(script).await;
             let truthy = !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0));
