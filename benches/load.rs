@@ -7,6 +7,9 @@
 //! figures can be compared.
 //!
 //! Run: `cargo bench --bench load` (optionally `-- SECONDS`, default 10).
+//! For profiling: `HOOKFLOW_BENCH_ONLY=hookflow` skips the two reference
+//! scenarios, `HOOKFLOW_BENCH_BIN=path` runs another build of the binary,
+//! and the server's PID is printed when it listens.
 //! Traffic stays on 127.0.0.1; every loop is bounded in time and count.
 
 use axum::body::Bytes;
@@ -87,7 +90,11 @@ async fn load(
     }
     let seconds = started.elapsed().as_secs_f64();
     all.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     Figures {
         acks: all.len(),
         seconds,
@@ -132,6 +139,24 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU seconds (user + system) the process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which may contain spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        // Linux reports in clock ticks, 100 per second on every platform we run.
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 fn main() {
     let seconds: u64 = std::env::args()
         .skip(1)
@@ -160,13 +185,15 @@ async fn run(seconds: u64) {
     )
     .await;
 
+    let only_ours = std::env::var("HOOKFLOW_BENCH_ONLY").is_ok_and(|v| v == "hookflow");
+    let reference_seconds = if only_ours { 0 } else { seconds };
     // 1. The ceiling: a handler that answers 202 and does nothing.
     let noop =
         serve(Router::new().route("/hooks/stripe", post(|| async { StatusCode::ACCEPTED }))).await;
     let plain = Arc::new(|| vec![("content-type".to_string(), "application/json".to_string())]);
     let ceiling = load(
         format!("{noop}/hooks/stripe"),
-        seconds,
+        reference_seconds,
         body.clone(),
         plain.clone(),
     )
@@ -200,7 +227,7 @@ async fn run(seconds: u64) {
     .await;
     let no_storage = load(
         format!("{forwarder}/hooks/stripe"),
-        seconds,
+        reference_seconds,
         body.clone(),
         plain,
     )
@@ -208,7 +235,9 @@ async fn run(seconds: u64) {
 
     // 3. hookflow itself, release binary, fresh store.
     let data = tempfile::tempdir().expect("tmp");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+    let bin = std::env::var("HOOKFLOW_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookflow").to_string());
+    let mut child = Command::new(bin)
         .current_dir(root)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data.path())
@@ -241,6 +270,7 @@ async fn run(seconds: u64) {
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("hookflow listens");
+    eprintln!("hookflow listens on {addr}, pid {}", child.id());
     let signer = Arc::new({
         let body = body.clone();
         move || {
@@ -257,6 +287,7 @@ async fn run(seconds: u64) {
             ]
         }
     });
+    let cpu_before = cpu_seconds(child.id());
     let started = Instant::now();
     let ours = load(
         format!("http://{addr}/hooks/stripe"),
@@ -267,11 +298,19 @@ async fn run(seconds: u64) {
     .await;
     // Every acked event is one run that posts once (plus the demo-inbox
     // is not involved: the URL points at the bench sink).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while (delivered.0.load(Ordering::Relaxed) as usize) < ours.acks && Instant::now() < deadline {
+    // Wait for the backlog, but give up once deliveries stop for 5 s.
+    let mut last = (0usize, Instant::now());
+    while (delivered.0.load(Ordering::Relaxed) as usize) < ours.acks
+        && last.1.elapsed() < Duration::from_secs(5)
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = delivered.0.load(Ordering::Relaxed) as usize;
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
     }
     let e2e_seconds = started.elapsed().as_secs_f64();
+    let server_cpu = cpu_seconds(child.id()) - cpu_before;
     let runs = delivered.0.load(Ordering::Relaxed) as usize;
     let rss = peak_rss_mb(child.id());
     let _ = Command::new("kill")
@@ -287,6 +326,10 @@ async fn run(seconds: u64) {
         "hookflow runs delivered end to end: {runs} of {} in {e2e_seconds:.1} s = {:.0} runs/s; peak RSS {rss:.1} MB",
         ours.acks,
         runs as f64 / e2e_seconds
+    );
+    println!(
+        "hookflow server CPU: {server_cpu:.1} s = {:.0} us per event (ingest and run)",
+        server_cpu * 1e6 / ours.acks.max(1) as f64
     );
     println!(
         "ratios: acks/s vs ceiling {:.2}, ack p99 vs forwarder {:.2}",

@@ -32,7 +32,8 @@
 //! 1. `POST /hooks/<path>` → [`http::hooks`] reads the body within the size
 //!    limit → [`inbound::classify`]: path, method, signature, body, `when`.
 //! 2. [`inbound::Inbox::accept`] writes the event, its runs and their queue
-//!    entries in one sled transaction and waits for the group-commit flush;
+//!    entries (in an order that makes an interrupted write harmless, see
+//!    [`store::Store::insert_event`]) and waits for the group-commit flush;
 //!    only then does the sender get `202`.
 //! 3. [`run::worker::dispatch`] claims due queue entries, bounded by a
 //!    semaphore, and hands each to [`run::executor::Executor::execute`].

@@ -1,9 +1,27 @@
 //! `hookflow`: clap → `cli::<command>` → exit code.
 
+/// mimalloc: under load, glibc's malloc spent a quarter of the server's CPU
+/// in its own locks and consolidation (sled allocates on one thread and
+/// frees on another). See [`tune_memory`] for how memory is kept low.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// No transparent huge pages for this process: with them, mimalloc's arenas
+/// take 2 MiB at a time and peak RSS under the load benchmark goes from
+/// about 90 MB to about 135 MB, for no measurable throughput.
+fn tune_memory() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments only; failure leaves THP as it was.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 use clap::Parser;
 use hookflow::cli::{self, Cli, Command};
 
 fn main() {
+    tune_memory();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -6,7 +6,7 @@ use crate::config::ServeConfig;
 use crate::http::{app, AppState};
 use crate::inbound::Inbox;
 use crate::run::executor::Executor;
-use crate::run::worker::{self, Wake};
+use crate::run::worker::{self, Queue};
 use crate::script::Engine;
 use crate::step::http::Sender;
 use crate::store::Store;
@@ -102,6 +102,10 @@ pub async fn run(
         .map_err(|e| ServerError::Setup(format!("cannot record workflow versions: {e}")))?;
     let (updates, _) = broadcast::channel(1024);
     let metrics = Arc::new(crate::metrics::Metrics::default());
+    let queue = Queue::default();
+    queue
+        .load(&store)
+        .map_err(|e| ServerError::Setup(format!("cannot read the run queue: {e}")))?;
     let executor = Arc::new(Executor {
         store: store.clone(),
         workflows: Arc::clone(&workflows),
@@ -111,25 +115,24 @@ pub async fn run(
         .map_err(ServerError::Setup)?,
         updates: updates.clone(),
         metrics: Arc::clone(&metrics),
+        queue: queue.clone(),
     });
-    let wake = Wake::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_rx_prune = stop_rx.clone();
     let stop_rx_watch = stop_rx.clone();
     let dispatcher = tokio::spawn(worker::dispatch(
         Arc::clone(&executor),
         config.workers,
-        wake.clone(),
         stop_rx,
         config.grace,
     ));
     let inbox = Arc::new(Inbox {
         store: store.clone(),
         workflows: Arc::clone(&workflows),
-        wake: wake.clone(),
         executor: Arc::clone(&executor),
         metrics: Arc::clone(&metrics),
         rejected_window: std::sync::Mutex::new((0, 0)),
+        claims: Default::default(),
     });
     let state = AppState {
         inbox,
@@ -155,7 +158,7 @@ pub async fn run(
     };
     let pruner = tokio::spawn(prune_loop(store.clone(), config.clone(), stop_rx_prune));
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
-    info!(%addr, queued = store.queue_len(), "hookflow is listening");
+    info!(%addr, queued = queue.len(), "hookflow is listening");
     let served = crate::http::serve::serve(
         listener,
         app(state),

@@ -72,7 +72,10 @@ async fn replay(
         .insert_replay(&original, &run)
         .map_err(ApiError::store)?;
     state.store.flush().await.map_err(ApiError::store)?;
-    state.inbox.wake.notify();
+    state.inbox.executor.queue.push(crate::store::QueueEntry {
+        due: run.created_at,
+        run_id: run.id.clone(),
+    });
     state.inbox.executor.publish(&run);
     state.inbox.executor.publish(&original);
     Ok(run.id.to_string())

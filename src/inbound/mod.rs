@@ -1,14 +1,14 @@
 //! Accepting an inbound webhook (SPEC §5). [`classify`] decides, purely,
 //! what a request is (unknown path, wrong method, bad signature, bad body,
 //! which workflows' `when` hold); [`Inbox::accept`] then writes the event
-//! and its runs in one transaction, waits for the flush, and only then
-//! answers — so a 2xx always means "on disk".
+//! and its runs, waits for the group-commit flush, and only then answers —
+//! so a 2xx always means "on disk".
 
 pub mod body;
 
 use crate::record::{Event, EventId, Outcome, Run, RunId, Timestamp, REDACTED};
-use crate::run::{context, new_run, worker::Wake};
-use crate::store::{DedupeClaim, DedupeEntry, Inserted, Store, StoreError};
+use crate::run::{context, new_run};
+use crate::store::{DedupeClaim, DedupeEntry, Store, StoreError};
 use crate::workflow::registry::{Registry, Workflows};
 use crate::workflow::Workflow;
 use serde_json::{Map, Value};
@@ -259,39 +259,65 @@ fn stored_headers(
 pub struct Inbox {
     pub store: Store,
     pub workflows: Arc<Workflows>,
-    pub wake: Wake,
     pub executor: Arc<crate::run::executor::Executor>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// (minute, rejected events stored in it)
     pub rejected_window: std::sync::Mutex<(u64, u64)>,
+    /// Held while a dedupe key is checked, written and flushed.
+    pub claims: ClaimLocks,
+}
+
+/// Locks for dedupe keys, striped by hash: a request holds the stripes of
+/// its keys from the holder check until its write is on disk, so two
+/// deliveries of one event cannot both start runs. Keys that share a stripe
+/// merely wait for each other; requests without dedupe take none.
+pub struct ClaimLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Default for ClaimLocks {
+    fn default() -> Self {
+        ClaimLocks {
+            stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl ClaimLocks {
+    async fn hold(&self, claims: &[(usize, DedupeClaim)]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        use std::hash::{Hash, Hasher};
+        let mut idx: Vec<usize> = claims
+            .iter()
+            .map(|(_, c)| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (&c.workflow, &c.key).hash(&mut h);
+                (h.finish() % self.stripes.len() as u64) as usize
+            })
+            .collect();
+        // Always in the same order, each stripe once: no deadlock.
+        idx.sort_unstable();
+        idx.dedup();
+        let mut guards = Vec::with_capacity(idx.len());
+        for i in idx {
+            guards.push(self.stripes[i].lock().await);
+        }
+        guards
+    }
 }
 
 impl Inbox {
     pub async fn accept(&self, req: Inbound) -> Result<Answer, StoreError> {
-        // A second pass is only needed when a concurrent delivery of the same
-        // event claimed a dedupe key between our check and our write.
-        for _ in 0..2 {
-            let now = Timestamp::now();
-            let reg = self.workflows.current();
-            match classify(&reg, &req, now) {
-                Decision::Answer(a) => return Ok(a),
-                Decision::Reject { reason, workflows } => {
-                    return self.reject(&req, now, reason, workflows)
-                }
-                Decision::Store {
-                    event,
-                    runs,
-                    claims,
-                } => {
-                    if let Some(answer) = self.store_event(*event, runs, claims, now).await? {
-                        return Ok(answer);
-                    }
-                }
-            }
+        let now = Timestamp::now();
+        let reg = self.workflows.current();
+        match classify(&reg, &req, now) {
+            Decision::Answer(a) => Ok(a),
+            Decision::Reject { reason, workflows } => self.reject(&req, now, reason, workflows),
+            Decision::Store {
+                event,
+                runs,
+                claims,
+            } => self.store_event(*event, runs, claims, now).await,
         }
-        Err(StoreError::Flush(
-            "the event kept conflicting with a concurrent delivery".into(),
-        ))
     }
 
     fn reject(
@@ -335,14 +361,16 @@ impl Inbox {
         Ok(Answer::Rejected(reason))
     }
 
-    /// Store the event; `None` means a dedupe race was lost: classify again.
+    /// Store the event and its runs, skipping runs whose dedupe key is
+    /// held; answer once it is on disk.
     async fn store_event(
         &self,
         mut event: Event,
         runs: Vec<Run>,
         claims: Vec<(usize, DedupeClaim)>,
         now: Timestamp,
-    ) -> Result<Option<Answer>, StoreError> {
+    ) -> Result<Answer, StoreError> {
+        let _held = self.claims.hold(&claims).await;
         let mut keep = vec![true; runs.len()];
         let mut holder: Option<DedupeEntry> = None;
         for (i, claim) in &claims {
@@ -353,10 +381,10 @@ impl Inbox {
         }
         if let Some(h) = &holder {
             if !keep.iter().any(|k| *k) {
-                return Ok(Some(Answer::Duplicate {
+                return Ok(Answer::Duplicate {
                     event_id: h.event_id.clone(),
                     runs: h.runs.clone(),
-                }));
+                });
             }
         }
         let claims: Vec<DedupeClaim> = claims
@@ -371,20 +399,26 @@ impl Inbox {
             .map(|(r, _)| r)
             .collect();
         event.runs = runs.iter().map(|r| r.id.clone()).collect();
-        if let Inserted::Duplicate(_) = self.store.insert_event(&event, &runs, &claims, now)? {
-            return Ok(None);
-        }
+        self.store.insert_event(&event, &runs, &claims)?;
         self.store.flush().await?;
         self.metrics.event(&event);
-        if !runs.is_empty() {
-            self.wake.notify();
+        let answer = Answer::Accepted {
+            event_id: event.id.clone(),
+            runs: event.runs.clone(),
+        };
+        let mut event = Some(event);
+        let n = runs.len();
+        for (i, r) in runs.into_iter().enumerate() {
+            self.executor.publish(&r);
+            let e = if i + 1 == n {
+                event.take()
+            } else {
+                event.clone()
+            };
+            if let Some(e) = e {
+                self.executor.queue.push_hot(r, e);
+            }
         }
-        for r in &runs {
-            self.executor.publish(r);
-        }
-        Ok(Some(Answer::Accepted {
-            event_id: event.id,
-            runs: event.runs,
-        }))
+        Ok(answer)
     }
 }

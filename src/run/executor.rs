@@ -19,6 +19,8 @@ pub struct Executor {
     pub http: Sender,
     pub updates: broadcast::Sender<RunUpdate>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where retries are scheduled.
+    pub queue: super::worker::Queue,
 }
 
 impl Executor {
@@ -39,18 +41,31 @@ impl Executor {
     }
 
     async fn execute_inner(&self, entry: &QueueEntry) -> Result<(), StoreError> {
-        let Some(mut run) = self.store.run(entry.run_id.as_str())? else {
-            warn!("queued run is missing from the store; dropping its queue entry");
-            return self.store.dequeue(entry);
+        let (mut run, hot_event) = match self.queue.take_hot(&entry.run_id) {
+            Some(hot) => (hot.run, Some(hot.event)),
+            None => match self.store.run(entry.run_id.as_str())? {
+                Some(run) => (run, None),
+                None => {
+                    warn!("queued run is missing from the store; dropping its queue entry");
+                    return self.store.dequeue(entry);
+                }
+            },
         };
-        if run.status.is_final() {
+        // A final run, or a spare entry left by a crash while a retry was
+        // being scheduled (the run's own entry is the later one).
+        if run.status.is_final() || run.next_attempt_at.is_some_and(|at| at > entry.due) {
             return self.store.dequeue(entry);
         }
         let now = Timestamp::now();
-        let Some(event) = self.store.event_by_id(&run.event_id)? else {
-            let msg = format!("event {} is missing from the store", run.event_id);
-            self.finish(&mut run, RunStatus::Failed, Some(msg))?;
-            return self.store.dequeue(entry);
+        let event = match hot_event {
+            Some(e) => Some(e),
+            None => self.store.event_by_id(&run.event_id)?,
+        };
+        let Some(event) = event else {
+            // Only an ingest interrupted before its event was written (and
+            // so before its 202) leaves a run without its event.
+            warn!(event_id = %run.event_id, "discarding a run whose event was never stored");
+            return self.store.discard_orphan(entry);
         };
         let wf = match self.workflows.version(&run.workflow_version) {
             Ok(wf) => wf,
@@ -59,10 +74,11 @@ impl Executor {
                 return self.store.dequeue(entry);
             }
         };
+        // Stored with the first step's result: a run that is running and
+        // one that is queued resume the same way.
         run.status = RunStatus::Running;
         run.started_at.get_or_insert(now);
         run.next_attempt_at = None;
-        self.store.save_run(&run)?;
         self.publish(&run);
 
         // Outputs of the steps finished before a crash or a retry wait.
@@ -80,7 +96,8 @@ impl Executor {
             secrets: &wf.secrets,
         };
 
-        for step in &wf.steps {
+        let mut stored_running = false;
+        for (i, step) in wf.steps.iter().enumerate() {
             let idx = match run.steps.iter().position(|r| r.id == step.id) {
                 Some(i) => i,
                 None => {
@@ -104,6 +121,11 @@ impl Executor {
             if let Some(r) = ctx.get_mut("run") {
                 r["attempt"] = Value::from(run.attempt);
             }
+            if is_http && !stored_running {
+                // A request may take a while: show the run as running.
+                self.store.save_run(&run)?;
+            }
+            let rec = &mut run.steps[idx];
             let clock = Instant::now();
             let attempts_before = rec.attempts.len();
             let outcome = step.run(&ctx, &env, rec).await;
@@ -163,11 +185,17 @@ impl Executor {
                     })?;
                     self.store.dequeue(entry)?;
                     self.store.flush().await?;
+                    self.queue.push(QueueEntry {
+                        due: at,
+                        run_id: run.id.clone(),
+                    });
                     self.publish(&run);
                     return Ok(());
                 }
             };
-            if let Some((status, error)) = ended {
+            let last = i + 1 == wf.steps.len();
+            if let Some((status, error)) = ended.or(last.then_some((RunStatus::Succeeded, None))) {
+                // The final save carries this step's result too.
                 self.finish(&mut run, status, error)?;
                 if is_http {
                     self.store.flush().await?;
@@ -175,6 +203,7 @@ impl Executor {
                 return self.store.dequeue(entry);
             }
             self.store.save_run(&run)?;
+            stored_running = true;
             if is_http {
                 // A delivered request must not be sent again after a crash.
                 self.store.flush().await?;

@@ -59,7 +59,11 @@ fn state_get(key: &str) -> Res<Dynamic> {
 fn state_set(key: &str, value: Dynamic) -> Res<()> {
     let value = to_json(&value)?;
     let result = CALL.with(|c| {
-        let c = c.borrow();
+        let mut c = c.borrow_mut();
+        if c.as_mut().is_some_and(|c| c.give_up_inline()) {
+            // A write must happen exactly once: only in the full run.
+            return Err("moved off the async runtime".to_string());
+        }
         match c.as_ref().and_then(|c| c.state.as_ref()) {
             Some((store, wf)) => store.set(wf, key, &value).map_err(|e| e.to_string()),
             None => Err("state_set is not available here".to_string()),

@@ -48,7 +48,25 @@ pub(crate) struct CallScope {
     pub deadline: Instant,
     pub logs: Vec<String>,
     pub state: Option<(StateStore, String)>,
+    /// Running on the async runtime: give up (see [`Script::try_inline`])
+    /// rather than run long or write state.
+    pub inline: bool,
+    /// The inline attempt gave up.
+    pub gave_up: bool,
 }
+
+impl CallScope {
+    /// In an inline attempt, give up; `true` if it did.
+    pub(crate) fn give_up_inline(&mut self) -> bool {
+        if self.inline {
+            self.gave_up = true;
+        }
+        self.inline
+    }
+}
+
+/// Operations an inline attempt may take (well under a millisecond).
+const INLINE_MAX_OPERATIONS: u64 = 20_000;
 
 thread_local! {
     pub(crate) static CALL: RefCell<Option<CallScope>> = const { RefCell::new(None) };
@@ -149,15 +167,18 @@ impl Engine {
         e.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
         e.on_progress(|ops| {
             // Checking the clock every operation would dominate small scripts.
-            if ops % 4096 != 0 {
+            if ops % 1024 != 0 {
                 return None;
             }
-            let late = CALL.with(|c| {
-                c.borrow()
-                    .as_ref()
-                    .is_some_and(|s| Instant::now() > s.deadline)
-            });
-            late.then(|| Dynamic::from("script exceeded its wall-time limit"))
+            CALL.with(|c| {
+                let mut c = c.borrow_mut();
+                let s = c.as_mut()?;
+                if ops >= INLINE_MAX_OPERATIONS && s.give_up_inline() {
+                    return Some(Dynamic::from("moved off the async runtime"));
+                }
+                (ops % 4096 == 0 && Instant::now() > s.deadline)
+                    .then(|| Dynamic::from("script exceeded its wall-time limit"))
+            })
         });
         e.on_print(|s| helpers::push_log(s.to_string()));
         e.on_debug(|s, _, _| helpers::push_log(s.to_string()));
@@ -196,6 +217,23 @@ impl Engine {
         ctx: &Value,
         state: Option<(StateStore, String)>,
     ) -> ScriptOutcome {
+        self.eval_in(ast, names, ctx, state, false)
+            .unwrap_or_else(|| ScriptOutcome {
+                result: Err("script gave up".into()),
+                logs: Vec::new(),
+            })
+    }
+
+    /// Evaluate; `inline` makes it give up (`None`) instead of running
+    /// long or writing state.
+    fn eval_in(
+        &self,
+        ast: &AST,
+        names: &Names,
+        ctx: &Value,
+        state: Option<(StateStore, String)>,
+        inline: bool,
+    ) -> Option<ScriptOutcome> {
         let mut scope = Scope::new();
         if let Value::Object(vars) = ctx {
             for (name, value) in vars.iter().filter(|(n, _)| names.mentions(n)) {
@@ -207,16 +245,21 @@ impl Engine {
                 deadline: Instant::now() + self.limits.wall_time,
                 logs: Vec::new(),
                 state,
+                inline,
+                gave_up: false,
             })
         });
         let result = self.inner.eval_ast_with_scope::<Dynamic>(&mut scope, ast);
         let call = CALL.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+        if call.as_ref().is_some_and(|c| c.gave_up) {
+            return None;
+        }
         let logs = call.map(|c| c.logs).unwrap_or_default();
         let result = result.map_err(|e| eval_error(&e)).and_then(|d| {
             rhai::serde::from_dynamic::<Value>(&d)
                 .map_err(|e| format!("the script's value cannot be turned into JSON: {e}"))
         });
-        ScriptOutcome { result, logs }
+        Some(ScriptOutcome { result, logs })
     }
 }
 
@@ -225,6 +268,20 @@ impl Script {
     /// per-workflow store behind `state_get` / `state_set`.
     pub fn run(&self, ctx: &Value, state: Option<(StateStore, String)>) -> ScriptOutcome {
         self.engine.eval(&self.ast, &self.names, ctx, state)
+    }
+
+    /// Run where blocking is not allowed (the async runtime): scripts that
+    /// take more than a few thousand operations or call `state_set` give
+    /// up before any effect (`None`), to be run again with [`Script::run`]
+    /// on a blocking thread. Most scripts finish here, which saves two
+    /// thread switches per run.
+    pub fn try_inline(
+        &self,
+        ctx: &Value,
+        state: Option<(StateStore, String)>,
+    ) -> Option<ScriptOutcome> {
+        self.engine
+            .eval_in(&self.ast, &self.names, ctx, state, true)
     }
 }
 

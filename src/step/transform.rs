@@ -1,6 +1,8 @@
 //! The `transform` step: a compiled Rhai script whose value is the step's
-//! output. It runs on the blocking pool so a slow script never stalls the
-//! async runtime; the sandbox limits bound how long it can take.
+//! output. Short scripts run in place; one that runs long or writes state
+//! gives up there without effect and runs on the blocking pool, so a slow
+//! script never stalls the async runtime. The sandbox limits bound how
+//! long it can take.
 
 use super::{Outcome, StepEnv};
 use crate::record::StepRecord;
@@ -13,10 +15,14 @@ pub async fn run(
     env: &StepEnv<'_>,
     record: &mut StepRecord,
 ) -> Outcome {
-    let script = script.clone();
-    let ctx = ctx.clone();
     let state = Some((env.state.clone(), env.workflow.to_string()));
-    let outcome = tokio::task::spawn_blocking(move || script.run(&ctx, state)).await;
+    let outcome = match script.try_inline(ctx, state.clone()) {
+        Some(out) => Ok(out),
+        None => {
+            let (script, ctx) = (script.clone(), ctx.clone());
+            tokio::task::spawn_blocking(move || script.run(&ctx, state)).await
+        }
+    };
     match outcome {
         Ok(out) => {
             record.logs = out.logs;

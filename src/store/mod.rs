@@ -15,7 +15,6 @@
 
 use crate::record::{Event, EventId, Outcome, Run, RunId, RunStatus, Timestamp};
 use serde_json::Value;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::Tree;
 use std::path::Path;
 use std::sync::mpsc;
@@ -141,14 +140,6 @@ fn dedupe_key(workflow: &str, key: &str) -> Vec<u8> {
     k
 }
 
-/// What [`Store::insert_event`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inserted {
-    Stored,
-    /// A live claim on one of the keys exists: nothing was written.
-    Duplicate(DedupeEntry),
-}
-
 /// What one pruning pass removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
@@ -209,64 +200,47 @@ impl Store {
     }
 
     /// Write an event with its new runs, their queue entries and its
-    /// dedupe claims in one transaction. A claim that is already held (and
-    /// not expired at `now`) makes it write nothing and return the holder.
-    /// The caller flushes before answering the sender.
-    pub fn insert_event(
-        &self,
-        event: &Event,
-        runs: &[Run],
-        claims: &[DedupeClaim],
-        now: Timestamp,
-    ) -> Result<Inserted> {
-        let event_bytes = to_bytes(event);
-        let run_bytes: Vec<(RunId, Vec<u8>, Vec<u8>)> = runs
-            .iter()
-            .map(|r| {
-                let entry = QueueEntry {
-                    due: r.created_at,
-                    run_id: r.id.clone(),
-                };
-                (r.id.clone(), to_bytes(r), entry.key())
-            })
-            .collect();
-        let claim_bytes: Vec<(Vec<u8>, Vec<u8>)> = claims
-            .iter()
-            .map(|c| {
-                let entry = DedupeEntry {
-                    event_id: event.id.clone(),
-                    runs: event.runs.clone(),
-                    expires_at: c.expires_at,
-                };
-                (c.tree_key(), to_bytes(&entry))
-            })
-            .collect();
-        let result = (&self.events, &self.runs, &self.queue, &self.dedupe).transaction(
-            |(events, runs, queue, dedupe)| {
-                for (key, bytes) in &claim_bytes {
-                    if let Some(held) = dedupe.get(key)? {
-                        match serde_json::from_slice::<DedupeEntry>(&held) {
-                            Ok(e) if e.expires_at > now => {
-                                return Err(ConflictableTransactionError::Abort(e))
-                            }
-                            _ => {}
-                        }
-                    }
-                    dedupe.insert(key.as_slice(), bytes.as_slice())?;
-                }
-                events.insert(event.id.as_str().as_bytes(), event_bytes.as_slice())?;
-                for (id, bytes, qkey) in &run_bytes {
-                    runs.insert(id.as_str().as_bytes(), bytes.as_slice())?;
-                    queue.insert(qkey.as_slice(), &[] as &[u8])?;
-                }
-                Ok(())
-            },
-        );
-        match result {
-            Ok(()) => Ok(Inserted::Stored),
-            Err(TransactionError::Abort(held)) => Ok(Inserted::Duplicate(held)),
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+    /// dedupe claims. The caller checks the claims first (holding the
+    /// keys, see [`crate::inbound::Inbox`]) and flushes before answering.
+    ///
+    /// There is no transaction: the first sled transaction or batch puts
+    /// every later sled operation of the process behind one global lock,
+    /// which costs more than the whole rest of an ingest under load.
+    /// Atomicity comes from the order instead. Sled recovers a prefix of
+    /// each thread's writes, and the writes go queue entries, runs, event,
+    /// claims: an interrupted ingest leaves at most queue entries whose run
+    /// or event is missing, which the executor discards
+    /// ([`Store::discard_orphan`]), and never a claim without its event.
+    /// None of it was acknowledged, so the sender retries.
+    pub fn insert_event(&self, event: &Event, runs: &[Run], claims: &[DedupeClaim]) -> Result<()> {
+        for r in runs {
+            let entry = QueueEntry {
+                due: r.created_at,
+                run_id: r.id.clone(),
+            };
+            self.queue.insert(entry.key(), &[] as &[u8])?;
         }
+        for r in runs {
+            self.runs.insert(r.id.as_str().as_bytes(), to_bytes(r))?;
+        }
+        self.events
+            .insert(event.id.as_str().as_bytes(), to_bytes(event))?;
+        for c in claims {
+            let entry = DedupeEntry {
+                event_id: event.id.clone(),
+                runs: event.runs.clone(),
+                expires_at: c.expires_at,
+            };
+            self.dedupe.insert(c.tree_key(), to_bytes(&entry))?;
+        }
+        Ok(())
+    }
+
+    /// Remove what an interrupted write left behind: a queued run whose
+    /// event never made it to disk (see [`Store::insert_event`]).
+    pub fn discard_orphan(&self, entry: &QueueEntry) -> Result<()> {
+        self.runs.remove(entry.run_id.as_str().as_bytes())?;
+        self.dequeue(entry)
     }
 
     /// The live holder of a dedupe key, if any.
@@ -286,34 +260,33 @@ impl Store {
         }
     }
 
-    /// Store a replay: the new run with its queue entry, the original's
-    /// link to it, and the event's list of runs, in one transaction.
+    /// Store a replay: its queue entry, the new run, the event's list of
+    /// runs and the original's link to it, in that order (see
+    /// [`Store::insert_event`] for why there is no transaction).
     pub fn insert_replay(&self, original: &Run, replay: &Run) -> Result<()> {
-        let event_id = replay.event_id.as_str().as_bytes().to_vec();
-        let orig = to_bytes(original);
-        let new = to_bytes(replay);
-        let qkey = QueueEntry {
+        let entry = QueueEntry {
             due: replay.created_at,
             run_id: replay.id.clone(),
-        }
-        .key();
-        (&self.events, &self.runs, &self.queue)
-            .transaction(|(events, runs, queue)| {
-                if let Some(bytes) = events.get(&event_id)? {
-                    if let Ok(mut event) = serde_json::from_slice::<Event>(&bytes) {
-                        event.runs.push(replay.id.clone());
-                        events.insert(event_id.as_slice(), to_bytes(&event))?;
+        };
+        self.queue.insert(entry.key(), &[] as &[u8])?;
+        self.runs
+            .insert(replay.id.as_str().as_bytes(), to_bytes(replay))?;
+        self.events
+            .update_and_fetch(replay.event_id.as_str().as_bytes(), |old| {
+                let bytes = old?;
+                match serde_json::from_slice::<Event>(bytes) {
+                    Ok(mut event) => {
+                        if !event.runs.contains(&replay.id) {
+                            event.runs.push(replay.id.clone());
+                        }
+                        Some(to_bytes(&event))
                     }
+                    Err(_) => Some(bytes.to_vec()),
                 }
-                runs.insert(original.id.as_str().as_bytes(), orig.as_slice())?;
-                runs.insert(replay.id.as_str().as_bytes(), new.as_slice())?;
-                queue.insert(qkey.as_slice(), &[] as &[u8])?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Abort(()) => StoreError::Flush("transaction aborted".into()),
-                TransactionError::Storage(e) => StoreError::Sled(e),
-            })
+            })?;
+        self.runs
+            .insert(original.id.as_str().as_bytes(), to_bytes(original))?;
+        Ok(())
     }
 
     /// Remove history older than `cutoff`, then the oldest history while
@@ -570,15 +543,25 @@ impl StateStore {
     }
 }
 
+/// Flushes start at most this often. A flush costs about 150 µs of CPU
+/// whatever it carries, so under load waiting out the rest of the interval
+/// lets one flush serve many writers; an idle store flushes at once.
+const MIN_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+
 fn group_commit(
     db: sled::Db,
     rx: mpsc::Receiver<oneshot::Sender<std::result::Result<(), String>>>,
 ) {
-    // Block for the first waiter, then take everyone who queued up while we
-    // waited: they are all covered by the one flush that follows.
+    let mut last_start: Option<std::time::Instant> = None;
+    // Block for the first waiter, wait out the interval, then take everyone
+    // who queued up meanwhile: they are all covered by the one flush.
     while let Ok(first) = rx.recv() {
+        if let Some(wait) = last_start.and_then(|t| MIN_FLUSH_INTERVAL.checked_sub(t.elapsed())) {
+            std::thread::sleep(wait);
+        }
         let mut waiters = vec![first];
         waiters.extend(rx.try_iter());
+        last_start = Some(std::time::Instant::now());
         let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
         for w in waiters {
             let _ = w.send(result.clone());

@@ -82,7 +82,7 @@ pub async fn run_once(
     };
     let run_id = first.id.clone();
     store
-        .insert_event(&event, &runs, &[], now)
+        .insert_event(&event, &runs, &[])
         .map_err(|e| e.to_string())?;
     let (updates, _) = tokio::sync::broadcast::channel(16);
     let executor = Executor {
@@ -91,6 +91,7 @@ pub async fn run_once(
         http: sender,
         updates,
         metrics: Arc::default(),
+        queue: Default::default(),
     };
     for _ in 0..MAX_EXECUTIONS {
         let entry = store
