@@ -120,7 +120,10 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_rx_prune = stop_rx.clone();
     let stop_rx_watch = stop_rx.clone();
-    let dispatcher = tokio::spawn(worker::dispatch(
+    let runs_runtime = worker::runtime().map_err(|e| {
+        ServerError::Setup(format!("cannot start the threads that execute runs: {e}"))
+    })?;
+    let dispatcher = runs_runtime.spawn(worker::dispatch(
         Arc::clone(&executor),
         config.workers,
         stop_rx,
@@ -170,6 +173,10 @@ pub async fn run(
     info!("stopping: no new requests; letting running steps finish");
     let _ = stop_tx.send(true);
     let _ = dispatcher.await;
+    // Tasks still waiting (a retry timer, say) end with the runtime; their
+    // runs stay queued in the store. Shutting a runtime down blocks.
+    let grace = config.grace;
+    let _ = tokio::task::spawn_blocking(move || runs_runtime.shutdown_timeout(grace)).await;
     let _ = pruner.await;
     let _ = watcher.await;
     if let Err(e) = store.flush().await {

@@ -1,6 +1,6 @@
 //! Delivery through the real server and a real sink: retries (Retry-After,
 //! timeouts, exhaustion), dedupe, replay in every mode, bulk replay,
-//! retention pruning and metrics.
+//! retention pruning, metrics, and what an interrupted ingest leaves.
 
 mod common;
 
@@ -434,5 +434,78 @@ async fn metrics_count_events_runs_steps_and_attempts() {
             "missing `{line}` in\n{text}"
         );
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_ingest_leaves_no_run_behind() {
+    let mut sink = Sink::start().await;
+    let wf = forward(&sink, "");
+    let server = TestServer::start(&[("w.yaml", &wf)], &[]).await;
+    let done = server.run_once("/hooks/in", &json!({"n": 1})).await;
+    assert_eq!(done["status"], "succeeded");
+    sink.next().await;
+    // What a crash between an ingest's writes and its 202 can leave: a
+    // queue entry and a queued run whose event never reached the disk.
+    let orphan_id = "run_0000000000000000ffffffffffffffff";
+    let server = server
+        .restart_after(&[("w.yaml", &wf)], |data| {
+            // The stopped server lets go of the store within moments.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let store = loop {
+                match hookflow::store::Store::open(data, 16) {
+                    Ok(s) => break s,
+                    Err(e) if e.is_locked() && Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(e) => panic!("store: {e}"),
+                }
+            };
+            let mut run: hookflow::record::Run =
+                serde_json::from_value(done.clone()).expect("a run record");
+            run.id = hookflow::record::RunId(orphan_id.into());
+            run.event_id = hookflow::record::EventId("evt_never_stored".into());
+            run.status = hookflow::record::RunStatus::Queued;
+            run.steps.clear();
+            store.save_run(&run).expect("run");
+            store
+                .enqueue(&hookflow::store::QueueEntry {
+                    due: Timestamp::now(),
+                    run_id: run.id.clone(),
+                })
+                .expect("entry");
+            let flushed = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(store.flush())
+            });
+            flushed.expect("flush");
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = server.get(&format!("/api/runs/{orphan_id}")).await;
+        let text = server
+            .client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        if status == 404 && text.contains("hookflow_queue_depth 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the orphan run is still there ({status}) or queued:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        sink.quiet_for(Duration::from_millis(300)).await,
+        "the orphan run must not deliver anything"
+    );
+    let (_, failed) = server.get("/api/runs?status=failed").await;
+    assert_eq!(failed["items"], json!([]), "and no failed run appears");
     server.stop().await;
 }

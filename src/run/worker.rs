@@ -1,12 +1,19 @@
 //! Which runs are due, and executing them at most `concurrency` at once.
 //!
+//! Runs execute on their own runtime ([`runtime`]) whose threads have a
+//! lower scheduling priority than the ones answering webhooks: when the
+//! machine is busy, accepting (what senders wait for, and time out on)
+//! comes first and runs use the rest; the queue absorbs the difference.
+//!
 //! The queue lives in sled (the `queue` tree) so runs survive restarts; the
 //! dispatcher works from [`Queue`], an in-memory mirror of it. Ingest,
 //! replays and retries push to the mirror only after their writes are
 //! complete, so the dispatcher never sees a run that is still being written;
 //! at startup the mirror is filled from the tree, so after a crash every
 //! entry is simply due again and its run resumes at its first unfinished
-//! step.
+//! step. The mirror holds at most [`MAX_IN_MEMORY`] entries: beyond that,
+//! entries stay only in the tree and are read back as the mirror empties,
+//! so a long backlog costs disk, not memory.
 
 use super::executor::Executor;
 use crate::record::{Event, Run, RunId, Timestamp};
@@ -18,13 +25,20 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tracing::error;
 
 /// Due runs, earliest first, and the runs being executed now.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Queue(Arc<QueueInner>);
 
-#[derive(Default)]
 struct QueueInner {
     state: Mutex<QueueState>,
     changed: Notify,
+    /// Entries kept in memory at most.
+    capacity: usize,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue::with_capacity(MAX_IN_MEMORY)
+    }
 }
 
 #[derive(Default)]
@@ -35,6 +49,9 @@ struct QueueState {
     /// back what ingest just wrote. At most [`MAX_HOT`]; the others are
     /// read from the store.
     hot: HashMap<RunId, Hot>,
+    /// Entries were left out of `due` for lack of room: read the tree
+    /// again once `due` runs low.
+    spilled: bool,
 }
 
 /// A run and its event exactly as they were just stored.
@@ -43,8 +60,12 @@ pub struct Hot {
     pub event: Event,
 }
 
-/// Runs kept in memory with their event (a few MB at most).
-const MAX_HOT: usize = 2048;
+/// Runs kept in memory with their event: enough to cover the runs in
+/// flight when there is no backlog (a few MB at most).
+const MAX_HOT: usize = 512;
+
+/// Queue entries kept in memory (about 100 bytes each).
+pub const MAX_IN_MEMORY: usize = 100_000;
 
 /// What [`Queue::take`] found.
 enum Take {
@@ -54,19 +75,48 @@ enum Take {
 }
 
 impl Queue {
-    /// Fill the queue from the store's queue tree (at startup).
+    /// A queue that keeps at most `capacity` entries in memory.
+    pub fn with_capacity(capacity: usize) -> Queue {
+        Queue(Arc::new(QueueInner {
+            state: Mutex::default(),
+            changed: Notify::new(),
+            capacity: capacity.max(1),
+        }))
+    }
+
+    /// Fill the queue from the store's queue tree: at startup, and when
+    /// entries were left out for lack of room and the queue runs low.
+    /// Returns how many entries were added.
     pub fn load(&self, store: &Store) -> Result<usize, StoreError> {
-        let mut n = 0;
+        // Cleared first: a push that finds no room meanwhile sets it again.
+        self.lock().spilled = false;
+        let mut added = 0;
         for entry in store.queue_entries() {
-            self.push(entry?);
-            n += 1;
+            let entry = entry?;
+            let mut s = self.lock();
+            if s.due.len() >= self.0.capacity {
+                s.spilled = true;
+                break;
+            }
+            if !s.running.contains(&entry.run_id) && s.due.insert((entry.due, entry.run_id)) {
+                added += 1;
+            }
         }
-        Ok(n)
+        if added > 0 {
+            self.0.changed.notify_one();
+        }
+        Ok(added)
     }
 
     /// Make a stored queue entry known to the dispatcher.
     pub fn push(&self, entry: QueueEntry) {
-        self.lock().due.insert((entry.due, entry.run_id));
+        let mut s = self.lock();
+        if s.due.len() >= self.0.capacity {
+            s.spilled = true;
+            return;
+        }
+        s.due.insert((entry.due, entry.run_id));
+        drop(s);
         self.0.changed.notify_one();
     }
 
@@ -74,12 +124,22 @@ impl Queue {
     /// in memory for the executor when there is room.
     pub fn push_hot(&self, run: Run, event: Event) {
         let mut s = self.lock();
+        if s.due.len() >= self.0.capacity {
+            s.spilled = true;
+            return;
+        }
         s.due.insert((run.created_at, run.id.clone()));
         if s.hot.len() < MAX_HOT {
             s.hot.insert(run.id.clone(), Hot { run, event });
         }
         drop(s);
         self.0.changed.notify_one();
+    }
+
+    /// Entries are waiting in the tree only and the queue runs low.
+    fn wants_refill(&self) -> bool {
+        let s = self.lock();
+        s.spilled && s.due.len() < self.0.capacity / 2
     }
 
     /// The in-memory copy of a run pushed with [`Queue::push_hot`], once.
@@ -127,6 +187,34 @@ impl Queue {
     }
 }
 
+/// How much lower than the HTTP threads' priority the run threads' is
+/// (a nice value: each step is worth about 25% less CPU under contention).
+const RUN_THREAD_NICE: i32 = 5;
+
+/// The runtime that executes runs: one thread per core, at lower priority.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name("hookflow-run")
+        .on_thread_start(|| lower_priority(RUN_THREAD_NICE))
+        .enable_all()
+        .build()
+}
+
+/// Raise the calling thread's nice value by `by`. Best effort: where it is
+/// not possible, runs simply compete with requests on equal terms.
+fn lower_priority(by: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: integer arguments only; on Linux the nice value is per
+    // thread, and raising it needs no privilege.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, now.saturating_add(by).min(19));
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = by;
+}
+
 /// Run the dispatcher until `shutdown` turns true, then wait up to `grace`
 /// for runs in flight; what is left stays queued for the next start.
 pub async fn dispatch(
@@ -148,6 +236,14 @@ pub async fn dispatch(
             },
             _ = shutdown.changed() => break,
         };
+        if queue.wants_refill() {
+            let (q, store) = (queue.clone(), executor.store.clone());
+            match tokio::task::spawn_blocking(move || q.load(&store)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => error!(error = %e, "cannot read the run queue"),
+                Err(e) => error!(error = %e, "reading the run queue was interrupted"),
+            }
+        }
         let now = Timestamp::now();
         match queue.take(now) {
             Take::Run(entry) => {
@@ -190,4 +286,89 @@ pub async fn dispatch(
     // grace limit (and resume after the next start).
     let all = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(grace, permits.acquire_many(all)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(due: u64, n: u32) -> QueueEntry {
+        QueueEntry {
+            due: Timestamp(due),
+            run_id: RunId(format!("run_{n:04}")),
+        }
+    }
+
+    fn drain(q: &Queue, now: Timestamp) -> Vec<RunId> {
+        let mut taken = Vec::new();
+        while let Take::Run(e) = q.take(now) {
+            q.done(&e.run_id);
+            taken.push(e.run_id);
+        }
+        taken
+    }
+
+    #[test]
+    fn takes_due_entries_in_order_and_waits_for_later_ones() {
+        let q = Queue::with_capacity(10);
+        q.push(entry(30, 3));
+        q.push(entry(10, 1));
+        q.push(entry(20, 2));
+        q.push(entry(500, 4));
+        let taken = drain(&q, Timestamp(100));
+        assert_eq!(
+            taken,
+            vec![
+                entry(10, 1).run_id,
+                entry(20, 2).run_id,
+                entry(30, 3).run_id
+            ]
+        );
+        assert!(matches!(
+            q.take(Timestamp(100)),
+            Take::Wait(Some(Timestamp(500)))
+        ));
+    }
+
+    #[test]
+    fn a_running_run_is_not_taken_twice() {
+        let q = Queue::with_capacity(10);
+        q.push(entry(10, 1));
+        let Take::Run(first) = q.take(Timestamp(100)) else {
+            panic!("the entry is due")
+        };
+        // A second entry of the same run (a retry scheduled while it runs).
+        q.push(entry(20, 1));
+        assert!(matches!(q.take(Timestamp(100)), Take::Wait(_)));
+        q.done(&first.run_id);
+        assert!(matches!(q.take(Timestamp(100)), Take::Run(_)));
+    }
+
+    #[test]
+    fn a_backlog_beyond_capacity_waits_in_the_store_and_is_read_back() {
+        let store = Store::temporary().expect("store");
+        let q = Queue::with_capacity(4);
+        for n in 0..10 {
+            let e = entry(10 + u64::from(n), n);
+            store.enqueue(&e).expect("enqueue");
+            q.push(e);
+        }
+        assert_eq!(q.len(), 4, "only the capacity is kept in memory");
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            if q.wants_refill() {
+                q.load(&store).expect("refill");
+            }
+            let Take::Run(e) = q.take(Timestamp(1000)) else {
+                break;
+            };
+            store.dequeue(&e).expect("dequeue");
+            q.done(&e.run_id);
+            seen.push(e.run_id);
+        }
+        let expected: Vec<RunId> = (0..10).map(|n| entry(0, n).run_id).collect();
+        assert_eq!(seen, expected, "every stored entry ran once, in order");
+        assert!(q.is_empty());
+        assert!(!q.wants_refill());
+    }
 }

@@ -403,6 +403,53 @@ mod tests {
     }
 
     #[test]
+    fn short_scripts_finish_inline_with_the_same_result() {
+        let engine = Engine::default();
+        let s = engine
+            .compile_script("log(\"hi\"); #{ n: event.n * 2 }")
+            .expect("compiles");
+        let ctx = json!({"event": {"n": 21}});
+        let inline = s
+            .try_inline(&ctx, None)
+            .expect("a short script stays inline");
+        let full = s.run(&ctx, None);
+        assert_eq!(inline.result, full.result);
+        assert_eq!(inline.result.expect("runs"), json!({"n": 42}));
+        assert_eq!(inline.logs, full.logs);
+    }
+
+    #[test]
+    fn long_scripts_give_up_inline_and_run_in_full() {
+        let engine = Engine::default();
+        let s = engine
+            .compile_script("let t = 0; for i in 0..100000 { t += i; } t")
+            .expect("compiles");
+        assert!(s.try_inline(&json!({}), None).is_none());
+        assert_eq!(
+            s.run(&json!({}), None).result.expect("runs"),
+            json!(4999950000_i64)
+        );
+    }
+
+    #[test]
+    fn state_writes_happen_once_in_the_full_run_only() {
+        let store = crate::store::Store::temporary().expect("store");
+        let engine = Engine::default();
+        let s = engine
+            .compile_script("let n = state_get(\"n\") ?? 0; state_set(\"n\", n + 1); n + 1")
+            .expect("compiles");
+        let state = || Some((store.state(), "wf".to_string()));
+        assert!(s.try_inline(&json!({}), state()).is_none());
+        assert_eq!(
+            store.state().get("wf", "n").expect("read"),
+            None,
+            "nothing written inline"
+        );
+        assert_eq!(s.run(&json!({}), state()).result.expect("runs"), json!(1));
+        assert_eq!(store.state().get("wf", "n").expect("read"), Some(json!(1)));
+    }
+
+    #[test]
     fn compile_errors_have_positions() {
         let engine = Engine::default();
         let err = engine

@@ -145,9 +145,20 @@ impl TestServer {
     }
 
     /// Stop, replace the workflow files, and start again on the same store.
-    pub async fn restart(mut self, workflows: &[(&str, &str)]) -> TestServer {
+    pub async fn restart(self, workflows: &[(&str, &str)]) -> TestServer {
+        self.restart_after(workflows, |_| {}).await
+    }
+
+    /// Stop, call `between` with the data folder (the store is closed),
+    /// then start again on the same data.
+    pub async fn restart_after(
+        mut self,
+        workflows: &[(&str, &str)],
+        between: impl FnOnce(&Path),
+    ) -> TestServer {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         self.stop_inner().await;
+        between(&dir.path().join("data"));
         write_files(&dir.path().join("workflows"), workflows);
         let config = ServeConfig::new(
             dir.path().join("workflows"),
