@@ -20,12 +20,37 @@ struct Histogram {
     count: u64,
 }
 
+/// Values by workflow, then by a fixed label.
+type ByWorkflow<V> = BTreeMap<String, BTreeMap<&'static str, V>>;
+
 #[derive(Default)]
 struct Inner {
-    events: BTreeMap<(String, &'static str), u64>,
-    runs: BTreeMap<(String, &'static str), u64>,
-    attempts: BTreeMap<(String, &'static str), u64>,
-    steps: BTreeMap<(String, &'static str), Histogram>,
+    events: ByWorkflow<u64>,
+    runs: ByWorkflow<u64>,
+    attempts: ByWorkflow<u64>,
+    steps: ByWorkflow<Histogram>,
+}
+
+/// The value for `workflow` and `label`; the workflow's name is copied only
+/// the first time it is seen (updates happen several times per run).
+fn slot<'m, V: Default>(
+    map: &'m mut ByWorkflow<V>,
+    workflow: &str,
+    label: &'static str,
+) -> &'m mut V {
+    if !map.contains_key(workflow) {
+        map.insert(workflow.to_string(), BTreeMap::new());
+    }
+    map.get_mut(workflow)
+        .expect("inserted just above")
+        .entry(label)
+        .or_default()
+}
+
+/// Every (workflow, label, value), in order.
+fn flat<V>(map: &ByWorkflow<V>) -> impl Iterator<Item = (&String, &&'static str, &V)> {
+    map.iter()
+        .flat_map(|(w, by)| by.iter().map(move |(l, v)| (w, l, v)))
 }
 
 #[derive(Default)]
@@ -63,30 +88,21 @@ impl Metrics {
     pub fn event(&self, e: &Event) {
         self.with(|m| {
             if e.workflows.is_empty() {
-                *m.events
-                    .entry((String::new(), e.outcome.as_str()))
-                    .or_default() += 1;
+                *slot(&mut m.events, "", e.outcome.as_str()) += 1;
             }
             for w in &e.workflows {
-                *m.events.entry((w.clone(), e.outcome.as_str())).or_default() += 1;
+                *slot(&mut m.events, w, e.outcome.as_str()) += 1;
             }
         });
     }
 
     pub fn run_finished(&self, r: &Run) {
-        self.with(|m| {
-            *m.runs
-                .entry((r.workflow.clone(), r.status.as_str()))
-                .or_default() += 1
-        });
+        self.with(|m| *slot(&mut m.runs, &r.workflow, r.status.as_str()) += 1);
     }
 
     pub fn step(&self, workflow: &str, kind: StepKind, seconds: f64) {
         self.with(|m| {
-            let h = m
-                .steps
-                .entry((workflow.to_string(), kind_name(kind)))
-                .or_default();
+            let h = slot(&mut m.steps, workflow, kind_name(kind));
             for (i, b) in BUCKETS.iter().enumerate() {
                 if seconds <= *b {
                     h.counts[i] += 1;
@@ -98,11 +114,7 @@ impl Metrics {
     }
 
     pub fn attempt(&self, workflow: &str, status: Option<u16>) {
-        self.with(|m| {
-            *m.attempts
-                .entry((workflow.to_string(), status_class(status)))
-                .or_default() += 1
-        });
+        self.with(|m| *slot(&mut m.attempts, workflow, status_class(status)) += 1);
     }
 
     /// The text exposition, with the queue gauges read by the caller.
@@ -121,7 +133,7 @@ impl Metrics {
             "# HELP hookflow_events_total Inbound events by workflow and outcome."
         );
         let _ = writeln!(out, "# TYPE hookflow_events_total counter");
-        for ((w, o), n) in &m.events {
+        for (w, o, n) in flat(&m.events) {
             let _ = writeln!(
                 out,
                 "hookflow_events_total{{workflow=\"{}\",outcome=\"{o}\"}} {n}",
@@ -133,7 +145,7 @@ impl Metrics {
             "# HELP hookflow_runs_total Finished runs by workflow and status."
         );
         let _ = writeln!(out, "# TYPE hookflow_runs_total counter");
-        for ((w, s), n) in &m.runs {
+        for (w, s, n) in flat(&m.runs) {
             let _ = writeln!(
                 out,
                 "hookflow_runs_total{{workflow=\"{}\",status=\"{s}\"}} {n}",
@@ -145,7 +157,7 @@ impl Metrics {
             "# HELP hookflow_outbound_attempts_total Outbound HTTP attempts by status class."
         );
         let _ = writeln!(out, "# TYPE hookflow_outbound_attempts_total counter");
-        for ((w, c), n) in &m.attempts {
+        for (w, c, n) in flat(&m.attempts) {
             let _ = writeln!(
                 out,
                 "hookflow_outbound_attempts_total{{workflow=\"{}\",class=\"{c}\"}} {n}",
@@ -157,7 +169,7 @@ impl Metrics {
             "# HELP hookflow_step_duration_seconds Step execution time."
         );
         let _ = writeln!(out, "# TYPE hookflow_step_duration_seconds histogram");
-        for ((w, k), h) in &m.steps {
+        for (w, k, h) in flat(&m.steps) {
             let w = esc(w);
             for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(out, "hookflow_step_duration_seconds_bucket{{workflow=\"{w}\",kind=\"{k}\",le=\"{b}\"}} {}", h.counts[i]);

@@ -25,7 +25,10 @@ pub struct Executor {
 
 impl Executor {
     pub fn publish(&self, run: &Run) {
-        // No listener is the normal case; nothing to do about it.
+        // No listener (no open UI) is the normal case: skip the copies.
+        if self.updates.receiver_count() == 0 {
+            return;
+        }
         let _ = self.updates.send(RunUpdate {
             id: run.id.clone(),
             workflow: run.workflow.clone(),
