@@ -35,7 +35,8 @@
 //!    entries (in an order that makes an interrupted write harmless, see
 //!    [`store::Store::insert_event`]) and waits for the group-commit flush;
 //!    only then does the sender get `202`.
-//! 3. [`run::worker::dispatch`] claims due queue entries, bounded by a
+//! 3. [`run::worker::dispatch`], on its own lower-priority threads, takes
+//!    due entries from the in-memory mirror of the queue, bounded by a
 //!    semaphore, and hands each to [`run::executor::Executor::execute`].
 //! 4. The executor walks the steps from the first unfinished one, skipping
 //!    those whose `if` is false, and saves the run after each step.

@@ -1,6 +1,8 @@
 //! Executes one run: from its first unfinished step, one step at a time,
-//! saving the run after every step so a crash resumes exactly there. A step
-//! failure is recorded in the run; `Err` means the store itself failed.
+//! saving the run after every step so a crash resumes exactly there (the
+//! last step's result goes out with the final save, and a delivered `http`
+//! step is flushed before anything else happens). A step failure is
+//! recorded in the run; `Err` means the store itself failed.
 
 use super::{into_context, RunUpdate};
 use crate::record::{redact, redact_str, Run, RunStatus, StepRecord, StepStatus, Timestamp};
