@@ -410,15 +410,7 @@ async fn metrics_count_events_runs_steps_and_attempts() {
     sink.answer("/out", vec![(503, vec![], "{}".into())]);
     server.run_once("/hooks/in", &json!({"n": 1})).await;
     server.post_json("/hooks/nowhere", &json!({})).await;
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let text = server.get_text("/metrics").await;
     for line in [
         "hookflow_events_total{workflow=\"w\",outcome=\"accepted\"} 1",
         "hookflow_runs_total{workflow=\"w\",status=\"succeeded\"} 1",
@@ -483,15 +475,7 @@ async fn an_interrupted_ingest_leaves_no_run_behind() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, _) = server.get(&format!("/api/runs/{orphan_id}")).await;
-        let text = server
-            .client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let text = server.get_text("/metrics").await;
         if status == 404 && text.contains("hookflow_queue_depth 0") {
             break;
         }

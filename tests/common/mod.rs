@@ -115,6 +115,18 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// GET a text answer (`/metrics`, say).
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .expect("a text answer")
+    }
+
     /// Wait (bounded) until the run reaches a final status; return it.
     pub async fn wait_run(&self, run_id: &str) -> Value {
         self.wait_run_status(run_id, FINAL).await
