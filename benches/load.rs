@@ -6,7 +6,9 @@
 //! in-process forwarder without storage (same job, no durability), so the
 //! figures can be compared.
 //!
-//! Run: `cargo bench --bench load` (optionally `-- SECONDS`, default 10).
+//! Run: `cargo bench --bench load` (optionally `-- SECONDS ROUNDS`, default
+//! 10 s and one round; with several rounds it also prints the medians, as
+//! this machine's speed varies by ±20% from one minute to the next).
 //! For profiling: `HOOKFLOW_BENCH_ONLY=hookflow` skips the two reference
 //! scenarios, `HOOKFLOW_BENCH_BIN=path` runs another build of the binary,
 //! and the server's PID is printed when it listens.
@@ -158,18 +160,47 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn main() {
-    let seconds: u64 = std::env::args()
+    let mut numbers = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10);
+        .filter_map(|a| a.parse::<u64>().ok());
+    let seconds = numbers.next().unwrap_or(10);
+    let rounds = numbers.next().unwrap_or(1).clamp(1, 9) as usize;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(seconds));
+    rt.block_on(run(seconds, rounds));
 }
 
-async fn run(seconds: u64) {
+/// What one round measured.
+struct Round {
+    ceiling: Figures,
+    forwarder: Figures,
+    ours: Figures,
+    runs_per_second: f64,
+    delivered: usize,
+    e2e_seconds: f64,
+    rss_mb: f64,
+    cpu_us_per_event: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The reference servers and the sinks, shared by every round.
+struct Bench {
+    root: &'static str,
+    body: Arc<Vec<u8>>,
+    delivered: Counter,
+    sink_url: String,
+    noop: String,
+    forwarder: String,
+    reference_seconds: u64,
+}
+
+async fn run(seconds: u64, rounds: usize) {
     let root = env!("CARGO_MANIFEST_DIR");
     let body = Arc::new(
         std::fs::read(format!(
@@ -184,22 +215,11 @@ async fn run(seconds: u64) {
             .with_state(delivered.clone()),
     )
     .await;
-
     let only_ours = std::env::var("HOOKFLOW_BENCH_ONLY").is_ok_and(|v| v == "hookflow");
-    let reference_seconds = if only_ours { 0 } else { seconds };
-    // 1. The ceiling: a handler that answers 202 and does nothing.
+    // The ceiling: a handler that answers 202 and does nothing.
     let noop =
         serve(Router::new().route("/hooks/stripe", post(|| async { StatusCode::ACCEPTED }))).await;
-    let plain = Arc::new(|| vec![("content-type".to_string(), "application/json".to_string())]);
-    let ceiling = load(
-        format!("{noop}/hooks/stripe"),
-        reference_seconds,
-        body.clone(),
-        plain.clone(),
-    )
-    .await;
-
-    // 2. A forwarder without storage doing the same job: forward, then ack.
+    // A forwarder without storage doing the same job: forward, then ack.
     let fwd_count = Counter(Arc::default());
     let fwd_sink = serve(
         Router::new()
@@ -225,23 +245,90 @@ async fn run(seconds: u64) {
         }),
     ))
     .await;
-    let no_storage = load(
-        format!("{forwarder}/hooks/stripe"),
-        reference_seconds,
-        body.clone(),
+    let bench = Bench {
+        root,
+        body,
+        delivered,
+        sink_url,
+        noop,
+        forwarder,
+        reference_seconds: if only_ours { 0 } else { seconds },
+    };
+
+    println!("load: {CONCURRENCY} concurrent clients, {seconds} s per scenario, {rounds} round(s), loopback, generator in the same machine");
+    let mut all = Vec::new();
+    for n in 1..=rounds {
+        let r = round(&bench, seconds).await;
+        if rounds > 1 {
+            println!("round {n}:");
+        }
+        r.ceiling.print("ceiling (no-op handler)");
+        r.forwarder.print("forwarder without storage");
+        r.ours.print("hookflow (durable ack)");
+        println!(
+            "hookflow runs delivered end to end: {} of {} in {:.1} s = {:.0} runs/s; peak RSS {:.1} MB",
+            r.delivered, r.ours.acks, r.e2e_seconds, r.runs_per_second, r.rss_mb
+        );
+        println!(
+            "hookflow server CPU: {:.0} us per event (ingest and run)",
+            r.cpu_us_per_event
+        );
+        all.push(r);
+    }
+    let m = |f: &dyn Fn(&Round) -> f64| median(all.iter().map(f).collect());
+    let rate = |f: &Figures| f.acks as f64 / f.seconds;
+    let ceiling = m(&|r| rate(&r.ceiling));
+    let forwarder_p99 = m(&|r| r.forwarder.p99_ms);
+    let acks = m(&|r| rate(&r.ours));
+    let p99 = m(&|r| r.ours.p99_ms);
+    if rounds > 1 {
+        println!("medians of {rounds} rounds:");
+        println!(
+            "  ceiling {ceiling:.0} acks/s (p99 {:.2} ms); forwarder {:.0} acks/s (p99 {forwarder_p99:.2} ms)",
+            m(&|r| r.ceiling.p99_ms),
+            m(&|r| rate(&r.forwarder)),
+        );
+        println!(
+            "  hookflow {acks:.0} acks/s (p50 {:.2} ms, p99 {p99:.2} ms), {:.0} runs/s end to end, peak RSS {:.1} MB, {:.0} us CPU per event",
+            m(&|r| r.ours.p50_ms),
+            m(&|r| r.runs_per_second),
+            m(&|r| r.rss_mb),
+            m(&|r| r.cpu_us_per_event),
+        );
+    }
+    println!(
+        "ratios: acks/s vs ceiling {:.2}, ack p99 vs forwarder {:.2}",
+        acks / ceiling,
+        p99 / forwarder_p99
+    );
+}
+
+/// The three scenarios, one after the other; hookflow on a fresh store.
+async fn round(b: &Bench, seconds: u64) -> Round {
+    let plain = Arc::new(|| vec![("content-type".to_string(), "application/json".to_string())]);
+    let ceiling = load(
+        format!("{}/hooks/stripe", b.noop),
+        b.reference_seconds,
+        b.body.clone(),
+        plain.clone(),
+    )
+    .await;
+    let forwarder = load(
+        format!("{}/hooks/stripe", b.forwarder),
+        b.reference_seconds,
+        b.body.clone(),
         plain,
     )
     .await;
 
-    // 3. hookflow itself, release binary, fresh store.
     let data = tempfile::tempdir().expect("tmp");
     let bin = std::env::var("HOOKFLOW_BENCH_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookflow").to_string());
     let mut child = Command::new(bin)
-        .current_dir(root)
+        .current_dir(b.root)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data.path())
-        .env("SLACK_WEBHOOK_URL", format!("{sink_url}/slack"))
+        .env("SLACK_WEBHOOK_URL", format!("{}/slack", b.sink_url))
         .env(
             "HOOKFLOW_LOG",
             std::env::var("HOOKFLOW_LOG").unwrap_or_else(|_| "warn,hookflow::server=info".into()),
@@ -272,7 +359,7 @@ async fn run(seconds: u64) {
         .expect("hookflow listens");
     eprintln!("hookflow listens on {addr}, pid {}", child.id());
     let signer = Arc::new({
-        let body = body.clone();
+        let body = b.body.clone();
         move || {
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -287,53 +374,43 @@ async fn run(seconds: u64) {
             ]
         }
     });
+    let delivered_before = b.delivered.0.load(Ordering::Relaxed) as usize;
+    let delivered = || b.delivered.0.load(Ordering::Relaxed) as usize - delivered_before;
     let cpu_before = cpu_seconds(child.id());
     let started = Instant::now();
     let ours = load(
         format!("http://{addr}/hooks/stripe"),
         seconds,
-        body.clone(),
+        b.body.clone(),
         signer,
     )
     .await;
-    // Every acked event is one run that posts once (plus the demo-inbox
-    // is not involved: the URL points at the bench sink).
+    // Every acked event is one run that posts once to the bench sink.
     // Wait for the backlog, but give up once deliveries stop for 5 s.
     let mut last = (0usize, Instant::now());
-    while (delivered.0.load(Ordering::Relaxed) as usize) < ours.acks
-        && last.1.elapsed() < Duration::from_secs(5)
-    {
+    while delivered() < ours.acks && last.1.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let now = delivered.0.load(Ordering::Relaxed) as usize;
+        let now = delivered();
         if now != last.0 {
             last = (now, Instant::now());
         }
     }
     let e2e_seconds = started.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(child.id()) - cpu_before;
-    let runs = delivered.0.load(Ordering::Relaxed) as usize;
-    let rss = peak_rss_mb(child.id());
+    let runs = delivered();
+    let rss_mb = peak_rss_mb(child.id());
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
-
-    println!("load: {CONCURRENCY} concurrent clients, {seconds} s per scenario, loopback, generator in the same machine");
-    ceiling.print("ceiling (no-op handler)");
-    no_storage.print("forwarder without storage");
-    ours.print("hookflow (durable ack)");
-    println!(
-        "hookflow runs delivered end to end: {runs} of {} in {e2e_seconds:.1} s = {:.0} runs/s; peak RSS {rss:.1} MB",
-        ours.acks,
-        runs as f64 / e2e_seconds
-    );
-    println!(
-        "hookflow server CPU: {server_cpu:.1} s = {:.0} us per event (ingest and run)",
-        server_cpu * 1e6 / ours.acks.max(1) as f64
-    );
-    println!(
-        "ratios: acks/s vs ceiling {:.2}, ack p99 vs forwarder {:.2}",
-        ours.acks as f64 / ours.seconds / (ceiling.acks as f64 / ceiling.seconds),
-        ours.p99_ms / no_storage.p99_ms
-    );
+    Round {
+        ceiling,
+        forwarder,
+        runs_per_second: runs as f64 / e2e_seconds,
+        delivered: runs,
+        e2e_seconds,
+        rss_mb,
+        cpu_us_per_event: server_cpu * 1e6 / ours.acks.max(1) as f64,
+        ours,
+    }
 }
