@@ -106,6 +106,11 @@ pub async fn run(
     queue
         .load(&store)
         .map_err(|e| ServerError::Setup(format!("cannot read the run queue: {e}")))?;
+    // The fresh-runs mark must be on disk before the first ingest.
+    worker::checkpoint(&queue, &store)
+        .await
+        .and(store.flush().await)
+        .map_err(|e| ServerError::Setup(format!("cannot store the fresh-runs mark: {e}")))?;
     let executor = Arc::new(Executor {
         store: store.clone(),
         workflows: Arc::clone(&workflows),
@@ -123,6 +128,11 @@ pub async fn run(
     let runs_runtime = worker::runtime().map_err(|e| {
         ServerError::Setup(format!("cannot start the threads that execute runs: {e}"))
     })?;
+    let marker = runs_runtime.spawn(worker::keep_marking(
+        queue.clone(),
+        store.clone(),
+        stop_rx.clone(),
+    ));
     let dispatcher = runs_runtime.spawn(worker::dispatch(
         Arc::clone(&executor),
         config.workers,
@@ -173,6 +183,10 @@ pub async fn run(
     info!("stopping: no new requests; letting running steps finish");
     let _ = stop_tx.send(true);
     let _ = dispatcher.await;
+    let _ = marker.await;
+    if let Err(e) = worker::checkpoint(&queue, &store).await {
+        warn!(error = %e, "cannot store the fresh-runs mark");
+    }
     // Tasks still waiting (a retry timer, say) end with the runtime; their
     // runs stay queued in the store. Shutting a runtime down blocks.
     let grace = config.grace;

@@ -307,6 +307,9 @@ impl ClaimLocks {
 
 impl Inbox {
     pub async fn accept(&self, req: Inbound) -> Result<Answer, StoreError> {
+        // Before any run id exists: the store's fresh-runs mark must not
+        // pass the runs this request may create.
+        let _ingesting = self.executor.queue.ingest();
         let now = Timestamp::now();
         let reg = self.workflows.current();
         match classify(&reg, &req, now) {

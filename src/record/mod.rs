@@ -89,6 +89,11 @@ macro_rules! id_type {
                 $name(format!("{}{}", $prefix, time_ordered_hex()))
             }
 
+            /// An id no greater than any id generated at or after `at`.
+            pub fn floor(at: Timestamp) -> Self {
+                $name(format!("{}{:016x}", $prefix, at.0 << 16))
+            }
+
             pub fn as_str(&self) -> &str {
                 &self.0
             }

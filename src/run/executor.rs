@@ -45,21 +45,33 @@ impl Executor {
         self.execute_inner(entry).instrument(span).await
     }
 
+    /// The entry is done with: remove it from the queue tree, or for a
+    /// fresh run (which has none) release the store's mark.
+    fn settle(&self, entry: &QueueEntry, fresh: bool) -> Result<(), StoreError> {
+        if fresh {
+            self.queue.settle(&entry.run_id);
+            Ok(())
+        } else {
+            self.store.dequeue(entry)
+        }
+    }
+
     async fn execute_inner(&self, entry: &QueueEntry) -> Result<(), StoreError> {
+        let fresh = self.queue.is_fresh(&entry.run_id);
         let (mut run, hot_event) = match self.queue.take_hot(&entry.run_id) {
             Some(hot) => (hot.run, Some(hot.event)),
             None => match self.store.run(entry.run_id.as_str())? {
                 Some(run) => (run, None),
                 None => {
                     warn!("queued run is missing from the store; dropping its queue entry");
-                    return self.store.dequeue(entry);
+                    return self.settle(entry, fresh);
                 }
             },
         };
         // A final run, or a spare entry left by a crash while a retry was
         // being scheduled (the run's own entry is the later one).
         if run.status.is_final() || run.next_attempt_at.is_some_and(|at| at > entry.due) {
-            return self.store.dequeue(entry);
+            return self.settle(entry, fresh);
         }
         let now = Timestamp::now();
         let event = match hot_event {
@@ -70,13 +82,14 @@ impl Executor {
             // Only an ingest interrupted before its event was written (and
             // so before its 202) leaves a run without its event.
             warn!(event_id = %run.event_id, "discarding a run whose event was never stored");
-            return self.store.discard_orphan(entry);
+            self.store.discard_orphan(entry)?;
+            return self.settle(entry, fresh);
         };
         let wf = match self.workflows.version(&run.workflow_version) {
             Ok(wf) => wf,
             Err(e) => {
                 self.finish(&mut run, RunStatus::Failed, Some(e))?;
-                return self.store.dequeue(entry);
+                return self.settle(entry, fresh);
             }
         };
         // Stored with the first step's result: a run that is running and
@@ -188,8 +201,13 @@ impl Executor {
                         due: at,
                         run_id: run.id.clone(),
                     })?;
-                    self.store.dequeue(entry)?;
+                    if !fresh {
+                        self.store.dequeue(entry)?;
+                    }
                     self.store.flush().await?;
+                    // The new entry is on disk: the run no longer needs the
+                    // mark.
+                    self.queue.settle(&run.id);
                     self.queue.push(QueueEntry {
                         due: at,
                         run_id: run.id.clone(),
@@ -205,7 +223,7 @@ impl Executor {
                 if is_http {
                     self.store.flush().await?;
                 }
-                return self.store.dequeue(entry);
+                return self.settle(entry, fresh);
             }
             self.store.save_run(&run)?;
             stored_running = true;
@@ -216,7 +234,7 @@ impl Executor {
             self.publish(&run);
         }
         self.finish(&mut run, RunStatus::Succeeded, None)?;
-        self.store.dequeue(entry)
+        self.settle(entry, fresh)
     }
 
     fn finish(

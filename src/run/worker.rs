@@ -18,7 +18,7 @@
 use super::executor::Executor;
 use crate::record::{Event, Run, RunId, Timestamp};
 use crate::store::{QueueEntry, Store, StoreError};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{watch, Notify, Semaphore};
@@ -49,9 +49,18 @@ struct QueueState {
     /// back what ingest just wrote. At most [`MAX_HOT`]; the others are
     /// read from the store.
     hot: HashMap<RunId, Hot>,
-    /// Entries were left out of `due` for lack of room: read the tree
+    /// Entries were left out of `due` for lack of room: read the store
     /// again once `due` runs low.
     spilled: bool,
+    /// Fresh runs (no queue entry; see [`crate::store`]) not finished yet:
+    /// the `fresh_runs_from` mark must stay at or below each of them.
+    fresh: BTreeSet<RunId>,
+    /// The smallest fresh run left out for lack of room since the last
+    /// read of the store.
+    spilled_fresh: Option<RunId>,
+    /// Ingests under way, by the id floor of the moment they started: their
+    /// runs are not in `fresh` yet, but the mark must not pass them.
+    ingesting: BTreeMap<RunId, usize>,
 }
 
 /// A run and its event exactly as they were just stored.
@@ -66,6 +75,25 @@ const MAX_HOT: usize = 512;
 
 /// Queue entries kept in memory (about 100 bytes each).
 pub const MAX_IN_MEMORY: usize = 100_000;
+
+/// Held by an ingest from before its runs' ids exist until they are in the
+/// queue (see [`Queue::ingest`]).
+pub struct Ingesting {
+    queue: Queue,
+    floor: RunId,
+}
+
+impl Drop for Ingesting {
+    fn drop(&mut self) {
+        let mut s = self.queue.lock();
+        if let Some(n) = s.ingesting.get_mut(&self.floor) {
+            *n -= 1;
+            if *n == 0 {
+                s.ingesting.remove(&self.floor);
+            }
+        }
+    }
+}
 
 /// What [`Queue::take`] found.
 enum Take {
@@ -84,28 +112,70 @@ impl Queue {
         }))
     }
 
-    /// Fill the queue from the store's queue tree: at startup, and when
-    /// entries were left out for lack of room and the queue runs low.
-    /// Returns how many entries were added.
+    /// Fill the queue from the store: the queue tree, then the fresh runs
+    /// from the `fresh_runs_from` mark on. At startup, and when entries
+    /// were left out for lack of room and the queue runs low. Returns how
+    /// many entries were added.
     pub fn load(&self, store: &Store) -> Result<usize, StoreError> {
         // Cleared first: a push that finds no room meanwhile sets it again.
-        self.lock().spilled = false;
+        {
+            let mut s = self.lock();
+            s.spilled = false;
+        }
         let mut added = 0;
+        let mut room = true;
         for entry in store.queue_entries() {
             let entry = entry?;
-            let mut s = self.lock();
-            if s.due.len() >= self.0.capacity {
-                s.spilled = true;
-                break;
+            match self.add_loaded(entry, false) {
+                Some(a) => added += a,
+                None => {
+                    room = false;
+                    break;
+                }
             }
-            if !s.running.contains(&entry.run_id) && s.due.insert((entry.due, entry.run_id)) {
-                added += 1;
-            }
+        }
+        if room {
+            let from = store
+                .fresh_runs_from()?
+                .unwrap_or_else(|| RunId::floor(Timestamp::now()));
+            // The stored mark is at or below every fresh run left out, so
+            // this scan finds them all again; while it runs the mark stays
+            // put, and whatever does not fit now is recorded anew.
+            let _hold = self.hold_floor(from.clone());
+            self.lock().spilled_fresh = None;
+            store.scan_unfinished_runs(&from, |entry| match self.add_loaded(entry, true) {
+                Some(a) => {
+                    added += a;
+                    true
+                }
+                None => false,
+            })?;
         }
         if added > 0 {
             self.0.changed.notify_one();
         }
         Ok(added)
+    }
+
+    /// Add an entry read from the store; `None` when there is no room.
+    fn add_loaded(&self, entry: QueueEntry, fresh: bool) -> Option<usize> {
+        let mut s = self.lock();
+        if s.due.len() >= self.0.capacity {
+            s.spilled = true;
+            if fresh {
+                let min = s
+                    .spilled_fresh
+                    .take()
+                    .map_or(entry.run_id.clone(), |m| m.min(entry.run_id.clone()));
+                s.spilled_fresh = Some(min);
+            }
+            return None;
+        }
+        if fresh {
+            s.fresh.insert(entry.run_id.clone());
+        }
+        let new = !s.running.contains(&entry.run_id) && s.due.insert((entry.due, entry.run_id));
+        Some(usize::from(new))
     }
 
     /// Make a stored queue entry known to the dispatcher.
@@ -120,20 +190,69 @@ impl Queue {
         self.0.changed.notify_one();
     }
 
-    /// [`Queue::push`] a run that was just stored, keeping it and its event
-    /// in memory for the executor when there is room.
+    /// Call before creating an ingest's runs; hold until they are pushed
+    /// with [`Queue::push_hot`].
+    pub fn ingest(&self) -> Ingesting {
+        self.hold_floor(RunId::floor(Timestamp::now()))
+    }
+
+    /// Keep the mark at or below `floor` while the guard lives.
+    fn hold_floor(&self, floor: RunId) -> Ingesting {
+        *self.lock().ingesting.entry(floor.clone()).or_default() += 1;
+        Ingesting {
+            queue: self.clone(),
+            floor,
+        }
+    }
+
+    /// Push a fresh run that was just stored, keeping it and its event in
+    /// memory for the executor when there is room.
     pub fn push_hot(&self, run: Run, event: Event) {
         let mut s = self.lock();
         if s.due.len() >= self.0.capacity {
             s.spilled = true;
+            let min = s
+                .spilled_fresh
+                .take()
+                .map_or(run.id.clone(), |m| m.min(run.id.clone()));
+            s.spilled_fresh = Some(min);
             return;
         }
+        s.fresh.insert(run.id.clone());
         s.due.insert((run.created_at, run.id.clone()));
         if s.hot.len() < MAX_HOT {
             s.hot.insert(run.id.clone(), Hot { run, event });
         }
         drop(s);
         self.0.changed.notify_one();
+    }
+
+    /// The run has no queue entry (it is found from the mark instead).
+    pub fn is_fresh(&self, run_id: &RunId) -> bool {
+        self.lock().fresh.contains(run_id)
+    }
+
+    /// The run no longer needs the mark: it is finished, or has a queue
+    /// entry of its own now. Its final state must be written (not
+    /// necessarily flushed: [`checkpoint`] flushes before moving the mark).
+    pub fn settle(&self, run_id: &RunId) {
+        self.lock().fresh.remove(run_id);
+    }
+
+    /// Where the `fresh_runs_from` mark may be moved: below every fresh run
+    /// that may be unfinished, and every ingest under way.
+    fn low_water(&self, now: Timestamp) -> RunId {
+        let s = self.lock();
+        [
+            s.fresh.first().cloned(),
+            s.spilled_fresh.clone(),
+            s.ingesting.keys().next().cloned(),
+            Some(RunId::floor(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| RunId::floor(now))
     }
 
     /// Entries are waiting in the tree only and the queue runs low.
@@ -217,6 +336,33 @@ fn lower_priority(by: i32) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = by;
+}
+
+/// Move the store's `fresh_runs_from` mark up to what the queue allows:
+/// the low-water mark is taken first, then everything written so far is
+/// flushed (so every run that settled before is durably final), then the
+/// mark is written.
+pub async fn checkpoint(queue: &Queue, store: &Store) -> Result<(), StoreError> {
+    let mark = queue.low_water(Timestamp::now());
+    store.flush().await?;
+    store.set_fresh_runs_from(&mark)
+}
+
+/// [`checkpoint`] every second until `shutdown` turns true (the server
+/// makes the last one once the runs have stopped).
+pub async fn keep_marking(queue: Queue, store: Store, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        if let Err(e) = checkpoint(&queue, &store).await {
+            error!(error = %e, "cannot store the fresh-runs mark");
+        }
+    }
 }
 
 /// Run the dispatcher until `shutdown` turns true, then wait up to `grace`
@@ -346,6 +492,101 @@ mod tests {
         assert!(matches!(q.take(Timestamp(100)), Take::Wait(_)));
         q.done(&first.run_id);
         assert!(matches!(q.take(Timestamp(100)), Take::Run(_)));
+    }
+
+    fn fresh_run(event: &Event) -> Run {
+        serde_json::from_value(serde_json::json!({
+            "id": RunId::generate(), "workflow": "w", "workflow_version": "v",
+            "event_id": event.id, "status": "queued", "attempt": 0,
+            "created_at": Timestamp::now(), "started_at": null, "finished_at": null,
+            "duration_ms": null, "next_attempt_at": null, "replay_of": null,
+            "replays": [], "steps": []
+        }))
+        .expect("a run")
+    }
+
+    fn event() -> Event {
+        serde_json::from_value(serde_json::json!({
+            "id": crate::record::EventId::generate(), "received_at": Timestamp::now(),
+            "path": "/hooks/w", "method": "POST", "headers": {}, "query": {},
+            "body": {}, "outcome": "accepted", "reason": null, "runs": []
+        }))
+        .expect("an event")
+    }
+
+    /// Take every due run (settling it as finished in the store), reading
+    /// the store again whenever the queue asks for it.
+    fn run_all(q: &Queue, store: &Store) -> Vec<RunId> {
+        let mut taken = Vec::new();
+        loop {
+            if q.wants_refill() {
+                q.load(store).expect("refill");
+            }
+            let Take::Run(e) = q.take(Timestamp::now().plus(Duration::from_secs(1))) else {
+                return taken;
+            };
+            let mut run = store.run(e.run_id.as_str()).expect("read").expect("stored");
+            run.status = crate::record::RunStatus::Succeeded;
+            store.save_run(&run).expect("save");
+            q.settle(&e.run_id);
+            q.done(&e.run_id);
+            taken.push(e.run_id);
+        }
+    }
+
+    #[tokio::test]
+    async fn fresh_runs_have_no_queue_entry_and_come_back_from_the_mark() {
+        let store = Store::temporary().expect("store");
+        let q = Queue::with_capacity(4);
+        checkpoint(&q, &store).await.expect("mark");
+        let mut ids = Vec::new();
+        for _ in 0..10 {
+            let _ingesting = q.ingest();
+            let e = event();
+            let run = fresh_run(&e);
+            store
+                .insert_event(&e, std::slice::from_ref(&run), &[])
+                .expect("ingest");
+            ids.push(run.id.clone());
+            q.push_hot(run, e);
+        }
+        assert_eq!(store.queue_len(), 0, "fresh runs write no queue entry");
+        assert_eq!(q.len(), 4, "only the capacity is kept in memory");
+        checkpoint(&q, &store).await.expect("mark");
+        let mark = store.fresh_runs_from().expect("read").expect("a mark");
+        assert!(mark <= ids[0], "the mark stays below every unfinished run");
+
+        // A restart: a new queue finds every unfinished run from the mark.
+        let restarted = Queue::with_capacity(100);
+        assert_eq!(restarted.load(&store).expect("load"), 10);
+        drop(restarted);
+
+        // Run them all, reading the left-out ones back from the store.
+        assert_eq!(
+            run_all(&q, &store),
+            ids,
+            "every fresh run ran once, in order"
+        );
+        checkpoint(&q, &store).await.expect("mark");
+        let mark = store.fresh_runs_from().expect("read").expect("a mark");
+        assert!(
+            mark > ids[9],
+            "with nothing unfinished the mark moves past them all"
+        );
+        assert_eq!(Queue::with_capacity(100).load(&store).expect("load"), 0);
+    }
+
+    #[test]
+    fn the_mark_never_passes_an_ingest_under_way() {
+        let q = Queue::with_capacity(10);
+        let ingesting = q.ingest();
+        // The runs of that ingest get their ids now, later than its start.
+        let id = RunId::generate();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(q.low_water(Timestamp::now()) <= id);
+        drop(ingesting);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(q.low_water(Timestamp::now()) > id);
     }
 
     #[test]

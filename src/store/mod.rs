@@ -8,6 +8,13 @@
 //! | `state`    | workflow `\0` key             | JSON value (`state_set`)   |
 //! | `versions` | workflow version hash         | the workflow's source      |
 //! | `dedupe`   | workflow `\0` dedupe key      | [`DedupeEntry`] as JSON    |
+//! | `meta`     | `fresh_runs_from`             | a run id (see below)       |
+//!
+//! The `queue` tree holds runs waiting for a later time (retries) and
+//! replays. Fresh runs of an ingest get no queue entry, which saves two
+//! writes per event: they are found again by scanning `runs` from the
+//! `fresh_runs_from` mark, a run id below every fresh run that may still be
+//! unfinished (kept by [`crate::run::worker`]).
 //!
 //! Ids sort by creation time, so "newest first" is a reverse range scan and a
 //! cursor is simply the last id seen. Durability goes through one flusher
@@ -26,6 +33,8 @@ const QUEUE: &str = "queue";
 const STATE: &str = "state";
 const VERSIONS: &str = "versions";
 const DEDUPE: &str = "dedupe";
+const META: &str = "meta";
+const FRESH_RUNS_FROM: &[u8] = b"fresh_runs_from";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,6 +65,7 @@ pub struct Store {
     state: Tree,
     versions: Tree,
     dedupe: Tree,
+    meta: Tree,
     flusher: mpsc::Sender<oneshot::Sender<std::result::Result<(), String>>>,
 }
 
@@ -183,6 +193,7 @@ impl Store {
             state: db.open_tree(STATE)?,
             versions: db.open_tree(VERSIONS)?,
             dedupe: db.open_tree(DEDUPE)?,
+            meta: db.open_tree(META)?,
             flusher: tx,
         })
     }
@@ -199,27 +210,22 @@ impl Store {
             .map_err(StoreError::Flush)
     }
 
-    /// Write an event with its new runs, their queue entries and its
-    /// dedupe claims. The caller checks the claims first (holding the
-    /// keys, see [`crate::inbound::Inbox`]) and flushes before answering.
+    /// Write an event with its new runs and its dedupe claims. The caller
+    /// checks the claims first (holding the keys, see
+    /// [`crate::inbound::Inbox`]), keeps the runs above the
+    /// `fresh_runs_from` mark until they finish, and flushes before
+    /// answering.
     ///
     /// There is no transaction: the first sled transaction or batch puts
     /// every later sled operation of the process behind one global lock,
     /// which costs more than the whole rest of an ingest under load.
     /// Atomicity comes from the order instead. Sled recovers a prefix of
-    /// each thread's writes, and the writes go queue entries, runs, event,
-    /// claims: an interrupted ingest leaves at most queue entries whose run
-    /// or event is missing, which the executor discards
-    /// ([`Store::discard_orphan`]), and never a claim without its event.
-    /// None of it was acknowledged, so the sender retries.
+    /// each thread's writes, and the writes go runs, event, claims: an
+    /// interrupted ingest leaves at most runs whose event is missing, which
+    /// the executor discards ([`Store::discard_orphan`]), and never a claim
+    /// without its event. None of it was acknowledged, so the sender
+    /// retries.
     pub fn insert_event(&self, event: &Event, runs: &[Run], claims: &[DedupeClaim]) -> Result<()> {
-        for r in runs {
-            let entry = QueueEntry {
-                due: r.created_at,
-                run_id: r.id.clone(),
-            };
-            self.queue.insert(entry.key(), &[] as &[u8])?;
-        }
         for r in runs {
             self.runs.insert(r.id.as_str().as_bytes(), to_bytes(r))?;
         }
@@ -236,8 +242,53 @@ impl Store {
         Ok(())
     }
 
+    /// The `fresh_runs_from` mark, if one was ever stored.
+    pub fn fresh_runs_from(&self) -> Result<Option<RunId>> {
+        Ok(self
+            .meta
+            .get(FRESH_RUNS_FROM)?
+            .map(|b| RunId(String::from_utf8_lossy(&b).into_owned())))
+    }
+
+    /// Move the `fresh_runs_from` mark (durable with the next flush; an
+    /// older mark is always safe, it only makes the next scan longer).
+    pub fn set_fresh_runs_from(&self, id: &RunId) -> Result<()> {
+        self.meta.insert(FRESH_RUNS_FROM, id.as_str().as_bytes())?;
+        Ok(())
+    }
+
+    /// Call `f` with every queued or running run at or above `from`, in id
+    /// order (runs waiting for a retry have a queue entry instead).
+    pub fn scan_unfinished_runs(
+        &self,
+        from: &RunId,
+        mut f: impl FnMut(QueueEntry) -> bool,
+    ) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            id: RunId,
+            status: RunStatus,
+            created_at: Timestamp,
+        }
+        for entry in self.runs.range(from.as_str().as_bytes()..) {
+            let (k, v) = entry?;
+            let head: Head = from_bytes(&String::from_utf8_lossy(&k), &v)?;
+            if matches!(head.status, RunStatus::Queued | RunStatus::Running) {
+                let go_on = f(QueueEntry {
+                    due: head.created_at,
+                    run_id: head.id,
+                });
+                if !go_on {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Remove what an interrupted write left behind: a queued run whose
-    /// event never made it to disk (see [`Store::insert_event`]).
+    /// event never made it to disk (see [`Store::insert_event`]), and its
+    /// queue entry if it has one.
     pub fn discard_orphan(&self, entry: &QueueEntry) -> Result<()> {
         self.runs.remove(entry.run_id.as_str().as_bytes())?;
         self.dequeue(entry)
