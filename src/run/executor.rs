@@ -82,7 +82,7 @@ impl Executor {
             // Only an ingest interrupted before its event was written (and
             // so before its 202) leaves a run without its event.
             warn!(event_id = %run.event_id, "discarding a run whose event was never stored");
-            self.store.discard_orphan(entry)?;
+            self.store.discard_orphan(&entry.run_id)?;
             return self.settle(entry, fresh);
         };
         let wf = match self.workflows.version(&run.workflow_version) {

@@ -160,15 +160,7 @@ impl Queue {
     /// Add an entry read from the store; `None` when there is no room.
     fn add_loaded(&self, entry: QueueEntry, fresh: bool) -> Option<usize> {
         let mut s = self.lock();
-        if s.due.len() >= self.0.capacity {
-            s.spilled = true;
-            if fresh {
-                let min = s
-                    .spilled_fresh
-                    .take()
-                    .map_or(entry.run_id.clone(), |m| m.min(entry.run_id.clone()));
-                s.spilled_fresh = Some(min);
-            }
+        if self.no_room(&mut s, fresh.then_some(&entry.run_id)) {
             return None;
         }
         if fresh {
@@ -178,11 +170,25 @@ impl Queue {
         Some(usize::from(new))
     }
 
+    /// At capacity: note that entries now wait in the store only (and the
+    /// smallest fresh run among them, which the mark must not pass).
+    fn no_room(&self, s: &mut QueueState, fresh: Option<&RunId>) -> bool {
+        if s.due.len() < self.0.capacity {
+            return false;
+        }
+        s.spilled = true;
+        if let Some(id) = fresh {
+            if s.spilled_fresh.as_ref().is_none_or(|m| id < m) {
+                s.spilled_fresh = Some(id.clone());
+            }
+        }
+        true
+    }
+
     /// Make a stored queue entry known to the dispatcher.
     pub fn push(&self, entry: QueueEntry) {
         let mut s = self.lock();
-        if s.due.len() >= self.0.capacity {
-            s.spilled = true;
+        if self.no_room(&mut s, None) {
             return;
         }
         s.due.insert((entry.due, entry.run_id));
@@ -209,13 +215,7 @@ impl Queue {
     /// memory for the executor when there is room.
     pub fn push_hot(&self, run: Run, event: Event) {
         let mut s = self.lock();
-        if s.due.len() >= self.0.capacity {
-            s.spilled = true;
-            let min = s
-                .spilled_fresh
-                .take()
-                .map_or(run.id.clone(), |m| m.min(run.id.clone()));
-            s.spilled_fresh = Some(min);
+        if self.no_room(&mut s, Some(&run.id)) {
             return;
         }
         s.fresh.insert(run.id.clone());

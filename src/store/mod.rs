@@ -287,11 +287,11 @@ impl Store {
     }
 
     /// Remove what an interrupted write left behind: a queued run whose
-    /// event never made it to disk (see [`Store::insert_event`]), and its
-    /// queue entry if it has one.
-    pub fn discard_orphan(&self, entry: &QueueEntry) -> Result<()> {
-        self.runs.remove(entry.run_id.as_str().as_bytes())?;
-        self.dequeue(entry)
+    /// event never made it to disk (see [`Store::insert_event`]). Its
+    /// queue entry, if any, is settled like any other.
+    pub fn discard_orphan(&self, run_id: &RunId) -> Result<()> {
+        self.runs.remove(run_id.as_str().as_bytes())?;
+        Ok(())
     }
 
     /// The live holder of a dedupe key, if any.
