@@ -44,6 +44,7 @@
 //!    otherwise the run ends `succeeded`, `filtered` or `failed`.
 //! 6. [`http::api`] lists runs and events newest first with a cursor.
 
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod expr;

@@ -2,9 +2,10 @@
 
 /// mimalloc: under load, glibc's malloc spent a quarter of the server's CPU
 /// in its own locks and consolidation (sled allocates on one thread and
-/// frees on another). See [`tune_memory`] for how memory is kept low.
+/// frees on another). See [`tune_memory`] for how memory is kept low, and
+/// [`hookflow::alloc`] for the log buffers it keeps.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: hookflow::alloc::Allocator = hookflow::alloc::Allocator;
 
 /// Keep memory low: no transparent huge pages for this process (with them,
 /// mimalloc's arenas take 2 MiB at a time), and freed memory goes back to

@@ -36,6 +36,10 @@ const DEDUPE: &str = "dedupe";
 const META: &str = "meta";
 const FRESH_RUNS_FROM: &[u8] = b"fresh_runs_from";
 
+/// sled's segment size (its default, stated here because
+/// [`crate::alloc`] recycles the log buffers of exactly this size).
+pub const SEGMENT_SIZE: usize = 512 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store: {0}")]
@@ -164,6 +168,7 @@ impl Store {
     pub fn open(dir: &Path, cache_mb: u64) -> Result<Store> {
         let db = sled::Config::new()
             .path(dir)
+            .segment_size(SEGMENT_SIZE)
             .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
             // Durability is ours: the group-commit flusher below decides
             // when data reaches the disk, not a background timer.
