@@ -242,17 +242,17 @@ impl Queue {
     /// Where the `fresh_runs_from` mark may be moved: below every fresh run
     /// that may be unfinished, and every ingest under way.
     fn low_water(&self, now: Timestamp) -> RunId {
+        let floor = RunId::floor(now);
         let s = self.lock();
-        [
-            s.fresh.first().cloned(),
-            s.spilled_fresh.clone(),
-            s.ingesting.keys().next().cloned(),
-            Some(RunId::floor(now)),
+        let held = [
+            s.fresh.first(),
+            s.spilled_fresh.as_ref(),
+            s.ingesting.keys().next(),
         ]
         .into_iter()
         .flatten()
-        .min()
-        .unwrap_or_else(|| RunId::floor(now))
+        .min();
+        held.filter(|h| **h < floor).cloned().unwrap_or(floor)
     }
 
     /// Entries are waiting in the tree only and the queue runs low.

@@ -154,6 +154,15 @@ fn dedupe_key(workflow: &str, key: &str) -> Vec<u8> {
     k
 }
 
+/// The fields of a stored run that scans need, read without the rest.
+#[derive(serde::Deserialize)]
+struct RunHead {
+    id: RunId,
+    workflow: String,
+    status: RunStatus,
+    created_at: Timestamp,
+}
+
 /// What one pruning pass removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
@@ -269,15 +278,9 @@ impl Store {
         from: &RunId,
         mut f: impl FnMut(QueueEntry) -> bool,
     ) -> Result<()> {
-        #[derive(serde::Deserialize)]
-        struct Head {
-            id: RunId,
-            status: RunStatus,
-            created_at: Timestamp,
-        }
         for entry in self.runs.range(from.as_str().as_bytes()..) {
             let (k, v) = entry?;
-            let head: Head = from_bytes(&String::from_utf8_lossy(&k), &v)?;
+            let head: RunHead = from_bytes(&String::from_utf8_lossy(&k), &v)?;
             if matches!(head.status, RunStatus::Queued | RunStatus::Running) {
                 let go_on = f(QueueEntry {
                     due: head.created_at,
@@ -429,15 +432,9 @@ impl Store {
         cap: usize,
         mut f: impl FnMut(&str, RunStatus, Timestamp),
     ) -> Result<()> {
-        #[derive(serde::Deserialize)]
-        struct Head {
-            workflow: String,
-            status: RunStatus,
-            created_at: Timestamp,
-        }
         for entry in self.runs.iter().rev().take(cap) {
             let (k, v) = entry?;
-            let head: Head = from_bytes(&String::from_utf8_lossy(&k), &v)?;
+            let head: RunHead = from_bytes(&String::from_utf8_lossy(&k), &v)?;
             if head.created_at < since {
                 break;
             }
