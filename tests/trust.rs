@@ -514,3 +514,46 @@ async fn hostile_requests_get_clear_answers_and_the_server_stays_healthy() {
     assert_eq!(run["status"], "succeeded");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_refused_connection_does_not_reveal_a_secret_url() {
+    // A loopback port with nothing listening: the connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://127.0.0.1:{}/hooks/tok-5e1d7a",
+        closed.local_addr().expect("addr").port()
+    );
+    drop(closed);
+    let dir = tempfile::tempdir().expect("tmp");
+    let wf_dir = dir.path().join("workflows");
+    common::write_files(
+        &wf_dir,
+        &[(
+            "out.yaml",
+            "trigger:\n  webhook: { path: /out }\nsteps:\n  - id: deliver\n    http:\n      url: '{{ env.DEST_URL }}'\n      retry: { attempts: 1 }\n",
+        )],
+    );
+    let (wf_arg, data) = (
+        wf_dir.display().to_string(),
+        dir.path().join("data").display().to_string(),
+    );
+    let server = common::BinServer::start(
+        &["--workflows", &wf_arg, "--data", &data],
+        &[("DEST_URL", &url)],
+    );
+    let client = reqwest::Client::new();
+    let answer = common::post_at(&client, &server.url("/hooks/out"), &json!({"n": 1})).await;
+    let run_id = answer["runs"][0].as_str().expect("run").to_string();
+    let run = common::wait_run_at(&client, &server.base, &run_id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let attempt = &run["steps"][0]["attempts"][0];
+    let error = attempt["error"].as_str().expect("the attempt's error");
+    assert!(error.contains("[redacted]"), "{error}");
+    assert_eq!(attempt["request"]["url"], "[redacted]");
+    let text = run.to_string();
+    assert!(!text.contains("tok-5e1d7a"), "the URL leaked: {text}");
+    let log = server.log.clone();
+    server.terminate();
+    let log = log.lock().expect("log").join("\n");
+    assert!(!log.contains("tok-5e1d7a"), "the URL leaked into the log");
+}

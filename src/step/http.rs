@@ -248,6 +248,10 @@ impl HttpAction {
             }
             Err(e) => attempt.error = Some(e.clone()),
         }
+        // A transport error names the URL, which may carry a secret.
+        if let Some(e) = &mut attempt.error {
+            redact_str(e, env.secrets);
+        }
         record.attempts.push(attempt);
         match outcome {
             Outcome::Succeeded(mut v) => {
