@@ -539,7 +539,7 @@ async fn a_refused_connection_does_not_reveal_a_secret_url() {
     );
     let server = common::BinServer::start(
         &["--workflows", &wf_arg, "--data", &data],
-        &[("DEST_URL", &url)],
+        &[("DEST_URL", &url), ("HOOKFLOW_LOG", "debug")],
     );
     let client = reqwest::Client::new();
     let answer = common::post_at(&client, &server.url("/hooks/out"), &json!({"n": 1})).await;
@@ -555,5 +555,6 @@ async fn a_refused_connection_does_not_reveal_a_secret_url() {
     let log = server.log.clone();
     server.terminate();
     let log = log.lock().expect("log").join("\n");
+    assert!(log.len() > 500, "debug logging was captured");
     assert!(!log.contains("tok-5e1d7a"), "the URL leaked into the log");
 }

@@ -31,7 +31,11 @@ impl Timestamp {
     }
 
     pub fn to_rfc3339(self) -> String {
-        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(self.0)).to_string()
+        self.rfc3339().to_string()
+    }
+
+    fn rfc3339(self) -> humantime::Rfc3339Timestamp {
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(self.0))
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -44,14 +48,25 @@ impl Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        // Formatted straight into the output, without a String per stamp.
+        s.collect_str(&self.rfc3339())
     }
 }
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Timestamp::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {s}")))
+        // Read in place when the input allows it (stored records do).
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an RFC 3339 timestamp")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Timestamp, E> {
+                Timestamp::parse(s).ok_or_else(|| E::custom(format!("bad timestamp {s}")))
+            }
+        }
+        d.deserialize_str(Visitor)
     }
 }
 
@@ -436,6 +451,14 @@ mod tests {
         let s = t.to_rfc3339();
         assert!(s.ends_with(".123Z"), "{s}");
         assert_eq!(Timestamp::parse(&s), Some(t));
+        // Through serde, from bytes (read in place) and from a Value.
+        let json = serde_json::to_vec(&t).expect("serializes");
+        assert_eq!(json, format!("\"{s}\"").into_bytes());
+        assert_eq!(serde_json::from_slice::<Timestamp>(&json).ok(), Some(t));
+        let value = serde_json::Value::String(s);
+        assert_eq!(serde_json::from_value::<Timestamp>(value).ok(), Some(t));
+        let bad = serde_json::from_slice::<Timestamp>(b"\"yesterday\"");
+        assert!(bad.is_err_and(|e| e.to_string().contains("bad timestamp yesterday")));
     }
 
     #[test]
