@@ -178,6 +178,8 @@ struct Round {
     forwarder: Figures,
     ours: Figures,
     runs_per_second: f64,
+    /// Runs delivered while the load was on, per second of load.
+    runs_during_load: f64,
     delivered: usize,
     e2e_seconds: f64,
     rss_mb: f64,
@@ -266,8 +268,8 @@ async fn run(seconds: u64, rounds: usize) {
         r.forwarder.print("forwarder without storage");
         r.ours.print("hookflow (durable ack)");
         println!(
-            "hookflow runs delivered end to end: {} of {} in {:.1} s = {:.0} runs/s; peak RSS {:.1} MB",
-            r.delivered, r.ours.acks, r.e2e_seconds, r.runs_per_second, r.rss_mb
+            "hookflow runs delivered end to end: {} of {} in {:.1} s = {:.0} runs/s ({:.0} runs/s while the load was on); peak RSS {:.1} MB",
+            r.delivered, r.ours.acks, r.e2e_seconds, r.runs_per_second, r.runs_during_load, r.rss_mb
         );
         println!(
             "hookflow server CPU: {:.0} us per event (ingest and run)",
@@ -289,9 +291,10 @@ async fn run(seconds: u64, rounds: usize) {
             m(&|r| rate(&r.forwarder)),
         );
         println!(
-            "  hookflow {acks:.0} acks/s (p50 {:.2} ms, p99 {p99:.2} ms), {:.0} runs/s end to end, peak RSS {:.1} MB, {:.0} us CPU per event",
+            "  hookflow {acks:.0} acks/s (p50 {:.2} ms, p99 {p99:.2} ms), {:.0} runs/s end to end ({:.0} while the load was on), peak RSS {:.1} MB, {:.0} us CPU per event",
             m(&|r| r.ours.p50_ms),
             m(&|r| r.runs_per_second),
+            m(&|r| r.runs_during_load),
             m(&|r| r.rss_mb),
             m(&|r| r.cpu_us_per_event),
         );
@@ -385,6 +388,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         signer,
     )
     .await;
+    let runs_during_load = delivered() as f64 / ours.seconds;
     // Every acked event is one run that posts once to the bench sink.
     // Wait for the backlog, but give up once deliveries stop for 5 s.
     let mut last = (0usize, Instant::now());
@@ -407,6 +411,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         ceiling,
         forwarder,
         runs_per_second: runs as f64 / e2e_seconds,
+        runs_during_load,
         delivered: runs,
         e2e_seconds,
         rss_mb,
