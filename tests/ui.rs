@@ -100,7 +100,15 @@ async fn the_ui_answers_what_happened_to_my_webhook() {
     assert!(attempts[1].as_str().unwrap_or("").contains("HTTP 500"));
     browser.screenshot(&dir, "run-failed").await;
 
-    // Replay: lands on the new run, which links back to the original.
+    // Replay: lands on the new run, which links back to the original. The
+    // sink answers the replay after 500 ms, and the first event request
+    // after the click is held back for 1.5 s: updates arrive while a page
+    // is still loading, and a page the user has left finishes loading late.
+    // The replay's page must end up showing its final status.
+    sink.set_delay(Some(std::time::Duration::from_millis(500)));
+    browser
+        .js("const f = window.fetch; let once = true; window.fetch = (u, o) => { if (once && String(u).startsWith('/api/events/')) { once = false; return new Promise((r) => setTimeout(r, 1500)).then(() => f(u, o)); } return f(u, o); }; return true")
+        .await;
     browser.click("#replay-failed").await;
     let landed = browser
         .wait_for("the replay's page", &format!("const h = location.hash; return h.startsWith('#/runs/run_') && !h.includes('{failed_id}') ? h : ''"))
@@ -116,6 +124,16 @@ async fn the_ui_answers_what_happened_to_my_webhook() {
             "return document.querySelector('h1 .badge.succeeded')",
         )
         .await;
+    sink.set_delay(None);
+    // By now the held-back request has answered: the page is still the
+    // replay's, not one left behind by an earlier navigation.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        browser
+            .js("return [document.querySelector('h1 .mono')?.textContent, document.querySelector('h1 .badge')?.textContent]")
+            .await,
+        json!([replay_id, "succeeded"])
+    );
     assert_eq!(
         browser
             .js("return document.getElementById('replay-of')?.textContent")

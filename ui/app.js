@@ -10,6 +10,12 @@ const PAGE = 50;
 const main = document.getElementById("main");
 let token = sessionStorage.getItem("hookflow-token") || "";
 let onRunUpdate = null; // the current view's live handler
+// Updates that arrived while the current view was still loading: its
+// handler gets them once installed (see `live`), so a run that finished
+// meanwhile is not shown in a stale state. `null` means "reload".
+let missed = [];
+let generation = 0; // counts route changes; a slower, older view stands down
+const MAX_MISSED = 500;
 
 // ---------------------------------------------------------------- helpers
 
@@ -164,10 +170,10 @@ async function stream() {
             if (line.startsWith("event:")) event = line.slice(6).trim();
             else if (line.startsWith("data:")) data += line.slice(5).trim();
           }
-          if (event === "run" && data && onRunUpdate) {
-            try { onRunUpdate(JSON.parse(data)); } catch (e) { console.warn(e); }
-          } else if (event === "lagged" && onRunUpdate) {
-            onRunUpdate(null);
+          if (event === "run" && data) {
+            try { deliver(JSON.parse(data)); } catch (e) { console.warn(e); }
+          } else if (event === "lagged") {
+            deliver(null);
           }
         }
       }
@@ -180,6 +186,25 @@ async function stream() {
   }
 }
 
+/** Hand a run update (or `null`: updates were lost) to the view. */
+function deliver(update) {
+  if (onRunUpdate) return onRunUpdate(update);
+  missed = missed.length < MAX_MISSED ? [...missed, update] : [null];
+}
+
+/** Install the view started at `gen` as the live handler, first giving it
+ *  what arrived while it loaded. Stops early once the handler re-routes. */
+function live(gen, handler) {
+  if (gen !== generation) return;
+  onRunUpdate = handler;
+  const queued = missed;
+  missed = [];
+  for (const u of queued) {
+    if (onRunUpdate !== handler) break;
+    handler(u);
+  }
+}
+
 // ---------------------------------------------------------------- routing
 
 function route() {
@@ -188,6 +213,9 @@ function route() {
   const params = new URLSearchParams(query || "");
   const parts = path.split("/").filter(Boolean);
   onRunUpdate = null;
+  missed = [];
+  generation += 1;
+  const gen = generation;
   for (const a of document.querySelectorAll("nav a")) {
     a.toggleAttribute("aria-current", a.dataset.nav === parts[0]);
     if (a.dataset.nav === parts[0]) a.setAttribute("aria-current", "page");
@@ -199,10 +227,12 @@ function route() {
     parts[0] === "workflows" && parts[1] ? workflowView(parts[1]) :
     parts[0] === "workflows" ? workflowsView() :
     runsView(params);
-  view.catch((e) => show(el("div", { class: "panel error", role: "alert" }, `Could not load this page: ${e.message}`)));
+  view.catch((e) => show(gen, el("div", { class: "panel error", role: "alert" }, `Could not load this page: ${e.message}`)));
 }
 
-function show(...nodes) {
+/** Render the view started at `gen`, unless the user has moved on since. */
+function show(gen, ...nodes) {
+  if (gen !== generation) return;
   main.replaceChildren(...nodes);
 }
 
@@ -255,6 +285,7 @@ function runRow(r) {
 }
 
 async function runsView(params) {
+  const gen = generation;
   const workflow = params.get("workflow") || "";
   const status = params.get("status") || "";
   const before = params.get("before") || "";
@@ -288,11 +319,11 @@ async function runsView(params) {
   } else {
     body = el("div", {}, table, pager);
   }
-  show(el("h1", {}, "Runs"), chart(stats), filters, body);
+  show(gen, el("h1", {}, "Runs"), chart(stats), filters, body);
 
   if (!before) {
     let statsTimer = null;
-    onRunUpdate = async (u) => {
+    live(gen, async (u) => {
       if (!u) return route();
       const row = tbody.querySelector(`tr[data-run="${CSS.escape(u.id)}"]`);
       if (workflow && u.workflow !== workflow) return;
@@ -313,7 +344,7 @@ async function runsView(params) {
         const panel = main.querySelector("section.panel");
         if (panel) panel.replaceWith(chart(await api("/api/stats")));
       }, 3000);
-    };
+    });
   }
 }
 
@@ -362,6 +393,7 @@ function attemptView(a) {
 }
 
 async function runView(id) {
+  const gen = generation;
   const run = await api(`/api/runs/${encodeURIComponent(id)}`);
   let event = null;
   try { event = await api(`/api/events/${encodeURIComponent(run.event_id)}`); } catch (e) { console.warn(e); }
@@ -410,7 +442,7 @@ async function runView(id) {
       s.attempts.length ? el("div", {}, el("h3", { class: "muted" }, `${s.attempts.length} attempt(s)`), ...s.attempts.map(attemptView)) : null);
   });
 
-  show(
+  show(gen,
     el("h1", {}, "Run ", el("span", { class: "mono" }, run.id), " ", badge(run.status)),
     run.error ? el("p", { class: "error", role: "alert", id: "run-error" }, run.error) : null,
     actions,
@@ -423,14 +455,15 @@ async function runView(id) {
       el("details", {}, el("summary", {}, "Headers"), headersTable(event.headers)),
       el("h3", {}, "Body"), jsonBlock(event.body, "event body")) : el("p", { class: "muted" }, "The event is no longer stored."));
 
-  onRunUpdate = (u) => {
+  live(gen, (u) => {
     if (!u || u.id === run.id) route();
-  };
+  });
 }
 
 // ---------------------------------------------------------------- events
 
 async function eventsView(params) {
+  const gen = generation;
   const outcome = params.get("outcome") || "";
   const before = params.get("before") || "";
   const q = new URLSearchParams({ limit: PAGE });
@@ -445,7 +478,7 @@ async function eventsView(params) {
     el("td", {}, badge(e.outcome)),
     el("td", {}, e.reason || (e.workflows || []).join(", ")),
     el("td", {}, ...(e.runs || []).map((r) => el("div", {}, el("a", { href: `#/runs/${r}`, class: "mono" }, r.slice(0, 16) + "…"))))));
-  show(el("h1", {}, "Inbound events"),
+  show(gen, el("h1", {}, "Inbound events"),
     el("p", { class: "muted" }, "Every request that reached a workflow path, including the ones that started nothing: “unmatched” means no workflow's when held; “rejected” means the signature check failed."),
     el("div", { class: "row filters" }, el("label", { for: "f-outcome" }, "Outcome"), sel),
     rows.length ? el("table", { "aria-label": "Inbound events, newest first" },
@@ -457,8 +490,9 @@ async function eventsView(params) {
 }
 
 async function eventView(id) {
+  const gen = generation;
   const e = await api(`/api/events/${encodeURIComponent(id)}`);
-  show(el("h1", {}, "Event ", el("span", { class: "mono" }, e.id), " ", badge(e.outcome)),
+  show(gen, el("h1", {}, "Event ", el("span", { class: "mono" }, e.id), " ", badge(e.outcome)),
     e.reason ? el("p", { class: e.outcome === "rejected" ? "error" : "muted" }, e.reason) : null,
     el("div", { class: "row" }, el("button", { type: "button", onclick: () => copy(curlFor(e)) }, "Copy as curl")),
     el("div", { class: "panel" }, el("dl", { class: "kv" },
@@ -474,6 +508,7 @@ async function eventView(id) {
 // ---------------------------------------------------------------- workflows
 
 async function workflowsView() {
+  const gen = generation;
   const [list, stats] = await Promise.all([api("/api/workflows"), api("/api/stats")]);
   const rows = list.map((w) => {
     const url = w.hook ? `${location.origin}${w.hook}` : "";
@@ -486,7 +521,7 @@ async function workflowsView() {
       el("td", { class: "counts" }, ...Object.entries(counts).map(([s, n]) => el("span", {}, badge(s), `${n} `)), Object.keys(counts).length ? null : el("span", { class: "muted" }, "none")),
       el("td", {}, el("a", { href: `#/runs?workflow=${encodeURIComponent(w.name)}` }, "runs")));
   });
-  show(el("h1", {}, "Workflows"),
+  show(gen, el("h1", {}, "Workflows"),
     el("p", { class: "muted" }, "Give each sender the URL shown. Files are reloaded when they change; a file that stops compiling keeps its last good version serving."),
     rows.length ? el("table", { "aria-label": "Workflows" },
       el("thead", {}, el("tr", {}, el("th", {}, "Workflow"), el("th", {}, "State"), el("th", {}, "URL for the sender"), el("th", {}, "Runs, last 24 h"), el("th", {}, ""))),
@@ -494,9 +529,10 @@ async function workflowsView() {
 }
 
 async function workflowView(name) {
+  const gen = generation;
   const w = await api(`/api/workflows/${encodeURIComponent(name)}`);
   const url = w.hook ? `${location.origin}${w.hook}` : "";
-  show(el("h1", {}, w.name, " ", badge(w.status)),
+  show(gen, el("h1", {}, w.name, " ", badge(w.status)),
     w.description ? el("p", {}, w.description) : null,
     ...(w.errors || []).map((m) => el("pre", { class: "error workflow-error" }, m)),
     el("div", { class: "panel" }, el("dl", { class: "kv" },
