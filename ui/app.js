@@ -189,7 +189,8 @@ async function stream() {
 /** Hand a run update (or `null`: updates were lost) to the view. */
 function deliver(update) {
   if (onRunUpdate) return onRunUpdate(update);
-  missed = missed.length < MAX_MISSED ? [...missed, update] : [null];
+  if (missed.length < MAX_MISSED) missed.push(update);
+  else missed = [null];
 }
 
 /** Install the view started at `gen` as the live handler, first giving it

@@ -316,9 +316,9 @@ impl Queue {
 /// nice 2: runs/s median 6,430 against 5,630 (seven of nine pairs better),
 /// acks/s median 9,240 against 9,580 (four of nine better), peak RSS
 /// 5–10 MB higher (146 MB at most). Nice 10 gave fewer runs/s (5,020–
-/// 5,720) and peak RSS up to 147 MB. Earlier, with one thread per core: nice 0 gave 7,100–
-/// 7,300 acks/s and 5,300–5,900 runs/s, 2 gave 7,800–7,900 and 5,400–
-/// 5,700, 5 gave 8,100–8,700 acks/s but 4,600–5,400 runs/s.
+/// 5,720) and peak RSS up to 147 MB. Earlier, with one thread per core:
+/// nice 0 gave 7,100–7,300 acks/s and 5,300–5,900 runs/s, 2 gave 7,800–
+/// 7,900 and 5,400–5,700, 5 gave 8,100–8,700 acks/s but 4,600–5,400.
 const RUN_THREAD_NICE: i32 = 7;
 const RUN_THREADS_PER_CORE: usize = 2;
 
