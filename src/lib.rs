@@ -39,7 +39,8 @@
 //!    due entries from the in-memory mirror of the queue, bounded by a
 //!    semaphore, and hands each to [`run::executor::Executor::execute`].
 //! 4. The executor walks the steps from the first unfinished one, skipping
-//!    those whose `if` is false, and saves the run after each step.
+//!    those whose `if` is false, and saves the run after each step that
+//!    acted outside it (a request, a script that may write state).
 //! 5. A retryable `http` failure re-queues the run at its next attempt time;
 //!    otherwise the run ends `succeeded`, `filtered` or `failed`.
 //! 6. [`http::api`] lists runs and events newest first with a cursor.

@@ -1,6 +1,7 @@
 //! Delivery through the real server and a real sink: retries (Retry-After,
-//! timeouts, exhaustion), dedupe, replay in every mode, bulk replay,
-//! retention pruning, metrics, and what an interrupted ingest leaves.
+//! timeouts, exhaustion), a slow request shown as running, dedupe, replay
+//! in every mode, bulk replay, retention pruning, metrics, and what an
+//! interrupted ingest leaves.
 
 mod common;
 
@@ -84,6 +85,34 @@ async fn timeouts_are_retried_then_fail() {
     // Dead letters are listed for replay.
     let (_, failed) = server.get("/api/runs?status=failed").await;
     assert_eq!(failed["items"][0]["id"], run["id"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_request_shows_its_run_running_with_the_steps_before_it() {
+    let mut sink = Sink::start().await;
+    sink.set_delay(Some(Duration::from_millis(1500)));
+    let server = TestServer::start(&[("w.yaml", &forward(&sink, ""))], &[]).await;
+    let (code, answer) = server.post_json("/hooks/in", &json!({"n": 7})).await;
+    assert_eq!(code, 202, "{answer}");
+    let run_id = answer["runs"][0].as_str().expect("run").to_string();
+    // Saved while the request is still out: the transform's result is
+    // there, the request is under way.
+    let running = server.wait_run_status(&run_id, &["running"]).await;
+    let shape = step(&running, "shape");
+    assert_eq!(shape["status"], "succeeded", "{running}");
+    assert_eq!(shape["output"], json!({"n": 7}));
+    let deliver = step(&running, "deliver");
+    assert_eq!(deliver["status"], "running", "{running}");
+    assert!(deliver["started_at"].is_string(), "{running}");
+    assert!(running["started_at"].is_string(), "{running}");
+    let done = server.wait_run(&run_id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        step(&done, "deliver")["attempts"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(sink.next().await.json(), json!({"n": 7}));
     server.stop().await;
 }
 

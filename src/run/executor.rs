@@ -1,8 +1,13 @@
-//! Executes one run: from its first unfinished step, one step at a time,
-//! saving the run after every step so a crash resumes exactly there (the
-//! last step's result goes out with the final save, and a delivered `http`
-//! step is flushed before anything else happens). A step failure is
-//! recorded in the run; `Err` means the store itself failed.
+//! Executes one run: from its first unfinished step, one step at a time.
+//! The run is saved after every step that waited (an `http` request, a
+//! script on the blocking pool that may have written state), and a
+//! delivered request is flushed before anything else happens, so a crash
+//! resumes after it and never sends it again. Steps that finished in place
+//! (a filter, a short script that writes no state) had no effect outside
+//! the run: their results go out with the next save, and a crash before
+//! it runs them again. A step still running after [`SLOW_STEP`] is saved as
+//! running, for the API and the UI. A step failure is recorded in the run;
+//! `Err` means the store itself failed.
 
 use super::{into_context, RunUpdate};
 use crate::record::{redact, redact_str, Run, RunStatus, StepRecord, StepStatus, Timestamp};
@@ -10,10 +15,15 @@ use crate::step::{http::Sender, Action, Outcome, StepEnv};
 use crate::store::{QueueEntry, Store, StoreError};
 use crate::workflow::registry::Workflows;
 use serde_json::{Map, Value};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tracing::{info_span, warn, Instrument};
+
+/// A step still running after this long is saved as running, so the API
+/// and the UI show it (faster steps are saved with their result only).
+const SLOW_STEP: Duration = Duration::from_millis(100);
 
 pub struct Executor {
     pub store: Store,
@@ -114,7 +124,6 @@ impl Executor {
             secrets: &wf.secrets,
         };
 
-        let mut stored_running = false;
         for (i, step) in wf.steps.iter().enumerate() {
             let idx = match run.steps.iter().position(|r| r.id == step.id) {
                 Some(i) => i,
@@ -133,20 +142,42 @@ impl Executor {
             } else {
                 1
             };
-            let rec = &mut run.steps[idx];
-            rec.status = StepStatus::Running;
-            rec.started_at.get_or_insert(Timestamp::now());
+            {
+                let rec = &mut run.steps[idx];
+                rec.status = StepStatus::Running;
+                rec.started_at.get_or_insert(Timestamp::now());
+            }
             if let Some(r) = ctx.get_mut("run") {
                 r["attempt"] = Value::from(run.attempt);
             }
-            if is_http && !stored_running {
-                // A request may take a while: show the run as running.
-                self.store.save_run(&run)?;
-            }
-            let rec = &mut run.steps[idx];
+            // The step fills in its own copy, so the run as it stands can
+            // be saved while the step waits.
+            let mut work = run.steps[idx].clone();
             let clock = Instant::now();
-            let attempts_before = rec.attempts.len();
-            let outcome = step.run(&ctx, &env, rec).await;
+            let attempts_before = work.attempts.len();
+            let (outcome, waited) = {
+                let mut waited = false;
+                let mut fut = std::pin::pin!(step.run(&ctx, &env, &mut work));
+                let fut = std::future::poll_fn(|cx| {
+                    let poll = fut.as_mut().poll(cx);
+                    waited |= poll.is_pending();
+                    poll
+                });
+                let mut fut = std::pin::pin!(fut);
+                let outcome = tokio::select! {
+                    biased;
+                    outcome = &mut fut => outcome,
+                    () = tokio::time::sleep(SLOW_STEP) => {
+                        // Show a slow step as running, with what came before.
+                        self.store.save_run(&run)?;
+                        self.publish(&run);
+                        fut.await
+                    }
+                };
+                (outcome, waited)
+            };
+            run.steps[idx] = work;
+            let rec = &mut run.steps[idx];
             self.metrics
                 .step(&wf.name, step.action.kind(), clock.elapsed().as_secs_f64());
             for a in &rec.attempts[attempts_before..] {
@@ -225,13 +256,18 @@ impl Executor {
                 }
                 return self.settle(entry, fresh);
             }
-            self.store.save_run(&run)?;
-            stored_running = true;
-            if is_http {
-                // A delivered request must not be sent again after a crash.
-                self.store.flush().await?;
+            // A step that finished in place (a filter, a short script) had
+            // no effect outside the run: its result goes out with the next
+            // save. One that waited may have had one (a request, a state
+            // write): it is saved before the next step starts.
+            if waited {
+                self.store.save_run(&run)?;
+                if is_http {
+                    // A delivered request must not be sent again after a crash.
+                    self.store.flush().await?;
+                }
+                self.publish(&run);
             }
-            self.publish(&run);
         }
         self.finish(&mut run, RunStatus::Succeeded, None)?;
         self.settle(entry, fresh)
