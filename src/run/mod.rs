@@ -8,7 +8,8 @@ pub mod worker;
 use crate::record::{Event, EventId, Run, RunId, RunStatus, StepRecord, Timestamp};
 use crate::workflow::Workflow;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// A change to a run, for live listeners (`/api/stream`).
 #[derive(Debug, Clone, Serialize)]
@@ -19,19 +20,37 @@ pub struct RunUpdate {
     pub event_id: String,
 }
 
-/// The run context of SPEC §3.1, taking the event's body without copying.
+/// The run context of SPEC §3.1, taking the event's body, headers and
+/// query without copying them.
 pub fn into_context(
-    mut event: Event,
+    event: Event,
     workflow: &str,
     run_id: Option<&RunId>,
     attempt: u32,
     steps: Map<String, Value>,
 ) -> Value {
-    let body = std::mem::take(&mut event.body);
-    build(body, &event, workflow, run_id, attempt, steps)
+    // Built by hand: `json!` would copy every value it is given.
+    let request = object([
+        ("method", Value::String(event.method)),
+        ("path", Value::String(event.path)),
+        ("headers", strings(event.headers)),
+        ("query", strings(event.query)),
+    ]);
+    let run_id = run_id.map_or(Value::Null, |id| Value::String(id.as_str().to_string()));
+    object([
+        ("event", event.body),
+        ("request", request),
+        ("steps", Value::Object(steps)),
+        ("workflow", object([("name", Value::String(workflow.to_string()))])),
+        ("run", object([("id", run_id), ("attempt", Value::from(attempt))])),
+    ])
 }
 
-/// The run context of SPEC §3.1.
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+/// The run context of SPEC §3.1, from a copy of the event.
 pub fn context(
     event: &Event,
     workflow: &str,
@@ -39,29 +58,12 @@ pub fn context(
     attempt: u32,
     steps: Map<String, Value>,
 ) -> Value {
-    build(event.body.clone(), event, workflow, run_id, attempt, steps)
+    into_context(event.clone(), workflow, run_id, attempt, steps)
 }
 
-fn build(
-    body: Value,
-    event: &Event,
-    workflow: &str,
-    run_id: Option<&RunId>,
-    attempt: u32,
-    steps: Map<String, Value>,
-) -> Value {
-    json!({
-        "event": body,
-        "request": {
-            "method": event.method,
-            "path": event.path,
-            "headers": event.headers,
-            "query": event.query,
-        },
-        "steps": steps,
-        "workflow": { "name": workflow },
-        "run": { "id": run_id, "attempt": attempt },
-    })
+/// A string map as a JSON object, moving the strings in.
+fn strings(map: BTreeMap<String, String>) -> Value {
+    Value::Object(map.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
 }
 
 /// A fresh run of `w` for an event, with every step pending.
