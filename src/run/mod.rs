@@ -1,5 +1,6 @@
-//! Running workflows: `executor.rs` walks one run's steps and persists after
-//! each; `worker.rs` claims due runs from the queue with bounded concurrency.
+//! Running workflows: `executor.rs` walks one run's steps and saves it as
+//! it goes; `worker.rs` claims due runs from the queue with bounded
+//! concurrency; this module builds the run context both share.
 
 pub mod executor;
 pub mod replay;
