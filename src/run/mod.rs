@@ -42,13 +42,24 @@ pub fn into_context(
         ("event", event.body),
         ("request", request),
         ("steps", Value::Object(steps)),
-        ("workflow", object([("name", Value::String(workflow.to_string()))])),
-        ("run", object([("id", run_id), ("attempt", Value::from(attempt))])),
+        (
+            "workflow",
+            object([("name", Value::String(workflow.to_string()))]),
+        ),
+        (
+            "run",
+            object([("id", run_id), ("attempt", Value::from(attempt))]),
+        ),
     ])
 }
 
 fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 /// The run context of SPEC §3.1, from a copy of the event.
@@ -64,7 +75,11 @@ pub fn context(
 
 /// A string map as a JSON object, moving the strings in.
 fn strings(map: BTreeMap<String, String>) -> Value {
-    Value::Object(map.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+    Value::Object(
+        map.into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
 }
 
 /// A fresh run of `w` for an event, with every step pending.
