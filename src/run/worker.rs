@@ -388,9 +388,12 @@ impl Queue {
 /// 5,720) and peak RSS up to 147 MB. Earlier, with one thread per core:
 /// nice 0 gave 7,100–7,300 acks/s and 5,300–5,900 runs/s, 2 gave 7,800–
 /// 7,900 and 5,400–5,700, 5 gave 8,100–8,700 acks/s but 4,600–5,400.
-/// Once a run needed one save instead of three, nice 9 gave about 5% more
-/// acks/s than 7, but a backlog that took peak RSS up to 149 MB.
-const RUN_THREAD_NICE: i32 = 7;
+/// Once a run needed one save instead of three, runs took a larger share
+/// of the CPU at nice 7: nice 9 gave a median of 10,800 acks/s in fifteen
+/// single rounds against 10,000 in nine at nice 7, with the same runs/s
+/// within the noise. Its longer backlog took peak RSS up to 149 MB until
+/// the queue kept its ids packed (134–142 MB since).
+const RUN_THREAD_NICE: i32 = 9;
 const RUN_THREADS_PER_CORE: usize = 2;
 
 /// The runtime that executes runs: two threads per core, at lower priority.
