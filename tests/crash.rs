@@ -47,17 +47,33 @@ async fn a_run_waiting_to_retry_survives_sigkill() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let client = reqwest::Client::new();
     let server = BinServer::start(&args, &[]);
+    // The stream tells of a retrying run once its schedule is on disk; the
+    // API may show it a moment earlier, before the flush.
+    let mut stream = client
+        .get(server.url("/api/stream"))
+        .send()
+        .await
+        .expect("stream");
     let answer: Value = common::post_at(&client, &server.url("/hooks/in"), &json!({"n": 1})).await;
     let run_id = answer["runs"][0].as_str().expect("run").to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let waiting = loop {
-        let run: Value = common::get_at(&client, &server.url(&format!("/api/runs/{run_id}"))).await;
-        if run["status"] == "retrying" {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "never started waiting: {run}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut seen = String::new();
+    let wanted = format!("\"id\":\"{run_id}\"");
+    while !seen
+        .split("\n\n")
+        .any(|e| e.contains(&wanted) && e.contains("\"status\":\"retrying\""))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("never started waiting: {seen}"))
+            .expect("stream read")
+            .expect("stream open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(stream);
+    let waiting: Value = common::get_at(&client, &server.url(&format!("/api/runs/{run_id}"))).await;
+    assert_eq!(waiting["status"], "retrying", "{waiting}");
     let first_key = sink.next().await.headers["idempotency-key"].clone();
     let next_at = ts(&waiting["next_attempt_at"]);
     tokio::task::spawn_blocking(move || server.kill())

@@ -1,7 +1,9 @@
 //! `GET /api/stream`: Server-Sent Events, one `run` event per change of
 //! any run (`{"id", "workflow", "status", "event_id"}`), with keep-alive
 //! comments. A listener that falls behind skips what it missed and is told
-//! with a `lagged` event, so it can reload.
+//! with a `lagged` event, so it can reload. A `retrying` update is sent
+//! once the retry schedule is on disk (the executor flushes, then
+//! publishes), so a listener may rely on it surviving a crash.
 
 use super::AppState;
 use axum::extract::State;
