@@ -439,8 +439,7 @@ async fn metrics_count_events_runs_steps_and_attempts() {
     sink.answer("/out", vec![(503, vec![], "{}".into())]);
     server.run_once("/hooks/in", &json!({"n": 1})).await;
     server.post_json("/hooks/nowhere", &json!({})).await;
-    let text = server.get_text("/metrics").await;
-    for line in [
+    let expected = [
         "hookflow_events_total{workflow=\"w\",outcome=\"accepted\"} 1",
         "hookflow_runs_total{workflow=\"w\",status=\"succeeded\"} 1",
         "hookflow_outbound_attempts_total{workflow=\"w\",class=\"5xx\"} 1",
@@ -449,11 +448,22 @@ async fn metrics_count_events_runs_steps_and_attempts() {
         "hookflow_step_duration_seconds_count{workflow=\"w\",kind=\"http\"} 2",
         "hookflow_queue_depth 0",
         "hookflow_retry_backlog 0",
-    ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing `{line}` in\n{text}"
-        );
+    ];
+    // The run shows as succeeded when its final record is written; its
+    // queue entry goes once that record is flushed, a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = server.get_text("/metrics").await;
+        let missing = expected
+            .iter()
+            .find(|line| !text.lines().any(|l| l == **line));
+        match missing {
+            None => break,
+            Some(line) if Instant::now() >= deadline => {
+                panic!("missing `{line}` in\n{text}")
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
     server.stop().await;
 }
