@@ -96,6 +96,14 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let store = open_store(&config).await?;
     let engine = Engine::new(config.script_limits());
+    // Watch before the first load, so an edit made while starting up is
+    // reloaded once the server runs instead of being missed.
+    let folders: Vec<_> = [&config.workflows, &config.scripts]
+        .into_iter()
+        .filter(|d| d.is_dir())
+        .cloned()
+        .collect();
+    let folder_watch = crate::workflow::watch::FolderWatch::start(&folders);
     let workflows = Arc::new(Workflows::new(store.clone(), engine.clone()));
     workflows
         .replace(load_workflows(&config, &engine))
@@ -157,18 +165,10 @@ pub async fn run(
         metrics,
         api_token: config.api_token.clone().filter(|t| !t.is_empty()),
     };
-    let watcher = {
+    let watcher = folder_watch.map(|w| {
         let (workflows, config, engine) = (Arc::clone(&workflows), config.clone(), engine.clone());
-        let dirs = vec![config.workflows.clone(), config.scripts.clone()]
-            .into_iter()
-            .filter(|d| d.is_dir())
-            .collect();
-        tokio::spawn(crate::workflow::watch::watch_folders(
-            dirs,
-            move || reload(&workflows, &config, &engine),
-            stop_rx_watch,
-        ))
-    };
+        tokio::spawn(w.run(move || reload(&workflows, &config, &engine), stop_rx_watch))
+    });
     let pruner = tokio::spawn(prune_loop(store.clone(), config.clone(), stop_rx_prune));
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
     info!(%addr, queued = queue.len(), "hookflow is listening");
@@ -192,7 +192,9 @@ pub async fn run(
     let grace = config.grace;
     let _ = tokio::task::spawn_blocking(move || runs_runtime.shutdown_timeout(grace)).await;
     let _ = pruner.await;
-    let _ = watcher.await;
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
     if let Err(e) = store.flush().await {
         warn!(error = %e, "final flush failed");
     }
