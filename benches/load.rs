@@ -3,8 +3,10 @@
 //! Reports durable acks per second, ack latency p50/p99, runs delivered per
 //! second end to end, and the server's peak RSS. In the same run, the same
 //! load against a no-op handler (the machine's ceiling) and against an
-//! in-process forwarder without storage (same job, no durability), so the
-//! figures can be compared.
+//! in-process forwarder without storage that does the same job (Stripe
+//! signature, event type, amount filter, the workflow's Rhai script on
+//! hookflow's script engine, the POST) and answers once it has forwarded,
+//! so the figures can be compared.
 //!
 //! Run: `cargo bench --bench load` (optionally `-- SECONDS ROUNDS`, default
 //! 10 s and one round; with several rounds it also prints the medians, as
@@ -16,10 +18,12 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use hookflow::signature::{sign, Algorithm};
+use hookflow::signature::{sign, Algorithm, Scheme, DEFAULT_TOLERANCE};
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +32,9 @@ use std::time::{Duration, Instant};
 
 const CONCURRENCY: usize = 32;
 const MAX_REQUESTS: usize = 2_000_000;
+/// The demo workflow's Stripe secret (its fallback when
+/// STRIPE_WEBHOOK_SECRET is unset).
+const SECRET: &[u8] = b"whsec_hookflow_demo";
 
 struct Figures {
     acks: usize,
@@ -124,6 +131,74 @@ async fn serve(router: Router) -> String {
     format!("http://{addr}")
 }
 
+/// The workflow's job done in process, without storage: verify the Stripe
+/// signature, match the event type, filter on the amount, run the
+/// workflow's own Rhai script with hookflow's script engine, post the
+/// message, and only then answer (so the sender knows it was delivered).
+fn forwarder(root: &str, url: String) -> Router {
+    let source = std::fs::read_to_string(format!("{root}/scripts/stripe/format.rhai"))
+        .expect("the workflow's script");
+    let script = Arc::new(
+        hookflow::script::Engine::default()
+            .compile_script(&source)
+            .expect("the script compiles"),
+    );
+    let scheme = Arc::new(Scheme::Stripe {
+        tolerance: DEFAULT_TOLERANCE,
+    });
+    let client = reqwest::Client::new();
+    Router::new().route(
+        "/hooks/stripe",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let (client, url, script, scheme) =
+                (client.clone(), url.clone(), script.clone(), scheme.clone());
+            async move {
+                let headers: BTreeMap<String, String> = headers
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
+                    })
+                    .collect();
+                if scheme.verify(SECRET, &headers, &body, unix_now()).is_err() {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                    return StatusCode::BAD_REQUEST;
+                };
+                if event["type"] != "payment_intent.succeeded"
+                    || event["data"]["object"]["amount"].as_i64().unwrap_or(0) < 1000
+                {
+                    return StatusCode::ACCEPTED;
+                }
+                let ctx = serde_json::json!({ "event": event });
+                let outcome = script
+                    .try_inline(&ctx, None)
+                    .unwrap_or_else(|| script.run(&ctx, None));
+                let Ok(message) = outcome.result else {
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                };
+                match client
+                    .post(url)
+                    .header("X-Source", "hookflow")
+                    .json(&message)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => StatusCode::ACCEPTED,
+                    _ => StatusCode::BAD_GATEWAY,
+                }
+            }
+        }),
+    )
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -199,6 +274,8 @@ struct Bench {
     sink_url: String,
     noop: String,
     forwarder: String,
+    /// What the forwarder delivered to its own sink.
+    forwarded: Counter,
     reference_seconds: u64,
 }
 
@@ -221,7 +298,7 @@ async fn run(seconds: u64, rounds: usize) {
     // The ceiling: a handler that answers 202 and does nothing.
     let noop =
         serve(Router::new().route("/hooks/stripe", post(|| async { StatusCode::ACCEPTED }))).await;
-    // A forwarder without storage doing the same job: forward, then ack.
+    // A forwarder without storage doing the same job, then acking.
     let fwd_count = Counter(Arc::default());
     let fwd_sink = serve(
         Router::new()
@@ -229,24 +306,7 @@ async fn run(seconds: u64, rounds: usize) {
             .with_state(fwd_count.clone()),
     )
     .await;
-    let client = reqwest::Client::new();
-    let forward_url = format!("{fwd_sink}/slack");
-    let forwarder = serve(Router::new().route(
-        "/hooks/stripe",
-        post(move |b: Bytes| {
-            let (client, url) = (client.clone(), forward_url.clone());
-            async move {
-                let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
-                let o = &v["data"]["object"];
-                let msg = serde_json::json!({"text": format!("Payment of {} {} from {}", o["amount"].as_i64().unwrap_or(0) / 100, o["currency"].as_str().unwrap_or("").to_uppercase(), o["receipt_email"].as_str().unwrap_or(""))});
-                match client.post(url).json(&msg).send().await {
-                    Ok(_) => StatusCode::ACCEPTED,
-                    Err(_) => StatusCode::BAD_GATEWAY,
-                }
-            }
-        }),
-    ))
-    .await;
+    let forwarder = serve(forwarder(root, format!("{fwd_sink}/slack"))).await;
     let bench = Bench {
         root,
         body,
@@ -254,6 +314,7 @@ async fn run(seconds: u64, rounds: usize) {
         sink_url,
         noop,
         forwarder,
+        forwarded: fwd_count,
         reference_seconds: if only_ours { 0 } else { seconds },
     };
 
@@ -309,20 +370,39 @@ async fn run(seconds: u64, rounds: usize) {
 /// The three scenarios, one after the other; hookflow on a fresh store.
 async fn round(b: &Bench, seconds: u64) -> Round {
     let plain = Arc::new(|| vec![("content-type".to_string(), "application/json".to_string())]);
+    let signer = Arc::new({
+        let body = b.body.clone();
+        move || {
+            let t = unix_now();
+            let mut signed = format!("{t}.").into_bytes();
+            signed.extend_from_slice(&body);
+            let sig = hex::encode(sign(Algorithm::Sha256, SECRET, &signed));
+            vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                ("stripe-signature".to_string(), format!("t={t},v1={sig}")),
+            ]
+        }
+    });
     let ceiling = load(
         format!("{}/hooks/stripe", b.noop),
-        b.reference_seconds,
-        b.body.clone(),
-        plain.clone(),
-    )
-    .await;
-    let forwarder = load(
-        format!("{}/hooks/stripe", b.forwarder),
         b.reference_seconds,
         b.body.clone(),
         plain,
     )
     .await;
+    let forwarded_before = b.forwarded.0.load(Ordering::Relaxed);
+    let forwarder = load(
+        format!("{}/hooks/stripe", b.forwarder),
+        b.reference_seconds,
+        b.body.clone(),
+        signer.clone(),
+    )
+    .await;
+    assert_eq!(
+        (b.forwarded.0.load(Ordering::Relaxed) - forwarded_before) as usize,
+        forwarder.acks,
+        "the forwarder posts every event it acks"
+    );
 
     let data = tempfile::tempdir().expect("tmp");
     let bin = std::env::var("HOOKFLOW_BENCH_BIN")
@@ -361,22 +441,6 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         .recv_timeout(Duration::from_secs(30))
         .expect("hookflow listens");
     eprintln!("hookflow listens on {addr}, pid {}", child.id());
-    let signer = Arc::new({
-        let body = b.body.clone();
-        move || {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let mut signed = format!("{t}.").into_bytes();
-            signed.extend_from_slice(&body);
-            let sig = hex::encode(sign(Algorithm::Sha256, b"whsec_hookflow_demo", &signed));
-            vec![
-                ("content-type".to_string(), "application/json".to_string()),
-                ("stripe-signature".to_string(), format!("t={t},v1={sig}")),
-            ]
-        }
-    });
     let delivered_before = b.delivered.0.load(Ordering::Relaxed) as usize;
     let delivered = || b.delivered.0.load(Ordering::Relaxed) as usize - delivered_before;
     let cpu_before = cpu_seconds(child.id());
