@@ -131,6 +131,80 @@ async fn serve(router: Router) -> String {
     format!("http://{addr}")
 }
 
+/// The two reference servers, in a process of their own like hookflow's
+/// (the bench binary again, with [`ROLE`] set), so that every scenario
+/// pays the same costs of crossing from the generator's process to the
+/// server's and back. Killed, by PID, when the bench ends.
+struct References {
+    child: std::process::Child,
+    noop: String,
+    forwarder: String,
+}
+
+impl References {
+    fn start(root: &str, forward_to: &str) -> References {
+        let exe = std::env::current_exe().expect("the bench's own path");
+        let mut child = Command::new(exe)
+            .current_dir(root)
+            .env(ROLE, "reference")
+            .env(FORWARD_TO, forward_to)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the reference servers start");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the reference servers answer");
+        let mut urls = line.split_whitespace().map(str::to_string);
+        let (Some(noop), Some(forwarder)) = (urls.next(), urls.next()) else {
+            panic!("the reference servers printed {line:?}");
+        };
+        References {
+            child,
+            noop,
+            forwarder,
+        }
+    }
+}
+
+impl Drop for References {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The reference process: the no-op handler (the machine's ceiling) and the
+/// forwarder, on a runtime built like hookflow's, until the bench closes
+/// stdin (or kills it).
+fn serve_references() {
+    let forward_to = std::env::var(FORWARD_TO).expect("where to forward");
+    let root = env!("CARGO_MANIFEST_DIR");
+    // The same scheduling hint as `hookflow serve`, so neither side has an
+    // advantage there.
+    hookflow::sched::prefer_short_slices();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        // The ceiling: a handler that answers 202 and does nothing.
+        let noop =
+            serve(Router::new().route("/hooks/stripe", post(|| async { StatusCode::ACCEPTED })))
+                .await;
+        let forwarder = serve(forwarder(root, forward_to)).await;
+        println!("{noop} {forwarder}");
+        // Serve until the bench ends: its end closes our stdin.
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        })
+        .await;
+    });
+}
+
 /// The workflow's job done in process, without storage: verify the Stripe
 /// signature, match the event type, filter on the amount, run the
 /// workflow's own Rhai script with hookflow's script engine, post the
@@ -234,7 +308,15 @@ fn cpu_seconds(pid: u32) -> f64 {
     }
 }
 
+/// Set on the child process that serves the two reference scenarios.
+const ROLE: &str = "HOOKFLOW_BENCH_ROLE";
+/// Where that child's forwarder posts (a sink in the bench process).
+const FORWARD_TO: &str = "HOOKFLOW_BENCH_FORWARD_TO";
+
 fn main() {
+    if std::env::var(ROLE).is_ok_and(|r| r == "reference") {
+        return serve_references();
+    }
     let mut numbers = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse::<u64>().ok());
@@ -295,10 +377,7 @@ async fn run(seconds: u64, rounds: usize) {
     )
     .await;
     let only_ours = std::env::var("HOOKFLOW_BENCH_ONLY").is_ok_and(|v| v == "hookflow");
-    // The ceiling: a handler that answers 202 and does nothing.
-    let noop =
-        serve(Router::new().route("/hooks/stripe", post(|| async { StatusCode::ACCEPTED }))).await;
-    // A forwarder without storage doing the same job, then acking.
+    // The forwarder posts to a sink of its own, here, as hookflow does.
     let fwd_count = Counter(Arc::default());
     let fwd_sink = serve(
         Router::new()
@@ -306,7 +385,8 @@ async fn run(seconds: u64, rounds: usize) {
             .with_state(fwd_count.clone()),
     )
     .await;
-    let forwarder = serve(forwarder(root, format!("{fwd_sink}/slack"))).await;
+    let references = References::start(root, &format!("{fwd_sink}/slack"));
+    let (noop, forwarder) = (references.noop.clone(), references.forwarder.clone());
     let bench = Bench {
         root,
         body,
