@@ -55,7 +55,6 @@ pub mod jsonpath;
 pub mod metrics;
 pub mod record;
 pub mod run;
-pub mod sched;
 pub mod script;
 pub mod server;
 pub mod signature;

@@ -63,8 +63,6 @@ fn main() {
                 eprintln!("hookflow serve: {e}");
                 std::process::exit(cli::EXIT_USAGE);
             }
-            // Before any thread starts, so that they all inherit it.
-            hookflow::sched::prefer_short_slices();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
