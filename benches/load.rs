@@ -2,11 +2,12 @@
 //! sink" against the real release binary on loopback, at concurrency 32.
 //! Reports durable acks per second, ack latency p50/p99, runs delivered per
 //! second end to end, and the server's peak RSS. In the same run, the same
-//! load against a no-op handler (the machine's ceiling) and against an
-//! in-process forwarder without storage that does the same job (Stripe
+//! load against a no-op handler (the machine's ceiling) and against a
+//! forwarder without storage that does the same job in process (Stripe
 //! signature, event type, amount filter, the workflow's Rhai script on
 //! hookflow's script engine, the POST) and answers once it has forwarded,
-//! so the figures can be compared.
+//! so the figures can be compared. Both run in a process of their own, as
+//! hookflow does, not in the generator's.
 //!
 //! Run: `cargo bench --bench load` (optionally `-- SECONDS ROUNDS`, default
 //! 10 s and one round; with several rounds it also prints the medians, as
@@ -182,9 +183,6 @@ impl Drop for References {
 fn serve_references() {
     let forward_to = std::env::var(FORWARD_TO).expect("where to forward");
     let root = env!("CARGO_MANIFEST_DIR");
-    // The same scheduling hint as `hookflow serve`, so neither side has an
-    // advantage there.
-    hookflow::sched::prefer_short_slices();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
