@@ -352,8 +352,8 @@ struct Bench {
     body: Arc<Vec<u8>>,
     delivered: Counter,
     sink_url: String,
-    noop: String,
-    forwarder: String,
+    /// The no-op handler and the forwarder, alive as long as the bench.
+    references: References,
     /// What the forwarder delivered to its own sink.
     forwarded: Counter,
     reference_seconds: u64,
@@ -383,15 +383,12 @@ async fn run(seconds: u64, rounds: usize) {
             .with_state(fwd_count.clone()),
     )
     .await;
-    let references = References::start(root, &format!("{fwd_sink}/slack"));
-    let (noop, forwarder) = (references.noop.clone(), references.forwarder.clone());
     let bench = Bench {
         root,
         body,
         delivered,
         sink_url,
-        noop,
-        forwarder,
+        references: References::start(root, &format!("{fwd_sink}/slack")),
         forwarded: fwd_count,
         reference_seconds: if only_ours { 0 } else { seconds },
     };
@@ -462,7 +459,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         }
     });
     let ceiling = load(
-        format!("{}/hooks/stripe", b.noop),
+        format!("{}/hooks/stripe", b.references.noop),
         b.reference_seconds,
         b.body.clone(),
         plain,
@@ -470,7 +467,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
     .await;
     let forwarded_before = b.forwarded.0.load(Ordering::Relaxed);
     let forwarder = load(
-        format!("{}/hooks/stripe", b.forwarder),
+        format!("{}/hooks/stripe", b.references.forwarder),
         b.reference_seconds,
         b.body.clone(),
         signer.clone(),
