@@ -9,6 +9,12 @@
 //! so the figures can be compared. Both run in a process of their own, as
 //! hookflow does, not in the generator's.
 //!
+//! Then the forwarder and hookflow (the same server, once its backlog is
+//! delivered) are offered the same job at a fixed rate, open loop, as
+//! webhook senders send: 6,000 events/s (the delivery issue's sustained
+//! goal) or `HOOKFLOW_BENCH_RATE`. That shows whether runs keep pace with
+//! the acks, and the ack latency when the machine is not saturated.
+//!
 //! Run: `cargo bench --bench load` (optionally `-- SECONDS ROUNDS`, default
 //! 10 s and one round; with several rounds it also prints the medians, as
 //! this machine's speed varies by ±20% from one minute to the next).
@@ -98,7 +104,76 @@ async fn load(
     for t in tasks {
         all.extend(t.await.expect("client task"));
     }
+    figures(all, started.elapsed().as_secs_f64())
+}
+
+/// Requests in flight at most under the paced load; beyond that the
+/// generator waits, and the wait counts in the latency.
+const MAX_IN_FLIGHT: usize = 512;
+
+/// Open-loop load: requests go out at `rate` per second for `seconds`,
+/// whether or not the earlier ones were answered (as webhook senders do).
+/// They leave on a 1 ms tick, a few at a time; a request's latency counts
+/// from the moment it was handed to the client. The generator never waits
+/// for an answer before sending the next (up to [`MAX_IN_FLIGHT`]), so a
+/// server that falls behind shows as latency, not as fewer requests.
+async fn paced(
+    url: String,
+    seconds: u64,
+    rate: f64,
+    body: Arc<Vec<u8>>,
+    headers: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+) -> Figures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(MAX_IN_FLIGHT)
+        .build()
+        .expect("client");
+    let total = ((seconds as f64 * rate) as usize).min(MAX_REQUESTS);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total)));
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < total {
+        tick.tick().await;
+        let due_now = ((started.elapsed().as_secs_f64() * rate) as usize).min(total);
+        while sent < due_now {
+            let permit = Arc::clone(&in_flight)
+                .acquire_owned()
+                .await
+                .expect("the semaphore stays open");
+            let mut req = client.post(&url).body(body.as_ref().clone());
+            for (k, v) in headers() {
+                req = req.header(k, v);
+            }
+            let latencies = Arc::clone(&latencies);
+            let t = Instant::now();
+            tokio::spawn(async move {
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        let ms = t.elapsed().as_secs_f64() * 1000.0;
+                        latencies.lock().expect("latencies").push(ms);
+                    }
+                    Ok(r) => panic!("unexpected answer {}", r.status()),
+                    Err(e) => panic!("request failed: {e}"),
+                }
+                drop(permit);
+            });
+            sent += 1;
+        }
+    }
+    // Every request answered: all permits back.
+    let all = u32::try_from(MAX_IN_FLIGHT).expect("a small number");
+    let _ = in_flight.acquire_many(all).await.expect("open");
     let seconds = started.elapsed().as_secs_f64();
+    let all = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    figures(all, seconds)
+}
+
+/// Counts and percentiles of a scenario's latencies.
+fn figures(mut all: Vec<f64>, seconds: f64) -> Figures {
     all.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -306,6 +381,11 @@ fn cpu_seconds(pid: u32) -> f64 {
     }
 }
 
+/// The offered rate of the paced scenarios, events per second.
+const RATE: &str = "HOOKFLOW_BENCH_RATE";
+/// The delivery issue's sustained goal: 6,000 runs/s.
+const DEFAULT_RATE: f64 = 6000.0;
+
 /// Set on the child process that serves the two reference scenarios.
 const ROLE: &str = "HOOKFLOW_BENCH_ROLE";
 /// Where that child's forwarder posts (a sink in the bench process).
@@ -339,6 +419,15 @@ struct Round {
     e2e_seconds: f64,
     rss_mb: f64,
     cpu_us_per_event: f64,
+    /// The same job offered at a fixed rate (open loop).
+    paced_forwarder: Figures,
+    paced_ours: Figures,
+    /// hookflow's runs delivered while the paced load was on, per second.
+    paced_runs_during_load: f64,
+    /// From the paced load's last answer until its last run was delivered.
+    paced_drain_seconds: f64,
+    /// hookflow's runs delivered for the paced load (one per acked event).
+    paced_delivered: usize,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -357,6 +446,8 @@ struct Bench {
     /// What the forwarder delivered to its own sink.
     forwarded: Counter,
     reference_seconds: u64,
+    /// Events per second offered by the paced scenarios.
+    rate: f64,
 }
 
 async fn run(seconds: u64, rounds: usize) {
@@ -391,9 +482,19 @@ async fn run(seconds: u64, rounds: usize) {
         references: References::start(root, &format!("{fwd_sink}/slack")),
         forwarded: fwd_count,
         reference_seconds: if only_ours { 0 } else { seconds },
+        rate: std::env::var(RATE)
+            .ok()
+            .and_then(|r| r.parse::<f64>().ok())
+            .filter(|r| *r >= 1.0)
+            .unwrap_or(DEFAULT_RATE),
     };
 
     println!("load: {CONCURRENCY} concurrent clients, {seconds} s per scenario, {rounds} round(s), loopback, generator in the same machine");
+    println!(
+        "then paced: {:.0} events/s offered whatever the answers (open loop)",
+        bench.rate
+    );
+    let b_rate = bench.rate;
     let mut all = Vec::new();
     for n in 1..=rounds {
         let r = round(&bench, seconds).await;
@@ -410,6 +511,12 @@ async fn run(seconds: u64, rounds: usize) {
         println!(
             "hookflow server CPU: {:.0} us per event (ingest and run)",
             r.cpu_us_per_event
+        );
+        r.paced_forwarder.print("paced: forwarder without storage");
+        r.paced_ours.print("paced: hookflow (durable ack)");
+        println!(
+            "paced: hookflow delivered {:.0} runs/s while the load was on; {} of {} delivered, the last {:.2} s after the last answer",
+            r.paced_runs_during_load, r.paced_delivered, r.paced_ours.acks, r.paced_drain_seconds
         );
         all.push(r);
     }
@@ -434,11 +541,22 @@ async fn run(seconds: u64, rounds: usize) {
             m(&|r| r.rss_mb),
             m(&|r| r.cpu_us_per_event),
         );
+        println!(
+            "  paced at {:.0}/s: forwarder p50 {:.2} ms, p99 {:.2} ms; hookflow p50 {:.2} ms, p99 {:.2} ms, {:.0} runs/s while on, last run {:.2} s after",
+            b_rate,
+            m(&|r| r.paced_forwarder.p50_ms),
+            m(&|r| r.paced_forwarder.p99_ms),
+            m(&|r| r.paced_ours.p50_ms),
+            m(&|r| r.paced_ours.p99_ms),
+            m(&|r| r.paced_runs_during_load),
+            m(&|r| r.paced_drain_seconds),
+        );
     }
     println!(
-        "ratios: acks/s vs ceiling {:.2}, ack p99 vs forwarder {:.2}",
+        "ratios: acks/s vs ceiling {:.2}, ack p99 vs forwarder {:.2}; paced ack p99 vs forwarder {:.2}",
         acks / ceiling,
-        p99 / forwarder_p99
+        p99 / forwarder_p99,
+        m(&|r| r.paced_ours.p99_ms) / m(&|r| r.paced_forwarder.p99_ms)
     );
 }
 
@@ -476,6 +594,20 @@ async fn round(b: &Bench, seconds: u64) -> Round {
     assert_eq!(
         (b.forwarded.0.load(Ordering::Relaxed) - forwarded_before) as usize,
         forwarder.acks,
+        "the forwarder posts every event it acks"
+    );
+    let forwarded_before = b.forwarded.0.load(Ordering::Relaxed);
+    let paced_forwarder = paced(
+        format!("{}/hooks/stripe", b.references.forwarder),
+        b.reference_seconds,
+        b.rate,
+        b.body.clone(),
+        signer.clone(),
+    )
+    .await;
+    assert_eq!(
+        (b.forwarded.0.load(Ordering::Relaxed) - forwarded_before) as usize,
+        paced_forwarder.acks,
         "the forwarder posts every event it acks"
     );
 
@@ -524,23 +656,32 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         format!("http://{addr}/hooks/stripe"),
         seconds,
         b.body.clone(),
-        signer,
+        signer.clone(),
     )
     .await;
     let runs_during_load = delivered() as f64 / ours.seconds;
     // Every acked event is one run that posts once to the bench sink.
-    // Wait for the backlog, but give up once deliveries stop for 5 s.
-    let mut last = (0usize, Instant::now());
-    while delivered() < ours.acks && last.1.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let now = delivered();
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
-    }
+    drained(&delivered, ours.acks).await;
     let e2e_seconds = started.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(child.id()) - cpu_before;
     let runs = delivered();
+
+    // The same server, now offered a fixed rate.
+    let paced_ours = paced(
+        format!("http://{addr}/hooks/stripe"),
+        seconds,
+        b.rate,
+        b.body.clone(),
+        signer,
+    )
+    .await;
+    let paced_runs_during_load = (delivered() - runs) as f64 / paced_ours.seconds;
+    let paced_end = Instant::now();
+    let all_delivered = drained(&delivered, runs + paced_ours.acks).await;
+    let paced_drain_seconds = all_delivered
+        .saturating_duration_since(paced_end)
+        .as_secs_f64();
+    let paced_delivered = delivered() - runs;
     let rss_mb = peak_rss_mb(child.id());
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -556,5 +697,24 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         rss_mb,
         cpu_us_per_event: server_cpu * 1e6 / ours.acks.max(1) as f64,
         ours,
+        paced_forwarder,
+        paced_ours,
+        paced_runs_during_load,
+        paced_drain_seconds,
+        paced_delivered,
     }
+}
+
+/// Wait until `delivered()` reaches `expected`, giving up once deliveries
+/// stop for 5 s. Returns when the last delivery was seen.
+async fn drained(delivered: &impl Fn() -> usize, expected: usize) -> Instant {
+    let mut last = (delivered(), Instant::now());
+    while last.0 < expected && last.1.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = delivered();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    last.1
 }
