@@ -169,6 +169,11 @@ async fn paced(
     let _ = in_flight.acquire_many(all).await.expect("open");
     let seconds = started.elapsed().as_secs_f64();
     let all = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    assert_eq!(
+        all.len(),
+        total,
+        "every paced request is answered with success"
+    );
     figures(all, seconds)
 }
 
@@ -428,6 +433,8 @@ struct Round {
     paced_drain_seconds: f64,
     /// hookflow's runs delivered for the paced load (one per acked event).
     paced_delivered: usize,
+    /// hookflow's peak RSS over both loads.
+    paced_rss_mb: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -494,7 +501,7 @@ async fn run(seconds: u64, rounds: usize) {
         "then paced: {:.0} events/s offered whatever the answers (open loop)",
         bench.rate
     );
-    let b_rate = bench.rate;
+    let offered = bench.rate;
     let mut all = Vec::new();
     for n in 1..=rounds {
         let r = round(&bench, seconds).await;
@@ -515,8 +522,8 @@ async fn run(seconds: u64, rounds: usize) {
         r.paced_forwarder.print("paced: forwarder without storage");
         r.paced_ours.print("paced: hookflow (durable ack)");
         println!(
-            "paced: hookflow delivered {:.0} runs/s while the load was on; {} of {} delivered, the last {:.2} s after the last answer",
-            r.paced_runs_during_load, r.paced_delivered, r.paced_ours.acks, r.paced_drain_seconds
+            "paced: hookflow delivered {:.0} runs/s while the load was on; {} of {} delivered, the last {:.2} s after the last answer; peak RSS {:.1} MB",
+            r.paced_runs_during_load, r.paced_delivered, r.paced_ours.acks, r.paced_drain_seconds, r.paced_rss_mb
         );
         all.push(r);
     }
@@ -543,7 +550,7 @@ async fn run(seconds: u64, rounds: usize) {
         );
         println!(
             "  paced at {:.0}/s: forwarder p50 {:.2} ms, p99 {:.2} ms; hookflow p50 {:.2} ms, p99 {:.2} ms, {:.0} runs/s while on, last run {:.2} s after",
-            b_rate,
+            offered,
             m(&|r| r.paced_forwarder.p50_ms),
             m(&|r| r.paced_forwarder.p99_ms),
             m(&|r| r.paced_ours.p50_ms),
@@ -665,6 +672,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
     let e2e_seconds = started.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(child.id()) - cpu_before;
     let runs = delivered();
+    let rss_mb = peak_rss_mb(child.id());
 
     // The same server, now offered a fixed rate.
     let paced_ours = paced(
@@ -682,7 +690,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         .saturating_duration_since(paced_end)
         .as_secs_f64();
     let paced_delivered = delivered() - runs;
-    let rss_mb = peak_rss_mb(child.id());
+    let paced_rss_mb = peak_rss_mb(child.id());
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -702,6 +710,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         paced_runs_during_load,
         paced_drain_seconds,
         paced_delivered,
+        paced_rss_mb,
     }
 }
 
