@@ -63,13 +63,38 @@ impl Figures {
     }
 }
 
+/// Makes the headers of each request (a fresh signature, say).
+type Headers = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
+
+/// A post of `body` to `url` with fresh headers.
+fn request(
+    client: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    headers: &Headers,
+) -> reqwest::RequestBuilder {
+    let mut req = client.post(url).body(body.to_vec());
+    for (k, v) in headers() {
+        req = req.header(k, v);
+    }
+    req
+}
+
+/// Send `req` and read the whole answer, which must be a success; the
+/// milliseconds since `since`.
+async fn answered(req: reqwest::RequestBuilder, since: Instant) -> f64 {
+    match req.send().await {
+        Ok(r) if r.status().is_success() => {
+            let _ = r.bytes().await;
+            since.elapsed().as_secs_f64() * 1000.0
+        }
+        Ok(r) => panic!("unexpected answer {}", r.status()),
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
+
 /// Closed-loop load: CONCURRENCY clients post for `seconds`.
-async fn load(
-    url: String,
-    seconds: u64,
-    body: Arc<Vec<u8>>,
-    headers: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
-) -> Figures {
+async fn load(url: String, seconds: u64, body: Arc<Vec<u8>>, headers: Headers) -> Figures {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()
@@ -83,19 +108,8 @@ async fn load(
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < stop && lat.len() < MAX_REQUESTS / CONCURRENCY {
-                let mut req = client.post(&url).body(body.as_ref().clone());
-                for (k, v) in headers() {
-                    req = req.header(k, v);
-                }
-                let t = Instant::now();
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    Ok(r) => panic!("unexpected answer {}", r.status()),
-                    Err(e) => panic!("request failed: {e}"),
-                }
+                let req = request(&client, &url, &body, &headers);
+                lat.push(answered(req, Instant::now()).await);
             }
             lat
         }));
@@ -122,7 +136,7 @@ async fn paced(
     seconds: u64,
     rate: f64,
     body: Arc<Vec<u8>>,
-    headers: Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+    headers: Headers,
 ) -> Figures {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(MAX_IN_FLIGHT)
@@ -143,22 +157,12 @@ async fn paced(
                 .acquire_owned()
                 .await
                 .expect("the semaphore stays open");
-            let mut req = client.post(&url).body(body.as_ref().clone());
-            for (k, v) in headers() {
-                req = req.header(k, v);
-            }
+            let req = request(&client, &url, &body, &headers);
             let latencies = Arc::clone(&latencies);
-            let t = Instant::now();
+            let sent_at = Instant::now();
             tokio::spawn(async move {
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        let ms = t.elapsed().as_secs_f64() * 1000.0;
-                        latencies.lock().expect("latencies").push(ms);
-                    }
-                    Ok(r) => panic!("unexpected answer {}", r.status()),
-                    Err(e) => panic!("request failed: {e}"),
-                }
+                let ms = answered(req, sent_at).await;
+                latencies.lock().expect("latencies").push(ms);
                 drop(permit);
             });
             sent += 1;
@@ -590,33 +594,28 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         plain,
     )
     .await;
-    let forwarded_before = b.forwarded.0.load(Ordering::Relaxed);
-    let forwarder = load(
-        format!("{}/hooks/stripe", b.references.forwarder),
-        b.reference_seconds,
-        b.body.clone(),
-        signer.clone(),
+    let forwarder_url = format!("{}/hooks/stripe", b.references.forwarder);
+    let forwarder = forwarding(
+        b,
+        load(
+            forwarder_url.clone(),
+            b.reference_seconds,
+            b.body.clone(),
+            signer.clone(),
+        ),
     )
     .await;
-    assert_eq!(
-        (b.forwarded.0.load(Ordering::Relaxed) - forwarded_before) as usize,
-        forwarder.acks,
-        "the forwarder posts every event it acks"
-    );
-    let forwarded_before = b.forwarded.0.load(Ordering::Relaxed);
-    let paced_forwarder = paced(
-        format!("{}/hooks/stripe", b.references.forwarder),
-        b.reference_seconds,
-        b.rate,
-        b.body.clone(),
-        signer.clone(),
+    let paced_forwarder = forwarding(
+        b,
+        paced(
+            forwarder_url,
+            b.reference_seconds,
+            b.rate,
+            b.body.clone(),
+            signer.clone(),
+        ),
     )
     .await;
-    assert_eq!(
-        (b.forwarded.0.load(Ordering::Relaxed) - forwarded_before) as usize,
-        paced_forwarder.acks,
-        "the forwarder posts every event it acks"
-    );
 
     let data = tempfile::tempdir().expect("tmp");
     let bin = std::env::var("HOOKFLOW_BENCH_BIN")
@@ -712,6 +711,19 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         paced_delivered,
         paced_rss_mb,
     }
+}
+
+/// Run a scenario against the forwarder, and check that it forwarded
+/// every event it acked.
+async fn forwarding(b: &Bench, scenario: impl std::future::Future<Output = Figures>) -> Figures {
+    let before = b.forwarded.0.load(Ordering::Relaxed);
+    let figures = scenario.await;
+    assert_eq!(
+        (b.forwarded.0.load(Ordering::Relaxed) - before) as usize,
+        figures.acks,
+        "the forwarder posts every event it acks"
+    );
+    figures
 }
 
 /// Wait until `delivered()` reaches `expected`, giving up once deliveries
