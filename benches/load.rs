@@ -169,8 +169,8 @@ async fn paced(
         }
     }
     // Every request answered: all permits back.
-    let all = u32::try_from(MAX_IN_FLIGHT).expect("a small number");
-    let _ = in_flight.acquire_many(all).await.expect("open");
+    let permits = u32::try_from(MAX_IN_FLIGHT).expect("a small number");
+    let _ = in_flight.acquire_many(permits).await.expect("open");
     let seconds = started.elapsed().as_secs_f64();
     let all = std::mem::take(&mut *latencies.lock().expect("latencies"));
     assert_eq!(
@@ -505,7 +505,6 @@ async fn run(seconds: u64, rounds: usize) {
         "then paced: {:.0} events/s offered whatever the answers (open loop)",
         bench.rate
     );
-    let offered = bench.rate;
     let mut all = Vec::new();
     for n in 1..=rounds {
         let r = round(&bench, seconds).await;
@@ -554,7 +553,7 @@ async fn run(seconds: u64, rounds: usize) {
         );
         println!(
             "  paced at {:.0}/s: forwarder p50 {:.2} ms, p99 {:.2} ms; hookflow p50 {:.2} ms, p99 {:.2} ms, {:.0} runs/s while on, last run {:.2} s after",
-            offered,
+            bench.rate,
             m(&|r| r.paced_forwarder.p50_ms),
             m(&|r| r.paced_forwarder.p99_ms),
             m(&|r| r.paced_ours.p50_ms),
