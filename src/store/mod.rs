@@ -601,7 +601,11 @@ impl StateStore {
 /// under load waiting out the rest of the interval lets one flush serve
 /// many writers; an idle store flushes at once. Under the load benchmark,
 /// 0.5, 2, 3 and 4 ms measured the same as 1 ms within the machine's noise;
-/// the shortest of those keeps latency lowest at moderate load.
+/// the shortest of those keeps latency lowest at moderate load. The interval
+/// is most of the median ack at moderate load (about 1.1 ms at a paced
+/// 3,000 events/s): flushing at once after a flush that carried fewer than
+/// 4, 8 or 16 waiters took it to 0.7 ms, but lowered acks/s under the
+/// closed-loop load in every pair, as did no interval at all.
 const MIN_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 
 fn group_commit(
