@@ -604,8 +604,9 @@ impl StateStore {
 /// the shortest of those keeps latency lowest at moderate load. The interval
 /// is most of the median ack at moderate load (about 1.1 ms at a paced
 /// 3,000 events/s): flushing at once after a flush that carried fewer than
-/// 4, 8 or 16 waiters took it to 0.7 ms, but lowered acks/s under the
-/// closed-loop load in every pair, as did no interval at all.
+/// 8 or 16 waiters took it to 0.7 ms (fewer than 4: no change), but every
+/// threshold lowered acks/s under the closed-loop load in every pair, as
+/// did no interval at all.
 const MIN_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 
 fn group_commit(
