@@ -205,6 +205,18 @@ async fn sink(State(c): State<Counter>, _body: Bytes) -> StatusCode {
     StatusCode::OK
 }
 
+/// A sink that counts what it is posted; its count and its URL.
+async fn start_sink() -> (Counter, String) {
+    let count = Counter(Arc::default());
+    let url = serve(
+        Router::new()
+            .route("/slack", post(sink))
+            .with_state(count.clone()),
+    )
+    .await;
+    (count, format!("{url}/slack"))
+}
+
 async fn serve(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -469,28 +481,16 @@ async fn run(seconds: u64, rounds: usize) {
         ))
         .expect("fixture"),
     );
-    let delivered = Counter(Arc::default());
-    let sink_url = serve(
-        Router::new()
-            .route("/slack", post(sink))
-            .with_state(delivered.clone()),
-    )
-    .await;
+    let (delivered, sink_url) = start_sink().await;
     let only_ours = std::env::var("HOOKFLOW_BENCH_ONLY").is_ok_and(|v| v == "hookflow");
     // The forwarder posts to a sink of its own, here, as hookflow does.
-    let fwd_count = Counter(Arc::default());
-    let fwd_sink = serve(
-        Router::new()
-            .route("/slack", post(sink))
-            .with_state(fwd_count.clone()),
-    )
-    .await;
+    let (fwd_count, fwd_sink) = start_sink().await;
     let bench = Bench {
         root,
         body,
         delivered,
         sink_url,
-        references: References::start(root, &format!("{fwd_sink}/slack")),
+        references: References::start(root, &fwd_sink),
         forwarded: fwd_count,
         reference_seconds: if only_ours { 0 } else { seconds },
         rate: std::env::var(RATE)
@@ -623,7 +623,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         .current_dir(b.root)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data.path())
-        .env("SLACK_WEBHOOK_URL", format!("{}/slack", b.sink_url))
+        .env("SLACK_WEBHOOK_URL", &b.sink_url)
         .env(
             "HOOKFLOW_LOG",
             std::env::var("HOOKFLOW_LOG").unwrap_or_else(|_| "warn,hookflow::server=info".into()),
