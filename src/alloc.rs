@@ -2,7 +2,7 @@
 //! log buffers.
 //!
 //! sled writes its log through one buffer per segment
-//! ([`crate::store::SEGMENT_SIZE`] bytes, 8 KiB aligned). It allocates a
+//! ([`crate::store::sled::SEGMENT_SIZE`] bytes, 8 KiB aligned). It allocates a
 //! fresh one each time a segment fills, and frees the old one once it is on
 //! disk and no thread can still see it: under load, a few hundred times a
 //! second, with about 30 alive at once. mimalloc hands each freed buffer
@@ -41,7 +41,7 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
 });
 
 fn is_log_buffer(layout: Layout) -> bool {
-    layout.size() == crate::store::SEGMENT_SIZE && layout.align() == LOG_BUFFER_ALIGN
+    layout.size() == crate::store::sled::SEGMENT_SIZE && layout.align() == LOG_BUFFER_ALIGN
 }
 
 // SAFETY: every block comes from mimalloc and goes back to it, with its
@@ -94,13 +94,13 @@ mod tests {
     #[test]
     fn a_freed_log_buffer_is_handed_out_again_and_others_are_not_pooled() {
         let a = Allocator;
-        let log = Layout::from_size_align(crate::store::SEGMENT_SIZE, LOG_BUFFER_ALIGN)
+        let log = Layout::from_size_align(crate::store::sled::SEGMENT_SIZE, LOG_BUFFER_ALIGN)
             .expect("a valid layout");
         // SAFETY: each block is freed once, with the layout it was made with.
         unsafe {
             let p = a.alloc(log);
             assert!(!p.is_null());
-            p.write_bytes(7, crate::store::SEGMENT_SIZE);
+            p.write_bytes(7, crate::store::sled::SEGMENT_SIZE);
             a.dealloc(p, log);
             let q = a.alloc(log);
             assert_eq!(p, q, "the spare buffer is reused");
@@ -116,8 +116,8 @@ mod tests {
             assert_eq!(pooled, SPARE_BUFFERS);
 
             // Another layout never comes from the pool.
-            let other =
-                Layout::from_size_align(crate::store::SEGMENT_SIZE, 8).expect("a valid layout");
+            let other = Layout::from_size_align(crate::store::sled::SEGMENT_SIZE, 8)
+                .expect("a valid layout");
             let r = a.alloc(other);
             assert!(!r.is_null());
             assert_eq!(POOL.lock().expect("pool").len, pooled);

@@ -16,12 +16,13 @@
 //! | [`metrics`] | counters and histograms for `/metrics` |
 //! | [`signature`] | signature schemes: pure verification over raw bytes |
 //! | [`jsonpath`] | RFC 9535 queries, parsed once |
-//! | [`store`] | every sled call: events, runs, queue, state, versions; group commit |
+//! | [`fault`] | crash points: where the crash tests stop the process |
+//! | [`store`] | the storage interface (ingest, claim, load, save, schedule, finish, lists, state, versions, retention, change feed) and its backends |
 //! | [`script`] | the sandboxed Rhai engine and its helper functions |
 //! | [`expr`] | `{{ }}` templates and conditions |
 //! | [`step`] | `filter`, `transform`, `http` |
 //! | [`workflow`] | YAML → checked, compiled `Workflow`; the registry of loaded workflows |
-//! | [`run`] | the executor (one run, step by step) and the worker pool |
+//! | [`run`] | the scheduler (claims due runs) and the executor (one run, step by step) |
 //! | [`inbound`] | deciding what an inbound request is, and storing it durably |
 //! | [`testcase`] | workflow test cases: format, runner, comparison, export of a run |
 //! | [`http`] | the router: hooks, API, health |
@@ -31,12 +32,11 @@
 //!
 //! 1. `POST /hooks/<path>` → [`http::hooks`] reads the body within the size
 //!    limit → [`inbound::classify`]: path, method, signature, body, `when`.
-//! 2. [`inbound::Inbox::accept`] writes the event, its runs and their queue
-//!    entries (in an order that makes an interrupted write harmless, see
-//!    [`store::Store::insert_event`]) and waits for the group-commit flush;
-//!    only then does the sender get `202`.
-//! 3. [`run::worker::dispatch`], on its own lower-priority threads, takes
-//!    due entries from the in-memory mirror of the queue, bounded by a
+//! 2. [`inbound::Inbox::accept`] hands the event, its runs and their dedupe
+//!    keys to [`store::Store::ingest`], which answers once they are durable
+//!    together; only then does the sender get `202`.
+//! 3. [`run::scheduler::dispatch`], on its own lower-priority threads,
+//!    claims due runs from the store ([`store::Store::claim`]), bounded by a
 //!    semaphore, and hands each to [`run::executor::Executor::execute`].
 //! 4. The executor walks the steps from the first unfinished one, skipping
 //!    those whose `if` is false, and saves the run after each step that
@@ -49,6 +49,7 @@ pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod expr;
+pub mod fault;
 pub mod http;
 pub mod inbound;
 pub mod jsonpath;

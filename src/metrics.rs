@@ -4,7 +4,7 @@
 //! Plain maps behind one std `Mutex`: every update is a few map operations
 //! and never awaits, so an async lock would only add cost.
 
-use crate::record::{Event, Run, StepKind};
+use crate::record::{Event, Outcome, Run, StepKind};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -86,12 +86,17 @@ impl Metrics {
     }
 
     pub fn event(&self, e: &Event) {
+        self.event_outcome(&e.workflows, e.outcome);
+    }
+
+    /// An event served by `workflows` ended with `outcome`.
+    pub fn event_outcome(&self, workflows: &[String], outcome: Outcome) {
         self.with(|m| {
-            if e.workflows.is_empty() {
-                *slot(&mut m.events, "", e.outcome.as_str()) += 1;
+            if workflows.is_empty() {
+                *slot(&mut m.events, "", outcome.as_str()) += 1;
             }
-            for w in &e.workflows {
-                *slot(&mut m.events, w, e.outcome.as_str()) += 1;
+            for w in workflows {
+                *slot(&mut m.events, w, outcome.as_str()) += 1;
             }
         });
     }

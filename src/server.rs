@@ -6,7 +6,7 @@ use crate::config::ServeConfig;
 use crate::http::{app, AppState};
 use crate::inbound::Inbox;
 use crate::run::executor::Executor;
-use crate::run::worker::{self, Queue};
+use crate::run::scheduler;
 use crate::script::Engine;
 use crate::step::http::Sender;
 use crate::store::Store;
@@ -14,7 +14,7 @@ use crate::workflow::registry::{self, Registry, Workflows};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,7 @@ async fn open_store(config: &ServeConfig) -> Result<Store, ServerError> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     let mut warned = false;
     loop {
-        match Store::open(&config.data, config.cache_mb) {
+        match Store::open_sled(&config.data, config.cache_mb) {
             Ok(store) => return Ok(store),
             Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
                 if !warned {
@@ -107,18 +107,22 @@ pub async fn run(
     let workflows = Arc::new(Workflows::new(store.clone(), engine.clone()));
     workflows
         .replace(load_workflows(&config, &engine))
-        .map_err(|e| ServerError::Setup(format!("cannot record workflow versions: {e}")))?;
-    let (updates, _) = broadcast::channel(1024);
-    let metrics = Arc::new(crate::metrics::Metrics::default());
-    let queue = Queue::default();
-    queue
-        .load(&store)
-        .map_err(|e| ServerError::Setup(format!("cannot read the run queue: {e}")))?;
-    // The fresh-runs mark must be on disk before the first ingest.
-    worker::checkpoint(&queue, &store)
         .await
-        .and(store.flush().await)
-        .map_err(|e| ServerError::Setup(format!("cannot store the fresh-runs mark: {e}")))?;
+        .map_err(|e| ServerError::Setup(format!("cannot record workflow versions: {e}")))?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let runs_runtime = scheduler::runtime().map_err(|e| {
+        ServerError::Setup(format!("cannot start the threads that execute runs: {e}"))
+    })?;
+    // The store's own background work runs beside the runs.
+    let store_tasks = {
+        let (store, stop) = (store.clone(), stop_rx.clone());
+        runs_runtime
+            .spawn(async move { store.start(stop).await })
+            .await
+            .map_err(|e| ServerError::Setup(format!("cannot start the store: {e}")))?
+            .map_err(|e| ServerError::Setup(format!("cannot read the run queue: {e}")))?
+    };
     let executor = Arc::new(Executor {
         store: store.clone(),
         workflows: Arc::clone(&workflows),
@@ -126,52 +130,42 @@ pub async fn run(
             deny_private: config.deny_private_network,
         })
         .map_err(ServerError::Setup)?,
-        updates: updates.clone(),
         metrics: Arc::clone(&metrics),
-        queue: queue.clone(),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_rx_prune = stop_rx.clone();
-    let stop_rx_watch = stop_rx.clone();
-    let runs_runtime = worker::runtime().map_err(|e| {
-        ServerError::Setup(format!("cannot start the threads that execute runs: {e}"))
-    })?;
-    let marker = runs_runtime.spawn(worker::keep_marking(
-        queue.clone(),
-        store.clone(),
-        stop_rx.clone(),
-    ));
-    let dispatcher = runs_runtime.spawn(worker::dispatch(
+    let dispatcher = runs_runtime.spawn(scheduler::dispatch(
         Arc::clone(&executor),
         config.workers,
-        stop_rx,
+        stop_rx.clone(),
         config.grace,
     ));
-    let inbox = Arc::new(Inbox {
-        store: store.clone(),
-        workflows: Arc::clone(&workflows),
-        executor: Arc::clone(&executor),
-        metrics: Arc::clone(&metrics),
-        rejected_window: std::sync::Mutex::new((0, 0)),
-        claims: Default::default(),
-    });
+    let inbox = Arc::new(Inbox::new(
+        store.clone(),
+        Arc::clone(&workflows),
+        Arc::clone(&metrics),
+    ));
     let state = AppState {
         inbox,
         store: store.clone(),
         workflows: Arc::clone(&workflows),
         max_body: config.max_body,
         body_timeout: config.body_timeout,
-        updates,
         metrics,
         api_token: config.api_token.clone().filter(|t| !t.is_empty()),
     };
     let watcher = folder_watch.map(|w| {
         let (workflows, config, engine) = (Arc::clone(&workflows), config.clone(), engine.clone());
-        tokio::spawn(w.run(move || reload(&workflows, &config, &engine), stop_rx_watch))
+        tokio::spawn(w.run(
+            move || {
+                let (workflows, config, engine) =
+                    (Arc::clone(&workflows), config.clone(), engine.clone());
+                async move { reload(&workflows, &config, &engine).await }
+            },
+            stop_rx.clone(),
+        ))
     });
-    let pruner = tokio::spawn(prune_loop(store.clone(), config.clone(), stop_rx_prune));
+    let pruner = tokio::spawn(prune_loop(store.clone(), config.clone(), stop_rx.clone()));
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
-    info!(%addr, queued = queue.len(), "hookflow is listening");
+    info!(%addr, queued = store.queue_gauges(crate::record::Timestamp::now()).depth, "hookflow is listening");
     let served = crate::http::serve::serve(
         listener,
         app(state),
@@ -183,9 +177,8 @@ pub async fn run(
     info!("stopping: no new requests; letting running steps finish");
     let _ = stop_tx.send(true);
     let _ = dispatcher.await;
-    let _ = marker.await;
-    if let Err(e) = worker::checkpoint(&queue, &store).await {
-        warn!(error = %e, "cannot store the fresh-runs mark");
+    for t in store_tasks {
+        let _ = t.await;
     }
     // Tasks still waiting (a retry timer, say) end with the runtime; their
     // runs stay queued in the store. Shutting a runtime down blocks.
@@ -195,8 +188,8 @@ pub async fn run(
     if let Some(w) = watcher {
         let _ = w.await;
     }
-    if let Err(e) = store.flush().await {
-        warn!(error = %e, "final flush failed");
+    if let Err(e) = store.close().await {
+        warn!(error = %e, "cannot leave the store closed cleanly");
     }
     served.map_err(ServerError::Serve)
 }
@@ -205,17 +198,11 @@ pub async fn run(
 /// never waits for it.
 async fn prune_loop(store: Store, config: ServeConfig, mut stop: watch::Receiver<bool>) {
     loop {
-        let s = store.clone();
         let (retention, max) = (config.retention, config.retention_size as u64);
-        let result = tokio::task::spawn_blocking(move || {
-            let now = crate::record::Timestamp::now();
-            let cutoff =
-                crate::record::Timestamp(now.0.saturating_sub(retention.as_millis() as u64));
-            s.prune(cutoff, max, now)
-        })
-        .await;
-        match result {
-            Ok(Ok(p)) if p.events + p.runs + p.dedupe > 0 => {
+        let now = crate::record::Timestamp::now();
+        let cutoff = crate::record::Timestamp(now.0.saturating_sub(retention.as_millis() as u64));
+        match store.prune(cutoff, max, now).await {
+            Ok(p) if p.events + p.runs + p.dedupe > 0 => {
                 info!(
                     events = p.events,
                     runs = p.runs,
@@ -223,9 +210,8 @@ async fn prune_loop(store: Store, config: ServeConfig, mut stop: watch::Receiver
                     "pruned old history"
                 )
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!(error = %e, "pruning failed; will try again"),
-            Err(e) => warn!(error = %e, "pruning was interrupted"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "pruning failed; will try again"),
         }
         tokio::select! {
             _ = tokio::time::sleep(config.prune_interval) => {}
@@ -235,7 +221,7 @@ async fn prune_loop(store: Store, config: ServeConfig, mut stop: watch::Receiver
 }
 
 /// Recompile every workflow file and swap the new set in atomically.
-fn reload(workflows: &Workflows, config: &ServeConfig, engine: &Engine) {
+async fn reload(workflows: &Workflows, config: &ServeConfig, engine: &Engine) {
     let old = workflows.current();
     let merged = registry::merge(&old, load_workflows(config, engine));
     for f in &merged.files {
@@ -263,7 +249,7 @@ fn reload(workflows: &Workflows, config: &ServeConfig, engine: &Engine) {
     {
         info!(workflow = %gone.name, file = %gone.file.display(), "workflow file removed; its path is no longer served");
     }
-    if let Err(e) = workflows.replace(merged) {
+    if let Err(e) = workflows.replace(merged).await {
         warn!(error = %e, "cannot record the reloaded workflow versions; keeping the previous set");
     }
 }

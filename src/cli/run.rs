@@ -188,6 +188,7 @@ fn print_trace(run: &Run, sent: bool) {
             StepStatus::Filtered => "STOP",
             StepStatus::Skipped => "skip",
             StepStatus::Failed => "FAIL",
+            StepStatus::Waiting => "wait",
             StepStatus::Pending | StepStatus::Running | StepStatus::Retrying => "  - ",
         };
         let kind = serde_json::to_value(step.kind)

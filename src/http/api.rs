@@ -42,12 +42,14 @@ async fn replay(
     let mut original = state
         .store
         .run(original_id)
+        .await
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found(format!("no run `{original_id}`")))?;
     let wf = match opts.version {
         replay::Version::Recorded => state
             .workflows
             .version(&original.workflow_version)
+            .await
             .map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?,
         replay::Version::Current => state
             .workflows
@@ -70,14 +72,8 @@ async fn replay(
     state
         .store
         .insert_replay(&original, &run)
+        .await
         .map_err(ApiError::store)?;
-    state.store.flush().await.map_err(ApiError::store)?;
-    state.inbox.executor.queue.push(crate::store::QueueEntry {
-        due: run.created_at,
-        run_id: run.id.clone(),
-    });
-    state.inbox.executor.publish(&run);
-    state.inbox.executor.publish(&original);
     Ok(run.id.to_string())
 }
 
@@ -120,7 +116,7 @@ async fn replay_many(
         before: None,
         limit: MAX_BULK,
     };
-    let page = state.store.list_runs(&q).map_err(ApiError::store)?;
+    let page = state.store.list_runs(&q).await.map_err(ApiError::store)?;
     let mut run_ids = Vec::new();
     let mut skipped = Vec::new();
     // Oldest first, so the replays queue in the order the originals arrived.
@@ -231,8 +227,8 @@ async fn list_runs(
         before: p.before.clone().filter(|b| !b.is_empty()),
         limit: p.limit(),
     };
-    let store = state.store.clone();
-    page_json(move || store.list_runs(&q)).await
+    let page = state.store.list_runs(&q).await.map_err(ApiError::store)?;
+    Ok(page_json(page))
 }
 
 async fn list_events(
@@ -246,27 +242,13 @@ async fn list_events(
         before: p.before.clone().filter(|b| !b.is_empty()),
         limit: p.limit(),
     };
-    let store = state.store.clone();
-    page_json(move || store.list_events(&q)).await
+    let page = state.store.list_events(&q).await.map_err(ApiError::store)?;
+    Ok(page_json(page))
 }
 
-/// Read one page off the async runtime and answer it as
-/// `{"items": [...], "next_before": cursor-or-null}`.
-async fn page_json<T: serde::Serialize + Send + 'static>(
-    read: impl FnOnce() -> Result<crate::store::Page<T>, crate::store::StoreError> + Send + 'static,
-) -> Result<Json<Value>, ApiError> {
-    let page = tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("listing failed: {e}"),
-            )
-        })?
-        .map_err(ApiError::store)?;
-    Ok(Json(
-        json!({ "items": page.items, "next_before": page.next_before }),
-    ))
+/// A page as `{"items": [...], "next_before": cursor-or-null}`.
+fn page_json<T: serde::Serialize>(page: crate::store::Page<T>) -> Json<Value> {
+    Json(json!({ "items": page.items, "next_before": page.next_before }))
 }
 
 async fn get_event(
@@ -276,6 +258,7 @@ async fn get_event(
     let event = state
         .store
         .event(&id)
+        .await
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found(format!("no event `{id}`")))?;
     Ok(Json(json!(event)))
@@ -288,6 +271,7 @@ async fn get_run(
     let run = state
         .store
         .run(&id)
+        .await
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
     Ok(Json(json!(run)))
@@ -301,11 +285,13 @@ async fn test_case(
     let run = state
         .store
         .run(&id)
+        .await
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
     let event = state
         .store
-        .event_by_id(&run.event_id)
+        .event(run.event_id.as_str())
+        .await
         .map_err(ApiError::store)?
         .ok_or_else(|| {
             ApiError::not_found(format!("the event of run `{id}` is no longer stored"))
@@ -327,37 +313,39 @@ async fn test_case(
 const SCAN_CAP: usize = 200_000;
 
 async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let store = state.store.clone();
     let now = Timestamp::now();
-    let result = tokio::task::spawn_blocking(move || {
-        let minute = 60_000;
-        let this_minute = now.0 / minute * minute;
-        let first_minute = this_minute - 59 * minute;
-        let mut per_minute: Vec<serde_json::Map<String, Value>> = vec![serde_json::Map::new(); 60];
-        let mut by_workflow: std::collections::BTreeMap<String, serde_json::Map<String, Value>> = Default::default();
-        let day_ago = Timestamp(now.0.saturating_sub(24 * 3600 * 1000));
-        store.scan_run_heads(day_ago, SCAN_CAP, |workflow, status, created| {
-            let bump = |m: &mut serde_json::Map<String, Value>| {
-                let n = m.get(status.as_str()).and_then(Value::as_u64).unwrap_or(0);
-                m.insert(status.as_str().to_string(), Value::from(n + 1));
-            };
-            bump(by_workflow.entry(workflow.to_string()).or_default());
-            if created.0 >= first_minute {
-                let slot = ((created.0 - first_minute) / minute) as usize;
-                if let Some(m) = per_minute.get_mut(slot) {
-                    bump(m);
-                }
+    let minute = 60_000;
+    let this_minute = now.0 / minute * minute;
+    let first_minute = this_minute - 59 * minute;
+    let day_ago = Timestamp(now.0.saturating_sub(24 * 3600 * 1000));
+    let heads = state
+        .store
+        .run_heads(day_ago, SCAN_CAP)
+        .await
+        .map_err(ApiError::store)?;
+    let mut per_minute: Vec<serde_json::Map<String, Value>> = vec![serde_json::Map::new(); 60];
+    let mut by_workflow: std::collections::BTreeMap<String, serde_json::Map<String, Value>> =
+        Default::default();
+    for head in heads {
+        let status = head.status.as_str();
+        let bump = |m: &mut serde_json::Map<String, Value>| {
+            let n = m.get(status).and_then(Value::as_u64).unwrap_or(0);
+            m.insert(status.to_string(), Value::from(n + 1));
+        };
+        bump(by_workflow.entry(head.workflow).or_default());
+        if head.created_at.0 >= first_minute {
+            let slot = ((head.created_at.0 - first_minute) / minute) as usize;
+            if let Some(m) = per_minute.get_mut(slot) {
+                bump(m);
             }
-        })?;
-        let per_minute: Vec<Value> = per_minute
-            .into_iter()
-            .enumerate()
-            .map(|(i, counts)| json!({ "minute": Timestamp(first_minute + i as u64 * minute), "counts": counts }))
-            .collect();
-        Ok::<_, crate::store::StoreError>(json!({ "per_minute": per_minute, "by_workflow_24h": by_workflow }))
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("stats failed: {e}")))?
-    .map_err(ApiError::store)?;
-    Ok(Json(result))
+        }
+    }
+    let per_minute: Vec<Value> = per_minute
+        .into_iter()
+        .enumerate()
+        .map(|(i, counts)| json!({ "minute": Timestamp(first_minute + i as u64 * minute), "counts": counts }))
+        .collect();
+    Ok(Json(
+        json!({ "per_minute": per_minute, "by_workflow_24h": by_workflow }),
+    ))
 }

@@ -14,26 +14,12 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let store = state.store.clone();
-    let gauges = tokio::task::spawn_blocking(move || {
-        let now = Timestamp::now();
-        let mut depth = 0;
-        let mut backlog = 0;
-        for e in store.queue_entries().flatten() {
-            depth += 1;
-            if e.due > now {
-                backlog += 1;
-            }
-        }
-        (depth, backlog)
-    })
-    .await
-    .unwrap_or((0, 0));
+    let gauges = state.store.queue_gauges(Timestamp::now());
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(gauges.0, gauges.1),
+        state.metrics.render(gauges.depth, gauges.later),
     )
 }

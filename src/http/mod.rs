@@ -12,13 +12,11 @@ pub mod stream;
 pub mod ui;
 
 use crate::inbound::Inbox;
-use crate::run::RunUpdate;
 use crate::store::Store;
 use crate::workflow::registry::Workflows;
 use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
-use tokio::sync::broadcast;
 
 /// Everything a handler may reach.
 #[derive(Clone)]
@@ -28,7 +26,6 @@ pub struct AppState {
     pub workflows: Arc<Workflows>,
     pub max_body: usize,
     pub body_timeout: std::time::Duration,
-    pub updates: broadcast::Sender<RunUpdate>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When set, `/api` and `/ui` require it.
     pub api_token: Option<String>,

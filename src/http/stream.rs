@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
 async fn stream_runs(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = state.updates.subscribe();
+    let rx = state.store.subscribe();
     let events = stream::unfold(rx, |mut rx| async move {
         loop {
             let event = match rx.recv().await {

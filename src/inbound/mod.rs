@@ -1,14 +1,14 @@
 //! Accepting an inbound webhook (SPEC §5). [`classify`] decides, purely,
 //! what a request is (unknown path, wrong method, bad signature, bad body,
-//! which workflows' `when` hold); [`Inbox::accept`] then writes the event
-//! and its runs, waits for the group-commit flush, and only then answers —
-//! so a 2xx always means "on disk".
+//! which workflows' `when` hold); [`Inbox::accept`] then hands the event
+//! and its runs to the store ([`Store::ingest`]), which answers once they
+//! are durable — so a 2xx always means "on disk".
 
 pub mod body;
 
 use crate::record::{Event, EventId, Outcome, Run, RunId, Timestamp, REDACTED};
 use crate::run::{context, new_run};
-use crate::store::{DedupeClaim, DedupeEntry, Store, StoreError};
+use crate::store::{DedupeClaim, Ingest, Ingested, Store, StoreError};
 use crate::workflow::registry::{Registry, Workflows};
 use crate::workflow::Workflow;
 use serde_json::{Map, Value};
@@ -259,71 +259,42 @@ fn stored_headers(
 pub struct Inbox {
     pub store: Store,
     pub workflows: Arc<Workflows>,
-    pub executor: Arc<crate::run::executor::Executor>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// (minute, rejected events stored in it)
     pub rejected_window: std::sync::Mutex<(u64, u64)>,
-    /// Held while a dedupe key is checked, written and flushed.
-    pub claims: ClaimLocks,
-}
-
-/// Locks for dedupe keys, striped by hash: a request holds the stripes of
-/// its keys from the holder check until its write is on disk, so two
-/// deliveries of one event cannot both start runs. Keys that share a stripe
-/// merely wait for each other; requests without dedupe take none.
-pub struct ClaimLocks {
-    stripes: Vec<tokio::sync::Mutex<()>>,
-}
-
-impl Default for ClaimLocks {
-    fn default() -> Self {
-        ClaimLocks {
-            stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
-        }
-    }
-}
-
-impl ClaimLocks {
-    async fn hold(&self, claims: &[(usize, DedupeClaim)]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
-        use std::hash::{Hash, Hasher};
-        let mut idx: Vec<usize> = claims
-            .iter()
-            .map(|(_, c)| {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                (&c.workflow, &c.key).hash(&mut h);
-                (h.finish() % self.stripes.len() as u64) as usize
-            })
-            .collect();
-        // Always in the same order, each stripe once: no deadlock.
-        idx.sort_unstable();
-        idx.dedup();
-        let mut guards = Vec::with_capacity(idx.len());
-        for i in idx {
-            guards.push(self.stripes[i].lock().await);
-        }
-        guards
-    }
 }
 
 impl Inbox {
+    pub fn new(
+        store: Store,
+        workflows: Arc<Workflows>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Inbox {
+        Inbox {
+            store,
+            workflows,
+            metrics,
+            rejected_window: std::sync::Mutex::new((0, 0)),
+        }
+    }
+
     pub async fn accept(&self, req: Inbound) -> Result<Answer, StoreError> {
-        // Before any run id exists: the store's fresh-runs mark must not
-        // pass the runs this request may create.
-        let _ingesting = self.executor.queue.ingest();
         let now = Timestamp::now();
         let reg = self.workflows.current();
         match classify(&reg, &req, now) {
             Decision::Answer(a) => Ok(a),
-            Decision::Reject { reason, workflows } => self.reject(&req, now, reason, workflows),
+            Decision::Reject { reason, workflows } => {
+                self.reject(&req, now, reason, workflows).await
+            }
             Decision::Store {
                 event,
                 runs,
                 claims,
-            } => self.store_event(*event, runs, claims, now).await,
+            } => self.store_event(*event, runs, claims).await,
         }
     }
 
-    fn reject(
+    async fn reject(
         &self,
         req: &Inbound,
         now: Timestamp,
@@ -359,69 +330,35 @@ impl Inbox {
             Err(_) => false,
         };
         if store_it {
-            self.store.save_event(&event)?;
+            self.store.save_rejected(&event).await?;
         }
         Ok(Answer::Rejected(reason))
     }
 
-    /// Store the event and its runs, skipping runs whose dedupe key is
-    /// held; answer once it is on disk.
+    /// Store the event and its runs (the store skips runs whose dedupe key
+    /// is held); answer once it is on disk.
     async fn store_event(
         &self,
-        mut event: Event,
+        event: Event,
         runs: Vec<Run>,
         claims: Vec<(usize, DedupeClaim)>,
-        now: Timestamp,
     ) -> Result<Answer, StoreError> {
-        let _held = self.claims.hold(&claims).await;
-        let mut keep = vec![true; runs.len()];
-        let mut holder: Option<DedupeEntry> = None;
-        for (i, claim) in &claims {
-            if let Some(h) = self.store.dedupe_holder(&claim.workflow, &claim.key, now)? {
-                keep[*i] = false;
-                holder.get_or_insert(h);
+        let workflows = event.workflows.clone();
+        let outcome = event.outcome;
+        let stored = self
+            .store
+            .ingest(Ingest {
+                event,
+                runs,
+                claims,
+            })
+            .await?;
+        Ok(match stored {
+            Ingested::Stored { event_id, runs } => {
+                self.metrics.event_outcome(&workflows, outcome);
+                Answer::Accepted { event_id, runs }
             }
-        }
-        if let Some(h) = &holder {
-            if !keep.iter().any(|k| *k) {
-                return Ok(Answer::Duplicate {
-                    event_id: h.event_id.clone(),
-                    runs: h.runs.clone(),
-                });
-            }
-        }
-        let claims: Vec<DedupeClaim> = claims
-            .into_iter()
-            .filter(|(i, _)| keep[*i])
-            .map(|(_, c)| c)
-            .collect();
-        let runs: Vec<Run> = runs
-            .into_iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(r, _)| r)
-            .collect();
-        event.runs = runs.iter().map(|r| r.id.clone()).collect();
-        self.store.insert_event(&event, &runs, &claims)?;
-        self.store.flush().await?;
-        self.metrics.event(&event);
-        let answer = Answer::Accepted {
-            event_id: event.id.clone(),
-            runs: event.runs.clone(),
-        };
-        let mut event = Some(event);
-        let n = runs.len();
-        for (i, r) in runs.into_iter().enumerate() {
-            self.executor.publish(&r);
-            let e = if i + 1 == n {
-                event.take()
-            } else {
-                event.clone()
-            };
-            if let Some(e) = e {
-                self.executor.queue.push_hot(r, e);
-            }
-        }
-        Ok(answer)
+            Ingested::Duplicate { event_id, runs } => Answer::Duplicate { event_id, runs },
+        })
     }
 }

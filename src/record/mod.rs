@@ -162,6 +162,8 @@ impl Outcome {
 pub enum RunStatus {
     Queued,
     Running,
+    /// Waiting for a `delay` to pass.
+    Waiting,
     Retrying,
     Succeeded,
     Filtered,
@@ -169,9 +171,10 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 6] = [
+    pub const ALL: [RunStatus; 7] = [
         RunStatus::Queued,
         RunStatus::Running,
+        RunStatus::Waiting,
         RunStatus::Retrying,
         RunStatus::Succeeded,
         RunStatus::Filtered,
@@ -182,6 +185,7 @@ impl RunStatus {
         match self {
             RunStatus::Queued => "queued",
             RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
             RunStatus::Retrying => "retrying",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Filtered => "filtered",
@@ -197,7 +201,9 @@ impl RunStatus {
     pub fn is_final(self) -> bool {
         match self {
             RunStatus::Succeeded | RunStatus::Filtered | RunStatus::Failed => true,
-            RunStatus::Queued | RunStatus::Running | RunStatus::Retrying => false,
+            RunStatus::Queued | RunStatus::Running | RunStatus::Waiting | RunStatus::Retrying => {
+                false
+            }
         }
     }
 }
@@ -211,6 +217,8 @@ pub enum StepStatus {
     Filtered,
     Skipped,
     Retrying,
+    /// A `delay` step waiting for its time.
+    Waiting,
     Failed,
 }
 
@@ -222,6 +230,7 @@ impl StepStatus {
             StepStatus::Pending
             | StepStatus::Running
             | StepStatus::Retrying
+            | StepStatus::Waiting
             | StepStatus::Failed => false,
         }
     }
@@ -233,6 +242,26 @@ pub enum StepKind {
     Filter,
     Transform,
     Http,
+}
+
+/// A change to a run, for live listeners (`/api/stream`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunUpdate {
+    pub id: RunId,
+    pub workflow: String,
+    pub status: RunStatus,
+    pub event_id: String,
+}
+
+impl RunUpdate {
+    pub fn of(run: &Run) -> RunUpdate {
+        RunUpdate {
+            id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            status: run.status,
+            event_id: run.event_id.to_string(),
+        }
+    }
 }
 
 /// One inbound request as stored.

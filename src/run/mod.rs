@@ -1,25 +1,18 @@
-//! Running workflows: `executor.rs` walks one run's steps and saves it as
-//! it goes; `worker.rs` claims due runs from the queue with bounded
-//! concurrency; this module builds the run context both share.
+//! Running workflows: `scheduler.rs` claims due runs from the store with
+//! bounded concurrency and hands each to `executor.rs`, which walks one
+//! run's steps and saves it as it goes; `replay.rs` plans replays. This
+//! module builds the run context they share. The scheduler and the
+//! executor do not look into each other: the store is their only meeting
+//! point.
 
 pub mod executor;
 pub mod replay;
-pub mod worker;
+pub mod scheduler;
 
 use crate::record::{Event, EventId, Run, RunId, RunStatus, StepRecord, Timestamp};
 use crate::workflow::Workflow;
-use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-
-/// A change to a run, for live listeners (`/api/stream`).
-#[derive(Debug, Clone, Serialize)]
-pub struct RunUpdate {
-    pub id: RunId,
-    pub workflow: String,
-    pub status: RunStatus,
-    pub event_id: String,
-}
 
 /// The run context of SPEC §3.1, taking the event's body, headers and
 /// query without copying them.

@@ -77,7 +77,8 @@ pub fn suite_yaml(run: &Run, event: &Event) -> Result<String, String> {
             | StepStatus::Running
             | StepStatus::Filtered
             | StepStatus::Skipped
-            | StepStatus::Retrying => {}
+            | StepStatus::Retrying
+            | StepStatus::Waiting => {}
         }
         steps.insert(step.id.clone(), Value::Object(expect));
     }

@@ -8,7 +8,7 @@ use crate::record::{Run, Timestamp};
 use crate::run::executor::Executor;
 use crate::script::Engine;
 use crate::step::http::Sender;
-use crate::store::{QueueEntry, Store};
+use crate::store::{Ingest, Ingested, Store};
 use crate::workflow::registry::{Registry, Workflows};
 use crate::workflow::Workflow;
 use std::sync::Arc;
@@ -41,6 +41,7 @@ pub async fn run_once(
             workflows: vec![wf],
             files: Vec::new(),
         })
+        .await
         .map_err(|e| e.to_string())?;
     let reg = workflows.current();
     let now = Timestamp::now();
@@ -73,38 +74,45 @@ pub async fn run_once(
         }
         Decision::Store { event, runs, .. } => (event, runs),
     };
-    let Some(first) = runs.first() else {
+    if runs.is_empty() {
         return Ok(CaseRun {
             status: "unmatched".into(),
             reason: event.reason.clone(),
             run: None,
         });
-    };
-    let run_id = first.id.clone();
-    store
-        .insert_event(&event, &runs, &[])
+    }
+    let stored = store
+        .ingest(Ingest {
+            event: *event,
+            runs,
+            claims: Vec::new(),
+        })
+        .await
         .map_err(|e| e.to_string())?;
-    let (updates, _) = tokio::sync::broadcast::channel(16);
+    let Ingested::Stored { runs, .. } = stored else {
+        return Err("the test store answered a duplicate".into());
+    };
+    let run_id = runs
+        .into_iter()
+        .next()
+        .ok_or_else(|| "the run was not stored".to_string())?;
     let executor = Executor {
         store: store.clone(),
         workflows,
         http: sender,
-        updates,
         metrics: Arc::default(),
-        queue: Default::default(),
     };
     for _ in 0..MAX_EXECUTIONS {
-        let entry = store
-            .queue_entries()
-            .filter_map(Result::ok)
-            .find(|e| e.run_id == run_id)
-            .unwrap_or(QueueEntry {
-                due: now,
-                run_id: run_id.clone(),
-            });
-        executor.execute(&entry).await.map_err(|e| e.to_string())?;
+        // Retry waits are skipped: claim as if their time had come.
+        let far = Timestamp(u64::MAX / 2);
+        for claim in store.claim(far, 1).await.map_err(|e| e.to_string())? {
+            let result = executor.execute(&claim).await;
+            store.release(claim, false);
+            result.map_err(|e| e.to_string())?;
+        }
         let run = store
             .run(run_id.as_str())
+            .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "the run disappeared".to_string())?;
         if run.status.is_final() {

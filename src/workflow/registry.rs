@@ -282,10 +282,10 @@ impl Workflows {
     }
 
     /// Make `reg` the live set; keep each version's sources in the store.
-    pub fn replace(&self, reg: Registry) -> Result<(), crate::store::StoreError> {
+    pub async fn replace(&self, reg: Registry) -> Result<(), crate::store::StoreError> {
         for w in &reg.workflows {
             let bundle = serde_json::to_string(&w.bundle).expect("a bundle is plain data");
-            self.store.put_version(&w.version, &bundle)?;
+            self.store.put_version(&w.version, &bundle).await?;
             if let Ok(mut v) = self.versions.lock() {
                 v.insert(w.version.clone(), Arc::clone(w));
             }
@@ -299,7 +299,7 @@ impl Workflows {
     /// The workflow at `version`: from memory, or rebuilt from the sources
     /// kept in the store (after a restart, or for a replay on the recorded
     /// version).
-    pub fn version(&self, version: &str) -> Result<Arc<Workflow>, String> {
+    pub async fn version(&self, version: &str) -> Result<Arc<Workflow>, String> {
         if let Some(w) = self
             .versions
             .lock()
@@ -311,6 +311,7 @@ impl Workflows {
         let stored = self
             .store
             .version(version)
+            .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("workflow version {version} is not in the store"))?;
         let bundle: Bundle = serde_json::from_str(&stored)

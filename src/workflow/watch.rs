@@ -56,9 +56,9 @@ impl FolderWatch {
 
     /// Call `reload` after each burst of changes, until `stop` turns true.
     /// Changes made since [`FolderWatch::start`] count.
-    pub async fn run(
+    pub async fn run<F: std::future::Future<Output = ()> + Send>(
         mut self,
-        reload: impl Fn() + Send + 'static,
+        reload: impl Fn() -> F + Send + 'static,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
@@ -78,7 +78,7 @@ impl FolderWatch {
                     Err(_) => break,
                 }
             }
-            reload();
+            reload().await;
         }
     }
 }
@@ -98,6 +98,7 @@ mod tests {
         let task = tokio::spawn(watch.run(
             move || {
                 let _ = reloaded.send(());
+                async {}
             },
             stop,
         ));

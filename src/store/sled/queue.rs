@@ -1,28 +1,52 @@
-//! Which runs are due, and executing them at most `concurrency` at once.
-//!
-//! Runs execute on their own runtime ([`runtime`]) whose threads have a
-//! lower scheduling priority than the ones answering webhooks: when the
-//! machine is busy, accepting (what senders wait for, and time out on)
-//! comes first and runs use the rest; the queue absorbs the difference.
+//! The in-memory mirror of the run queue, and the fresh-runs mark.
 //!
 //! The queue lives in sled (the `queue` tree) so runs survive restarts; the
-//! dispatcher works from [`Queue`], an in-memory mirror of it. Ingest,
+//! scheduler claims from [`Queue`], an in-memory mirror of it. Ingest,
 //! replays and retries push to the mirror only after their writes are
-//! complete, so the dispatcher never sees a run that is still being written;
+//! complete, so the scheduler never sees a run that is still being written;
 //! at startup the mirror is filled from the tree, so after a crash every
 //! entry is simply due again and its run resumes at its first unfinished
 //! step. The mirror holds at most [`MAX_IN_MEMORY`] entries: beyond that,
 //! entries stay only in the tree and are read back as the mirror empties,
 //! so a long backlog costs disk, not memory.
+//!
+//! Fresh runs (those of an ingest) have no queue-tree entry: they are found
+//! again from the `fresh_runs_from` mark, which [`checkpoint`] keeps below
+//! every fresh run that may be unfinished.
 
-use super::executor::Executor;
+use super::Trees;
 use crate::record::{Event, Run, RunId, Timestamp};
-use crate::store::{QueueEntry, Store, StoreError};
+use crate::store::StoreError;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 use tracing::error;
+
+/// A queue entry: a run due at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub due: Timestamp,
+    pub run_id: RunId,
+}
+
+impl QueueEntry {
+    /// The queue tree's key: due time (big-endian, so keys sort by it) ++ run id.
+    pub fn key(&self) -> Vec<u8> {
+        let mut k = self.due.0.to_be_bytes().to_vec();
+        k.extend_from_slice(self.run_id.as_str().as_bytes());
+        k
+    }
+
+    pub fn from_key(k: &[u8]) -> Option<Self> {
+        let (due, id) = k.split_at_checked(8)?;
+        let due = u64::from_be_bytes(due.try_into().ok()?);
+        Some(QueueEntry {
+            due: Timestamp(due),
+            run_id: RunId(String::from_utf8(id.to_vec()).ok()?),
+        })
+    }
+}
 
 /// Due runs, earliest first, and the runs being executed now.
 #[derive(Clone)]
@@ -163,8 +187,8 @@ impl Drop for Ingesting {
 /// What [`Queue::take`] found.
 enum Take {
     Run(QueueEntry),
-    /// Nothing is due before this time (or at all).
-    Wait(Option<Timestamp>),
+    /// Nothing is due yet.
+    Wait,
 }
 
 impl Queue {
@@ -181,7 +205,7 @@ impl Queue {
     /// from the `fresh_runs_from` mark on. At startup, and when entries
     /// were left out for lack of room and the queue runs low. Returns how
     /// many entries were added.
-    pub fn load(&self, store: &Store) -> Result<usize, StoreError> {
+    pub fn load(&self, store: &Trees) -> Result<usize, StoreError> {
         // Cleared first: a push that finds no room meanwhile sets it again.
         {
             let mut s = self.lock();
@@ -324,7 +348,7 @@ impl Queue {
     }
 
     /// Entries are waiting in the tree only and the queue runs low.
-    fn wants_refill(&self) -> bool {
+    pub fn wants_refill(&self) -> bool {
         let s = self.lock();
         s.spilled && s.due.len() < self.0.capacity / 2
     }
@@ -335,11 +359,13 @@ impl Queue {
     }
 
     /// Runs waiting or running.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         let s = self.lock();
         s.due.len() + s.running.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -349,8 +375,36 @@ impl Queue {
         self.0.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The earliest due entry whose run is not running already.
-    fn take(&self, now: Timestamp) -> Take {
+    /// The earliest due entry whose run is not running already; the run
+    /// counts as running until [`Queue::done`].
+    pub fn take(&self, now: Timestamp) -> Option<QueueEntry> {
+        match self.take_or_wait(now) {
+            Take::Run(e) => Some(e),
+            Take::Wait => None,
+        }
+    }
+
+    /// When the earliest entry that is not running is due.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        let s = self.lock();
+        s.due
+            .iter()
+            .find(|(_, id)| !s.running.contains(id))
+            .map(|(due, _)| *due)
+    }
+
+    /// Entries in memory due after `now`.
+    pub fn due_after(&self, now: Timestamp) -> usize {
+        let s = self.lock();
+        s.due.iter().rev().take_while(|(due, _)| *due > now).count()
+    }
+
+    /// Resolves when an entry was pushed or a run was done with.
+    pub async fn changed(&self) {
+        self.0.changed.notified().await
+    }
+
+    fn take_or_wait(&self, now: Timestamp) -> Take {
         let mut s = self.lock();
         let found = s
             .due
@@ -364,78 +418,21 @@ impl Queue {
                 s.running.insert(key);
                 Take::Run(QueueEntry { due, run_id })
             }
-            Some((due, _)) => Take::Wait(Some(due)),
-            None => Take::Wait(None),
+            Some(_) | None => Take::Wait,
         }
     }
 
-    fn done(&self, run_id: &RunId) {
+    pub fn done(&self, run_id: &RunId) {
         self.lock().running.remove(&Key::of(run_id));
         self.0.changed.notify_one();
     }
-}
-
-/// How much lower than the HTTP threads' priority the run threads' is, as
-/// a nice value (each step is worth about 20% less CPU under contention),
-/// and how many run threads there are per core. Runs wait on the sink and
-/// on flushes, so with one thread per core a draining backlog left the CPU
-/// 15–20% idle; two per core keep it busy, and the larger nice value keeps
-/// the extra threads from taking CPU from acceptance. Measured under the
-/// load benchmark in nine alternating pairs against one thread per core at
-/// nice 2: runs/s median 6,430 against 5,630 (seven of nine pairs better),
-/// acks/s median 9,240 against 9,580 (four of nine better), peak RSS
-/// 5–10 MB higher (146 MB at most). Nice 10 gave fewer runs/s (5,020–
-/// 5,720) and peak RSS up to 147 MB. Earlier, with one thread per core:
-/// nice 0 gave 7,100–7,300 acks/s and 5,300–5,900 runs/s, 2 gave 7,800–
-/// 7,900 and 5,400–5,700, 5 gave 8,100–8,700 acks/s but 4,600–5,400.
-/// Once a run needed one save instead of three, runs took a larger share
-/// of the CPU at nice 7: nice 9 gave a median of 10,800 acks/s in fifteen
-/// single rounds against 10,000 in nine at nice 7, with the same runs/s
-/// within the noise. Its longer backlog took peak RSS up to 149 MB until
-/// the queue kept its ids packed (134–142 MB since).
-///
-/// Two stronger ways of putting requests first were measured and not kept,
-/// as each gives acks what it takes from runs: run threads under
-/// `SCHED_IDLE` (14,000 acks/s at p99 5.7–6.4 ms against 10,000 at 8.0–
-/// 8.5, but 2,100–2,400 runs/s while the load was on and peak RSS about
-/// 200 MB), and 100 µs time slices (`sched_setattr`, Linux 6.12+) for
-/// every thread but these (eleven pairs: acks/s higher in all, median
-/// +13%; ack p99 lower in ten, median −10%; but runs/s while the load was
-/// on lower in ten, median −19%, and peak RSS up to 149 MB).
-const RUN_THREAD_NICE: i32 = 9;
-const RUN_THREADS_PER_CORE: usize = 2;
-
-/// The runtime that executes runs: two threads per core, at lower priority.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores * RUN_THREADS_PER_CORE)
-        .thread_name("hookflow-run")
-        .on_thread_start(|| lower_priority(RUN_THREAD_NICE))
-        .enable_all()
-        .build()
-}
-
-/// Raise the calling thread's nice value by `by`. Best effort: where it is
-/// not possible, runs simply compete with requests on equal terms.
-fn lower_priority(by: i32) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: integer arguments only; on Linux the nice value is per
-    // thread, and raising it needs no privilege.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, now.saturating_add(by).min(19));
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = by;
 }
 
 /// Move the store's `fresh_runs_from` mark up to what the queue allows:
 /// the low-water mark is taken first, then everything written so far is
 /// flushed (so every run that settled before is durably final), then the
 /// mark is written.
-pub async fn checkpoint(queue: &Queue, store: &Store) -> Result<(), StoreError> {
+pub async fn checkpoint(queue: &Queue, store: &Trees) -> Result<(), StoreError> {
     let mark = queue.low_water(Timestamp::now());
     store.flush().await?;
     store.set_fresh_runs_from(&mark)
@@ -443,7 +440,7 @@ pub async fn checkpoint(queue: &Queue, store: &Store) -> Result<(), StoreError> 
 
 /// [`checkpoint`] every second until `shutdown` turns true (the server
 /// makes the last one once the runs have stopped).
-pub async fn keep_marking(queue: Queue, store: Store, mut shutdown: watch::Receiver<bool>) {
+pub async fn keep_marking(queue: Queue, store: Trees, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -460,80 +457,16 @@ pub async fn keep_marking(queue: Queue, store: Store, mut shutdown: watch::Recei
 
 /// Run the dispatcher until `shutdown` turns true, then wait up to `grace`
 /// for runs in flight; what is left stays queued for the next start.
-pub async fn dispatch(
-    executor: Arc<Executor>,
-    concurrency: usize,
-    mut shutdown: watch::Receiver<bool>,
-    grace: Duration,
-) {
-    let queue = executor.queue.clone();
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        let permit = tokio::select! {
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
-        if queue.wants_refill() {
-            let (q, store) = (queue.clone(), executor.store.clone());
-            match tokio::task::spawn_blocking(move || q.load(&store)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => error!(error = %e, "cannot read the run queue"),
-                Err(e) => error!(error = %e, "reading the run queue was interrupted"),
-            }
-        }
-        let now = Timestamp::now();
-        match queue.take(now) {
-            Take::Run(entry) => {
-                let executor = Arc::clone(&executor);
-                let queue = queue.clone();
-                tokio::spawn(async move {
-                    let failed = executor.execute(&entry).await.err();
-                    queue.done(&entry.run_id);
-                    if let Some(e) = failed {
-                        // The entry is still stored; offer it again later
-                        // rather than spinning on a failing store.
-                        error!(run_id = %entry.run_id, error = %e, "run could not be executed; trying again in a second");
-                        let queue = queue.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            queue.push(entry);
-                        });
-                    }
-                    // Release the store before the permit: once every
-                    // permit is back, shutdown may reopen the same folder.
-                    drop(executor);
-                    drop(permit);
-                });
-            }
-            Take::Wait(next_due) => {
-                drop(permit);
-                let wait = next_due
-                    .map(|d| Duration::from_millis(d.0.saturating_sub(now.0)))
-                    .unwrap_or(Duration::from_secs(1))
-                    .min(Duration::from_secs(1));
-                tokio::select! {
-                    _ = queue.0.changed.notified() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-        }
-    }
-    // Wait for in-flight runs: they finish their current step or stop at the
-    // grace limit (and resume after the next start).
-    let all = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(grace, permits.acquire_many(all)).await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn trees() -> Trees {
+        crate::store::sled::SledStore::temporary()
+            .expect("store")
+            .trees
+            .clone()
+    }
 
     fn entry(due: u64, n: u32) -> QueueEntry {
         QueueEntry {
@@ -544,7 +477,7 @@ mod tests {
 
     fn drain(q: &Queue, now: Timestamp) -> Vec<RunId> {
         let mut taken = Vec::new();
-        while let Take::Run(e) = q.take(now) {
+        while let Take::Run(e) = q.take_or_wait(now) {
             q.done(&e.run_id);
             taken.push(e.run_id);
         }
@@ -567,24 +500,22 @@ mod tests {
                 entry(30, 3).run_id
             ]
         );
-        assert!(matches!(
-            q.take(Timestamp(100)),
-            Take::Wait(Some(Timestamp(500)))
-        ));
+        assert!(matches!(q.take_or_wait(Timestamp(100)), Take::Wait));
+        assert_eq!(q.next_due(), Some(Timestamp(500)));
     }
 
     #[test]
     fn a_running_run_is_not_taken_twice() {
         let q = Queue::with_capacity(10);
         q.push(entry(10, 1));
-        let Take::Run(first) = q.take(Timestamp(100)) else {
+        let Take::Run(first) = q.take_or_wait(Timestamp(100)) else {
             panic!("the entry is due")
         };
         // A second entry of the same run (a retry scheduled while it runs).
         q.push(entry(20, 1));
-        assert!(matches!(q.take(Timestamp(100)), Take::Wait(_)));
+        assert!(matches!(q.take_or_wait(Timestamp(100)), Take::Wait));
         q.done(&first.run_id);
-        assert!(matches!(q.take(Timestamp(100)), Take::Run(_)));
+        assert!(matches!(q.take_or_wait(Timestamp(100)), Take::Run(_)));
     }
 
     fn fresh_run(event: &Event) -> Run {
@@ -609,18 +540,29 @@ mod tests {
 
     /// Take every due run (settling it as finished in the store), reading
     /// the store again whenever the queue asks for it.
-    fn run_all(q: &Queue, store: &Store) -> Vec<RunId> {
+    fn run_all(q: &Queue, store: &Trees) -> Vec<RunId> {
         let mut taken = Vec::new();
         loop {
             if q.wants_refill() {
                 q.load(store).expect("refill");
             }
-            let Take::Run(e) = q.take(Timestamp::now().plus(Duration::from_secs(1))) else {
+            let Take::Run(e) = q.take_or_wait(Timestamp::now().plus(Duration::from_secs(1))) else {
                 return taken;
             };
-            let mut run = store.run(e.run_id.as_str()).expect("read").expect("stored");
+            let bytes = store
+                .runs
+                .get(e.run_id.as_str().as_bytes())
+                .expect("read")
+                .expect("stored");
+            let mut run: Run = serde_json::from_slice(&bytes).expect("a run");
             run.status = crate::record::RunStatus::Succeeded;
-            store.save_run(&run).expect("save");
+            store
+                .runs
+                .insert(
+                    run.id.as_str().as_bytes(),
+                    serde_json::to_vec(&run).expect("json"),
+                )
+                .expect("save");
             q.settle(&e.run_id);
             q.done(&e.run_id);
             taken.push(e.run_id);
@@ -664,7 +606,7 @@ mod tests {
 
     #[tokio::test]
     async fn fresh_runs_have_no_queue_entry_and_come_back_from_the_mark() {
-        let store = Store::temporary().expect("store");
+        let store = trees();
         let q = Queue::with_capacity(4);
         checkpoint(&q, &store).await.expect("mark");
         let mut ids = Vec::new();
@@ -673,12 +615,23 @@ mod tests {
             let e = event();
             let run = fresh_run(&e);
             store
-                .insert_event(&e, std::slice::from_ref(&run), &[])
-                .expect("ingest");
+                .runs
+                .insert(
+                    run.id.as_str().as_bytes(),
+                    serde_json::to_vec(&run).expect("json"),
+                )
+                .expect("run");
+            store
+                .events
+                .insert(
+                    e.id.as_str().as_bytes(),
+                    serde_json::to_vec(&e).expect("json"),
+                )
+                .expect("event");
             ids.push(run.id.clone());
             q.push_hot(run, e);
         }
-        assert_eq!(store.queue_len(), 0, "fresh runs write no queue entry");
+        assert_eq!(store.queue.len(), 0, "fresh runs write no queue entry");
         assert_eq!(q.len(), 4, "only the capacity is kept in memory");
         checkpoint(&q, &store).await.expect("mark");
         let mark = store.fresh_runs_from().expect("read").expect("a mark");
@@ -719,11 +672,11 @@ mod tests {
 
     #[test]
     fn a_backlog_beyond_capacity_waits_in_the_store_and_is_read_back() {
-        let store = Store::temporary().expect("store");
+        let store = trees();
         let q = Queue::with_capacity(4);
         for n in 0..10 {
             let e = entry(10 + u64::from(n), n);
-            store.enqueue(&e).expect("enqueue");
+            store.queue.insert(e.key(), &[] as &[u8]).expect("enqueue");
             q.push(e);
         }
         assert_eq!(q.len(), 4, "only the capacity is kept in memory");
@@ -732,10 +685,10 @@ mod tests {
             if q.wants_refill() {
                 q.load(&store).expect("refill");
             }
-            let Take::Run(e) = q.take(Timestamp(1000)) else {
+            let Take::Run(e) = q.take_or_wait(Timestamp(1000)) else {
                 break;
             };
-            store.dequeue(&e).expect("dequeue");
+            store.queue.remove(e.key()).expect("dequeue");
             q.done(&e.run_id);
             seen.push(e.run_id);
         }
