@@ -827,7 +827,17 @@ impl Trees {
     fn count_unfinished(&self) -> Result<usize> {
         let mut runs = std::collections::HashSet::new();
         for e in self.queue_entries() {
-            runs.insert(e?.run_id);
+            let id = e?.run_id;
+            // A leftover entry of a finished (or vanished) run is not work.
+            let unfinished = match self.runs.get(id.as_str().as_bytes())? {
+                Some(b) => {
+                    from_bytes::<RunHead>(id.as_str(), &b).is_ok_and(|h| !h.status.is_final())
+                }
+                None => false,
+            };
+            if unfinished {
+                runs.insert(id);
+            }
         }
         let from = self
             .fresh_runs_from()?
