@@ -123,7 +123,12 @@ impl Metrics {
     }
 
     /// The text exposition, with the queue gauges read by the caller.
-    pub fn render(&self, queue_depth: usize, retry_backlog: usize) -> String {
+    pub fn render(&self, store: crate::store::QueueGauges) -> String {
+        let crate::store::QueueGauges {
+            depth: queue_depth,
+            later: retry_backlog,
+            unreadable,
+        } = store;
         let Ok(m) = self.inner.lock() else {
             return String::new();
         };
@@ -193,16 +198,25 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP hookflow_queue_depth Runs waiting in the queue (due now or later)."
+            "# HELP hookflow_queue_depth Runs not finished: queued, running, retrying or waiting."
         );
         let _ = writeln!(out, "# TYPE hookflow_queue_depth gauge");
         let _ = writeln!(out, "hookflow_queue_depth {queue_depth}");
         let _ = writeln!(
             out,
-            "# HELP hookflow_retry_backlog Runs waiting for a later retry attempt."
+            "# HELP hookflow_retry_backlog Runs waiting for a later time (a retry or a delay)."
         );
         let _ = writeln!(out, "# TYPE hookflow_retry_backlog gauge");
         let _ = writeln!(out, "hookflow_retry_backlog {retry_backlog}");
+        let _ = writeln!(
+            out,
+            "# HELP hookflow_store_unreadable_records_total Stored records skipped because they cannot be decoded."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE hookflow_store_unreadable_records_total counter"
+        );
+        let _ = writeln!(out, "hookflow_store_unreadable_records_total {unreadable}");
         out
     }
 }

@@ -20,6 +20,6 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(gauges.depth, gauges.later),
+        state.metrics.render(gauges),
     )
 }

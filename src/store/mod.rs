@@ -143,13 +143,15 @@ pub struct Pruned {
     pub dedupe: usize,
 }
 
-/// Runs that are not finished, for `/metrics`.
+/// What `/metrics` shows of the store.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct QueueGauges {
     /// Every run waiting or running: queued, running, retrying, waiting.
     pub depth: usize,
     /// Those of them that wait for a later time (a retry or a delay).
     pub later: usize,
+    /// Records skipped since start because they cannot be decoded.
+    pub unreadable: u64,
 }
 
 /// The head of a run (what the UI's counts need), read without the rest.

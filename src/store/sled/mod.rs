@@ -91,6 +91,34 @@ pub(crate) struct Trees {
     dedupe: Tree,
     meta: Tree,
     flusher: mpsc::Sender<oneshot::Sender<std::result::Result<(), String>>>,
+    unreadable: Arc<Unreadable>,
+}
+
+/// Records that cannot be decoded (a bad disk, a bug of an older version):
+/// each is skipped wherever it comes up, so one bad record never stops
+/// start-up, a listing or pruning; counted for `/metrics` and logged once.
+#[derive(Default)]
+struct Unreadable {
+    count: std::sync::atomic::AtomicU64,
+    logged: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// Unreadable keys remembered for "log once"; beyond this every one is
+/// still counted, and logged again.
+const UNREADABLE_LOGGED: usize = 1024;
+
+impl Unreadable {
+    fn note(&self, tree: &str, key: &str, error: &StoreError) {
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        let first = logged.insert(format!("{tree}/{key}"));
+        if first {
+            self.count.fetch_add(1, Ordering::Relaxed);
+            error!(tree, key, error = %error, "skipping a record that cannot be read");
+        }
+        if logged.len() > UNREADABLE_LOGGED {
+            logged.clear();
+        }
+    }
 }
 
 /// Handle to the sled backend; cheap to clone.
@@ -139,6 +167,7 @@ impl SledStore {
             meta: db.open_tree(META)?,
             db,
             flusher: tx,
+            unreadable: Arc::default(),
         };
         Ok(SledStore {
             trees,
@@ -299,7 +328,8 @@ impl SledStore {
         let e: DedupeEntry = match from_bytes(key, &b) {
             Ok(e) => e,
             Err(err) => {
-                warn!(error = %err, "an unreadable dedupe key holds nothing");
+                // An unreadable key holds nothing.
+                self.trees.unreadable.note(DEDUPE, key, &err);
                 return Ok(None);
             }
         };
@@ -392,7 +422,7 @@ impl SledStore {
                     return Ok(None);
                 }
                 Err(e @ StoreError::Corrupt { .. }) => {
-                    error!(run_id = %claim.run_id, error = %e, "a queued run cannot be read; skipping it");
+                    self.trees.unreadable.note(RUNS, claim.run_id.as_str(), &e);
                     self.settle(claim)?;
                     self.unfinished.fetch_sub(1, Ordering::Relaxed);
                     return Ok(None);
@@ -411,7 +441,9 @@ impl SledStore {
             None => match self.read_event(run.event_id.as_str()) {
                 Ok(e) => e,
                 Err(e @ StoreError::Corrupt { .. }) => {
-                    error!(run_id = %claim.run_id, error = %e, "the event of a queued run cannot be read");
+                    self.trees
+                        .unreadable
+                        .note(EVENTS, run.event_id.as_str(), &e);
                     None
                 }
                 Err(e) => return Err(e),
@@ -533,7 +565,13 @@ impl SledStore {
         QueueGauges {
             depth: self.unfinished.load(Ordering::Relaxed).max(0) as usize,
             later: self.queue.due_after(now),
+            unreadable: self.unreadable_records(),
         }
+    }
+
+    /// Records skipped because they cannot be decoded, since start.
+    pub fn unreadable_records(&self) -> u64 {
+        self.trees.unreadable.count.load(Ordering::Relaxed)
     }
 
     fn dequeue(&self, entry: &QueueEntry) -> Result<()> {
@@ -605,7 +643,13 @@ impl SledStore {
                 {
                     return Ok(None);
                 }
-                let run: Run = from_bytes(key, bytes)?;
+                let run: Run = match from_bytes(key, bytes) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.trees.unreadable.note(RUNS, key, &e);
+                        return Ok(None);
+                    }
+                };
                 let keep = q.workflow.as_ref().is_none_or(|w| &run.workflow == w)
                     && q.status.is_none_or(|s| run.status == s);
                 Ok(keep.then_some(run))
@@ -623,7 +667,13 @@ impl SledStore {
                 if !contains(bytes, oc_needle.as_deref()) {
                     return Ok(None);
                 }
-                let event: Event = from_bytes(key, bytes)?;
+                let event: Event = match from_bytes(key, bytes) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        self.trees.unreadable.note(EVENTS, key, &e);
+                        return Ok(None);
+                    }
+                };
                 let keep = q.outcome.is_none_or(|o| event.outcome == o)
                     && q.workflow
                         .as_ref()
@@ -637,8 +687,13 @@ impl SledStore {
         let mut out = Vec::new();
         for entry in self.trees.runs.iter().rev().take(cap) {
             let (k, v) = entry?;
-            let Ok(head) = from_bytes::<RunHead>(&String::from_utf8_lossy(&k), &v) else {
-                continue;
+            let key = String::from_utf8_lossy(&k);
+            let head = match from_bytes::<RunHead>(&key, &v) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.trees.unreadable.note(RUNS, &key, &e);
+                    continue;
+                }
             };
             if head.created_at < since {
                 break;
@@ -686,7 +741,12 @@ impl SledStore {
             let event: Event = match from_bytes(&key, &v) {
                 Ok(e) => e,
                 Err(e) => {
-                    warn!(error = %e, "skipping an unreadable event while pruning");
+                    // Its id still tells its age: it goes when its time is up.
+                    t.unreadable.note(EVENTS, &key, &e);
+                    if id_time(&key).is_some_and(|at| at < cutoff) {
+                        t.events.remove(&k)?;
+                        pruned.events += 1;
+                    }
                     continue;
                 }
             };
@@ -697,8 +757,14 @@ impl SledStore {
             let mut removable = true;
             for run_id in &event.runs {
                 if let Some(run_bytes) = t.runs.get(run_id.as_str().as_bytes())? {
-                    let Ok(run) = from_bytes::<RunHead>(run_id.as_str(), &run_bytes) else {
-                        continue;
+                    let run = match from_bytes::<RunHead>(run_id.as_str(), &run_bytes) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // Unreadable: it cannot be resumed either.
+                            t.unreadable.note(RUNS, run_id.as_str(), &e);
+                            size += run_bytes.len() as u64;
+                            continue;
+                        }
                     };
                     if !run.status.is_final() {
                         removable = false;
@@ -794,10 +860,11 @@ impl Trees {
     ) -> Result<()> {
         for entry in self.runs.range(from.as_str().as_bytes()..) {
             let (k, v) = entry?;
-            let head: RunHead = match from_bytes(&String::from_utf8_lossy(&k), &v) {
+            let key = String::from_utf8_lossy(&k);
+            let head: RunHead = match from_bytes(&key, &v) {
                 Ok(h) => h,
                 Err(e) => {
-                    warn!(error = %e, "skipping an unreadable run record");
+                    self.unreadable.note(RUNS, &key, &e);
                     continue;
                 }
             };
@@ -890,6 +957,15 @@ impl SledState {
         }
         Ok(())
     }
+}
+
+/// The creation time a generated id carries (see `record`'s id types):
+/// 16 hex digits of milliseconds shifted by 16 bits, after the prefix.
+fn id_time(id: &str) -> Option<Timestamp> {
+    let hex = id.get(4..20)?;
+    u64::from_str_radix(hex, 16)
+        .ok()
+        .map(|v| Timestamp(v >> 16))
 }
 
 fn dedupe_key(workflow: &str, key: &str) -> Vec<u8> {

@@ -70,9 +70,12 @@ struct QueueState {
     due: BTreeSet<(Timestamp, Key)>,
     running: HashSet<Key>,
     /// Freshly stored runs with their event, so the executor need not read
-    /// back what ingest just wrote. At most [`MAX_HOT`]; the others are
+    /// back what ingest just wrote. At most [`MAX_HOT`] entries and
+    /// [`MAX_HOT_BYTES`] of events; the others are
     /// read from the store.
     hot: HashMap<RunId, Hot>,
+    /// Bytes the events in `hot` hold, about.
+    hot_bytes: usize,
     /// Entries were left out of `due` for lack of room: read the store
     /// again once `due` runs low.
     spilled: bool,
@@ -161,6 +164,19 @@ pub struct Hot {
 /// Runs kept in memory with their event: enough to cover the runs in
 /// flight when there is no backlog (a few MB at most).
 const MAX_HOT: usize = 512;
+
+/// Bytes of events kept in memory at most: bodies may be up to the inbound
+/// limit each (1 MiB by default), and a burst of large ones must not grow
+/// memory with them.
+const MAX_HOT_BYTES: usize = 8 * 1024 * 1024;
+
+/// About how much memory a hot event holds.
+fn hot_size(event: &Event) -> usize {
+    let headers: usize = event.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    // The parsed body takes more than its text; twice is a fair bound for
+    // JSON, plus the record's own fields.
+    2 * event.body_size + headers + 512
+}
 
 /// Queue entries kept in memory (about 120 bytes each for a fresh run).
 pub const MAX_IN_MEMORY: usize = 100_000;
@@ -311,7 +327,9 @@ impl Queue {
         let key = Key::of(&run.id);
         s.fresh.insert(key.clone());
         s.due.insert((run.created_at, key));
-        if s.hot.len() < MAX_HOT {
+        let size = hot_size(&event);
+        if s.hot.len() < MAX_HOT && s.hot_bytes + size <= MAX_HOT_BYTES {
+            s.hot_bytes += size;
             s.hot.insert(run.id.clone(), Hot { run, event });
         }
         drop(s);
@@ -355,7 +373,10 @@ impl Queue {
 
     /// The in-memory copy of a run pushed with [`Queue::push_hot`], once.
     pub fn take_hot(&self, run_id: &RunId) -> Option<Hot> {
-        self.lock().hot.remove(run_id)
+        let mut s = self.lock();
+        let hot = s.hot.remove(run_id)?;
+        s.hot_bytes = s.hot_bytes.saturating_sub(hot_size(&hot.event));
+        Some(hot)
     }
 
     /// Runs waiting or running.
@@ -655,6 +676,25 @@ mod tests {
             "with nothing unfinished the mark moves past them all"
         );
         assert_eq!(Queue::with_capacity(100).load(&store).expect("load"), 0);
+    }
+
+    #[test]
+    fn hot_events_are_bounded_in_bytes() {
+        let q = Queue::with_capacity(10_000);
+        for _ in 0..100 {
+            let mut e = event();
+            e.body_size = 512 * 1024;
+            let run = fresh_run(&e);
+            q.push_hot(run, e);
+        }
+        let s = q.lock();
+        assert_eq!(s.due.len(), 100, "every run is queued");
+        assert!(s.hot_bytes <= MAX_HOT_BYTES, "{} bytes kept", s.hot_bytes);
+        assert!(
+            !s.hot.is_empty() && s.hot.len() < 100,
+            "{} kept",
+            s.hot.len()
+        );
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! What an operator reads must be true: the queue gauge counts every run
+//! that is not finished, and one undecodable record in the store never
+//! stops start-up, a listing or pruning.
+
+mod common;
+
+use common::{write_files, BinServer, Sink, TestServer};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn gauge(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_gauge_counts_every_waiting_run() {
+    let sink = Sink::start().await;
+    // One run at a time, each held by the sink for a while: a backlog.
+    sink.set_delay(Some(Duration::from_millis(400)));
+    let wf = format!(
+        "trigger:\n  webhook: {{ path: /in }}\nsteps:\n  - id: deliver\n    http: {{ url: \"{}\" }}\n",
+        sink.url("/out")
+    );
+    let server = TestServer::start_with(&[("w.yaml", &wf)], &[], |c| c.workers = 1).await;
+    let mut runs = Vec::new();
+    for n in 0..5 {
+        let (code, answer) = server.post_json("/hooks/in", &json!({ "n": n })).await;
+        assert_eq!(code, 202, "{answer}");
+        runs.push(answer["runs"][0].as_str().expect("run").to_string());
+    }
+    // Right after the posts, four or five runs wait or run.
+    let text = server.get_text("/metrics").await;
+    let depth = gauge(&text, "hookflow_queue_depth").expect("the gauge");
+    assert!(
+        depth >= 4,
+        "a backlog of fresh runs must show: {depth}\n{text}"
+    );
+    for id in &runs {
+        let run = server.wait_run(id).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+    let text = server.get_text("/metrics").await;
+    assert_eq!(gauge(&text, "hookflow_queue_depth"), Some(0), "{text}");
+    server.stop().await;
+}
+
+/// An id of the given type made at `ms` (as the store's ids are: time in
+/// the first 16 hex digits).
+fn id_at(prefix: &str, ms: u64) -> String {
+    format!("{prefix}{:016x}{:016x}", ms << 16, 0xfeed_u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_is_skipped_counted_and_pruned() {
+    let sink = Sink::start().await;
+    let wf = format!(
+        "trigger:\n  webhook: {{ path: /in }}\nsteps:\n  - id: deliver\n    http: {{ url: \"{}\" }}\n",
+        sink.url("/out")
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    write_files(&dir.path().join("workflows"), &[("w.yaml", &wf)]);
+    let data = dir.path().join("data");
+    let base_args = [
+        "--workflows".to_string(),
+        dir.path().join("workflows").display().to_string(),
+        "--data".to_string(),
+        data.display().to_string(),
+    ];
+    let args: Vec<&str> = base_args.iter().map(String::as_str).collect();
+    let client = reqwest::Client::new();
+    let server = BinServer::start(&args, &[]);
+    let answer = common::post_at(&client, &server.url("/hooks/in"), &json!({"n": 1})).await;
+    let good_run = answer["runs"][0].as_str().expect("run").to_string();
+    common::wait_run_at(&client, &server.base, &good_run).await;
+    assert!(server.terminate().success());
+
+    // Damage the store while it is closed: a run record among the fresh
+    // runs (start-up scans them), and an old event (pruning reads it).
+    let now = hookflow::record::Timestamp::now().0;
+    let bad_run = id_at("run_", now + 1);
+    let bad_event = id_at("evt_", now - 2 * 3600 * 1000);
+    {
+        let db = sled::open(&data).expect("the store opens");
+        db.open_tree("runs")
+            .expect("runs")
+            .insert(bad_run.as_bytes(), &b"\x00\x01 not a record"[..])
+            .expect("write");
+        db.open_tree("events")
+            .expect("events")
+            .insert(bad_event.as_bytes(), &b"{\"id\": 7"[..])
+            .expect("write");
+        db.flush().expect("flush");
+    }
+
+    let mut args = args.clone();
+    args.extend(["--retention", "1h", "--prune-interval", "200ms"]);
+    let server = BinServer::start(&args, &[]);
+    // It serves: the damaged records are skipped in lists.
+    let runs = common::get_at(&client, &server.url("/api/runs")).await;
+    let ids: Vec<&str> = runs["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![good_run.as_str()], "{runs}");
+    let events = common::get_at(&client, &server.url("/api/events")).await;
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(1),
+        "{events}"
+    );
+    // New events still run.
+    let answer = common::post_at(&client, &server.url("/hooks/in"), &json!({"n": 2})).await;
+    let run = common::wait_run_at(
+        &client,
+        &server.base,
+        answer["runs"][0].as_str().expect("run"),
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    // Counted, logged once, and the old one pruned by the age its id tells.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let log = server.log.lock().expect("log").join("\n");
+        let counted = gauge(&text, "hookflow_store_unreadable_records_total").unwrap_or(0);
+        if counted >= 2 && log.contains("pruned old history") {
+            assert_eq!(
+                log.matches(&format!("key=\"{bad_run}\"")).count(),
+                1,
+                "logged once:\n{log}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not counted ({counted}) or not pruned:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let event: Value = common::get_at(&client, &server.url("/api/events")).await;
+    assert_eq!(event["items"].as_array().map(Vec::len), Some(2), "{event}");
+    assert!(server.terminate().success());
+    let db = sled::open(&data).expect("the store opens");
+    assert_eq!(
+        db.open_tree("events")
+            .expect("events")
+            .get(bad_event.as_bytes())
+            .expect("read"),
+        None,
+        "the unreadable old event was pruned"
+    );
+}
