@@ -155,6 +155,7 @@ pub async fn run(
         rejected_window: std::sync::Mutex::new((0, 0)),
         claims: Default::default(),
     });
+    let listen = listener.local_addr().map_err(ServerError::Serve)?;
     let state = AppState {
         inbox,
         store: store.clone(),
@@ -164,14 +165,15 @@ pub async fn run(
         updates,
         metrics,
         api_token: config.api_token.clone().filter(|t| !t.is_empty()),
+        listen,
+        replays: Arc::default(),
     };
     let watcher = folder_watch.map(|w| {
         let (workflows, config, engine) = (Arc::clone(&workflows), config.clone(), engine.clone());
         tokio::spawn(w.run(move || reload(&workflows, &config, &engine), stop_rx_watch))
     });
     let pruner = tokio::spawn(prune_loop(store.clone(), config.clone(), stop_rx_prune));
-    let addr = listener.local_addr().map_err(ServerError::Serve)?;
-    info!(%addr, queued = queue.len(), "hookflow is listening");
+    info!(addr = %listen, queued = queue.len(), "hookflow is listening");
     let served = crate::http::serve::serve(
         listener,
         app(state),

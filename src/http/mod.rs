@@ -17,8 +17,12 @@ use crate::store::Store;
 use crate::workflow::registry::Workflows;
 use axum::routing::get;
 use axum::{Json, Router};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::broadcast;
+
+/// `status` of `/healthz`.
+pub const STATUS_OK: &str = "ok";
 
 /// Everything a handler may reach.
 #[derive(Clone)]
@@ -32,6 +36,11 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When set, `/api` and `/ui` require it.
     pub api_token: Option<String>,
+    /// The address the listener is bound to: without a token, the admin
+    /// routes answer only requests addressed to it or to a loopback name.
+    pub listen: SocketAddr,
+    /// Held while a replay is made (see [`api`]).
+    pub replays: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -40,12 +49,12 @@ pub fn app(state: AppState) -> Router {
         .merge(ui::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            auth::guard,
         ));
     Router::new()
         .route(
             "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            get(|| async { Json(serde_json::json!({"status": STATUS_OK})) }),
         )
         .merge(hooks::router())
         .merge(admin)
