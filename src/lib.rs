@@ -17,6 +17,7 @@
 //! | [`signature`] | signature schemes: pure verification over raw bytes |
 //! | [`jsonpath`] | RFC 9535 queries, parsed once |
 //! | [`store`] | every sled call: events, runs, queue, state, versions; group commit |
+//! | [`ready`] | readiness: the store takes writes, the run dispatcher turns |
 //! | [`script`] | the sandboxed Rhai engine and its helper functions |
 //! | [`expr`] | `{{ }}` templates and conditions |
 //! | [`step`] | `filter`, `transform`, `http` |
@@ -24,7 +25,7 @@
 //! | [`run`] | the executor (one run, step by step) and the worker pool |
 //! | [`inbound`] | deciding what an inbound request is, and storing it durably |
 //! | [`testcase`] | workflow test cases: format, runner, comparison, export of a run |
-//! | [`http`] | the router: hooks, API, health |
+//! | [`http`] | the router: hooks, API, health and readiness, admin access rules |
 //! | [`server`], [`cli`], [`config`] | wiring and the command line |
 //!
 //! ## Life of an event
@@ -53,6 +54,7 @@ pub mod http;
 pub mod inbound;
 pub mod jsonpath;
 pub mod metrics;
+pub mod ready;
 pub mod record;
 pub mod run;
 pub mod script;

@@ -141,11 +141,19 @@ pub async fn run(
         store.clone(),
         stop_rx.clone(),
     ));
+    let heartbeat = crate::ready::Heartbeat::default();
     let dispatcher = runs_runtime.spawn(worker::dispatch(
         Arc::clone(&executor),
         config.workers,
         stop_rx,
         config.grace,
+        heartbeat.clone(),
+    ));
+    let readiness = Arc::new(crate::ready::Readiness::new(
+        store.clone(),
+        heartbeat,
+        dispatcher.abort_handle(),
+        vec![("the run queue checkpoint", marker.abort_handle())],
     ));
     let inbox = Arc::new(Inbox {
         store: store.clone(),
@@ -166,6 +174,7 @@ pub async fn run(
         metrics,
         api_token: config.api_token.clone().filter(|t| !t.is_empty()),
         listen,
+        readiness,
         replays: Arc::default(),
     };
     let watcher = folder_watch.map(|w| {

@@ -1,12 +1,12 @@
 //! Admin surface at its edges: the Host and Content-Type rules that keep a
-//! tokenless API out of reach of web pages (SPEC §8), and replay of runs
-//! that are not finished.
+//! tokenless API out of reach of web pages (SPEC §8), replay of runs that
+//! are not finished, and `/readyz`.
 
 mod common;
 
 use common::{Sink, TestServer};
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -330,4 +330,113 @@ async fn replay_of_a_run_that_is_not_finished_is_refused() {
         .await;
     assert_eq!(code, 201, "{answer}");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_answers_ready_on_a_healthy_server() {
+    let server = TestServer::start(&[("in.yaml", &transform_wf("/in"))], &[]).await;
+    for _ in 0..3 {
+        assert_eq!(
+            server.get("/readyz").await,
+            (200, json!({"status": "ready"}))
+        );
+    }
+    let run = server.run_once("/hooks/in", &json!({})).await;
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(
+        server.get("/readyz").await,
+        (200, json!({"status": "ready"}))
+    );
+    assert_eq!(server.get("/healthz").await, (200, json!({"status": "ok"})));
+    server.stop().await;
+}
+
+/// A disk that refuses writes, for real: the server's file-size limit is
+/// lowered to zero while it runs (`prlimit`), so every write sled makes
+/// fails with `EFBIG`, as it would with `ENOSPC` on a full disk. SIGXFSZ is
+/// ignored in the child so the write fails instead of killing the process.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn readyz_says_why_when_the_store_cannot_take_writes() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    common::write_files(
+        &dir.path().join("workflows"),
+        &[("in.yaml", &transform_wf("/in"))],
+    );
+    let (workflows, data) = (dir.path().join("workflows"), dir.path().join("data"));
+    let args = [
+        "--workflows",
+        workflows.to_str().expect("utf-8 path"),
+        "--data",
+        data.to_str().expect("utf-8 path"),
+    ];
+    let server = common::BinServer::start_tweaked("127.0.0.1:0", &args, &[], |cmd| {
+        // SAFETY: between fork and exec, only an async-signal-safe call.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    });
+    let client = reqwest::Client::new();
+    let ready = |client: reqwest::Client, url: String| async move {
+        let resp = client.get(url).send().await.expect("sent");
+        let code = resp.status().as_u16();
+        (code, resp.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    assert_eq!(
+        ready(client.clone(), server.url("/readyz")).await,
+        (200, json!({"status": "ready"}))
+    );
+
+    let limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    let pid = libc::pid_t::try_from(server.child.id()).expect("pid");
+    // SAFETY: sets a resource limit of our own child; pointers are valid.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (code, body) = ready(client.clone(), server.url("/readyz")).await;
+        if code == 503 {
+            break body;
+        }
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never noticed the failing disk"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("not ready: {body}");
+    assert_eq!(body["status"], "not_ready", "{body}");
+    let reason = body["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("store"),
+        "the reason names the store: {reason}"
+    );
+    // A webhook is not acknowledged while nothing can be made durable.
+    let resp = client
+        .post(server.url("/hooks/in"))
+        .json(&json!({"x": 1}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 503);
+    // The process itself still serves.
+    let health: Value = client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health, json!({"status": "ok"}));
+    server.kill();
 }

@@ -459,16 +459,19 @@ pub async fn keep_marking(queue: Queue, store: Store, mut shutdown: watch::Recei
 }
 
 /// Run the dispatcher until `shutdown` turns true, then wait up to `grace`
-/// for runs in flight; what is left stays queued for the next start.
+/// for runs in flight; what is left stays queued for the next start. Each
+/// turn of the loop beats `heartbeat` (see [`crate::ready`]).
 pub async fn dispatch(
     executor: Arc<Executor>,
     concurrency: usize,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    heartbeat: crate::ready::Heartbeat,
 ) {
     let queue = executor.queue.clone();
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     loop {
+        heartbeat.beat(permits.available_permits() == 0);
         if *shutdown.borrow() {
             break;
         }

@@ -9,6 +9,7 @@
 //! | `versions` | workflow version hash         | the workflow's source      |
 //! | `dedupe`   | workflow `\0` dedupe key      | [`DedupeEntry`] as JSON    |
 //! | `meta`     | `fresh_runs_from`             | a run id (see below)       |
+//! | `meta`     | `ready_probe`                 | time of the last readiness write |
 //!
 //! The `queue` tree holds runs waiting for a later time (retries) and
 //! replays. Fresh runs of an ingest get no queue entry, which saves two
@@ -35,6 +36,7 @@ const VERSIONS: &str = "versions";
 const DEDUPE: &str = "dedupe";
 const META: &str = "meta";
 const FRESH_RUNS_FROM: &[u8] = b"fresh_runs_from";
+const READY_PROBE: &[u8] = b"ready_probe";
 
 /// sled's segment size (its default, stated here because
 /// [`crate::alloc`] recycles the log buffers of exactly this size).
@@ -268,6 +270,13 @@ impl Store {
     /// older mark is always safe, it only makes the next scan longer).
     pub fn set_fresh_runs_from(&self, id: &RunId) -> Result<()> {
         self.meta.insert(FRESH_RUNS_FROM, id.as_str().as_bytes())?;
+        Ok(())
+    }
+
+    /// Write a small record that only proves the store takes writes
+    /// ([`crate::ready`]); flush to see it reach the disk.
+    pub fn write_probe(&self, now: Timestamp) -> Result<()> {
+        self.meta.insert(READY_PROBE, &now.0.to_be_bytes())?;
         Ok(())
     }
 
