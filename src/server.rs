@@ -94,6 +94,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    config.check_limits().map_err(ServerError::Setup)?;
     let store = open_store(&config).await?;
     let engine = Engine::new(config.script_limits());
     // Watch before the first load, so an edit made while starting up is
@@ -170,6 +171,7 @@ pub async fn run(
         workflows: Arc::clone(&workflows),
         max_body: config.max_body,
         body_timeout: config.body_timeout,
+        body_budget: crate::http::budget::BodyBudget::new(config.max_inflight_body),
         updates,
         metrics,
         api_token: config.api_token.clone().filter(|t| !t.is_empty()),

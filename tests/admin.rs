@@ -1,10 +1,11 @@
 //! Admin surface at its edges: the Host and Content-Type rules that keep a
 //! tokenless API out of reach of web pages (SPEC §8), replay of runs that
-//! are not finished, and `/readyz`.
+//! are not finished, `/readyz`, and the byte budget for inbound bodies in
+//! flight.
 
 mod common;
 
-use common::{Sink, TestServer};
+use common::{binary, Sink, TestServer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -413,7 +414,6 @@ async fn readyz_says_why_when_the_store_cannot_take_writes() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    println!("not ready: {body}");
     assert_eq!(body["status"], "not_ready", "{body}");
     let reason = body["reason"].as_str().unwrap_or("");
     assert!(
@@ -439,4 +439,192 @@ async fn readyz_says_why_when_the_store_cannot_take_writes() {
         .expect("json");
     assert_eq!(health, json!({"status": "ok"}));
     server.kill();
+}
+
+/// A JSON body of exactly `len` bytes.
+fn json_body(len: usize) -> String {
+    let pad = len - "{\"pad\":\"\"}".len();
+    format!("{{\"pad\":\"{}\"}}", "x".repeat(pad))
+}
+
+fn hook_head(len: usize) -> String {
+    format!("POST /hooks/in HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bodies_in_flight_stay_within_the_byte_budget() {
+    const BODY: usize = 60_000;
+    let server = TestServer::start_with(&[("in.yaml", &transform_wf("/in"))], &[], |c| {
+        c.max_body = 64 * 1024;
+        c.max_inflight_body = 128 * 1024;
+    })
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let body = json_body(BODY);
+
+    // Two uploads that stall part-way hold 120,000 of the 131,072 bytes.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(&addr).await.expect("connect");
+        s.write_all(hook_head(BODY).as_bytes()).await.expect("head");
+        s.write_all(&body.as_bytes()[..1000]).await.expect("start");
+        holders.push(s);
+    }
+
+    // A third large body does not fit: after a short wait, 503 with
+    // Retry-After. (The holders' headers may still be on their way at
+    // first; try a bounded number of times.)
+    let mut accepted: Vec<String> = Vec::new();
+    let mut refused = None;
+    for _ in 0..40 {
+        let resp = server
+            .client
+            .post(server.url("/hooks/in"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("sent");
+        let code = resp.status().as_u16();
+        let retry_after = resp.headers().get("retry-after").cloned();
+        let answer: Value = resp.json().await.unwrap_or(Value::Null);
+        match code {
+            202 => accepted.push(answer["event_id"].as_str().expect("id").to_string()),
+            503 => {
+                refused = Some((retry_after, answer));
+                break;
+            }
+            other => panic!("unexpected {other}: {answer}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (retry_after, answer) = refused.expect("a body beyond the budget is refused");
+    let secs: u64 = retry_after
+        .and_then(|v| v.to_str().ok().and_then(|s| s.parse().ok()))
+        .expect("a Retry-After in seconds");
+    assert!(secs >= 1, "{secs}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("retry")),
+        "{answer}"
+    );
+
+    // A chunked body is counted as it arrives: it runs out of room too.
+    let chunked = [
+        b"POST /hooks/in HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".as_slice(),
+        format!("{:x}\r\n", BODY / 2).as_bytes(),
+        &json_body(BODY / 2).into_bytes(),
+        b"\r\n0\r\n\r\n",
+    ]
+    .concat();
+    let answer = raw(&addr, &chunked).await;
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after:"),
+        "{answer}"
+    );
+
+    // A small body still fits in what is left.
+    let (code, small) = server.post_json("/hooks/in", &json!({"small": true})).await;
+    assert_eq!(code, 202, "{small}");
+    accepted.push(small["event_id"].as_str().expect("id").to_string());
+
+    // The stalled uploads finish and are accepted: their room was theirs.
+    for mut s in holders {
+        s.write_all(&body.as_bytes()[1000..]).await.expect("rest");
+        let answer = read_answer(&mut s).await;
+        assert_eq!(status_of(&answer), 202, "{answer}");
+        let json_start = answer.find("\r\n\r\n").expect("head end") + 4;
+        let v: Value = serde_json::from_str(&answer[json_start..]).expect("json");
+        accepted.push(v["event_id"].as_str().expect("id").to_string());
+    }
+
+    // Many large bodies at once: each is accepted or told to retry.
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let (client, url, body) = (server.client.clone(), server.url("/hooks/in"), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let resp = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("sent");
+            let code = resp.status().as_u16();
+            let retry_after = resp.headers().contains_key("retry-after");
+            (
+                code,
+                retry_after,
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }));
+    }
+    let mut busy = 0;
+    for t in tasks {
+        let (code, retry_after, answer) = t.await.expect("task");
+        match code {
+            202 => accepted.push(answer["event_id"].as_str().expect("id").to_string()),
+            503 if retry_after => busy += 1,
+            other => panic!("got {other} (Retry-After: {retry_after}): {answer}"),
+        }
+    }
+    println!(
+        "concurrent large bodies: {} accepted in all, {busy} told to retry",
+        accepted.len()
+    );
+
+    // Nothing acknowledged is lost.
+    for id in &accepted {
+        let (code, event) = server.get(&format!("/api/events/{id}")).await;
+        assert_eq!(code, 200, "{id}: {event}");
+        let run = event["runs"][0].as_str().expect("a run").to_string();
+        assert_eq!(server.wait_run(&run).await["status"], "succeeded");
+    }
+    // And the server is healthy, with its whole budget back.
+    assert_eq!(server.get("/healthz").await.0, 200);
+    assert_eq!(server.get("/readyz").await.0, 200);
+    for _ in 0..2 {
+        let (code, answer) = server
+            .post_raw("/hooks/in", "application/json", body.clone())
+            .await;
+        assert_eq!(code, 202, "{answer}");
+    }
+    server.stop().await;
+}
+
+#[test]
+fn serve_refuses_a_budget_smaller_than_one_body() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = std::process::Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--max-body", "2MiB"])
+        .args(["--max-inflight-body", "1MiB", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--workflows")
+        .arg(dir.path().join("none"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve started with a budget smaller than --max-body");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("read");
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--max-inflight-body") && err.contains("--max-body"),
+        "{err}"
+    );
 }

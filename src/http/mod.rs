@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod budget;
 pub mod error;
 pub mod hooks;
 pub mod metrics;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub workflows: Arc<Workflows>,
     pub max_body: usize,
     pub body_timeout: std::time::Duration,
+    /// Room for all inbound bodies being received at once.
+    pub body_budget: budget::BodyBudget,
     pub updates: broadcast::Sender<RunUpdate>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When set, `/api` and `/ui` require it.
