@@ -21,6 +21,11 @@ pub struct ServeConfig {
     /// Largest accepted inbound body (e.g. 1MiB, 512KiB, 65536).
     #[arg(long, env = "HOOKFLOW_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
     pub max_body: usize,
+    /// Bytes that all inbound bodies being received at once may take
+    /// together; a body that does not fit waits briefly, then gets `503`
+    /// with `Retry-After`. At least `--max-body`.
+    #[arg(long, env = "HOOKFLOW_MAX_INFLIGHT_BODY", default_value = "64MiB", value_parser = parse_size)]
+    pub max_inflight_body: usize,
     /// Runs executed at once.
     #[arg(long, env = "HOOKFLOW_WORKERS", default_value_t = 64)]
     pub workers: usize,
@@ -81,6 +86,7 @@ impl ServeConfig {
             scripts,
             data,
             max_body: 1024 * 1024,
+            max_inflight_body: 64 * 1024 * 1024,
             workers: 64,
             cache_mb: 64,
             grace: Duration::from_secs(10),
@@ -108,6 +114,20 @@ impl ServeConfig {
             wall_time: self.script_timeout,
             ..crate::script::Limits::default()
         }
+    }
+
+    /// Refuse limits that contradict each other: a budget for bodies in
+    /// flight smaller than one allowed body would refuse such a body
+    /// forever, and its sender would retry forever.
+    pub fn check_limits(&self) -> Result<(), String> {
+        if self.max_inflight_body < self.max_body {
+            return Err(format!(
+                "--max-inflight-body ({} bytes) is smaller than --max-body ({} bytes): a body of the allowed size \
+                 could never be received. Raise --max-inflight-body (HOOKFLOW_MAX_INFLIGHT_BODY) or lower --max-body.",
+                self.max_inflight_body, self.max_body
+            ));
+        }
+        Ok(())
     }
 
     /// Refuse to expose `/api` and `/ui` to the network without a token.

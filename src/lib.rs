@@ -18,6 +18,7 @@
 //! | [`jsonpath`] | RFC 9535 queries, parsed once |
 //! | [`fault`] | crash points: where the crash tests stop the process |
 //! | [`store`] | the storage interface (ingest, claim, load, save, schedule, finish, lists, state, versions, retention, change feed) and its backends |
+//! | [`ready`] | readiness: the store takes writes, the run dispatcher turns |
 //! | [`script`] | the sandboxed Rhai engine and its helper functions |
 //! | [`expr`] | `{{ }}` templates and conditions |
 //! | [`step`] | `filter`, `transform`, `http` |
@@ -25,7 +26,7 @@
 //! | [`run`] | the scheduler (claims due runs) and the executor (one run, step by step) |
 //! | [`inbound`] | deciding what an inbound request is, and storing it durably |
 //! | [`testcase`] | workflow test cases: format, runner, comparison, export of a run |
-//! | [`http`] | the router: hooks, API, health |
+//! | [`http`] | the router: hooks, API, health and readiness, admin access rules |
 //! | [`server`], [`cli`], [`config`] | wiring and the command line |
 //!
 //! ## Life of an event
@@ -54,6 +55,7 @@ pub mod http;
 pub mod inbound;
 pub mod jsonpath;
 pub mod metrics;
+pub mod ready;
 pub mod record;
 pub mod run;
 pub mod script;

@@ -59,7 +59,7 @@ fn main() {
         Command::Test(args) => block_on(cli::test::run(args)),
         Command::Run(args) => block_on(cli::run::run(args)),
         Command::Serve(config) => {
-            if let Err(e) = config.check_exposure() {
+            if let Err(e) = config.check_exposure().and_then(|()| config.check_limits()) {
                 eprintln!("hookflow serve: {e}");
                 std::process::exit(cli::EXIT_USAGE);
             }

@@ -94,6 +94,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    config.check_limits().map_err(ServerError::Setup)?;
     let store = open_store(&config).await?;
     let engine = Engine::new(config.script_limits());
     // Watch before the first load, so an edit made while starting up is
@@ -132,25 +133,41 @@ pub async fn run(
         .map_err(ServerError::Setup)?,
         metrics: Arc::clone(&metrics),
     });
+    let heartbeat = crate::ready::Heartbeat::default();
     let dispatcher = runs_runtime.spawn(scheduler::dispatch(
         Arc::clone(&executor),
         config.workers,
         stop_rx.clone(),
         config.grace,
+        heartbeat.clone(),
+    ));
+    let readiness = Arc::new(crate::ready::Readiness::new(
+        store.clone(),
+        heartbeat,
+        dispatcher.abort_handle(),
+        store_tasks
+            .iter()
+            .map(|t| ("the store's background work", t.abort_handle()))
+            .collect(),
     ));
     let inbox = Arc::new(Inbox::new(
         store.clone(),
         Arc::clone(&workflows),
         Arc::clone(&metrics),
     ));
+    let listen = listener.local_addr().map_err(ServerError::Serve)?;
     let state = AppState {
         inbox,
         store: store.clone(),
         workflows: Arc::clone(&workflows),
         max_body: config.max_body,
         body_timeout: config.body_timeout,
+        body_budget: crate::http::budget::BodyBudget::new(config.max_inflight_body),
         metrics,
         api_token: config.api_token.clone().filter(|t| !t.is_empty()),
+        listen,
+        readiness,
+        replays: Arc::default(),
     };
     let watcher = folder_watch.map(|w| {
         let (workflows, config, engine) = (Arc::clone(&workflows), config.clone(), engine.clone());
@@ -164,8 +181,7 @@ pub async fn run(
         ))
     });
     let pruner = tokio::spawn(prune_loop(store.clone(), config.clone(), stop_rx.clone()));
-    let addr = listener.local_addr().map_err(ServerError::Serve)?;
-    info!(%addr, queued = store.queue_gauges(crate::record::Timestamp::now()).depth, "hookflow is listening");
+    info!(addr = %listen, queued = store.queue_gauges(crate::record::Timestamp::now()).depth, "hookflow is listening");
     let served = crate::http::serve::serve(
         listener,
         app(state),

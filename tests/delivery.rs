@@ -243,6 +243,8 @@ async fn replay_from_start_and_from_the_failed_step() {
     let resp = server
         .client
         .post(server.url(&format!("/api/runs/{oid}/replay")))
+        // Without a token, a POST to /api must say it is JSON (SPEC §8).
+        .header("content-type", "application/json")
         .send()
         .await
         .expect("sent");
@@ -275,6 +277,8 @@ async fn replay_from_start_and_from_the_failed_step() {
     let r = server
         .client
         .post(server.url("/api/runs/run_missing/replay"))
+        // Without a token, a POST to /api must say it is JSON (SPEC §8).
+        .header("content-type", "application/json")
         .send()
         .await
         .expect("sent");
@@ -355,6 +359,8 @@ async fn bulk_replay_of_failed_runs() {
     let resp = server
         .client
         .post(server.url("/api/runs/replay?workflow=w&status=failed"))
+        // Without a token, a POST to /api must say it is JSON (SPEC §8).
+        .header("content-type", "application/json")
         .send()
         .await
         .expect("sent");

@@ -120,6 +120,11 @@ function jsonBlock(value, label) {
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
   if (token) headers["Authorization"] = `Bearer ${token}`;
+  // Without a token the server takes a state-changing request only as JSON
+  // (that keeps cross-site form posts out), so every one says it is.
+  const method = (options.method || "GET").toUpperCase();
+  const typed = Object.keys(headers).some((k) => k.toLowerCase() === "content-type");
+  if (method !== "GET" && method !== "HEAD" && !typed) headers["Content-Type"] = "application/json";
   const res = await fetch(path, Object.assign({}, options, { headers }));
   if (res.status === 401) {
     await askToken();

@@ -34,17 +34,33 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Replay one run and store it; the error is an API answer.
+///
+/// Only a finished run is replayed: the original's record gets the link
+/// to its replay, and while a run is not final the executor owns that
+/// record and would write over the link (and a replay would run the same
+/// event twice at once). Replays are made one at a time, so two replays of
+/// one run cannot drop each other's link either.
 async fn replay(
     state: &AppState,
     original_id: &str,
     opts: replay::Options,
 ) -> Result<String, ApiError> {
+    let _one_at_a_time = state.replays.lock().await;
     let mut original = state
         .store
         .run(original_id)
         .await
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found(format!("no run `{original_id}`")))?;
+    if !original.status.is_final() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "run {original_id} is {}: it can be replayed once it has finished (succeeded, filtered or failed)",
+                original.status.as_str()
+            ),
+        ));
+    }
     let wf = match opts.version {
         replay::Version::Recorded => state
             .workflows
@@ -118,6 +134,8 @@ async fn replay_many(
     };
     let page = state.store.list_runs(&q).await.map_err(ApiError::store)?;
     let mut run_ids = Vec::new();
+    // Runs not replayed, each with the reason: one that is not finished
+    // yet, one whose workflow version is gone, and the like.
     let mut skipped = Vec::new();
     // Oldest first, so the replays queue in the order the originals arrived.
     for original in page.items.iter().rev() {

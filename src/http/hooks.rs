@@ -1,16 +1,19 @@
 //! `/hooks/*`: the public inbound endpoint. Reads the request (size limit
-//! first), hands it to [`crate::inbound::Inbox`], and maps the answer onto
-//! SPEC §5's statuses.
+//! first, within the byte budget for bodies in flight, see
+//! [`super::budget`]), hands it to [`crate::inbound::Inbox`], and maps the
+//! answer onto SPEC §5's statuses.
 
+use super::budget::{self, Held, RETRY_AFTER_SECS};
 use super::error::ApiError;
 use super::AppState;
 use crate::inbound::{Answer, Inbound};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +23,10 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn receive(State(state): State<AppState>, req: Request<Body>) -> Response {
-    match read(&state, req).await {
+    // Room for the body is held until the answer is sent: until then the
+    // bytes are in memory (in the event being stored).
+    let mut held = Held::default();
+    match read(&state, req, &mut held).await {
         Ok(inbound) => match state.inbox.accept(inbound).await {
             Ok(answer) => answer_response(answer),
             Err(e) => ApiError::store(e).into_response(),
@@ -29,7 +35,43 @@ async fn receive(State(state): State<AppState>, req: Request<Body>) -> Response 
     }
 }
 
-async fn read(state: &AppState, req: Request<Body>) -> Result<Inbound, ApiError> {
+/// Why a request was not read.
+enum Unread {
+    Api(ApiError),
+    /// The bodies in flight leave no room for this one.
+    Busy {
+        budget: usize,
+    },
+}
+
+impl From<ApiError> for Unread {
+    fn from(e: ApiError) -> Self {
+        Unread::Api(e)
+    }
+}
+
+impl IntoResponse for Unread {
+    fn into_response(self) -> Response {
+        match self {
+            Unread::Api(e) => e.into_response(),
+            Unread::Busy { budget } => {
+                let mut r = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "too many request bodies are being received at once (the budget is {budget} bytes); \
+                         retry in {RETRY_AFTER_SECS}s"
+                    ),
+                )
+                .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                r
+            }
+        }
+    }
+}
+
+async fn read(state: &AppState, req: Request<Body>, held: &mut Held) -> Result<Inbound, Unread> {
     let (parts, body) = req.into_parts();
     let too_large = || {
         ApiError::new(
@@ -43,7 +85,7 @@ async fn read(state: &AppState, req: Request<Body>) -> Result<Inbound, ApiError>
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > state.max_body) {
-        return Err(too_large());
+        return Err(too_large().into());
     }
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &parts.headers {
@@ -73,14 +115,42 @@ async fn read(state: &AppState, req: Request<Body>) -> Result<Inbound, ApiError>
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
-    let body = match tokio::time::timeout(
-        state.body_timeout,
-        axum::body::to_bytes(body, state.max_body),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => return Err(too_large()),
+    let busy = || Unread::Busy {
+        budget: state.body_budget.total(),
+    };
+    // A declared length is room taken before a byte is read; hyper holds
+    // the body to exactly that length.
+    if let Some(n) = declared {
+        state
+            .body_budget
+            .reserve(held, n, budget::WAIT)
+            .await
+            .map_err(|_| busy())?;
+    }
+    let read_all = async {
+        let mut stream = body.into_data_stream();
+        let mut buf = Vec::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("the body could not be read: {e}")))?;
+            let len = buf.len() + chunk.len();
+            if len > state.max_body {
+                return Err(too_large().into());
+            }
+            // Without a length, the bytes are counted as they arrive.
+            if len > held.bytes() {
+                state
+                    .body_budget
+                    .reserve(held, len - held.bytes(), budget::WAIT)
+                    .await
+                    .map_err(|_| busy())?;
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok::<_, Unread>(buf)
+    };
+    let body = match tokio::time::timeout(state.body_timeout, read_all).await {
+        Ok(read) => read?,
         Err(_) => {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -88,7 +158,8 @@ async fn read(state: &AppState, req: Request<Body>) -> Result<Inbound, ApiError>
                     "the body did not arrive within {}",
                     humantime::format_duration(state.body_timeout)
                 ),
-            ))
+            )
+            .into())
         }
     };
     Ok(Inbound {
@@ -96,7 +167,7 @@ async fn read(state: &AppState, req: Request<Body>) -> Result<Inbound, ApiError>
         hook_path,
         headers,
         query,
-        body: body.to_vec(),
+        body,
         source,
     })
 }

@@ -78,15 +78,18 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// Claim and execute due runs until `shutdown` turns true, then wait up to
 /// `grace` for runs in flight; what is left stays queued for the next start.
+/// Each turn of the loop beats `heartbeat` (see [`crate::ready`]).
 pub async fn dispatch(
     executor: Arc<Executor>,
     concurrency: usize,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    heartbeat: crate::ready::Heartbeat,
 ) {
     let store = executor.store.clone();
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     loop {
+        heartbeat.beat(permits.available_permits() == 0);
         if *shutdown.borrow() {
             break;
         }

@@ -211,6 +211,17 @@ impl Store {
         }
     }
 
+    /// Write a small record that only proves the store takes writes
+    /// ([`crate::ready`]); flush to see it reach the disk.
+    pub async fn write_probe(&self, now: Timestamp) -> Result<()> {
+        match self {
+            Store::Sled(s) => {
+                let s = s.clone();
+                blocking(move || s.write_probe(now)).await
+            }
+        }
+    }
+
     /// Wait until everything written so far is on disk.
     pub async fn flush(&self) -> Result<()> {
         match self {

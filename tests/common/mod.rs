@@ -391,12 +391,24 @@ impl BinServer {
 
     /// Start listening on a given address (to come back on the same port).
     pub fn start_at(listen: &str, args: &[&str], env: &[(&str, &str)]) -> BinServer {
+        Self::start_tweaked(listen, args, env, |_| {})
+    }
+
+    /// Like [`BinServer::start_at`], with a last say over the command
+    /// (a `pre_exec` hook, say).
+    pub fn start_tweaked(
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        tweak: impl FnOnce(&mut std::process::Command),
+    ) -> BinServer {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(binary());
         cmd.arg("serve").arg("--listen").arg(listen).args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        tweak(&mut cmd);
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("binary starts");

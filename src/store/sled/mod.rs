@@ -10,6 +10,7 @@
 //! | `versions` | workflow version hash         | the workflow's source      |
 //! | `dedupe`   | workflow `\0` dedupe key      | [`DedupeEntry`] as JSON    |
 //! | `meta`     | `fresh_runs_from`             | a run id (see below)       |
+//! | `meta`     | `ready_probe`                 | time of the last readiness write |
 //!
 //! The `queue` tree holds runs waiting for a later time (retries, delays)
 //! and replays. Fresh runs of an ingest get no queue entry, which saves two
@@ -64,6 +65,7 @@ const VERSIONS: &str = "versions";
 const DEDUPE: &str = "dedupe";
 const META: &str = "meta";
 const FRESH_RUNS_FROM: &[u8] = b"fresh_runs_from";
+const READY_PROBE: &[u8] = b"ready_probe";
 
 /// sled's segment size (its default, stated here because
 /// [`crate::alloc`] recycles the log buffers of exactly this size).
@@ -208,6 +210,11 @@ impl SledStore {
 
     pub async fn flush(&self) -> Result<()> {
         self.trees.flush().await
+    }
+
+    pub fn write_probe(&self, now: Timestamp) -> Result<()> {
+        self.trees.meta.insert(READY_PROBE, &now.0.to_be_bytes())?;
+        Ok(())
     }
 
     /// Make everything written so far durable, then stop the process if
