@@ -558,3 +558,30 @@ async fn a_refused_connection_does_not_reveal_a_secret_url() {
     assert!(log.len() > 500, "debug logging was captured");
     assert!(!log.contains("tok-5e1d7a"), "the URL leaked into the log");
 }
+
+#[tokio::test]
+async fn hmac_refuses_a_bare_digest_when_a_prefix_is_set() {
+    let wf = wf(
+        "pre",
+        "hmac: { secret: pre-secret, header: X-Signature, algorithm: sha256, encoding: hex, prefix: 'sha256=' }",
+    );
+    let server = TestServer::start(&[("pre.yaml", &wf)], &[]).await;
+    let body = br#"{"id":"evt_1"}"#;
+    let digest = hex::encode(sign(Algorithm::Sha256, b"pre-secret", body));
+    let post = |value: String| {
+        server
+            .client
+            .post(server.url("/hooks/sig/pre"))
+            .header("content-type", "application/json")
+            .header("x-signature", value)
+            .body(body.to_vec())
+            .send()
+    };
+    let resp = post(format!("sha256={digest}")).await.expect("sent");
+    assert_eq!(resp.status().as_u16(), 202, "with its prefix");
+    let resp = post(digest).await.expect("sent");
+    assert_eq!(resp.status().as_u16(), 401, "a bare digest");
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(err["error"], "signature does not match");
+    server.stop().await;
+}
