@@ -585,3 +585,91 @@ async fn hmac_refuses_a_bare_digest_when_a_prefix_is_set() {
     assert_eq!(err["error"], "signature does not match");
     server.stop().await;
 }
+
+/// A loopback listener that counts the connections it gets and answers each
+/// `200` (as a forwarding proxy would), so a request sent through it
+/// "succeeds" without reaching its destination.
+async fn counting_proxy() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn proxy_variables_do_not_route_requests_around_the_policy() {
+    let mut sink = Sink::start().await;
+    let (proxy, connections) = counting_proxy().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let wf_dir = dir.path().join("workflows");
+    let step = |url: &str| format!("trigger:\n  webhook: {{ path: /p }}\nsteps:\n  - id: call\n    http:\n      url: \"{url}\"\n      retry: {{ attempts: 1 }}\n");
+    common::write_files(
+        &wf_dir,
+        &[
+            ("direct.yaml", &step(&sink.url("/direct")).replace("/p }", "/direct }")),
+            // A name only a proxy could resolve: through one, the address
+            // policy never sees where it goes.
+            (
+                "named.yaml",
+                &step("http://metadata.hookflow-proxy-test.invalid/latest")
+                    .replace("/p }", "/named }"),
+            ),
+        ],
+    );
+    let (wf_arg, data) = (
+        wf_dir.display().to_string(),
+        dir.path().join("data").display().to_string(),
+    );
+    let proxy_url = format!("http://{proxy}");
+    let server = common::BinServer::start(
+        &["--workflows", &wf_arg, "--data", &data],
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("HTTPS_PROXY", &proxy_url),
+            ("https_proxy", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+            ("all_proxy", &proxy_url),
+            ("NO_PROXY", ""),
+            ("no_proxy", ""),
+        ],
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let answer = common::post_at(&client, &server.url("/hooks/direct"), &json!({})).await;
+    let run = common::wait_run_at(&client, &server.base, answer["runs"][0].as_str().expect("run")).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(sink.next().await.uri, "/direct", "sent straight to the sink");
+
+    let answer = common::post_at(&client, &server.url("/hooks/named"), &json!({})).await;
+    let run = common::wait_run_at(&client, &server.base, answer["runs"][0].as_str().expect("run")).await;
+    assert_eq!(run["status"], "failed", "the name does not resolve: {run}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing went through the proxy"
+    );
+    server.terminate();
+}

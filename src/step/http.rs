@@ -407,9 +407,15 @@ impl Canned {
 }
 
 impl Sender {
+    /// The clients that send for `serve` and `run --send`. They use no
+    /// proxy, whatever `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` say: a
+    /// proxy resolves and connects on our behalf, so the address policy
+    /// (applied in our resolver and to IP literals) would never see where
+    /// a request really goes.
     pub fn live(policy: super::policy::OutboundPolicy) -> Result<Sender, String> {
         let build = |redirects| {
             reqwest::Client::builder()
+                .no_proxy()
                 .redirect(redirects)
                 .dns_resolver(std::sync::Arc::new(super::policy::PolicyResolver(policy)))
                 .user_agent(concat!("hookflow/", env!("CARGO_PKG_VERSION")))
