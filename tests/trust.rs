@@ -622,11 +622,16 @@ async fn proxy_variables_do_not_route_requests_around_the_policy() {
     let (proxy, connections) = counting_proxy().await;
     let dir = tempfile::tempdir().expect("tmp");
     let wf_dir = dir.path().join("workflows");
-    let step = |url: &str| format!("trigger:\n  webhook: {{ path: /p }}\nsteps:\n  - id: call\n    http:\n      url: \"{url}\"\n      retry: {{ attempts: 1 }}\n");
+    let step = |url: &str| {
+        format!("trigger:\n  webhook: {{ path: /p }}\nsteps:\n  - id: call\n    http:\n      url: \"{url}\"\n      retry: {{ attempts: 1 }}\n")
+    };
     common::write_files(
         &wf_dir,
         &[
-            ("direct.yaml", &step(&sink.url("/direct")).replace("/p }", "/direct }")),
+            (
+                "direct.yaml",
+                &step(&sink.url("/direct")).replace("/p }", "/direct }"),
+            ),
             // A name only a proxy could resolve: through one, the address
             // policy never sees where it goes.
             (
@@ -659,17 +664,83 @@ async fn proxy_variables_do_not_route_requests_around_the_policy() {
         .build()
         .expect("client");
     let answer = common::post_at(&client, &server.url("/hooks/direct"), &json!({})).await;
-    let run = common::wait_run_at(&client, &server.base, answer["runs"][0].as_str().expect("run")).await;
+    let run = common::wait_run_at(
+        &client,
+        &server.base,
+        answer["runs"][0].as_str().expect("run"),
+    )
+    .await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    assert_eq!(sink.next().await.uri, "/direct", "sent straight to the sink");
+    assert_eq!(
+        sink.next().await.uri,
+        "/direct",
+        "sent straight to the sink"
+    );
 
     let answer = common::post_at(&client, &server.url("/hooks/named"), &json!({})).await;
-    let run = common::wait_run_at(&client, &server.base, answer["runs"][0].as_str().expect("run")).await;
+    let run = common::wait_run_at(
+        &client,
+        &server.base,
+        answer["runs"][0].as_str().expect("run"),
+    )
+    .await;
     assert_eq!(run["status"], "failed", "the name does not resolve: {run}");
     assert_eq!(
         connections.load(std::sync::atomic::Ordering::SeqCst),
         0,
         "nothing went through the proxy"
+    );
+    server.terminate();
+}
+
+#[tokio::test]
+async fn event_data_cannot_move_a_request_to_another_port() {
+    let mut right = Sink::start().await;
+    let mut other = Sink::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let wf_dir = dir.path().join("workflows");
+    common::write_files(
+        &wf_dir,
+        &[(
+            "fwd.yaml",
+            "trigger:\n  webhook: { path: /fwd }\nsteps:\n  - id: call\n    http:\n      url: \"{{ env.BASE }}{{ $.event.x }}\"\n      retry: { attempts: 1 }\n",
+        )],
+    );
+    let (wf_arg, data) = (
+        wf_dir.display().to_string(),
+        dir.path().join("data").display().to_string(),
+    );
+    let base = format!("http://{}", right.addr);
+    let server = common::BinServer::start(
+        &["--workflows", &wf_arg, "--data", &data],
+        &[("BASE", &base)],
+    );
+    let client = reqwest::Client::new();
+    let port = other.addr.port();
+    for (x, path) in [
+        (
+            format!("@127.0.0.1:{port}/stolen"),
+            format!("/%40127.0.0.1%3A{port}%2Fstolen"),
+        ),
+        (format!(":{port}/stolen"), format!("/%3A{port}%2Fstolen")),
+    ] {
+        let answer = common::post_at(&client, &server.url("/hooks/fwd"), &json!({ "x": x })).await;
+        let run = common::wait_run_at(
+            &client,
+            &server.base,
+            answer["runs"][0].as_str().expect("run"),
+        )
+        .await;
+        assert_eq!(run["status"], "succeeded", "{x}: {run}");
+        assert_eq!(
+            right.next().await.uri,
+            path,
+            "{x}: the workflow's host got it, in its path"
+        );
+    }
+    assert!(
+        other.quiet_for(Duration::from_millis(300)).await,
+        "the port named in the event received nothing"
     );
     server.terminate();
 }

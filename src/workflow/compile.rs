@@ -7,7 +7,9 @@ use super::spec::{HttpSpec, StepSpec, TransformSpec, VerifySpec, WorkflowSpec};
 use super::yaml::{self, Pos, Spanned, YNode};
 use super::{Dedupe, Verify, Workflow, DEFAULT_DEDUPE_WINDOW};
 use crate::expr::condition::Condition;
-use crate::expr::template::{EnvLookup, Template, TemplateEnv, ValueTemplate};
+use crate::expr::template::{
+    EnvLookup, Template, TemplateEnv, TemplateError, UrlTemplate, ValueTemplate,
+};
 use crate::script::Engine;
 use crate::signature::{self, Scheme};
 use crate::step::http::{HttpAction, RetryPolicy, StatusRange};
@@ -144,19 +146,16 @@ impl Cx<'_, '_> {
         self.template_with(s, what, Template::compile)
     }
 
-    fn url_template(&mut self, s: &Spanned<String>) -> Option<Template> {
-        self.template_with(s, "url", Template::compile_url)
+    fn url_template(&mut self, s: &Spanned<String>) -> Option<UrlTemplate> {
+        self.template_with(s, "url", UrlTemplate::compile)
     }
 
-    fn template_with(
+    fn template_with<T>(
         &mut self,
         s: &Spanned<String>,
         what: &str,
-        compile: fn(
-            &str,
-            &mut TemplateEnv,
-        ) -> Result<Template, crate::expr::template::TemplateError>,
-    ) -> Option<Template> {
+        compile: fn(&str, &mut TemplateEnv) -> Result<T, TemplateError>,
+    ) -> Option<T> {
         let mut tenv = TemplateEnv {
             env: self.env.env,
             secrets: &mut self.secrets,
