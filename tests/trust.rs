@@ -744,3 +744,197 @@ async fn event_data_cannot_move_a_request_to_another_port() {
     );
     server.terminate();
 }
+
+#[tokio::test]
+async fn verify_secrets_that_would_let_anyone_sign_are_refused() {
+    let gh = |secret: &str, path: &str| {
+        format!("trigger:\n  webhook:\n    path: {path}\n    verify:\n      github: {{ secret: '{secret}' }}\nsteps:\n  - id: ok\n    transform: {{ script: '1' }}\n")
+    };
+    let files = [
+        (
+            "empty.yaml",
+            gh(r#"{{ env.HOOKFLOW_TEST_UNSET_A ?? "" }}"#, "/empty"),
+        ),
+        (
+            "request.yaml",
+            gh(r#"{{ $.request.headers["x-key"] }}"#, "/request"),
+        ),
+        (
+            "demo.yaml",
+            gh(
+                r#"{{ env.HOOKFLOW_TEST_UNSET_B ?? "demo-secret" }}"#,
+                "/demo",
+            ),
+        ),
+    ];
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let server = TestServer::start(&refs, &[]).await;
+    let body = br#"{"id":"evt_1"}"#.to_vec();
+    let signed_with = |key: &[u8]| {
+        format!(
+            "sha256={}",
+            hex::encode(sign(Algorithm::Sha256, key, &body))
+        )
+    };
+    let post = |path: &str, sig: String| {
+        server
+            .client
+            .post(server.url(&format!("/hooks{path}")))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", sig)
+            .header("x-key", "")
+            .body(body.clone())
+            .send()
+    };
+    // Signed with an empty key: nothing may accept it.
+    for path in ["/empty", "/request"] {
+        let resp = post(path, signed_with(b"")).await.expect("sent");
+        assert_eq!(resp.status().as_u16(), 404, "{path}: not served");
+    }
+    let (_, list) = server.get("/api/workflows").await;
+    let by_name = |name: &str| {
+        list.as_array()
+            .expect("list")
+            .iter()
+            .find(|w| w["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let empty = by_name("empty");
+    assert_eq!(empty["status"], "invalid", "{empty}");
+    let error = empty["errors"][0].as_str().unwrap_or("");
+    assert!(
+        error.contains(":5:25:")
+            && error.contains("empty")
+            && error.contains("HOOKFLOW_TEST_UNSET_A"),
+        "{error}"
+    );
+    let request = by_name("request");
+    assert_eq!(request["status"], "invalid", "{request}");
+    assert!(
+        request["errors"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("run context"),
+        "{request}"
+    );
+    // A demo secret on a loopback address is served.
+    assert_eq!(by_name("demo")["status"], "loaded");
+    let resp = post("/demo", signed_with(b"demo-secret"))
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn demo_secrets_are_not_served_on_a_network_address() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let data = tempfile::tempdir().expect("tmp");
+    let extra = tempfile::tempdir().expect("tmp");
+    // The shipped examples, plus one whose variable is set.
+    let wf_dir = extra.path().join("workflows");
+    common::write_files(
+        &wf_dir,
+        &[(
+            "set.yaml",
+            "trigger:\n  webhook:\n    path: /set\n    verify:\n      github: { secret: '{{ env.HOOKFLOW_TEST_SET ?? \"demo\" }}' }\nsteps:\n  - id: ok\n    transform: { script: '1' }\n",
+        )],
+    );
+    for entry in std::fs::read_dir(format!("{root}/workflows")).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "yaml") {
+            std::fs::copy(&path, wf_dir.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let (wf, sc, dd) = (
+        wf_dir.display().to_string(),
+        format!("{root}/scripts"),
+        data.path().display().to_string(),
+    );
+    // The examples' secret variables are left unset, so their demo
+    // fallbacks are what the workflows would verify with.
+    let server = common::BinServer::start_at(
+        "0.0.0.0:0",
+        &[
+            "--workflows",
+            &wf,
+            "--scripts",
+            &sc,
+            "--data",
+            &dd,
+            "--api-token",
+            "net-t0ken",
+        ],
+        &[("HOOKFLOW_TEST_SET", "a-real-secret")],
+    );
+    let base = format!(
+        "http://127.0.0.1:{}",
+        server.addr().rsplit(':').next().expect("port")
+    );
+    let client = reqwest::Client::new();
+    let list: Value = client
+        .get(format!("{base}/api/workflows"))
+        .bearer_auth("net-t0ken")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let status = |name: &str| {
+        let w = list
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|w| w["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null);
+        (
+            w["status"].as_str().unwrap_or("").to_string(),
+            w["errors"].to_string(),
+        )
+    };
+    for (name, variable) in [
+        ("stripe-payment-to-slack", "STRIPE_WEBHOOK_SECRET"),
+        ("github-push-to-ci", "GITHUB_WEBHOOK_SECRET"),
+        ("shopify-order-to-erp", "SHOPIFY_WEBHOOK_SECRET"),
+    ] {
+        let (status, errors) = status(name);
+        assert_eq!(status, "invalid", "{name}: {errors}");
+        assert!(
+            errors.contains(variable) && errors.contains("loopback"),
+            "{name}: {errors}"
+        );
+    }
+    assert_eq!(status("demo-inbox").0, "loaded", "no verify: served");
+    assert_eq!(status("set").0, "loaded", "its variable is set");
+    // The demo secret opens nothing.
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let resp = client
+        .post(format!("{base}/hooks/github"))
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            format!(
+                "sha256={}",
+                hex::encode(sign(
+                    Algorithm::Sha256,
+                    b"gh_hookflow_demo",
+                    body.as_bytes()
+                ))
+            ),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 404);
+    let log = server.log.clone();
+    server.terminate();
+    let log = log.lock().expect("log").join("\n");
+    assert!(
+        log.contains("invalid workflow") && log.contains("GITHUB_WEBHOOK_SECRET"),
+        "{log}"
+    );
+}
