@@ -53,7 +53,13 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let engine = Engine::default();
     let files = registry::workflow_files(&[root.join("workflows")]).expect("workflows folder");
-    let reg = registry::load(&files, &ProcessEnv, &root.join("scripts"), &engine);
+    let reg = registry::load(
+        &files,
+        &ProcessEnv,
+        &root.join("scripts"),
+        &engine,
+        hookflow::workflow::Serving::Local,
+    );
     let wf = reg
         .by_name("stripe-payment-to-slack")
         .expect("the Stripe example loads")

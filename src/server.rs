@@ -11,6 +11,7 @@ use crate::script::Engine;
 use crate::step::http::Sender;
 use crate::store::Store;
 use crate::workflow::registry::{self, Registry, Workflows};
+use crate::workflow::Serving;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -31,7 +32,8 @@ pub enum ServerError {
 }
 
 /// Load every workflow under the configured folder and log its problems.
-pub fn load_workflows(config: &ServeConfig, engine: &Engine) -> Registry {
+/// `serving` is where the listener answers (demo secrets stay local).
+pub fn load_workflows(config: &ServeConfig, engine: &Engine, serving: Serving) -> Registry {
     let files = match registry::workflow_files(std::slice::from_ref(&config.workflows)) {
         Ok(f) => f,
         Err(e) => {
@@ -44,6 +46,7 @@ pub fn load_workflows(config: &ServeConfig, engine: &Engine) -> Registry {
         &crate::expr::template::ProcessEnv,
         &config.scripts,
         engine,
+        serving,
     );
     for f in &reg.files {
         match f.status {
@@ -95,6 +98,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.check_limits().map_err(ServerError::Setup)?;
+    let listen = listener.local_addr().map_err(ServerError::Serve)?;
+    let serving = Serving::at(listen);
     let store = open_store(&config).await?;
     let engine = Engine::new(config.script_limits());
     // Watch before the first load, so an edit made while starting up is
@@ -107,7 +112,7 @@ pub async fn run(
     let folder_watch = crate::workflow::watch::FolderWatch::start(&folders);
     let workflows = Arc::new(Workflows::new(store.clone(), engine.clone()));
     workflows
-        .replace(load_workflows(&config, &engine))
+        .replace(load_workflows(&config, &engine, serving))
         .await
         .map_err(|e| ServerError::Setup(format!("cannot record workflow versions: {e}")))?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
@@ -155,7 +160,6 @@ pub async fn run(
         Arc::clone(&workflows),
         Arc::clone(&metrics),
     ));
-    let listen = listener.local_addr().map_err(ServerError::Serve)?;
     let state = AppState {
         inbox,
         store: store.clone(),
@@ -175,7 +179,7 @@ pub async fn run(
             move || {
                 let (workflows, config, engine) =
                     (Arc::clone(&workflows), config.clone(), engine.clone());
-                async move { reload(&workflows, &config, &engine).await }
+                async move { reload(&workflows, &config, &engine, serving).await }
             },
             stop_rx.clone(),
         ))
@@ -237,9 +241,9 @@ async fn prune_loop(store: Store, config: ServeConfig, mut stop: watch::Receiver
 }
 
 /// Recompile every workflow file and swap the new set in atomically.
-async fn reload(workflows: &Workflows, config: &ServeConfig, engine: &Engine) {
+async fn reload(workflows: &Workflows, config: &ServeConfig, engine: &Engine, serving: Serving) {
     let old = workflows.current();
-    let merged = registry::merge(&old, load_workflows(config, engine));
+    let merged = registry::merge(&old, load_workflows(config, engine, serving));
     for f in &merged.files {
         let before = old.files.iter().find(|o| o.file == f.file);
         let changed =

@@ -180,3 +180,48 @@ async fn history_and_state_survive_a_restart() {
     );
     server.terminate();
 }
+
+#[test]
+fn validate_refuses_weak_secrets_and_hosts_chosen_by_event_data() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let wf = dir.path().join("workflows");
+    write_files(
+        &wf,
+        &[
+            (
+                "a.yaml",
+                "trigger:\n  webhook:\n    path: /a\n    verify:\n      github: { secret: '{{ env.HOOKFLOW_DEFINITELY_UNSET ?? \"\" }}' }\nsteps:\n  - id: fwd\n    http:\n      url: \"https://{{ $.event.host }}/hook\"\n",
+            ),
+            (
+                "b.yaml",
+                "trigger:\n  webhook:\n    path: /b\n    verify:\n      hmac: { secret: \"{{ $.request.headers.key }}\", header: X-Sig }\nsteps:\n  - id: ok\n    transform: { script: '1' }\n",
+            ),
+            // A demo secret and an env base followed by event data: fine
+            // for local use, which is what `validate` checks for.
+            (
+                "c.yaml",
+                "trigger:\n  webhook:\n    path: /c\n    verify:\n      github: { secret: '{{ env.HOOKFLOW_DEFINITELY_UNSET ?? \"demo\" }}' }\nsteps:\n  - id: fwd\n    http:\n      url: \"{{ env.HOOKFLOW_DEFINITELY_UNSET ?? 'http://127.0.0.1:8080' }}{{ $.event.path }}\"\n",
+            ),
+        ],
+    );
+    let out = Command::new(binary())
+        .arg("validate")
+        .arg(&wf)
+        .env_remove("HOOKFLOW_DEFINITELY_UNSET")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let a = wf.join("a.yaml").display().to_string();
+    let b = wf.join("b.yaml").display().to_string();
+    let expected = [
+        format!("{a}:5:25: secret: the secret is empty because `HOOKFLOW_DEFINITELY_UNSET` is not set and its fallback is empty; an empty key would let anyone sign requests"),
+        format!("{a}:9:12: url: `{{{{ $.event.host }}}}` reads the run context inside the URL's userinfo, host or port; event data can never change where a request goes: use an `env` value there, or make the whole url one template"),
+        format!("{b}:5:23: secret: a verify secret must be known at load (a literal or `{{{{ env.NAME }}}}`), but this one reads the run context, which the sender controls"),
+    ];
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        expected.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -4,7 +4,7 @@
 //! same and stops by itself.
 
 use hookflow::expr::condition::Condition;
-use hookflow::expr::template::{Template, TemplateEnv};
+use hookflow::expr::template::{Template, TemplateEnv, UrlTemplate};
 use hookflow::script::Engine;
 use hookflow::signature::{Algorithm, Encoding, Scheme, DEFAULT_TOLERANCE};
 use hookflow::workflow::compile::{compile, Bundle, CompileEnv};
@@ -144,9 +144,11 @@ fn templates_never_panic() {
             env: &env,
             secrets: &mut secrets,
         };
-        if let Ok(t) = Template::compile_url(&text, &mut tenv) {
-            let _ = t.render_text(&ctx);
-            let _ = t.render_value(&ctx);
+        if let Ok(t) = UrlTemplate::compile(&text, &mut tenv) {
+            let rendered = t.render_text(&ctx);
+            if let Ok(url) = url::Url::parse(&rendered) {
+                let _ = t.check(&url);
+            }
         }
         let mut tenv = TemplateEnv {
             env: &env,

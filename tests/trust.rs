@@ -558,3 +558,383 @@ async fn a_refused_connection_does_not_reveal_a_secret_url() {
     assert!(log.len() > 500, "debug logging was captured");
     assert!(!log.contains("tok-5e1d7a"), "the URL leaked into the log");
 }
+
+#[tokio::test]
+async fn hmac_refuses_a_bare_digest_when_a_prefix_is_set() {
+    let wf = wf(
+        "pre",
+        "hmac: { secret: pre-secret, header: X-Signature, algorithm: sha256, encoding: hex, prefix: 'sha256=' }",
+    );
+    let server = TestServer::start(&[("pre.yaml", &wf)], &[]).await;
+    let body = br#"{"id":"evt_1"}"#;
+    let digest = hex::encode(sign(Algorithm::Sha256, b"pre-secret", body));
+    let post = |value: String| {
+        server
+            .client
+            .post(server.url("/hooks/sig/pre"))
+            .header("content-type", "application/json")
+            .header("x-signature", value)
+            .body(body.to_vec())
+            .send()
+    };
+    let resp = post(format!("sha256={digest}")).await.expect("sent");
+    assert_eq!(resp.status().as_u16(), 202, "with its prefix");
+    let resp = post(digest).await.expect("sent");
+    assert_eq!(resp.status().as_u16(), 401, "a bare digest");
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(err["error"], "signature does not match");
+    server.stop().await;
+}
+
+/// A loopback listener that counts the connections it gets and answers each
+/// `200` (as a forwarding proxy would), so a request sent through it
+/// "succeeds" without reaching its destination.
+async fn counting_proxy() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn proxy_variables_do_not_route_requests_around_the_policy() {
+    let mut sink = Sink::start().await;
+    let (proxy, connections) = counting_proxy().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let wf_dir = dir.path().join("workflows");
+    let step = |url: &str| {
+        format!("trigger:\n  webhook: {{ path: /p }}\nsteps:\n  - id: call\n    http:\n      url: \"{url}\"\n      retry: {{ attempts: 1 }}\n")
+    };
+    common::write_files(
+        &wf_dir,
+        &[
+            (
+                "direct.yaml",
+                &step(&sink.url("/direct")).replace("/p }", "/direct }"),
+            ),
+            // A name only a proxy could resolve: through one, the address
+            // policy never sees where it goes.
+            (
+                "named.yaml",
+                &step("http://metadata.hookflow-proxy-test.invalid/latest")
+                    .replace("/p }", "/named }"),
+            ),
+        ],
+    );
+    let (wf_arg, data) = (
+        wf_dir.display().to_string(),
+        dir.path().join("data").display().to_string(),
+    );
+    let proxy_url = format!("http://{proxy}");
+    let server = common::BinServer::start(
+        &["--workflows", &wf_arg, "--data", &data],
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("HTTPS_PROXY", &proxy_url),
+            ("https_proxy", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+            ("all_proxy", &proxy_url),
+            ("NO_PROXY", ""),
+            ("no_proxy", ""),
+        ],
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let answer = common::post_at(&client, &server.url("/hooks/direct"), &json!({})).await;
+    let run = common::wait_run_at(
+        &client,
+        &server.base,
+        answer["runs"][0].as_str().expect("run"),
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        sink.next().await.uri,
+        "/direct",
+        "sent straight to the sink"
+    );
+
+    let answer = common::post_at(&client, &server.url("/hooks/named"), &json!({})).await;
+    let run = common::wait_run_at(
+        &client,
+        &server.base,
+        answer["runs"][0].as_str().expect("run"),
+    )
+    .await;
+    assert_eq!(run["status"], "failed", "the name does not resolve: {run}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing went through the proxy"
+    );
+    server.terminate();
+}
+
+#[tokio::test]
+async fn event_data_cannot_move_a_request_to_another_port() {
+    let mut right = Sink::start().await;
+    let mut other = Sink::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let wf_dir = dir.path().join("workflows");
+    common::write_files(
+        &wf_dir,
+        &[(
+            "fwd.yaml",
+            "trigger:\n  webhook: { path: /fwd }\nsteps:\n  - id: call\n    http:\n      url: \"{{ env.BASE }}{{ $.event.x }}\"\n      retry: { attempts: 1 }\n",
+        )],
+    );
+    let (wf_arg, data) = (
+        wf_dir.display().to_string(),
+        dir.path().join("data").display().to_string(),
+    );
+    let base = format!("http://{}", right.addr);
+    let server = common::BinServer::start(
+        &["--workflows", &wf_arg, "--data", &data],
+        &[("BASE", &base)],
+    );
+    let client = reqwest::Client::new();
+    let port = other.addr.port();
+    for (x, path) in [
+        (
+            format!("@127.0.0.1:{port}/stolen"),
+            format!("/%40127.0.0.1%3A{port}%2Fstolen"),
+        ),
+        (format!(":{port}/stolen"), format!("/%3A{port}%2Fstolen")),
+    ] {
+        let answer = common::post_at(&client, &server.url("/hooks/fwd"), &json!({ "x": x })).await;
+        let run = common::wait_run_at(
+            &client,
+            &server.base,
+            answer["runs"][0].as_str().expect("run"),
+        )
+        .await;
+        assert_eq!(run["status"], "succeeded", "{x}: {run}");
+        assert_eq!(
+            right.next().await.uri,
+            path,
+            "{x}: the workflow's host got it, in its path"
+        );
+    }
+    assert!(
+        other.quiet_for(Duration::from_millis(300)).await,
+        "the port named in the event received nothing"
+    );
+    server.terminate();
+}
+
+#[tokio::test]
+async fn verify_secrets_that_would_let_anyone_sign_are_refused() {
+    let gh = |secret: &str, path: &str| {
+        format!("trigger:\n  webhook:\n    path: {path}\n    verify:\n      github: {{ secret: '{secret}' }}\nsteps:\n  - id: ok\n    transform: {{ script: '1' }}\n")
+    };
+    let files = [
+        (
+            "empty.yaml",
+            gh(r#"{{ env.HOOKFLOW_TEST_UNSET_A ?? "" }}"#, "/empty"),
+        ),
+        (
+            "request.yaml",
+            gh(r#"{{ $.request.headers["x-key"] }}"#, "/request"),
+        ),
+        (
+            "demo.yaml",
+            gh(
+                r#"{{ env.HOOKFLOW_TEST_UNSET_B ?? "demo-secret" }}"#,
+                "/demo",
+            ),
+        ),
+    ];
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    let server = TestServer::start(&refs, &[]).await;
+    let body = br#"{"id":"evt_1"}"#.to_vec();
+    let signed_with = |key: &[u8]| {
+        format!(
+            "sha256={}",
+            hex::encode(sign(Algorithm::Sha256, key, &body))
+        )
+    };
+    let post = |path: &str, sig: String| {
+        server
+            .client
+            .post(server.url(&format!("/hooks{path}")))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", sig)
+            .header("x-key", "")
+            .body(body.clone())
+            .send()
+    };
+    // Signed with an empty key: nothing may accept it.
+    for path in ["/empty", "/request"] {
+        let resp = post(path, signed_with(b"")).await.expect("sent");
+        assert_eq!(resp.status().as_u16(), 404, "{path}: not served");
+    }
+    let (_, list) = server.get("/api/workflows").await;
+    let by_name = |name: &str| {
+        list.as_array()
+            .expect("list")
+            .iter()
+            .find(|w| w["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let empty = by_name("empty");
+    assert_eq!(empty["status"], "invalid", "{empty}");
+    let error = empty["errors"][0].as_str().unwrap_or("");
+    assert!(
+        error.contains(":5:25:")
+            && error.contains("empty")
+            && error.contains("HOOKFLOW_TEST_UNSET_A"),
+        "{error}"
+    );
+    let request = by_name("request");
+    assert_eq!(request["status"], "invalid", "{request}");
+    assert!(
+        request["errors"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("run context"),
+        "{request}"
+    );
+    // A demo secret on a loopback address is served.
+    assert_eq!(by_name("demo")["status"], "loaded");
+    let resp = post("/demo", signed_with(b"demo-secret"))
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn demo_secrets_are_not_served_on_a_network_address() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let data = tempfile::tempdir().expect("tmp");
+    let extra = tempfile::tempdir().expect("tmp");
+    // The shipped examples, plus one whose variable is set.
+    let wf_dir = extra.path().join("workflows");
+    common::write_files(
+        &wf_dir,
+        &[(
+            "set.yaml",
+            "trigger:\n  webhook:\n    path: /set\n    verify:\n      github: { secret: '{{ env.HOOKFLOW_TEST_SET ?? \"demo\" }}' }\nsteps:\n  - id: ok\n    transform: { script: '1' }\n",
+        )],
+    );
+    for entry in std::fs::read_dir(format!("{root}/workflows")).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "yaml") {
+            std::fs::copy(&path, wf_dir.join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let (wf, sc, dd) = (
+        wf_dir.display().to_string(),
+        format!("{root}/scripts"),
+        data.path().display().to_string(),
+    );
+    // The examples' secret variables are left unset, so their demo
+    // fallbacks are what the workflows would verify with.
+    let server = common::BinServer::start_at(
+        "0.0.0.0:0",
+        &[
+            "--workflows",
+            &wf,
+            "--scripts",
+            &sc,
+            "--data",
+            &dd,
+            "--api-token",
+            "net-t0ken",
+        ],
+        &[("HOOKFLOW_TEST_SET", "a-real-secret")],
+    );
+    let base = format!(
+        "http://127.0.0.1:{}",
+        server.addr().rsplit(':').next().expect("port")
+    );
+    let client = reqwest::Client::new();
+    let list: Value = client
+        .get(format!("{base}/api/workflows"))
+        .bearer_auth("net-t0ken")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let status = |name: &str| {
+        let w = list
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|w| w["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null);
+        (
+            w["status"].as_str().unwrap_or("").to_string(),
+            w["errors"].to_string(),
+        )
+    };
+    for (name, variable) in [
+        ("stripe-payment-to-slack", "STRIPE_WEBHOOK_SECRET"),
+        ("github-push-to-ci", "GITHUB_WEBHOOK_SECRET"),
+        ("shopify-order-to-erp", "SHOPIFY_WEBHOOK_SECRET"),
+    ] {
+        let (status, errors) = status(name);
+        assert_eq!(status, "invalid", "{name}: {errors}");
+        assert!(
+            errors.contains(variable) && errors.contains("loopback"),
+            "{name}: {errors}"
+        );
+    }
+    assert_eq!(status("demo-inbox").0, "loaded", "no verify: served");
+    assert_eq!(status("set").0, "loaded", "its variable is set");
+    // The demo secret opens nothing.
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let resp = client
+        .post(format!("{base}/hooks/github"))
+        .header("content-type", "application/json")
+        .header(
+            "x-hub-signature-256",
+            format!(
+                "sha256={}",
+                hex::encode(sign(
+                    Algorithm::Sha256,
+                    b"gh_hookflow_demo",
+                    body.as_bytes()
+                ))
+            ),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 404);
+    let log = server.log.clone();
+    server.terminate();
+    let log = log.lock().expect("log").join("\n");
+    assert!(
+        log.contains("invalid workflow") && log.contains("GITHUB_WEBHOOK_SECRET"),
+        "{log}"
+    );
+}

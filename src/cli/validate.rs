@@ -1,5 +1,7 @@
 //! `hookflow validate [PATH...]`: every problem of every file, one line
-//! each as `FILE:LINE:COL: message`; exit 1 when there is any.
+//! each as `FILE:LINE:COL: message`; exit 1 when there is any. Files are
+//! checked for local use: a demo secret (a `??` fallback) is valid here,
+//! and only `serve` on a network address refuses it.
 
 use super::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::script::Engine;
@@ -40,6 +42,7 @@ pub fn run(args: ValidateArgs) -> i32 {
         &crate::expr::template::ProcessEnv,
         &args.scripts,
         &Engine::default(),
+        crate::workflow::Serving::Local,
     );
     let mut problems = 0;
     for line in reg.issues() {

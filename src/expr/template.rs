@@ -4,6 +4,16 @@
 //! alternatives separated by `??`: JSONPath queries on the run context,
 //! `env.NAME` (read when the workflow is compiled; its value is a secret)
 //! and JSON literals. The first alternative that is not null wins.
+//!
+//! Two uses need more than rendering. A verify secret must be known at load
+//! ([`Template::known`] says its value, and whether it only exists thanks
+//! to a `??` fallback literal). A URL ([`UrlTemplate`]) must go where the
+//! workflow says: event data can never set its scheme, userinfo, host or
+//! port. Since `env` values are known at load, so is the URL's text up to
+//! the first expression that reads the run context; that expression and
+//! everything after it land, percent-encoded, in the path or query, and
+//! [`UrlTemplate::check`] holds every rendered URL to the origin fixed at
+//! load.
 
 use crate::jsonpath::JsonPath;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -12,7 +22,8 @@ use serde_json::Value;
 /// Where an expression stands inside a URL, which decides its encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum UrlSlot {
-    /// Whole URL, scheme or host: inserted as it is.
+    /// Whole URL, or a value known at load in the scheme or authority:
+    /// inserted as it is.
     Raw,
     /// A path or query value: percent-encoded.
     Component,
@@ -24,6 +35,9 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+
+/// Characters that end a URL's authority (`\` does for http and https).
+const AUTHORITY_END: [char; 4] = ['/', '?', '#', '\\'];
 
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -43,8 +57,14 @@ struct Expr {
 
 #[derive(Debug, Clone)]
 enum Alt {
+    /// A query on the run context.
     Path(JsonPath),
-    Const(Value),
+    /// A set environment variable's value.
+    Env(Value),
+    /// An unset environment variable (a fallback follows it): null.
+    Unset(String),
+    /// A literal written in the template.
+    Literal(Value),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,48 +99,25 @@ pub struct TemplateEnv<'a> {
     pub secrets: &'a mut Vec<String>,
 }
 
+/// The value of a template that reads nothing from the run context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub text: String,
+    /// Set when part of the text is a `??` fallback literal standing in
+    /// for this unset variable (the first such one).
+    pub fallback_for: Option<String>,
+}
+
 impl Template {
     pub fn compile(text: &str, env: &mut TemplateEnv) -> Result<Self, TemplateError> {
-        Self::compile_inner(text, env, false)
-    }
-
-    /// A URL template: expressions in the path or query are percent-encoded.
-    pub fn compile_url(text: &str, env: &mut TemplateEnv) -> Result<Self, TemplateError> {
-        Self::compile_inner(text, env, true)
-    }
-
-    fn compile_inner(text: &str, env: &mut TemplateEnv, url: bool) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = text;
-        // The URL as far as it is known, with expressions that supplied the
-        // scheme or host stood in by placeholders.
-        let mut url_so_far = String::new();
-        while let Some(start) = rest.find("{{") {
-            if start > 0 {
-                parts.push(Part::Lit(rest[..start].to_string()));
-                url_so_far.push_str(&rest[..start]);
+        while let Some((lit, inner, after)) = next_expr(text, rest)? {
+            if !lit.is_empty() {
+                parts.push(Part::Lit(lit.to_string()));
             }
-            let inner_start = start + 2;
-            let len = find_close(&rest[inner_start..]).ok_or_else(|| {
-                TemplateError(format!(
-                    "`{{{{` at offset {} has no closing `}}}}`",
-                    text.len() - rest.len() + start
-                ))
-            })?;
-            let inner = &rest[inner_start..inner_start + len];
-            let expr = compile_expr(inner, env)?;
-            let slot = if url {
-                url_slot(&url_so_far)
-            } else {
-                UrlSlot::Raw
-            };
-            if url && slot == UrlSlot::Raw {
-                url_so_far.push_str(if url_so_far.is_empty() { "x://h" } else { "h" });
-            } else {
-                url_so_far.push('v');
-            }
-            parts.push(Part::Expr(expr, slot));
-            rest = &rest[inner_start + len + 2..];
+            parts.push(Part::Expr(compile_expr(inner, env)?, UrlSlot::Raw));
+            rest = after;
         }
         if !rest.is_empty() {
             parts.push(Part::Lit(rest.to_string()));
@@ -131,6 +128,26 @@ impl Template {
     /// True when the template holds no expression.
     pub fn is_literal(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Lit(_)))
+    }
+
+    /// The template's text when it reads nothing from the run context
+    /// (only literals and `env` values); `None` when it does.
+    pub fn known(&self) -> Option<Known> {
+        let mut text = String::new();
+        let mut fallback_for = None;
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => text.push_str(s),
+                Part::Expr(e, _) => {
+                    let (v, fallback) = e.known()?;
+                    text.push_str(&value_text(&v));
+                    if fallback_for.is_none() {
+                        fallback_for = fallback.map(str::to_string);
+                    }
+                }
+            }
+        }
+        Some(Known { text, fallback_for })
     }
 
     /// The value of the template: a template that is exactly one expression
@@ -172,11 +189,225 @@ pub fn value_text(v: &Value) -> String {
     }
 }
 
-fn url_slot(so_far: &str) -> UrlSlot {
-    match so_far.find("://") {
-        None => UrlSlot::Raw,
-        Some(i) if so_far[i + 3..].contains(['/', '?', '#']) => UrlSlot::Component,
-        Some(_) => UrlSlot::Raw,
+/// The next `{{ … }}` in `rest` (a suffix of `text`): the literal before
+/// it, its inside, and what follows it.
+fn next_expr<'a>(
+    text: &str,
+    rest: &'a str,
+) -> Result<Option<(&'a str, &'a str, &'a str)>, TemplateError> {
+    let Some(start) = rest.find("{{") else {
+        return Ok(None);
+    };
+    let inner_start = start + 2;
+    let len = find_close(&rest[inner_start..]).ok_or_else(|| {
+        TemplateError(format!(
+            "`{{{{` at offset {} has no closing `}}}}`",
+            text.len() - rest.len() + start
+        ))
+    })?;
+    Ok(Some((
+        &rest[..start],
+        &rest[inner_start..inner_start + len],
+        &rest[inner_start + len + 2..],
+    )))
+}
+
+/// A URL template (an `http` step's `url`): a [`Template`] whose
+/// expressions are placed, at load, by where they stand in the URL, plus
+/// the origin (scheme, userinfo, host, port) the workflow fixes.
+#[derive(Debug, Clone)]
+pub struct UrlTemplate {
+    template: Template,
+    /// `None` when the whole URL is one template from the run context
+    /// (a Slack `response_url`, say): the address policy alone judges it.
+    /// Boxed: most steps' templates are small, and this is not.
+    fixed: Option<Box<Origin>>,
+}
+
+/// The parts of a URL that decide where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    username: String,
+    password: Option<String>,
+    host: Option<url::Host<String>>,
+    port: Option<u16>,
+}
+
+impl Origin {
+    fn of(url: &url::Url) -> Origin {
+        Origin {
+            scheme: url.scheme().to_string(),
+            username: url.username().to_string(),
+            password: url.password().map(str::to_string),
+            host: url.host().map(|h| h.to_owned()),
+            port: url.port_or_known_default(),
+        }
+    }
+}
+
+impl UrlTemplate {
+    /// Compile a URL template. The text up to the first expression that
+    /// reads the run context is known at load (literals and `env` values);
+    /// that expression must stand where the authority has ended, or be the
+    /// whole URL. When the known text ends right after the host or port,
+    /// a `/` is put in, so the value starts the path.
+    pub fn compile(text: &str, env: &mut TemplateEnv) -> Result<Self, TemplateError> {
+        let mut parts = Vec::new();
+        // The URL's text as far as it is known at load.
+        let mut known = String::new();
+        // Set once an expression reads the run context: the origin is
+        // fixed by the text before it, and all that follows is path/query.
+        let mut dynamic_seen = false;
+        let mut whole = false;
+        let mut rest = text;
+        while let Some((lit, inner, after)) = next_expr(text, rest)? {
+            if !lit.is_empty() {
+                parts.push(Part::Lit(lit.to_string()));
+                if !dynamic_seen {
+                    known.push_str(lit);
+                }
+            }
+            let expr = compile_expr(inner, env)?;
+            rest = after;
+            if dynamic_seen {
+                parts.push(Part::Expr(expr, UrlSlot::Component));
+                continue;
+            }
+            if let Some((value, _)) = expr.known() {
+                let text = value_text(&value);
+                if authority_ended(&known) {
+                    known.extend(utf8_percent_encode(&text, COMPONENT));
+                    parts.push(Part::Expr(expr, UrlSlot::Component));
+                } else {
+                    known.push_str(&text);
+                    parts.push(Part::Expr(expr, UrlSlot::Raw));
+                }
+                continue;
+            }
+            dynamic_seen = true;
+            let shown = format!("`{{{{{inner}}}}}`");
+            let rule = "event data can never change where a request goes";
+            if known.is_empty() {
+                if after.is_empty() {
+                    whole = true;
+                    parts.push(Part::Expr(expr, UrlSlot::Raw));
+                    continue;
+                }
+                return Err(TemplateError(format!(
+                    "{shown} reads the run context at the start of the url, where its scheme and host are written, but the url is more than this one template; {rule}: make the whole url one template, or start it with the scheme and host (or an `env` value holding them)"
+                )));
+            }
+            let Some(scheme_end) = known.find("://") else {
+                return Err(TemplateError(format!(
+                    "{shown} reads the run context where the URL's scheme is written; {rule}: write the scheme and host first (or an `env` value holding them), or make the whole url one template"
+                )));
+            };
+            if !authority_ended(&known) {
+                // Right after a complete host or port, the value can only
+                // start the path; anywhere else in the authority (after
+                // `://`, `@`, `:`, or with host text following) it would
+                // be part of it.
+                let authority = &known[scheme_end + 3..];
+                let closes = authority
+                    .chars()
+                    .last()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == ']');
+                let followed_by_path =
+                    after.is_empty() || after.starts_with(AUTHORITY_END) || after.starts_with("{{");
+                if !(closes && followed_by_path) {
+                    return Err(TemplateError(format!(
+                        "{shown} reads the run context inside the URL's userinfo, host or port; {rule}: use an `env` value there, or make the whole url one template"
+                    )));
+                }
+                parts.push(Part::Lit("/".to_string()));
+                known.push('/');
+            }
+            parts.push(Part::Expr(expr, UrlSlot::Component));
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_string()));
+            if !dynamic_seen {
+                known.push_str(rest);
+            }
+        }
+        let fixed = if whole {
+            None
+        } else {
+            // The known text is the whole URL, or a prefix that ends in
+            // its path or query: either way it holds the origin.
+            let url = url::Url::parse(&known).map_err(|e| {
+                TemplateError(format!(
+                    "`{text}` does not make a valid URL{}: {e}",
+                    if dynamic_seen {
+                        " before its first run-context value"
+                    } else {
+                        ""
+                    }
+                ))
+            })?;
+            if url.scheme() != "http" && url.scheme() != "https" {
+                return Err(TemplateError(format!(
+                    "`{text}` must start with http:// or https://"
+                )));
+            }
+            Some(Box::new(Origin::of(&url)))
+        };
+        Ok(UrlTemplate {
+            template: Template { parts },
+            fixed,
+        })
+    }
+
+    /// The URL's text for this run context.
+    pub fn render_text(&self, ctx: &Value) -> String {
+        self.template.render_text(ctx)
+    }
+
+    /// The second line of defence: `url` (rendered and parsed) has the
+    /// scheme, userinfo, host and port the workflow fixed at load. The
+    /// error names the part that differs, not its value: a host or
+    /// userinfo from an `env` value may be secret.
+    pub fn check(&self, url: &url::Url) -> Result<(), String> {
+        let Some(fixed) = &self.fixed else {
+            return Ok(());
+        };
+        let got = Origin::of(url);
+        let differs = [
+            ("scheme", got.scheme != fixed.scheme),
+            (
+                "userinfo",
+                got.username != fixed.username || got.password != fixed.password,
+            ),
+            ("host", got.host != fixed.host),
+            ("port", got.port != fixed.port),
+        ];
+        let parts: Vec<&str> = differs
+            .iter()
+            .filter(|(_, d)| *d)
+            .map(|(part, _)| *part)
+            .collect();
+        if parts.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "the url's {} {} from what the workflow fixes; event data can never change where a request goes, so nothing was sent",
+            match parts.split_last() {
+                Some((last, [])) => last.to_string(),
+                Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+                None => String::new(),
+            },
+            if parts.len() == 1 { "differs" } else { "differ" }
+        ))
+    }
+}
+
+/// True when `known` (URL text) has passed its authority: the next text
+/// is in the path, query or fragment.
+fn authority_ended(known: &str) -> bool {
+    match known.find("://") {
+        Some(i) => known[i + 3..].contains(AUTHORITY_END),
+        None => false,
     }
 }
 
@@ -250,13 +481,13 @@ fn compile_expr(inner: &str, env: &mut TemplateEnv) -> Result<Expr, TemplateErro
                     if !value.is_empty() && !env.secrets.contains(&value) {
                         env.secrets.push(value.clone());
                     }
-                    alts.push(Alt::Const(Value::String(value)));
+                    alts.push(Alt::Env(Value::String(value)));
                 }
-                None if has_fallback => {}
+                None if has_fallback => alts.push(Alt::Unset(name.to_string())),
                 None => missing_env = Some(name.to_string()),
             }
         } else if let Some(v) = literal(raw) {
-            alts.push(Alt::Const(v));
+            alts.push(Alt::Literal(v));
         } else {
             return Err(TemplateError(format!(
                 "cannot read `{raw}`: write a JSONPath (`$.event.id`), `env.NAME` or a quoted literal"
@@ -286,11 +517,32 @@ impl Expr {
                     Some(Value::Null) | None => continue,
                     Some(v) => return v,
                 },
-                Alt::Const(Value::Null) => continue,
-                Alt::Const(v) => return v.clone(),
+                Alt::Env(Value::Null) | Alt::Literal(Value::Null) | Alt::Unset(_) => continue,
+                Alt::Env(v) | Alt::Literal(v) => return v.clone(),
             }
         }
         Value::Null
+    }
+
+    /// The value when no alternative reads the run context, with the
+    /// unset variable a fallback literal stands in for, if one does.
+    fn known(&self) -> Option<(Value, Option<&str>)> {
+        if self.alts.iter().any(|a| matches!(a, Alt::Path(_))) {
+            return None;
+        }
+        let mut unset = None;
+        for alt in &self.alts {
+            match alt {
+                Alt::Path(_) => return None,
+                Alt::Unset(name) => {
+                    unset.get_or_insert(name.as_str());
+                }
+                Alt::Env(Value::Null) | Alt::Literal(Value::Null) => {}
+                Alt::Env(v) => return Some((v.clone(), None)),
+                Alt::Literal(v) => return Some((v.clone(), unset)),
+            }
+        }
+        Some((Value::Null, unset))
     }
 }
 
@@ -347,10 +599,10 @@ mod tests {
         )
     }
 
-    fn compile_url(text: &str) -> Template {
+    fn compile_url(text: &str) -> UrlTemplate {
         let env = env_of(&[("BASE", "https://api.example.com/v1")]);
         let mut secrets = Vec::new();
-        Template::compile_url(
+        UrlTemplate::compile(
             text,
             &mut TemplateEnv {
                 env: &env,
@@ -446,6 +698,198 @@ mod tests {
         assert_eq!(secrets, vec!["s3cr3t".to_string()]);
     }
 
+    /// SPEC §3.2: event data can never change a URL's scheme, userinfo,
+    /// host or port. (template, event, the URL sent or the error's words)
+    #[test]
+    fn url_templates_keep_where_the_workflow_sends() {
+        use Want::{Refused, Url};
+        let table: &[(&str, Value, Want)] = &[
+            // The reported case: an env base, then event data.
+            (
+                "{{ env.BASE }}{{ $.event.x }}",
+                json!({"x": "@127.0.0.1:9412/stolen"}),
+                Url("http://127.0.0.1:8080/%40127.0.0.1%3A9412%2Fstolen"),
+            ),
+            (
+                "{{ env.BASE }}{{ $.event.x }}",
+                json!({"x": ":9412/stolen"}),
+                Url("http://127.0.0.1:8080/%3A9412%2Fstolen"),
+            ),
+            (
+                "{{ env.BASE }}{{ $.event.x }}",
+                json!({"x": ".evil.example"}),
+                Url("http://127.0.0.1:8080/.evil.example"),
+            ),
+            (
+                "{{ env.BASE }}{{ $.event.x }}",
+                json!({"x": "0/x"}),
+                Url("http://127.0.0.1:8080/0%2Fx"),
+            ),
+            (
+                "{{ env.BASE }}{{ $.event.a }}{{ $.event.b }}",
+                json!({"a": "x", "b": "@y:1"}),
+                Url("http://127.0.0.1:8080/x%40y%3A1"),
+            ),
+            (
+                "{{ env.BASE }}{{ $.event.x }}?page=2",
+                json!({"x": "@evil"}),
+                Url("http://127.0.0.1:8080/%40evil?page=2"),
+            ),
+            (
+                "https://example.com{{ $.event.x }}",
+                json!({"x": "@evil.example"}),
+                Url("https://example.com/%40evil.example"),
+            ),
+            (
+                "{{ env.BASE }}/{{ $.event.x }}",
+                json!({"x": "@h:1"}),
+                Url("http://127.0.0.1:8080/%40h%3A1"),
+            ),
+            // Paths and queries around event data, as written.
+            (
+                "{{ env.API }}/orders/{{ $.event.x }}",
+                json!({"x": "a/b c?d#e"}),
+                Url("https://api.example.com/v1/orders/a%2Fb%20c%3Fd%23e"),
+            ),
+            (
+                "https://{{ env.HOST }}/orders/{{ $.event.x }}",
+                json!({"x": "../admin"}),
+                Url("https://api.example.com/orders/..%2Fadmin"),
+            ),
+            (
+                "{{ env.API }}?q={{ $.event.x }}",
+                json!({"x": "1&admin=true"}),
+                Url("https://api.example.com/v1?q=1%26admin%3Dtrue"),
+            ),
+            (
+                "http://{{ env.HOST }}:{{ env.PORT }}/x/{{ $.event.x }}",
+                json!({"x": "y"}),
+                Url("http://api.example.com:8443/x/y"),
+            ),
+            (
+                "http://user:{{ env.PASS }}@{{ env.HOST }}/x",
+                json!({}),
+                Url("http://user:p4ss@api.example.com/x"),
+            ),
+            (
+                "{{ env.API }}/t/{{ env.TOKEN }}",
+                json!({}),
+                Url("https://api.example.com/v1/t/t%2Fk%20n"),
+            ),
+            ("{{ env.BASE }}", json!({}), Url("http://127.0.0.1:8080")),
+            // A URL that is wholly one template from the run context (a
+            // Slack `response_url`) is used as it is.
+            (
+                "{{ $.event.url }}",
+                json!({"url": "https://hooks.slack.com/actions/T1/B2"}),
+                Url("https://hooks.slack.com/actions/T1/B2"),
+            ),
+            (
+                "{{ $.event.url ?? env.API }}",
+                json!({}),
+                Url("https://api.example.com/v1"),
+            ),
+            // Event data in the scheme, userinfo, host or port: refused at load.
+            (
+                "https://{{ $.event.x }}/x",
+                json!({}),
+                Refused("userinfo, host or port"),
+            ),
+            (
+                "https://api-{{ $.event.x }}.example.com/",
+                json!({}),
+                Refused("userinfo, host or port"),
+            ),
+            (
+                "https://api{{ $.event.x }}.example.com/",
+                json!({}),
+                Refused("userinfo, host or port"),
+            ),
+            (
+                "http://127.0.0.1:{{ $.event.x }}/x",
+                json!({}),
+                Refused("userinfo, host or port"),
+            ),
+            (
+                "http://{{ $.event.x }}@api.example.com/",
+                json!({}),
+                Refused("userinfo, host or port"),
+            ),
+            (
+                "http://user:{{ $.event.x }}@api.example.com/",
+                json!({}),
+                Refused("userinfo, host or port"),
+            ),
+            (
+                "{{ $.event.x }}://api.example.com/",
+                json!({}),
+                Refused("more than this one template"),
+            ),
+            (
+                "http{{ $.event.x }}",
+                json!({}),
+                Refused("where the URL's scheme is written"),
+            ),
+            (
+                "{{ $.event.url }}/extra",
+                json!({}),
+                Refused("more than this one template"),
+            ),
+            (
+                "{{ env.HOST }}{{ $.event.x }}",
+                json!({}),
+                Refused("where the URL's scheme is written"),
+            ),
+        ];
+        for (text, event, want) in table {
+            let ctx = json!({ "event": event });
+            match (try_url(text), want) {
+                (Ok(rendered), Url(url)) => {
+                    assert_eq!(rendered(&ctx), *url, "{text} with {event}")
+                }
+                (Err(e), Refused(words)) => assert!(
+                    e.contains("event data can never") && e.contains(words),
+                    "{text}: {e}"
+                ),
+                (Ok(rendered), Refused(_)) => {
+                    panic!("{text} with {event}: accepted, renders {}", rendered(&ctx))
+                }
+                (Err(e), Url(_)) => panic!("{text}: refused: {e}"),
+            }
+        }
+    }
+
+    enum Want {
+        Url(&'static str),
+        Refused(&'static str),
+    }
+
+    const URL_ENV: &[(&str, &str)] = &[
+        ("BASE", "http://127.0.0.1:8080"),
+        ("API", "https://api.example.com/v1"),
+        ("HOST", "api.example.com"),
+        ("PORT", "8443"),
+        ("PASS", "p4ss"),
+        ("TOKEN", "t/k n"),
+    ];
+
+    type Render = Box<dyn Fn(&Value) -> String>;
+
+    /// Compile a URL template over [`URL_ENV`]; give back its renderer.
+    fn try_url(text: &str) -> Result<Render, String> {
+        let env = env_of(URL_ENV);
+        let mut secrets = Vec::new();
+        let t = UrlTemplate::compile(
+            text,
+            &mut TemplateEnv {
+                env: &env,
+                secrets: &mut secrets,
+            },
+        )
+        .map_err(|e| e.0)?;
+        Ok(Box::new(move |ctx| t.render_text(ctx)))
+    }
+
     #[test]
     fn url_components_are_encoded() {
         let ctx = json!({"event": {"id": "a/b c?d", "host": "h.example.com"}});
@@ -459,12 +903,106 @@ mod tests {
             "https://api.example.com/v1/orders/a%2Fb%20c%3Fd"
         );
         assert_eq!(
-            compile_url("https://{{ $.event.host }}/x").render_text(&ctx),
-            "https://h.example.com/x"
-        );
-        assert_eq!(
             compile_url("{{ env.BASE }}").render_text(&ctx),
             "https://api.example.com/v1"
         );
+    }
+
+    /// The second line of defence: a rendered URL must keep the scheme,
+    /// userinfo, host and port the workflow fixed; a URL wholly from the
+    /// run context is left to the address policy.
+    #[test]
+    fn rendered_urls_are_held_to_the_origin_fixed_at_load() {
+        let env = env_of(URL_ENV);
+        let mut secrets = Vec::new();
+        let mut tenv = TemplateEnv {
+            env: &env,
+            secrets: &mut secrets,
+        };
+        let fixed =
+            UrlTemplate::compile("{{ env.BASE }}/in/{{ $.event.x }}", &mut tenv).expect("valid");
+        let parse = |u: &str| url::Url::parse(u).expect("a URL");
+        for same in [
+            "http://127.0.0.1:8080/in/a",
+            "http://127.0.0.1:8080/other?q=1",
+            "HTTP://127.0.0.1:8080/in/a",
+        ] {
+            assert_eq!(fixed.check(&parse(same)), Ok(()), "{same}");
+        }
+        for (moved, words) in [
+            ("http://127.0.0.1:9412/in/a", "url's port differs"),
+            ("http://127.0.0.2:8080/in/a", "url's host differs"),
+            ("https://127.0.0.1:8080/in/a", "url's scheme differs"),
+            (
+                "https://127.0.0.2/in/a",
+                "url's scheme, host and port differ",
+            ),
+            ("http://127.0.0.1/in/a", "url's port differs"),
+            ("http://x@127.0.0.1:8080/in/a", "url's userinfo differs"),
+            (
+                "http://127.0.0.1:8080@127.0.0.1:9412/stolen",
+                "url's userinfo and port differ",
+            ),
+        ] {
+            let err = fixed.check(&parse(moved)).expect_err(moved);
+            assert!(
+                err.contains(words) && err.contains("nothing was sent"),
+                "{moved}: {err}"
+            );
+        }
+        let whole = UrlTemplate::compile("{{ $.event.response_url }}", &mut tenv).expect("valid");
+        assert_eq!(whole.check(&parse("https://hooks.slack.com/x")), Ok(()));
+        assert_eq!(whole.check(&parse("http://10.0.0.1:9/y")), Ok(()));
+        // A URL known at load must be a valid http(s) URL.
+        for (bad, words) in [
+            ("ftp://files.example.com/x", "http:// or https://"),
+            ("{{ env.HOST }}/x", "does not make a valid URL"),
+            ("http://127.0.0.1:99999/x", "does not make a valid URL"),
+            ("{{ env.NOPE ?? '' }}", "does not make a valid URL"),
+        ] {
+            let err = UrlTemplate::compile(bad, &mut tenv).expect_err(bad);
+            assert!(err.0.contains(words), "{bad}: {err}");
+        }
+    }
+
+    /// What a verify secret needs: its value at load, whether it reads the
+    /// run context, and whether it only exists thanks to a fallback.
+    #[test]
+    fn known_values_and_their_fallbacks() {
+        let env = env_of(&[("SET", "s3cr3t"), ("EMPTY", "")]);
+        let mut secrets = Vec::new();
+        let mut known = |text: &str| {
+            Template::compile(
+                text,
+                &mut TemplateEnv {
+                    env: &env,
+                    secrets: &mut secrets,
+                },
+            )
+            .expect("valid")
+            .known()
+        };
+        let k = |text: &str, fallback: Option<&str>| {
+            Some(Known {
+                text: text.to_string(),
+                fallback_for: fallback.map(str::to_string),
+            })
+        };
+        assert_eq!(known("plain"), k("plain", None));
+        assert_eq!(known("{{ env.SET }}"), k("s3cr3t", None));
+        assert_eq!(known("{{ env.SET ?? 'demo' }}"), k("s3cr3t", None));
+        assert_eq!(known("{{ env.UNSET ?? 'demo' }}"), k("demo", Some("UNSET")));
+        assert_eq!(known("{{ env.UNSET ?? env.SET }}"), k("s3cr3t", None));
+        assert_eq!(
+            known("{{ env.A ?? env.B ?? 'demo' }}"),
+            k("demo", Some("A"))
+        );
+        assert_eq!(known("{{ 'lit' ?? env.UNSET ?? 'x' }}"), k("lit", None));
+        assert_eq!(known("{{ env.UNSET ?? \"\" }}"), k("", Some("UNSET")));
+        assert_eq!(known("{{ env.UNSET ?? null }}"), k("", Some("UNSET")));
+        assert_eq!(known("{{ env.EMPTY ?? 'demo' }}"), k("", None));
+        assert_eq!(known("key-{{ env.UNSET ?? 7 }}"), k("key-7", Some("UNSET")));
+        assert_eq!(known("{{ $.request.headers.key }}"), None);
+        assert_eq!(known("{{ env.SET ?? $.event.key }}"), None);
     }
 }

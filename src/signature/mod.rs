@@ -1,6 +1,11 @@
 //! Signature verification (SPEC §5): pure functions over the raw body bytes,
 //! the request headers, a secret and the current time. Comparisons are
 //! constant-time (`Mac::verify_slice`). Reasons never contain a secret.
+//!
+//! A header value that lacks its scheme's prefix (`sha256=`, `v0=`, `v1=`
+//! in Stripe's list, `v1,` in Standard Webhooks' list, a configured
+//! `prefix`) is a [`Rejection::Mismatch`]: the prefix names the algorithm,
+//! and a value without it was not made the way the scheme signs.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -108,7 +113,8 @@ impl Scheme {
                 let ts: u64 = t.parse().map_err(|_| Rejection::Malformed(H))?;
                 check_time(ts, now, *tolerance)?;
                 if sigs.is_empty() {
-                    return Err(Rejection::Malformed(H));
+                    // No `v1=` entry: nothing signed the way Stripe signs.
+                    return Err(Rejection::Mismatch);
                 }
                 let msg = [t.as_bytes(), b".", body].concat();
                 any_matches(
@@ -124,7 +130,7 @@ impl Scheme {
                 let hexsig = header
                     .trim()
                     .strip_prefix("sha256=")
-                    .ok_or(Rejection::Malformed(H))?;
+                    .ok_or(Rejection::Mismatch)?;
                 any_matches(Algorithm::Sha256, secret, body, [hex::decode(hexsig).ok()])
             }
             Scheme::Shopify => {
@@ -142,7 +148,7 @@ impl Scheme {
                 let hexsig = header
                     .trim()
                     .strip_prefix("v0=")
-                    .ok_or(Rejection::Malformed(H))?;
+                    .ok_or(Rejection::Mismatch)?;
                 let msg = [b"v0:", t.as_bytes(), b":", body].concat();
                 any_matches(Algorithm::Sha256, secret, &msg, [hex::decode(hexsig).ok()])
             }
@@ -163,7 +169,8 @@ impl Scheme {
                     .map(b64)
                     .collect();
                 if candidates.is_empty() {
-                    return Err(Rejection::Malformed(S));
+                    // No `v1,` entry: nothing signed the way the scheme signs.
+                    return Err(Rejection::Mismatch);
                 }
                 any_matches(Algorithm::Sha256, &key, &msg, candidates)
             }
@@ -177,7 +184,10 @@ impl Scheme {
                     .get(&header.to_ascii_lowercase())
                     .ok_or_else(|| Rejection::MissingCustomHeader(header.clone()))?
                     .trim();
-                let value = value.strip_prefix(prefix.as_str()).unwrap_or(value);
+                // An empty prefix strips nothing; a configured one must be there.
+                let value = value
+                    .strip_prefix(prefix.as_str())
+                    .ok_or(Rejection::Mismatch)?;
                 let sig = match encoding {
                     Encoding::Hex => hex::decode(value).ok(),
                     Encoding::Base64 => b64(value),
@@ -369,6 +379,120 @@ mod tests {
             scheme.verify(b"x", &headers(&[("stripe-signature", "garbage")]), body, 0),
             Err(Rejection::Malformed("stripe-signature"))
         );
+    }
+
+    /// SPEC §5: a header that lacks the scheme's prefix is a mismatch, even
+    /// when the digest after it is right.
+    #[test]
+    fn a_header_without_the_schemes_prefix_is_a_mismatch() {
+        let body = b"payload";
+        let t = 1_700_000_000u64;
+        let hex_of = |msg: &[u8]| hex::encode(sign(Algorithm::Sha256, b"k", msg));
+        let b64_of = |alg, msg: &[u8]| {
+            base64::engine::general_purpose::STANDARD.encode(sign(alg, b"k", msg))
+        };
+        let stripe_msg = [format!("{t}.").as_bytes(), body].concat();
+        let slack_msg = [format!("v0:{t}:").as_bytes(), body].concat();
+        let standard_msg = [format!("msg_1.{t}.").as_bytes(), body].concat();
+        let tol = DEFAULT_TOLERANCE;
+        let hmac = |prefix: &str, encoding| Scheme::Hmac {
+            header: "X-Sig".into(),
+            algorithm: Algorithm::Sha256,
+            encoding,
+            prefix: prefix.into(),
+        };
+        let ts = t.to_string();
+        // (scheme, headers with the right digest but no prefix, the same with it)
+        type Pairs<'a> = Vec<(&'a str, String)>;
+        let cases: Vec<(&str, Scheme, Pairs, Pairs)> = vec![
+            (
+                "github",
+                Scheme::Github,
+                vec![("x-hub-signature-256", hex_of(body))],
+                vec![("x-hub-signature-256", format!("sha256={}", hex_of(body)))],
+            ),
+            (
+                "slack",
+                Scheme::Slack { tolerance: tol },
+                vec![
+                    ("x-slack-signature", hex_of(&slack_msg)),
+                    ("x-slack-request-timestamp", ts.clone()),
+                ],
+                vec![
+                    ("x-slack-signature", format!("v0={}", hex_of(&slack_msg))),
+                    ("x-slack-request-timestamp", ts.clone()),
+                ],
+            ),
+            (
+                "stripe",
+                Scheme::Stripe { tolerance: tol },
+                vec![("stripe-signature", format!("t={t},{}", hex_of(&stripe_msg)))],
+                vec![(
+                    "stripe-signature",
+                    format!("t={t},v1={}", hex_of(&stripe_msg)),
+                )],
+            ),
+            (
+                "standard",
+                Scheme::Standard { tolerance: tol },
+                vec![
+                    ("webhook-id", "msg_1".into()),
+                    ("webhook-timestamp", ts.clone()),
+                    (
+                        "webhook-signature",
+                        b64_of(Algorithm::Sha256, &standard_msg),
+                    ),
+                ],
+                vec![
+                    ("webhook-id", "msg_1".into()),
+                    ("webhook-timestamp", ts.clone()),
+                    (
+                        "webhook-signature",
+                        format!("v1,{}", b64_of(Algorithm::Sha256, &standard_msg)),
+                    ),
+                ],
+            ),
+            (
+                "hmac hex",
+                hmac("sha256=", Encoding::Hex),
+                vec![("x-sig", hex_of(body))],
+                vec![("x-sig", format!("sha256={}", hex_of(body)))],
+            ),
+            (
+                "hmac base64",
+                hmac("v1=", Encoding::Base64),
+                vec![("x-sig", b64_of(Algorithm::Sha256, body))],
+                vec![("x-sig", format!("v1={}", b64_of(Algorithm::Sha256, body)))],
+            ),
+            (
+                // Shopify has no prefix: a prefixed value is not its signature.
+                "shopify",
+                Scheme::Shopify,
+                vec![(
+                    "x-shopify-hmac-sha256",
+                    format!("sha256={}", b64_of(Algorithm::Sha256, body)),
+                )],
+                vec![("x-shopify-hmac-sha256", b64_of(Algorithm::Sha256, body))],
+            ),
+        ];
+        for (name, scheme, bare, prefixed) in cases {
+            let as_map = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect()
+            };
+            assert_eq!(
+                scheme.verify(b"k", &as_map(&prefixed), body, t),
+                Ok(()),
+                "{name}: the prefixed header verifies"
+            );
+            assert_eq!(
+                scheme.verify(b"k", &as_map(&bare), body, t),
+                Err(Rejection::Mismatch),
+                "{name}: the header without its prefix"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! [`decide`] turns the answer into an [`Outcome`] (pure).
 
 use super::{Outcome, StepEnv};
-use crate::expr::template::{value_text, Template, ValueTemplate};
+use crate::expr::template::{value_text, Template, UrlTemplate, ValueTemplate};
 use crate::record::{
     kept_body, redact, redact_str, Attempt, AttemptRequest, AttemptResponse, StepRecord, Timestamp,
 };
@@ -22,7 +22,7 @@ const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 pub struct HttpAction {
     pub step_id: String,
     pub method: reqwest::Method,
-    pub url: Template,
+    pub url: UrlTemplate,
     pub query: Vec<(String, Template)>,
     pub headers: Vec<(String, Template)>,
     pub body: Option<ValueTemplate>,
@@ -133,6 +133,9 @@ impl HttpAction {
                 "the url `{url_text}` must start with http:// or https://"
             ));
         }
+        // Compiling placed every run-context value in the path or query;
+        // this holds the result to that, whatever the values were.
+        self.url.check(&url)?;
         if !self.query.is_empty() {
             let mut pairs = url.query_pairs_mut();
             for (k, t) in &self.query {
@@ -407,9 +410,15 @@ impl Canned {
 }
 
 impl Sender {
+    /// The clients that send for `serve` and `run --send`. They use no
+    /// proxy, whatever `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` say: a
+    /// proxy resolves and connects on our behalf, so the address policy
+    /// (applied in our resolver and to IP literals) would never see where
+    /// a request really goes.
     pub fn live(policy: super::policy::OutboundPolicy) -> Result<Sender, String> {
         let build = |redirects| {
             reqwest::Client::builder()
+                .no_proxy()
                 .redirect(redirects)
                 .dns_resolver(std::sync::Arc::new(super::policy::PolicyResolver(policy)))
                 .user_agent(concat!("hookflow/", env!("CARGO_PKG_VERSION")))
@@ -582,5 +591,89 @@ mod tests {
         );
         assert_eq!(StatusRange::parse("9xx"), None);
         assert_eq!(StatusRange::parse("abc"), None);
+    }
+
+    /// `prepare` renders the URL through its compiled template: event data
+    /// lands in the path or query, a URL wholly from the run context is
+    /// taken as it is (the address policy judges it when sending), and a
+    /// URL that is not http(s) is refused before anything is sent.
+    #[test]
+    fn prepare_sends_where_the_workflow_says() {
+        use crate::expr::template::TemplateEnv;
+        use serde_json::json;
+        let env = |n: &str| (n == "BASE").then(|| "http://127.0.0.1:8080".to_string());
+        let mut secrets = Vec::new();
+        let mut action = |url: &str, query: &[(&str, &str)]| {
+            let mut tenv = TemplateEnv {
+                env: &env,
+                secrets: &mut secrets,
+            };
+            let url = UrlTemplate::compile(url, &mut tenv).expect("a valid url template");
+            let query = query
+                .iter()
+                .map(|(k, v)| {
+                    let t = Template::compile(v, &mut tenv).expect("a valid template");
+                    (k.to_string(), t)
+                })
+                .collect();
+            HttpAction {
+                step_id: "call".into(),
+                method: reqwest::Method::POST,
+                url,
+                query,
+                headers: Vec::new(),
+                body: None,
+                format: BodyFormat::Json,
+                timeout: Duration::from_secs(1),
+                retry: RetryPolicy::default(),
+                success: vec![StatusRange { lo: 200, hi: 299 }],
+                follow_redirects: false,
+            }
+        };
+        type Query<'a> = &'a [(&'a str, &'a str)];
+        // (url template, step query, event, the URL sent or the error's words)
+        let table: &[(&str, Query, Value, Result<&str, &str>)] = &[
+            (
+                "{{ env.BASE }}{{ $.event.x }}",
+                &[],
+                json!({"x": "@127.0.0.1:9412/stolen"}),
+                Ok("http://127.0.0.1:8080/%40127.0.0.1%3A9412%2Fstolen"),
+            ),
+            (
+                "{{ env.BASE }}/in/{{ $.event.x }}",
+                &[("q", "{{ $.event.x }}")],
+                json!({"x": "a&b=c d"}),
+                Ok("http://127.0.0.1:8080/in/a%26b%3Dc%20d?q=a%26b%3Dc+d"),
+            ),
+            (
+                "{{ $.event.url }}",
+                &[],
+                json!({"url": "https://hooks.slack.com/actions/T1/B2"}),
+                Ok("https://hooks.slack.com/actions/T1/B2"),
+            ),
+            (
+                "{{ $.event.url }}",
+                &[],
+                json!({"url": "file:///etc/passwd"}),
+                Err("must start with http:// or https://"),
+            ),
+            (
+                "{{ $.event.url }}",
+                &[],
+                json!({"url": "no url at all"}),
+                Err("is not valid"),
+            ),
+            ("{{ $.event.url }}", &[], json!({}), Err("is not valid")),
+        ];
+        for (url, query, event, want) in table {
+            let a = action(url, query);
+            let got = a.prepare(&json!({ "event": event }), "run.call");
+            match (got, want) {
+                (Ok(p), Ok(sent)) => assert_eq!(p.url.as_str(), *sent, "{url} with {event}"),
+                (Err(e), Err(words)) => assert!(e.contains(words), "{url} with {event}: {e}"),
+                (Ok(p), Err(_)) => panic!("{url} with {event}: sent to {}", p.url),
+                (Err(e), Ok(_)) => panic!("{url} with {event}: {e}"),
+            }
+        }
     }
 }

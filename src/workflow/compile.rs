@@ -1,13 +1,16 @@
 //! Checks a workflow file and builds the runtime [`Workflow`]. This is the
 //! only place that parses JSONPath, regexes, templates and Rhai, and that
 //! resolves `env` and `file:` references. It never stops at the first
-//! problem: every one is collected with its file, line and column.
+//! problem: every one is collected with its file, line and column. Verify
+//! secrets are resolved here, once: never empty, never from the run context.
 
 use super::spec::{HttpSpec, StepSpec, TransformSpec, VerifySpec, WorkflowSpec};
 use super::yaml::{self, Pos, Spanned, YNode};
-use super::{Dedupe, Verify, Workflow, DEFAULT_DEDUPE_WINDOW};
+use super::{Dedupe, FallbackSecret, Verify, Workflow, DEFAULT_DEDUPE_WINDOW};
 use crate::expr::condition::Condition;
-use crate::expr::template::{EnvLookup, Template, TemplateEnv, ValueTemplate};
+use crate::expr::template::{
+    EnvLookup, Template, TemplateEnv, TemplateError, UrlTemplate, ValueTemplate,
+};
 use crate::script::Engine;
 use crate::signature::{self, Scheme};
 use crate::step::http::{HttpAction, RetryPolicy, StatusRange};
@@ -144,19 +147,16 @@ impl Cx<'_, '_> {
         self.template_with(s, what, Template::compile)
     }
 
-    fn url_template(&mut self, s: &Spanned<String>) -> Option<Template> {
-        self.template_with(s, "url", Template::compile_url)
+    fn url_template(&mut self, s: &Spanned<String>) -> Option<UrlTemplate> {
+        self.template_with(s, "url", UrlTemplate::compile)
     }
 
-    fn template_with(
+    fn template_with<T>(
         &mut self,
         s: &Spanned<String>,
         what: &str,
-        compile: fn(
-            &str,
-            &mut TemplateEnv,
-        ) -> Result<Template, crate::expr::template::TemplateError>,
-    ) -> Option<Template> {
+        compile: fn(&str, &mut TemplateEnv) -> Result<T, TemplateError>,
+    ) -> Option<T> {
         let mut tenv = TemplateEnv {
             env: self.env.env,
             secrets: &mut self.secrets,
@@ -418,13 +418,38 @@ fn verify(cx: &mut Cx, v: &Spanned<VerifySpec>) -> Option<Verify> {
             &h.secret,
         ),
     };
-    let secret_t = cx.template(secret, "secret")?;
-    if secret.value.trim().is_empty() {
-        cx.issue(secret.pos, "secret: the secret is empty");
+    let template = cx.template(secret, "secret")?;
+    // The key is resolved here, once: a sender must never be able to pick
+    // it (run context) or sign with nothing (empty).
+    let Some(known) = template.known() else {
+        cx.issue(
+            secret.pos,
+            "secret: a verify secret must be known at load (a literal or `{{ env.NAME }}`), but this one reads the run context, which the sender controls",
+        );
+        return None;
+    };
+    if known.text.trim().is_empty() {
+        let why = match &known.fallback_for {
+            Some(var) => {
+                format!(" because `{var}` is not set and its fallback is empty")
+            }
+            None => String::new(),
+        };
+        cx.issue(
+            secret.pos,
+            format!(
+                "secret: the secret is empty{why}; an empty key would let anyone sign requests"
+            ),
+        );
+        return None;
     }
     Some(Verify {
         scheme,
-        secret: secret_t,
+        secret: known.text,
+        fallback: known.fallback_for.map(|variable| FallbackSecret {
+            variable,
+            pos: secret.pos,
+        }),
     })
 }
 

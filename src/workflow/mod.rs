@@ -38,10 +38,59 @@ pub struct Workflow {
     pub secrets: Vec<String>,
 }
 
-#[derive(Debug)]
+/// How inbound requests are verified. The secret is resolved once, at
+/// load (SPEC §5): a literal or `env` value, never empty, never read from
+/// the run context.
 pub struct Verify {
     pub scheme: crate::signature::Scheme,
-    pub secret: Template,
+    /// The signing key.
+    pub secret: String,
+    /// Set when the key is a `??` fallback literal written in the workflow
+    /// (a demo secret) because its variable is unset: such a workflow is
+    /// served only on a loopback address (see [`Serving`]).
+    pub fallback: Option<FallbackSecret>,
+}
+
+// By hand, so the key never reaches a debug print.
+impl std::fmt::Debug for Verify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verify")
+            .field("scheme", &self.scheme)
+            .field("secret", &crate::record::REDACTED)
+            .field("fallback", &self.fallback)
+            .finish()
+    }
+}
+
+/// A verify secret that is a demo value: the variable to set, and where
+/// the secret is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackSecret {
+    pub variable: String,
+    pub pos: yaml::Pos,
+}
+
+/// Where the loaded workflows answer senders, which decides whether a
+/// demo secret (a `??` fallback literal, public in the shipped examples)
+/// may verify them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// `validate`, `test`, `run`, and `serve` on a loopback address: only
+    /// this machine can send, so demo secrets are fine.
+    Local,
+    /// `serve` on this address, reachable from the network.
+    Network(std::net::SocketAddr),
+}
+
+impl Serving {
+    /// How a server listening on `addr` serves.
+    pub fn at(addr: std::net::SocketAddr) -> Serving {
+        if addr.ip().to_canonical().is_loopback() {
+            Serving::Local
+        } else {
+            Serving::Network(addr)
+        }
+    }
 }
 
 #[derive(Debug)]

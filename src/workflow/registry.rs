@@ -1,9 +1,11 @@
 //! The loaded workflows: which workflows serve a path and method, the state
 //! of every file (loaded, or invalid with its problems), and every version a
-//! queued or replayed run may still need.
+//! queued or replayed run may still need. Loading also decides what only a
+//! server may: a workflow whose verify secret is a demo value (a `??`
+//! fallback literal) is invalid unless it is served locally ([`Serving`]).
 
 use super::compile::{compile, Bundle, CompileEnv, Issue, ScriptDir};
-use super::Workflow;
+use super::{Serving, Workflow};
 use crate::expr::template::EnvLookup;
 use crate::script::Engine;
 use crate::store::Store;
@@ -129,12 +131,14 @@ struct PeekWebhook {
 }
 
 /// Compile every file. One broken file never hides another's problems or
-/// keeps the valid ones from loading.
+/// keeps the valid ones from loading. `serving` says where the workflows
+/// will answer senders.
 pub fn load(
     files: &[PathBuf],
     env: &dyn EnvLookup,
     scripts_dir: &Path,
     engine: &Engine,
+    serving: Serving,
 ) -> Registry {
     let scripts = ScriptDir(scripts_dir.to_path_buf());
     let cenv = CompileEnv {
@@ -161,6 +165,10 @@ pub fn load(
         };
         match result {
             Ok(w) => {
+                if let Some(issue) = demo_secret_issue(&w, serving) {
+                    reg.files.push(invalid(file, &source, vec![issue]));
+                    continue;
+                }
                 if let Some(first) = reg.by_name(&w.name) {
                     let msg = Issue {
                         file: file.clone(),
@@ -192,6 +200,25 @@ pub fn load(
         }
     }
     reg
+}
+
+/// SPEC §5: a secret that is a `??` fallback literal is served only on a
+/// loopback address. The shipped examples' demo secrets are public, so off
+/// loopback anyone could sign with them.
+fn demo_secret_issue(w: &Workflow, serving: Serving) -> Option<Issue> {
+    let fallback = w.verify.as_ref()?.fallback.as_ref()?;
+    match serving {
+        Serving::Local => None,
+        Serving::Network(addr) => Some(Issue {
+            file: w.file.clone(),
+            line: fallback.pos.line,
+            col: fallback.pos.col,
+            message: format!(
+                "secret: `{var}` is not set, so the secret is the `??` fallback written in the workflow, a demo secret served only while `serve` listens on a loopback address (it listens on {addr}); set `{var}` to the sender's signing secret",
+                var = fallback.variable
+            ),
+        }),
+    }
 }
 
 /// The name a workflow file declares (or its file stem), even when the
