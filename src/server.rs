@@ -1,6 +1,9 @@
 //! `run(config, listener, shutdown)`: open the store, load the workflows,
 //! start the workers, serve HTTP until `shutdown` resolves, then drain.
-//! `main` and the integration tests share this one entry point.
+//! `main` and the integration tests share this one entry point. Whenever
+//! the set of workflows changes, the log's redactor
+//! ([`ServeConfig::log_secrets`]) is given their secrets and the admin
+//! token.
 
 use crate::config::ServeConfig;
 use crate::http::{app, AppState};
@@ -8,6 +11,7 @@ use crate::inbound::Inbox;
 use crate::run::executor::Executor;
 use crate::run::worker::{self, Queue};
 use crate::script::Engine;
+use crate::secret::Redactor;
 use crate::step::http::Sender;
 use crate::store::Store;
 use crate::workflow::registry::{self, Registry, Workflows};
@@ -86,6 +90,30 @@ async fn open_store(config: &ServeConfig) -> Result<Store, ServerError> {
     }
 }
 
+/// The secrets of the server itself: the admin token.
+fn server_secrets(config: &ServeConfig) -> Redactor {
+    Redactor::new(config.api_token.iter().cloned())
+}
+
+/// Make `reg` the live set, and give the log its secrets.
+fn go_live(
+    workflows: &Workflows,
+    reg: Registry,
+    config: &ServeConfig,
+) -> Result<(), crate::store::StoreError> {
+    let all = reg
+        .workflows
+        .iter()
+        .flat_map(|w| w.redactor.secrets())
+        .chain(config.api_token.iter())
+        .cloned();
+    let log = Redactor::new(all);
+    // Before the swap: the new secrets are redacted from the first line
+    // that could carry them.
+    config.log_secrets.set(log);
+    workflows.replace(reg)
+}
+
 /// How long startup waits for the store's lock.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -94,6 +122,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // The token is known before anything is logged.
+    config.log_secrets.set(server_secrets(&config));
     let store = open_store(&config).await?;
     let engine = Engine::new(config.script_limits());
     // Watch before the first load, so an edit made while starting up is
@@ -105,8 +135,7 @@ pub async fn run(
         .collect();
     let folder_watch = crate::workflow::watch::FolderWatch::start(&folders);
     let workflows = Arc::new(Workflows::new(store.clone(), engine.clone()));
-    workflows
-        .replace(load_workflows(&config, &engine))
+    go_live(&workflows, load_workflows(&config, &engine), &config)
         .map_err(|e| ServerError::Setup(format!("cannot record workflow versions: {e}")))?;
     let (updates, _) = broadcast::channel(1024);
     let metrics = Arc::new(crate::metrics::Metrics::default());
@@ -154,6 +183,7 @@ pub async fn run(
         metrics: Arc::clone(&metrics),
         rejected_window: std::sync::Mutex::new((0, 0)),
         claims: Default::default(),
+        secrets: server_secrets(&config),
     });
     let state = AppState {
         inbox,
@@ -263,7 +293,7 @@ fn reload(workflows: &Workflows, config: &ServeConfig, engine: &Engine) {
     {
         info!(workflow = %gone.name, file = %gone.file.display(), "workflow file removed; its path is no longer served");
     }
-    if let Err(e) = workflows.replace(merged) {
+    if let Err(e) = go_live(workflows, merged, config) {
         warn!(error = %e, "cannot record the reloaded workflow versions; keeping the previous set");
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! A template is literal text and expressions. An expression is a chain of
 //! alternatives separated by `??`: JSONPath queries on the run context,
-//! `env.NAME` (read when the workflow is compiled; its value is a secret)
-//! and JSON literals. The first alternative that is not null wins.
+//! `env.NAME` (read when the workflow is compiled; its value is a
+//! [`Secret`], so a template's `Debug` never shows it) and JSON literals.
+//! The first alternative that is not null wins.
 
 use crate::jsonpath::JsonPath;
+use crate::secret::Secret;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
@@ -44,6 +46,8 @@ struct Expr {
 #[derive(Debug, Clone)]
 enum Alt {
     Path(JsonPath),
+    /// An `env` value, read at load.
+    Env(Secret),
     Const(Value),
 }
 
@@ -76,7 +80,7 @@ impl<F: Fn(&str) -> Option<String>> EnvLookup for F {
 /// secret values it read (so they can be redacted from history).
 pub struct TemplateEnv<'a> {
     pub env: &'a dyn EnvLookup,
-    pub secrets: &'a mut Vec<String>,
+    pub secrets: &'a mut Vec<Secret>,
 }
 
 impl Template {
@@ -247,10 +251,11 @@ fn compile_expr(inner: &str, env: &mut TemplateEnv) -> Result<Expr, TemplateErro
             }
             match env.env.get(name) {
                 Some(value) => {
+                    let value = Secret::from(value);
                     if !value.is_empty() && !env.secrets.contains(&value) {
                         env.secrets.push(value.clone());
                     }
-                    alts.push(Alt::Const(Value::String(value)));
+                    alts.push(Alt::Env(value));
                 }
                 None if has_fallback => {}
                 None => missing_env = Some(name.to_string()),
@@ -286,6 +291,7 @@ impl Expr {
                     Some(Value::Null) | None => continue,
                     Some(v) => return v,
                 },
+                Alt::Env(s) => return Value::String(s.expose().to_string()),
                 Alt::Const(Value::Null) => continue,
                 Alt::Const(v) => return v.clone(),
             }
@@ -443,7 +449,15 @@ mod tests {
             },
         )
         .expect("ok");
-        assert_eq!(secrets, vec!["s3cr3t".to_string()]);
+        assert_eq!(secrets, vec![Secret::from("s3cr3t")]);
+    }
+
+    #[test]
+    fn env_values_do_not_print() {
+        let t = compile("Bearer {{ env.TOKEN ?? 'x' }}").expect("ok");
+        let text = format!("{t:?} {t:#?}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
     }
 
     #[test]

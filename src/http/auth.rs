@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match &state.api_token {
-        Some(token) if !authorized(req.headers(), token) => {
+        Some(token) if !authorized(req.headers(), token.expose()) => {
             let mut resp = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "this needs the API token: `Authorization: Bearer <token>`, or Basic with the token as password",

@@ -31,7 +31,7 @@ pub struct AppState {
     pub updates: broadcast::Sender<RunUpdate>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When set, `/api` and `/ui` require it.
-    pub api_token: Option<String>,
+    pub api_token: Option<crate::secret::Secret>,
 }
 
 pub fn app(state: AppState) -> Router {

@@ -2,12 +2,16 @@
 //! what a request is (unknown path, wrong method, bad signature, bad body,
 //! which workflows' `when` hold); [`Inbox::accept`] then writes the event
 //! and its runs, waits for the group-commit flush, and only then answers —
-//! so a 2xx always means "on disk".
+//! so a 2xx always means "on disk". The stored event has the secrets of the
+//! workflows at its path (and the admin token) redacted, in every form
+//! [`crate::secret::Redactor`] knows; the runs start from the event as it
+//! was received.
 
 pub mod body;
 
 use crate::record::{Event, EventId, Outcome, Run, RunId, Timestamp, REDACTED};
 use crate::run::{context, new_run};
+use crate::secret::Redactor;
 use crate::store::{DedupeClaim, DedupeEntry, Store, StoreError};
 use crate::workflow::registry::{Registry, Workflows};
 use crate::workflow::Workflow;
@@ -265,6 +269,37 @@ pub struct Inbox {
     pub rejected_window: std::sync::Mutex<(u64, u64)>,
     /// Held while a dedupe key is checked, written and flushed.
     pub claims: ClaimLocks,
+    /// Secrets of the server itself (the admin token), redacted from
+    /// stored events like the workflows' own.
+    pub secrets: Redactor,
+}
+
+/// The event as it is stored: `None` when no secret shows in it, else a
+/// copy with each one redacted.
+pub fn redacted_event(event: &Event, redactors: &[&Redactor]) -> Option<Event> {
+    let shows = |r: &Redactor| {
+        !r.is_empty()
+            && (r.finds_in_value(&event.body)
+                || event
+                    .headers
+                    .iter()
+                    .chain(&event.query)
+                    .any(|(k, v)| r.finds(k) || r.finds(v))
+                || event.reason.as_deref().is_some_and(|t| r.finds(t)))
+    };
+    if !redactors.iter().any(|r| shows(r)) {
+        return None;
+    }
+    let mut stored = event.clone();
+    for r in redactors {
+        r.redact_value(&mut stored.body);
+        r.redact_map(&mut stored.headers);
+        r.redact_map(&mut stored.query);
+        if let Some(reason) = &mut stored.reason {
+            r.redact_str(reason);
+        }
+    }
+    Some(stored)
 }
 
 /// Locks for dedupe keys, striped by hash: a request holds the stripes of
@@ -319,7 +354,15 @@ impl Inbox {
                 event,
                 runs,
                 claims,
-            } => self.store_event(*event, runs, claims, now).await,
+            } => {
+                let redactors: Vec<&Redactor> = reg
+                    .at_path(&req.hook_path)
+                    .map(|w| &w.redactor)
+                    .chain(std::iter::once(&self.secrets))
+                    .collect();
+                self.store_event(*event, runs, claims, &redactors, now)
+                    .await
+            }
         }
     }
 
@@ -371,6 +414,7 @@ impl Inbox {
         mut event: Event,
         runs: Vec<Run>,
         claims: Vec<(usize, DedupeClaim)>,
+        redactors: &[&Redactor],
         now: Timestamp,
     ) -> Result<Answer, StoreError> {
         let _held = self.claims.hold(&claims).await;
@@ -395,14 +439,20 @@ impl Inbox {
             .filter(|(i, _)| keep[*i])
             .map(|(_, c)| c)
             .collect();
-        let runs: Vec<Run> = runs
+        let mut runs: Vec<Run> = runs
             .into_iter()
             .zip(&keep)
             .filter(|(_, k)| **k)
             .map(|(r, _)| r)
             .collect();
         event.runs = runs.iter().map(|r| r.id.clone()).collect();
-        self.store.insert_event(&event, &runs, &claims)?;
+        // The summary is shown, never read by a step: redacted in place.
+        for r in &mut runs {
+            redactors.iter().for_each(|x| x.redact_str(&mut r.summary));
+        }
+        let stored = redacted_event(&event, redactors);
+        self.store
+            .insert_event(stored.as_ref().unwrap_or(&event), &runs, &claims)?;
         self.store.flush().await?;
         self.metrics.event(&event);
         let answer = Answer::Accepted {

@@ -5,12 +5,19 @@
 //! resumes after it and never sends it again. Steps that finished in place
 //! (a filter, a short script that writes no state) had no effect outside
 //! the run: their results go out with the next save, and a crash before
-//! it runs them again. A step still running after [`SLOW_STEP`] is saved as
+//! it runs them again. A step still running after `SLOW_STEP` is saved as
 //! running, for the API and the UI. A step failure is recorded in the run;
 //! `Err` means the store itself failed.
+//!
+//! Secrets are redacted from what the run record keeps (outputs, errors,
+//! log lines), never from the run context: a step's output goes to the next
+//! step as it was. A run that resumes from the store (after a retry wait, a
+//! restart or in a replay) rebuilds its context from the stored records and
+//! event, so there earlier outputs hold `[redacted]` where they held a
+//! secret: the store keeps no secret to rebuild them from.
 
 use super::{into_context, RunUpdate};
-use crate::record::{redact, redact_str, Run, RunStatus, StepRecord, StepStatus, Timestamp};
+use crate::record::{Run, RunStatus, StepRecord, StepStatus, Timestamp};
 use crate::step::{http::Sender, Action, Outcome, StepEnv};
 use crate::store::{QueueEntry, Store, StoreError};
 use crate::workflow::registry::Workflows;
@@ -121,7 +128,7 @@ impl Executor {
             workflow: &wf.name,
             state: self.store.state(),
             http: &self.http,
-            secrets: &wf.secrets,
+            redactor: &wf.redactor,
         };
 
         for (i, step) in wf.steps.iter().enumerate() {
@@ -190,14 +197,17 @@ impl Executor {
                 clock.elapsed().as_millis() as u64
             });
             for line in &mut rec.logs {
-                redact_str(line, &wf.secrets);
+                wf.redactor.redact_str(line);
             }
             let ended = match outcome {
-                Outcome::Succeeded(mut v) => {
-                    redact(&mut v, &wf.secrets);
+                Outcome::Succeeded(v) => {
+                    // The record keeps a redacted copy; the next step gets
+                    // the output as it was.
+                    let mut kept = v.clone();
+                    wf.redactor.redact_value(&mut kept);
                     rec.status = StepStatus::Succeeded;
                     rec.error = None;
-                    rec.output = Some(v.clone());
+                    rec.output = Some(kept);
                     if let Some(Value::Object(steps)) = ctx.get_mut("steps") {
                         steps.insert(step.id.clone(), v);
                     }
@@ -213,13 +223,13 @@ impl Executor {
                     Some((RunStatus::Filtered, None))
                 }
                 Outcome::Failed(mut e) => {
-                    redact_str(&mut e, &wf.secrets);
+                    wf.redactor.redact_str(&mut e);
                     rec.status = StepStatus::Failed;
                     rec.error = Some(e.clone());
                     Some((RunStatus::Failed, Some(e)))
                 }
                 Outcome::Retry { mut error, at } => {
-                    redact_str(&mut error, &wf.secrets);
+                    wf.redactor.redact_str(&mut error);
                     rec.status = StepStatus::Retrying;
                     rec.error = Some(error);
                     run.status = RunStatus::Retrying;

@@ -9,6 +9,7 @@ use super::{Dedupe, Verify, Workflow, DEFAULT_DEDUPE_WINDOW};
 use crate::expr::condition::Condition;
 use crate::expr::template::{EnvLookup, Template, TemplateEnv, ValueTemplate};
 use crate::script::Engine;
+use crate::secret::{Redactor, Secret};
 use crate::signature::{self, Scheme};
 use crate::step::http::{HttpAction, RetryPolicy, StatusRange};
 use crate::step::{Action, Step};
@@ -74,11 +75,24 @@ impl ScriptSource for ScriptDir {
 }
 
 /// The exact sources a workflow version was built from.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Bundle {
     pub file: PathBuf,
     pub yaml: String,
     pub scripts: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Bundle {
+    /// Sizes, not texts: a source may hold a verify secret written in it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scripts: BTreeMap<&String, usize> =
+            self.scripts.iter().map(|(k, v)| (k, v.len())).collect();
+        f.debug_struct("Bundle")
+            .field("file", &self.file)
+            .field("yaml_bytes", &self.yaml.len())
+            .field("script_bytes", &scripts)
+            .finish()
+    }
 }
 
 impl ScriptSource for Bundle {
@@ -120,7 +134,7 @@ struct Cx<'a, 'b> {
     text: &'a str,
     env: &'a CompileEnv<'b>,
     issues: Vec<Issue>,
-    secrets: Vec<String>,
+    secrets: Vec<Secret>,
     scripts_used: BTreeMap<String, String>,
 }
 
@@ -358,7 +372,7 @@ fn build(cx: &mut Cx, spec: WorkflowSpec) -> Option<Workflow> {
         dedupe,
         when,
         steps,
-        secrets: std::mem::take(&mut cx.secrets),
+        redactor: Redactor::new(std::mem::take(&mut cx.secrets)),
     })
 }
 
@@ -421,6 +435,12 @@ fn verify(cx: &mut Cx, v: &Spanned<VerifySpec>) -> Option<Verify> {
     let secret_t = cx.template(secret, "secret")?;
     if secret.value.trim().is_empty() {
         cx.issue(secret.pos, "secret: the secret is empty");
+    }
+    // Whether it came from the environment, a `??` fallback or the file
+    // itself, the verify secret is redacted like an `env` value.
+    let value = Secret::from(secret_t.render_text(&serde_json::Value::Null));
+    if !value.is_empty() && !cx.secrets.contains(&value) {
+        cx.secrets.push(value);
     }
     Some(Verify {
         scheme,

@@ -10,12 +10,16 @@ pub mod yaml;
 
 use crate::expr::condition::Condition;
 use crate::expr::template::Template;
+use crate::secret::{Redactor, Secret};
 use crate::step::Step;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// A compiled, ready-to-run workflow. Immutable: a changed file becomes a
-/// new `Workflow` with a new version.
+/// new `Workflow` with a new version. Its `Debug` shows no secret: `env`
+/// values are [`Secret`]s, the verify secret and the sources print as a
+/// placeholder.
 #[derive(Debug)]
 pub struct Workflow {
     pub name: String,
@@ -34,14 +38,25 @@ pub struct Workflow {
     pub dedupe: Option<Dedupe>,
     pub when: Option<Condition>,
     pub steps: Vec<Step>,
-    /// Values read from the environment: blanked out of all history.
-    pub secrets: Vec<String>,
+    /// Redacts this workflow's secrets (the `env` values it reads and its
+    /// verify secret) from everything stored and shown; built once per
+    /// version.
+    pub redactor: Redactor,
 }
 
-#[derive(Debug)]
 pub struct Verify {
     pub scheme: crate::signature::Scheme,
     pub secret: Template,
+}
+
+impl fmt::Debug for Verify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The secret may be written in the file: its template is not shown.
+        f.debug_struct("Verify")
+            .field("scheme", &self.scheme)
+            .field("secret", &Secret::default())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
