@@ -1,5 +1,7 @@
 //! `serve` settings, from flags and `HOOKFLOW_*` environment variables.
+//! The admin token is a [`Secret`]: printing the settings never shows it.
 
+use crate::secret::{LogSecrets, Secret};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,7 +45,7 @@ pub struct ServeConfig {
     pub retention_size: usize,
     /// Token that `/api` and `/ui` require (Bearer, or Basic password).
     #[arg(long, env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
     /// Allow a non-loopback listen address without an API token (when
     /// something in front of hookflow protects `/api` and `/ui`).
     #[arg(long)]
@@ -75,6 +77,10 @@ pub struct ServeConfig {
     /// How often pruning runs.
     #[arg(long, env = "HOOKFLOW_PRUNE_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub prune_interval: Duration,
+    /// The log's redactor: the server keeps it up to date with the secrets
+    /// of the loaded workflows and the admin token (set by `main`).
+    #[arg(skip)]
+    pub log_secrets: LogSecrets,
 }
 
 impl ServeConfig {
@@ -101,6 +107,7 @@ impl ServeConfig {
             api_token: None,
             no_auth: false,
             deny_private_network: false,
+            log_secrets: LogSecrets::default(),
         }
     }
 }
@@ -132,7 +139,7 @@ impl ServeConfig {
 
     /// Refuse to expose `/api` and `/ui` to the network without a token.
     pub fn check_exposure(&self) -> Result<(), String> {
-        if self.api_token.as_deref().is_some_and(|t| !t.is_empty()) || self.no_auth {
+        if self.api_token.as_ref().is_some_and(|t| !t.is_empty()) || self.no_auth {
             return Ok(());
         }
         use std::net::ToSocketAddrs;

@@ -12,6 +12,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`secret`] | `Secret` (prints as `[redacted]`) and the `Redactor` of every encoding |
 //! | [`record`] | stored data: `Event`, `Run`, `StepRecord`, `Attempt`, ids, statuses |
 //! | [`metrics`] | counters and histograms for `/metrics` |
 //! | [`signature`] | signature schemes: pure verification over raw bytes |
@@ -41,7 +42,9 @@
 //!    semaphore, and hands each to [`run::executor::Executor::execute`].
 //! 4. The executor walks the steps from the first unfinished one, skipping
 //!    those whose `if` is false, and saves the run after each step that
-//!    acted outside it (a request, a script that may write state).
+//!    acted outside it (a request, a script that may write state). What is
+//!    saved has the workflow's secrets redacted ([`secret::Redactor`]);
+//!    the next step gets outputs as they were.
 //! 5. A retryable `http` failure re-queues the run at its next attempt time;
 //!    otherwise the run ends `succeeded`, `filtered` or `failed`.
 //! 6. [`http::api`] lists runs and events newest first with a cursor.
@@ -59,6 +62,7 @@ pub mod ready;
 pub mod record;
 pub mod run;
 pub mod script;
+pub mod secret;
 pub mod server;
 pub mod signature;
 pub mod step;

@@ -43,7 +43,9 @@ fn main() {
             std::process::exit(code);
         }
     };
-    init_logging();
+    // Every log line goes through the secrets `serve` will load.
+    let log_secrets = hookflow::secret::LogSecrets::default();
+    init_logging(log_secrets.clone());
     let code = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
         Command::Schema => match serde_json::to_string_pretty(&hookflow::workflow::schema()) {
@@ -57,8 +59,12 @@ fn main() {
             }
         },
         Command::Test(args) => block_on(cli::test::run(args)),
-        Command::Run(args) => block_on(cli::run::run(args)),
-        Command::Serve(config) => {
+        Command::Run(mut args) => {
+            args.log_secrets = log_secrets;
+            block_on(cli::run::run(args))
+        }
+        Command::Serve(mut config) => {
+            config.log_secrets = log_secrets;
             if let Err(e) = config.check_exposure().and_then(|()| config.check_limits()) {
                 eprintln!("hookflow serve: {e}");
                 std::process::exit(cli::EXIT_USAGE);
@@ -99,13 +105,14 @@ fn block_on(f: impl std::future::Future<Output = i32>) -> i32 {
     }
 }
 
-fn init_logging() {
+/// Log to stderr, each line with the secrets in `secrets` redacted.
+fn init_logging(secrets: hookflow::secret::LogSecrets) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(secrets)
         .init();
 }

@@ -1,6 +1,9 @@
 //! `run(config, listener, shutdown)`: open the store, load the workflows,
 //! start the workers, serve HTTP until `shutdown` resolves, then drain.
-//! `main` and the integration tests share this one entry point.
+//! `main` and the integration tests share this one entry point. Whenever
+//! the set of workflows changes, the log's redactor
+//! ([`ServeConfig::log_secrets`]) is given their secrets and the admin
+//! token.
 
 use crate::config::ServeConfig;
 use crate::http::{app, AppState};
@@ -8,6 +11,7 @@ use crate::inbound::Inbox;
 use crate::run::executor::Executor;
 use crate::run::scheduler;
 use crate::script::Engine;
+use crate::secret::Redactor;
 use crate::step::http::Sender;
 use crate::store::Store;
 use crate::workflow::registry::{self, Registry, Workflows};
@@ -89,6 +93,30 @@ async fn open_store(config: &ServeConfig) -> Result<Store, ServerError> {
     }
 }
 
+/// The secrets of the server itself: the admin token.
+fn server_secrets(config: &ServeConfig) -> Redactor {
+    Redactor::new(config.api_token.iter().cloned())
+}
+
+/// Make `reg` the live set, and give the log its secrets.
+async fn go_live(
+    workflows: &Workflows,
+    reg: Registry,
+    config: &ServeConfig,
+) -> Result<(), crate::store::StoreError> {
+    let all = reg
+        .workflows
+        .iter()
+        .flat_map(|w| w.redactor.secrets())
+        .chain(config.api_token.iter())
+        .cloned();
+    let log = Redactor::new(all);
+    // Before the swap: the new secrets are redacted from the first line
+    // that could carry them.
+    config.log_secrets.set(log);
+    workflows.replace(reg).await
+}
+
 /// How long startup waits for the store's lock.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -100,6 +128,8 @@ pub async fn run(
     config.check_limits().map_err(ServerError::Setup)?;
     let listen = listener.local_addr().map_err(ServerError::Serve)?;
     let serving = Serving::at(listen);
+    // The token is known before anything is logged.
+    config.log_secrets.set(server_secrets(&config));
     let store = open_store(&config).await?;
     let engine = Engine::new(config.script_limits());
     // Watch before the first load, so an edit made while starting up is
@@ -111,10 +141,13 @@ pub async fn run(
         .collect();
     let folder_watch = crate::workflow::watch::FolderWatch::start(&folders);
     let workflows = Arc::new(Workflows::new(store.clone(), engine.clone()));
-    workflows
-        .replace(load_workflows(&config, &engine, serving))
-        .await
-        .map_err(|e| ServerError::Setup(format!("cannot record workflow versions: {e}")))?;
+    go_live(
+        &workflows,
+        load_workflows(&config, &engine, serving),
+        &config,
+    )
+    .await
+    .map_err(|e| ServerError::Setup(format!("cannot record workflow versions: {e}")))?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let runs_runtime = scheduler::runtime().map_err(|e| {
@@ -159,6 +192,7 @@ pub async fn run(
         store.clone(),
         Arc::clone(&workflows),
         Arc::clone(&metrics),
+        server_secrets(&config),
     ));
     let state = AppState {
         inbox,
@@ -269,7 +303,7 @@ async fn reload(workflows: &Workflows, config: &ServeConfig, engine: &Engine, se
     {
         info!(workflow = %gone.name, file = %gone.file.display(), "workflow file removed; its path is no longer served");
     }
-    if let Err(e) = workflows.replace(merged).await {
+    if let Err(e) = go_live(workflows, merged, config).await {
         warn!(error = %e, "cannot record the reloaded workflow versions; keeping the previous set");
     }
 }

@@ -1,6 +1,8 @@
 //! `hookflow run WORKFLOW --event FILE [--header 'K: V']... [--send]`: one
 //! event through one workflow, printed as a step trace. Nothing leaves the
 //! machine unless `--send`: `http` steps show the request they would send.
+//! The trace is printed from the run record, so secrets show as
+//! `[redacted]` there as everywhere else.
 
 use super::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::expr::template::ProcessEnv;
@@ -43,6 +45,10 @@ pub struct RunArgs {
     /// With --send: also refuse loopback and private addresses.
     #[arg(long, env = "HOOKFLOW_DENY_PRIVATE_NETWORK")]
     pub deny_private_network: bool,
+    /// The log's redactor: given the workflow's secrets once it compiles
+    /// (set by `main`).
+    #[arg(skip)]
+    pub log_secrets: crate::secret::LogSecrets,
 }
 
 fn find_workflow(args: &RunArgs) -> Result<(PathBuf, String), String> {
@@ -142,6 +148,8 @@ pub async fn run(args: RunArgs) -> i32 {
     };
     let name = wf.name.clone();
     let version = wf.version.clone();
+    let redactor = wf.redactor.clone();
+    args.log_secrets.set(redactor.clone());
     let result = match run_once(Arc::new(wf), inbound, args.verify, sender, engine).await {
         Ok(r) => r,
         Err(e) => {
@@ -149,20 +157,22 @@ pub async fn run(args: RunArgs) -> i32 {
             return 1;
         }
     };
+    // The run record is redacted already; why no run was made may quote
+    // the event.
+    let reason = result
+        .reason
+        .as_deref()
+        .map(|r| redactor.redacted(r).into_owned());
     if args.json {
         let v = match &result.run {
             Some(run) => serde_json::to_value(run).unwrap_or_default(),
-            None => serde_json::json!({ "status": result.status, "reason": result.reason }),
+            None => serde_json::json!({ "status": result.status, "reason": reason }),
         };
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         println!("workflow {name} (version {version})");
         match &result.run {
-            None => println!(
-                "no run: {} — {}",
-                result.status,
-                result.reason.clone().unwrap_or_default()
-            ),
+            None => println!("no run: {} — {}", result.status, reason.unwrap_or_default()),
             Some(run) => print_trace(run, args.send),
         }
     }

@@ -40,7 +40,7 @@ pub struct TestArgs {
     pub out: Option<PathBuf>,
     /// API token for the server (with --from-run).
     #[arg(long, env = "HOOKFLOW_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
+    pub api_token: Option<crate::secret::Secret>,
 }
 
 pub async fn run(args: TestArgs) -> i32 {
@@ -321,11 +321,7 @@ fn mocks(
                 Some(Value::String(s)) => s.clone().into_bytes(),
                 Some(v) => v.to_string().into_bytes(),
             };
-            list.push(Ok(Response {
-                status,
-                headers,
-                body,
-            }));
+            list.push(Ok(Response::new(status, headers, body)));
         }
         out.insert(id.clone(), list);
     }
@@ -472,7 +468,12 @@ async fn from_run(args: &TestArgs, run_id: &str) -> i32 {
     );
     let client = reqwest::Client::new();
     let mut req = client.get(&url);
-    if let Some(t) = args.api_token.as_deref().filter(|t| !t.is_empty()) {
+    if let Some(t) = args
+        .api_token
+        .as_ref()
+        .map(|t| t.expose())
+        .filter(|t| !t.is_empty())
+    {
         req = req.bearer_auth(t);
     }
     let resp = match req.send().await {

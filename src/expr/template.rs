@@ -2,8 +2,9 @@
 //!
 //! A template is literal text and expressions. An expression is a chain of
 //! alternatives separated by `??`: JSONPath queries on the run context,
-//! `env.NAME` (read when the workflow is compiled; its value is a secret)
-//! and JSON literals. The first alternative that is not null wins.
+//! `env.NAME` (read when the workflow is compiled; its value is a
+//! [`Secret`], so a template's `Debug` never shows it) and JSON literals.
+//! The first alternative that is not null wins.
 //!
 //! Two uses need more than rendering. A verify secret must be known at load
 //! ([`Template::known`] says its value, and whether it only exists thanks
@@ -16,6 +17,7 @@
 //! load.
 
 use crate::jsonpath::JsonPath;
+use crate::secret::Secret;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
@@ -59,8 +61,8 @@ struct Expr {
 enum Alt {
     /// A query on the run context.
     Path(JsonPath),
-    /// A set environment variable's value.
-    Env(Value),
+    /// A set environment variable's value (a secret).
+    Env(Secret),
     /// An unset environment variable (a fallback follows it): null.
     Unset(String),
     /// A literal written in the template.
@@ -96,7 +98,7 @@ impl<F: Fn(&str) -> Option<String>> EnvLookup for F {
 /// secret values it read (so they can be redacted from history).
 pub struct TemplateEnv<'a> {
     pub env: &'a dyn EnvLookup,
-    pub secrets: &'a mut Vec<String>,
+    pub secrets: &'a mut Vec<Secret>,
 }
 
 /// The value of a template that reads nothing from the run context.
@@ -478,10 +480,11 @@ fn compile_expr(inner: &str, env: &mut TemplateEnv) -> Result<Expr, TemplateErro
             }
             match env.env.get(name) {
                 Some(value) => {
+                    let value = Secret::from(value);
                     if !value.is_empty() && !env.secrets.contains(&value) {
                         env.secrets.push(value.clone());
                     }
-                    alts.push(Alt::Env(Value::String(value)));
+                    alts.push(Alt::Env(value));
                 }
                 None if has_fallback => alts.push(Alt::Unset(name.to_string())),
                 None => missing_env = Some(name.to_string()),
@@ -517,8 +520,9 @@ impl Expr {
                     Some(Value::Null) | None => continue,
                     Some(v) => return v,
                 },
-                Alt::Env(Value::Null) | Alt::Literal(Value::Null) | Alt::Unset(_) => continue,
-                Alt::Env(v) | Alt::Literal(v) => return v.clone(),
+                Alt::Env(s) => return Value::String(s.expose().to_string()),
+                Alt::Literal(Value::Null) | Alt::Unset(_) => continue,
+                Alt::Literal(v) => return v.clone(),
             }
         }
         Value::Null
@@ -537,8 +541,8 @@ impl Expr {
                 Alt::Unset(name) => {
                     unset.get_or_insert(name.as_str());
                 }
-                Alt::Env(Value::Null) | Alt::Literal(Value::Null) => {}
-                Alt::Env(v) => return Some((v.clone(), None)),
+                Alt::Literal(Value::Null) => {}
+                Alt::Env(v) => return Some((Value::String(v.expose().to_string()), None)),
                 Alt::Literal(v) => return Some((v.clone(), unset)),
             }
         }
@@ -695,7 +699,15 @@ mod tests {
             },
         )
         .expect("ok");
-        assert_eq!(secrets, vec!["s3cr3t".to_string()]);
+        assert_eq!(secrets, vec![Secret::from("s3cr3t")]);
+    }
+
+    #[test]
+    fn env_values_do_not_print() {
+        let t = compile("Bearer {{ env.TOKEN ?? 'x' }}").expect("ok");
+        let text = format!("{t:?} {t:#?}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
     }
 
     /// SPEC §3.2: event data can never change a URL's scheme, userinfo,

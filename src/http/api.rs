@@ -1,5 +1,7 @@
 //! `/api/*`: workflows, events and runs as JSON (SPEC §8). Lists are newest
 //! first and answer `{"items": [...], "next_before": cursor-or-null}`.
+//! Events and runs are redacted when stored; a workflow's source is
+//! redacted here. 5xx answers are generic; their cause goes to the log.
 
 use super::error::ApiError;
 use super::AppState;
@@ -185,8 +187,13 @@ async fn get_workflow(
         .file(&name)
         .ok_or_else(|| ApiError::not_found(format!("no workflow named `{name}`")))?;
     let mut v = workflow_json(f);
-    v["source"] = json!(f.source);
-    if let Some(w) = reg.by_name(&name).filter(|w| w.file == f.file) {
+    let loaded = reg.by_name(&name).filter(|w| w.file == f.file);
+    // A verify secret may be written in the file (or as a `??` fallback).
+    v["source"] = json!(match loaded {
+        Some(w) => w.redactor.redacted(&f.source),
+        None => std::borrow::Cow::Borrowed(f.source.as_str()),
+    });
+    if let Some(w) = loaded {
         v["description"] = json!(w.description);
         v["methods"] = json!(w.methods);
         v["steps"] = json!(w
@@ -315,7 +322,7 @@ async fn test_case(
             ApiError::not_found(format!("the event of run `{id}` is no longer stored"))
         })?;
     let yaml = crate::testcase::export::suite_yaml(&run, &event)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        .map_err(|e| ApiError::internal("exporting a test case", e))?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -39,7 +39,7 @@ const TOKEN_VAR: &str = "HOOKFLOW_API_TOKEN";
 /// The admin routes' gate: the token when one is set, else [`local_only`].
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match &state.api_token {
-        Some(token) if !authorized(req.headers(), token) => {
+        Some(token) if !authorized(req.headers(), token.expose()) => {
             let mut resp = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "this needs the API token: `Authorization: Bearer <token>`, or Basic with the token as password",

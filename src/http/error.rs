@@ -28,6 +28,18 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
+    /// Something inside failed (a task that panicked, a record that would
+    /// not serialize): log the cause with what was being done, answer a
+    /// generic 500. Internal texts stay out of answers: they name internals
+    /// and may quote data.
+    pub fn internal(doing: &str, cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "{doing} failed while answering a request");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; the server log has the cause",
+        )
+    }
+
     /// The store failed: log the cause, tell the client only that it may retry.
     pub fn store(e: crate::store::StoreError) -> Self {
         tracing::error!(error = %e, "store failure while answering a request");
@@ -41,5 +53,27 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn internal_errors_answer_without_their_cause() {
+        let cause = "task 42 panicked with message \"key=ab+cd/ef=gh\"";
+        let resp = ApiError::internal("listing runs", cause).into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let text = v["error"].as_str().expect("an error message");
+        assert!(
+            !text.contains("panicked") && !text.contains("ab+cd"),
+            "{text}"
+        );
+        assert!(text.contains("server log"), "{text}");
     }
 }

@@ -43,7 +43,7 @@ pub struct AppState {
     pub body_budget: budget::BodyBudget,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When set, `/api` and `/ui` require it.
-    pub api_token: Option<String>,
+    pub api_token: Option<crate::secret::Secret>,
     /// The address the listener is bound to: without a token, the admin
     /// routes answer only requests addressed to it or to a loopback name.
     pub listen: SocketAddr,

@@ -2,12 +2,16 @@
 //! what a request is (unknown path, wrong method, bad signature, bad body,
 //! which workflows' `when` hold); [`Inbox::accept`] then hands the event
 //! and its runs to the store ([`Store::ingest`]), which answers once they
-//! are durable — so a 2xx always means "on disk".
+//! are durable — so a 2xx always means "on disk". The stored event has the
+//! secrets of the workflows at its path (and the admin token) redacted, in
+//! every form [`crate::secret::Redactor`] knows; the runs start from the
+//! event as it was received.
 
 pub mod body;
 
 use crate::record::{Event, EventId, Outcome, Run, RunId, Timestamp, REDACTED};
 use crate::run::{context, new_run};
+use crate::secret::Redactor;
 use crate::store::{DedupeClaim, Ingest, Ingested, Store, StoreError};
 use crate::workflow::registry::{Registry, Workflows};
 use crate::workflow::Workflow;
@@ -121,10 +125,12 @@ pub fn classify_with(
             Some(_) if !check_signatures => verified.push(*w),
             None => verified.push(*w),
             Some(v) => {
-                match v
-                    .scheme
-                    .verify(v.secret.as_bytes(), &req.headers, &req.body, now.0 / 1000)
-                {
+                match v.scheme.verify(
+                    v.secret.expose().as_bytes(),
+                    &req.headers,
+                    &req.body,
+                    now.0 / 1000,
+                ) {
                     Ok(()) => verified.push(*w),
                     Err(reason) => {
                         rejection
@@ -260,19 +266,54 @@ pub struct Inbox {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// (minute, rejected events stored in it)
     pub rejected_window: std::sync::Mutex<(u64, u64)>,
+    /// Secrets of the server itself (the admin token), redacted from
+    /// stored events like the workflows' own.
+    pub secrets: Redactor,
+}
+
+/// The event as it is stored: `None` when no secret shows in it, else a
+/// copy with each one redacted.
+pub fn redacted_event(event: &Event, redactors: &[&Redactor]) -> Option<Event> {
+    let shows = |r: &Redactor| {
+        !r.is_empty()
+            && (r.finds_in_value(&event.body)
+                || event
+                    .headers
+                    .iter()
+                    .chain(&event.query)
+                    .any(|(k, v)| r.finds(k) || r.finds(v))
+                || event.reason.as_deref().is_some_and(|t| r.finds(t)))
+    };
+    if !redactors.iter().any(|r| shows(r)) {
+        return None;
+    }
+    let mut stored = event.clone();
+    for r in redactors {
+        r.redact_value(&mut stored.body);
+        r.redact_map(&mut stored.headers);
+        r.redact_map(&mut stored.query);
+        if let Some(reason) = &mut stored.reason {
+            r.redact_str(reason);
+        }
+    }
+    Some(stored)
 }
 
 impl Inbox {
+    /// `secrets`: the server's own (the admin token), redacted from stored
+    /// events besides each workflow's.
     pub fn new(
         store: Store,
         workflows: Arc<Workflows>,
         metrics: Arc<crate::metrics::Metrics>,
+        secrets: Redactor,
     ) -> Inbox {
         Inbox {
             store,
             workflows,
             metrics,
             rejected_window: std::sync::Mutex::new((0, 0)),
+            secrets,
         }
     }
 
@@ -288,7 +329,14 @@ impl Inbox {
                 event,
                 runs,
                 claims,
-            } => self.store_event(*event, runs, claims).await,
+            } => {
+                let redactors: Vec<&Redactor> = reg
+                    .at_path(&req.hook_path)
+                    .map(|w| &w.redactor)
+                    .chain(std::iter::once(&self.secrets))
+                    .collect();
+                self.store_event(*event, runs, claims, &redactors).await
+            }
         }
     }
 
@@ -340,13 +388,21 @@ impl Inbox {
         event: Event,
         runs: Vec<Run>,
         claims: Vec<(usize, DedupeClaim)>,
+        redactors: &[&Redactor],
     ) -> Result<Answer, StoreError> {
         let workflows = event.workflows.clone();
         let outcome = event.outcome;
+        let mut runs = runs;
+        // The summary is shown, never read by a step: redacted in place.
+        for r in &mut runs {
+            redactors.iter().for_each(|x| x.redact_str(&mut r.summary));
+        }
+        let stored_event = redacted_event(&event, redactors);
         let stored = self
             .store
             .ingest(Ingest {
                 event,
+                stored_event,
                 runs,
                 claims,
             })

@@ -414,16 +414,19 @@ pub const KEPT_BODY_BYTES: usize = 64 * 1024;
 
 /// A body as a step record keeps it: JSON when it parses, text otherwise;
 /// cut to [`KEPT_BODY_BYTES`] with the full size returned beside it.
-pub fn kept_body(bytes: &[u8]) -> (Value, Option<usize>) {
-    if bytes.len() > KEPT_BODY_BYTES {
-        let head = &bytes[..KEPT_BODY_BYTES];
+/// `full_size` is the size of the whole body when `bytes` is only its
+/// beginning (a response read up to a limit), else `bytes.len()`.
+pub fn kept_body(bytes: &[u8], full_size: usize) -> (Value, Option<usize>) {
+    let full_size = full_size.max(bytes.len());
+    if full_size > KEPT_BODY_BYTES {
+        let head = &bytes[..KEPT_BODY_BYTES.min(bytes.len())];
         // Cut at a character boundary so a multi-byte letter is not mangled.
         let valid = match std::str::from_utf8(head) {
             Ok(_) => head.len(),
-            Err(e) => e.valid_up_to().max(KEPT_BODY_BYTES.saturating_sub(3)),
+            Err(e) => e.valid_up_to().max(head.len().saturating_sub(3)),
         };
         let text = String::from_utf8_lossy(&head[..valid]).into_owned();
-        return (Value::String(text), Some(bytes.len()));
+        return (Value::String(text), Some(full_size));
     }
     if bytes.is_empty() {
         return (Value::Null, None);
@@ -437,28 +440,8 @@ pub fn kept_body(bytes: &[u8]) -> (Value, Option<usize>) {
     }
 }
 
-/// Replace every occurrence of each secret inside every string of `value`.
-pub fn redact(value: &mut Value, secrets: &[String]) {
-    if secrets.is_empty() {
-        return;
-    }
-    match value {
-        Value::String(s) => redact_str(s, secrets),
-        Value::Array(a) => a.iter_mut().for_each(|v| redact(v, secrets)),
-        Value::Object(o) => o.values_mut().for_each(|v| redact(v, secrets)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
-}
-
-pub const REDACTED: &str = "[redacted]";
-
-pub fn redact_str(s: &mut String, secrets: &[String]) {
-    for secret in secrets {
-        if !secret.is_empty() && s.contains(secret.as_str()) {
-            *s = s.replace(secret.as_str(), REDACTED);
-        }
-    }
-}
+/// What a redacted secret is replaced by (see [`crate::secret`]).
+pub use crate::secret::REDACTED;
 
 #[cfg(test)]
 mod tests {
@@ -491,20 +474,14 @@ mod tests {
     }
 
     #[test]
-    fn redaction_reaches_nested_strings() {
-        let mut v = serde_json::json!({"a": ["x-sekrit-y", {"b": "sekrit"}], "n": 1});
-        redact(&mut v, &["sekrit".to_string()]);
-        assert_eq!(
-            v,
-            serde_json::json!({"a": ["x-[redacted]-y", {"b": "[redacted]"}], "n": 1})
-        );
-    }
-
-    #[test]
     fn large_bodies_are_cut_with_size() {
         let big = vec![b'a'; KEPT_BODY_BYTES + 10];
-        let (v, size) = kept_body(&big);
+        let (v, size) = kept_body(&big, big.len());
         assert_eq!(size, Some(KEPT_BODY_BYTES + 10));
+        assert_eq!(v.as_str().map(str::len), Some(KEPT_BODY_BYTES));
+        // Only the beginning was read: the size is the whole body's.
+        let (v, size) = kept_body(&big, 9_000_000);
+        assert_eq!(size, Some(9_000_000));
         assert_eq!(v.as_str().map(str::len), Some(KEPT_BODY_BYTES));
     }
 }

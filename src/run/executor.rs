@@ -14,9 +14,13 @@
 //! again. A step still running after `SLOW_STEP` is saved as running, for
 //! the API and the UI. A step failure is recorded in the run; `Err` means
 //! the store itself failed.
+//!
+//! Secrets are redacted from what the run record keeps (outputs, errors,
+//! log lines), never from the run context: a step's output goes to the next
+//! step as it was.
 
 use super::into_context;
-use crate::record::{redact, redact_str, Run, RunStatus, StepRecord, StepStatus, Timestamp};
+use crate::record::{Run, RunStatus, StepRecord, StepStatus, Timestamp};
 use crate::step::{http::Sender, Action, Outcome, Step, StepEnv};
 use crate::store::{Claim, Durability, Store, StoreError};
 use crate::workflow::registry::Workflows;
@@ -86,7 +90,7 @@ impl Executor {
             workflow: &wf.name,
             state: self.store.state(),
             http: &self.http,
-            secrets: &wf.secrets,
+            redactor: &wf.redactor,
         };
 
         for (i, step) in wf.steps.iter().enumerate() {
@@ -212,14 +216,17 @@ impl Executor {
     ) -> Next {
         let rec = &mut run.steps[idx];
         for line in &mut rec.logs {
-            redact_str(line, &wf.secrets);
+            wf.redactor.redact_str(line);
         }
         match outcome {
-            Outcome::Succeeded(mut v) => {
-                redact(&mut v, &wf.secrets);
+            Outcome::Succeeded(v) => {
+                // The record keeps a redacted copy; the next step gets the
+                // output as it was.
+                let mut kept = v.clone();
+                wf.redactor.redact_value(&mut kept);
                 rec.status = StepStatus::Succeeded;
                 rec.error = None;
-                rec.output = Some(v.clone());
+                rec.output = Some(kept);
                 if let Some(Value::Object(steps)) = ctx.get_mut("steps") {
                     steps.insert(step.id.clone(), v);
                 }
@@ -235,13 +242,13 @@ impl Executor {
                 Next::End(RunStatus::Filtered, None)
             }
             Outcome::Failed(mut e) => {
-                redact_str(&mut e, &wf.secrets);
+                wf.redactor.redact_str(&mut e);
                 rec.status = StepStatus::Failed;
                 rec.error = Some(e.clone());
                 Next::End(RunStatus::Failed, Some(e))
             }
             Outcome::Retry { mut error, at } => {
-                redact_str(&mut error, &wf.secrets);
+                wf.redactor.redact_str(&mut error);
                 rec.status = StepStatus::Retrying;
                 rec.error = Some(error);
                 run.status = RunStatus::Retrying;

@@ -1,13 +1,15 @@
 //! The `http` step. Three phases, so that dry runs, test mocks and
 //! benchmarks reuse the same code: [`HttpAction::prepare`] renders the
 //! request (pure), [`Sender::send`] performs it (the only I/O), and
-//! [`decide`] turns the answer into an [`Outcome`] (pure).
+//! [`decide`] turns the answer into an [`Outcome`] (pure). The attempt
+//! record (request, response, error) is redacted; the step's output is not,
+//! since it is handed to the next step (the executor redacts its stored
+//! copy).
 
 use super::{Outcome, StepEnv};
 use crate::expr::template::{value_text, Template, UrlTemplate, ValueTemplate};
-use crate::record::{
-    kept_body, redact, redact_str, Attempt, AttemptRequest, AttemptResponse, StepRecord, Timestamp,
-};
+use crate::record::{kept_body, Attempt, AttemptRequest, AttemptResponse, StepRecord, Timestamp};
+use crate::secret::Redactor;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,7 +17,8 @@ use std::time::{Duration, Instant};
 pub use crate::workflow::spec::BodyFormat;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// The most of a response body a step reads; the rest is dropped.
+/// The most of a response body a step keeps in memory; the rest is read
+/// only to be counted (see [`Sender::send`]).
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
@@ -77,8 +80,10 @@ impl StatusRange {
     }
 }
 
-/// A rendered request, ready to send.
-#[derive(Debug, Clone)]
+/// A rendered request, ready to send. It holds secrets as they are sent,
+/// so its `Debug` shows only the method, the origin, the header names and
+/// the body's size.
+#[derive(Clone)]
 pub struct Prepared {
     pub method: reqwest::Method,
     pub url: reqwest::Url,
@@ -88,22 +93,26 @@ pub struct Prepared {
     pub follow_redirects: bool,
 }
 
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Prepared")
+            .field("method", &self.method)
+            .field("origin", &self.url.origin().ascii_serialization())
+            .field("headers", &names)
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Prepared {
     /// The request as a step record keeps it, secrets blanked out.
-    pub fn record(&self, secrets: &[String]) -> AttemptRequest {
-        let (mut body, body_size) = kept_body(&self.body);
-        redact(&mut body, secrets);
-        let mut url = self.url.to_string();
-        redact_str(&mut url, secrets);
-        let headers = self
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                let mut v = v.clone();
-                redact_str(&mut v, secrets);
-                (k.clone(), v)
-            })
-            .collect();
+    pub fn record(&self, redactor: &Redactor) -> AttemptRequest {
+        let (mut body, body_size) = kept_body(&self.body, self.body.len());
+        redactor.redact_value(&mut body);
+        let url = redactor.redacted(self.url.as_str()).into_owned();
+        let mut headers: BTreeMap<String, String> = self.headers.iter().cloned().collect();
+        redactor.redact_map(&mut headers);
         AttemptRequest {
             method: self.method.to_string(),
             url,
@@ -119,7 +128,23 @@ impl Prepared {
 pub struct Response {
     pub status: u16,
     pub headers: BTreeMap<String, String>,
+    /// The body, or its first `MAX_RESPONSE_BYTES` (4 MiB) when it is longer.
     pub body: Vec<u8>,
+    /// The size of the whole body (at least `body.len()`).
+    pub size: usize,
+}
+
+impl Response {
+    /// A response whose body is all there.
+    pub fn new(status: u16, headers: BTreeMap<String, String>, body: Vec<u8>) -> Response {
+        let size = body.len();
+        Response {
+            status,
+            headers,
+            body,
+            size,
+        }
+    }
 }
 
 impl HttpAction {
@@ -230,18 +255,20 @@ impl HttpAction {
             n,
             started_at,
             duration_ms,
-            request: prepared.record(env.secrets),
+            request: prepared.record(env.redactor),
             response: None,
             error: None,
         };
         let outcome = decide(&result, n, &self.retry, &self.success, Timestamp::now());
         match &result {
             Ok(resp) => {
-                let (mut body, body_size) = kept_body(&resp.body);
-                redact(&mut body, env.secrets);
+                let (mut body, body_size) = kept_body(&resp.body, resp.size);
+                env.redactor.redact_value(&mut body);
+                let mut headers = resp.headers.clone();
+                env.redactor.redact_map(&mut headers);
                 attempt.response = Some(AttemptResponse {
                     status: resp.status,
-                    headers: resp.headers.clone(),
+                    headers,
                     body,
                     body_size,
                 });
@@ -253,16 +280,10 @@ impl HttpAction {
         }
         // A transport error names the URL, which may carry a secret.
         if let Some(e) = &mut attempt.error {
-            redact_str(e, env.secrets);
+            env.redactor.redact_str(e);
         }
         record.attempts.push(attempt);
-        match outcome {
-            Outcome::Succeeded(mut v) => {
-                redact(&mut v, env.secrets);
-                Outcome::Succeeded(v)
-            }
-            other => other,
-        }
+        outcome
     }
 }
 
@@ -400,11 +421,7 @@ impl Canned {
         match answers.get_mut(step_id) {
             Some(list) if list.len() > 1 => list.remove(0),
             Some(list) if !list.is_empty() => list[0].clone(),
-            _ => Ok(Response {
-                status: 200,
-                headers: BTreeMap::new(),
-                body: Vec::new(),
-            }),
+            _ => Ok(Response::new(200, BTreeMap::new(), Vec::new())),
         }
     }
 }
@@ -474,17 +491,37 @@ impl Sender {
                         )
                     })
                     .collect();
+                // Past MAX_RESPONSE_BYTES the body is still read, only to
+                // be counted: the record notes the full size, a chunked
+                // answer announces none, and a connection read to the end
+                // can be reused. The step's timeout bounds the reading; if
+                // it stops early (time is up, the connection drops), the
+                // answer stands, with the announced size when there is one.
+                let announced = resp.content_length();
                 let mut body = Vec::new();
-                while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e, p.timeout))? {
-                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                        break;
+                let mut size: usize = 0;
+                loop {
+                    match resp.chunk().await {
+                        Ok(Some(chunk)) => {
+                            size = size.saturating_add(chunk.len());
+                            let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
+                            body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                        }
+                        Ok(None) => break,
+                        Err(_) if size > MAX_RESPONSE_BYTES => {
+                            let announced =
+                                announced.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+                            size = size.max(announced);
+                            break;
+                        }
+                        Err(e) => return Err(describe(&e, p.timeout)),
                     }
-                    body.extend_from_slice(&chunk);
                 }
                 Ok(Response {
                     status,
                     headers,
                     body,
+                    size,
                 })
             }
             Sender::Canned(canned) => canned.answer(step_id, p),
@@ -512,14 +549,14 @@ mod tests {
     use super::*;
 
     fn resp(status: u16, headers: &[(&str, &str)]) -> Result<Response, String> {
-        Ok(Response {
+        Ok(Response::new(
             status,
-            headers: headers
+            headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            body: b"{\"ok\":true}".to_vec(),
-        })
+            b"{\"ok\":true}".to_vec(),
+        ))
     }
 
     #[test]
@@ -577,6 +614,26 @@ mod tests {
             assert!(d1 <= Duration::from_secs(1), "{d1:?}");
             assert!(backoff(&p, 9) <= Duration::from_secs(10));
         }
+    }
+
+    #[test]
+    fn a_prepared_request_prints_no_secret() {
+        let p = Prepared {
+            method: reqwest::Method::POST,
+            url: reqwest::Url::parse("https://api.example.com/hook/tok-9d2f?key=tok-9d2f")
+                .expect("valid"),
+            headers: vec![("Authorization".into(), "Bearer tok-9d2f".into())],
+            body: b"{\"key\":\"tok-9d2f\"}".to_vec(),
+            timeout: Duration::from_secs(1),
+            follow_redirects: false,
+        };
+        let text = format!("{p:?}");
+        assert!(!text.contains("tok-9d2f"), "{text}");
+        assert!(text.contains("https://api.example.com") && text.contains("Authorization"));
+        // The record redacts in every part.
+        let r = crate::secret::Redactor::new([crate::secret::Secret::from("tok-9d2f")]);
+        let kept = serde_json::to_string(&p.record(&r)).expect("json");
+        assert!(!kept.contains("tok-9d2f"), "{kept}");
     }
 
     #[test]

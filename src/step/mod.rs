@@ -57,8 +57,9 @@ pub struct StepEnv<'a> {
     pub workflow: &'a str,
     pub state: StateStore,
     pub http: &'a http::Sender,
-    /// Secrets to blank out of everything the record keeps.
-    pub secrets: &'a [String],
+    /// Blanks the workflow's secrets out of everything the record keeps
+    /// (never out of the output handed to the next step).
+    pub redactor: &'a crate::secret::Redactor,
 }
 
 impl Step {

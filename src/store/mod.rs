@@ -63,7 +63,10 @@ pub enum Durability {
 /// An event to store with the runs it starts.
 #[derive(Debug)]
 pub struct Ingest {
+    /// The event as received: what its runs start from.
     pub event: Event,
+    /// The event as stored and shown, when it differs (secrets redacted).
+    pub stored_event: Option<Event>,
     pub runs: Vec<Run>,
     /// Dedupe keys to claim, by index into `runs`: a run whose key is held
     /// is not created.

@@ -84,6 +84,7 @@ pub async fn run_once(
     let stored = store
         .ingest(Ingest {
             event: *event,
+            stored_event: None,
             runs,
             claims: Vec::new(),
         })

@@ -12,6 +12,7 @@ use crate::expr::template::{
     EnvLookup, Template, TemplateEnv, TemplateError, UrlTemplate, ValueTemplate,
 };
 use crate::script::Engine;
+use crate::secret::{Redactor, Secret};
 use crate::signature::{self, Scheme};
 use crate::step::http::{HttpAction, RetryPolicy, StatusRange};
 use crate::step::{Action, Step};
@@ -77,11 +78,24 @@ impl ScriptSource for ScriptDir {
 }
 
 /// The exact sources a workflow version was built from.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Bundle {
     pub file: PathBuf,
     pub yaml: String,
     pub scripts: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Bundle {
+    /// Sizes, not texts: a source may hold a verify secret written in it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scripts: BTreeMap<&String, usize> =
+            self.scripts.iter().map(|(k, v)| (k, v.len())).collect();
+        f.debug_struct("Bundle")
+            .field("file", &self.file)
+            .field("yaml_bytes", &self.yaml.len())
+            .field("script_bytes", &scripts)
+            .finish()
+    }
 }
 
 impl ScriptSource for Bundle {
@@ -123,7 +137,7 @@ struct Cx<'a, 'b> {
     text: &'a str,
     env: &'a CompileEnv<'b>,
     issues: Vec<Issue>,
-    secrets: Vec<String>,
+    secrets: Vec<Secret>,
     scripts_used: BTreeMap<String, String>,
 }
 
@@ -358,7 +372,7 @@ fn build(cx: &mut Cx, spec: WorkflowSpec) -> Option<Workflow> {
         dedupe,
         when,
         steps,
-        secrets: std::mem::take(&mut cx.secrets),
+        redactor: Redactor::new(std::mem::take(&mut cx.secrets)),
     })
 }
 
@@ -443,9 +457,15 @@ fn verify(cx: &mut Cx, v: &Spanned<VerifySpec>) -> Option<Verify> {
         );
         return None;
     }
+    // Whether it came from the environment, a `??` fallback or the file
+    // itself, the verify secret is redacted like an `env` value.
+    let value = Secret::from(known.text);
+    if !value.is_empty() && !cx.secrets.contains(&value) {
+        cx.secrets.push(value.clone());
+    }
     Some(Verify {
         scheme,
-        secret: known.text,
+        secret: value,
         fallback: known.fallback_for.map(|variable| FallbackSecret {
             variable,
             pos: secret.pos,

@@ -10,12 +10,15 @@ pub mod yaml;
 
 use crate::expr::condition::Condition;
 use crate::expr::template::Template;
+use crate::secret::{Redactor, Secret};
 use crate::step::Step;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// A compiled, ready-to-run workflow. Immutable: a changed file becomes a
-/// new `Workflow` with a new version.
+/// new `Workflow` with a new version. Its `Debug` shows no secret: `env`
+/// values are [`Secret`]s, the verify secret and the sources print as a
+/// placeholder.
 #[derive(Debug)]
 pub struct Workflow {
     pub name: String,
@@ -34,8 +37,10 @@ pub struct Workflow {
     pub dedupe: Option<Dedupe>,
     pub when: Option<Condition>,
     pub steps: Vec<Step>,
-    /// Values read from the environment: blanked out of all history.
-    pub secrets: Vec<String>,
+    /// Redacts this workflow's secrets (the `env` values it reads and its
+    /// verify secret) from everything stored and shown; built once per
+    /// version.
+    pub redactor: Redactor,
 }
 
 /// How inbound requests are verified. The secret is resolved once, at
@@ -44,7 +49,7 @@ pub struct Workflow {
 pub struct Verify {
     pub scheme: crate::signature::Scheme,
     /// The signing key.
-    pub secret: String,
+    pub secret: Secret,
     /// Set when the key is a `??` fallback literal written in the workflow
     /// (a demo secret) because its variable is unset: such a workflow is
     /// served only on a loopback address (see [`Serving`]).

@@ -233,6 +233,7 @@ impl SledStore {
     pub async fn ingest(&self, ingest: Ingest) -> Result<Ingested> {
         let Ingest {
             mut event,
+            mut stored_event,
             runs,
             claims,
         } = ingest;
@@ -272,6 +273,9 @@ impl SledStore {
             .map(|(_, c)| c)
             .collect();
         event.runs = runs.iter().map(|r| r.id.clone()).collect();
+        if let Some(stored) = &mut stored_event {
+            stored.runs = event.runs.clone();
+        }
 
         for r in &runs {
             self.trees
@@ -290,9 +294,10 @@ impl SledStore {
                 .insert(dedupe_key(&c.workflow, &c.key), to_bytes(&entry))?;
         }
         self.crash_point("ingest.claims_written");
-        self.trees
-            .events
-            .insert(event.id.as_str().as_bytes(), to_bytes(&event))?;
+        self.trees.events.insert(
+            event.id.as_str().as_bytes(),
+            to_bytes(stored_event.as_ref().unwrap_or(&event)),
+        )?;
         self.crash_point("ingest.event_written");
         self.flush().await?;
         self.crash_point("ingest.flushed");
