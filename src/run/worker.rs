@@ -411,24 +411,9 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores * RUN_THREADS_PER_CORE)
         .thread_name("hookflow-run")
-        .on_thread_start(|| lower_priority(RUN_THREAD_NICE))
+        .on_thread_start(|| crate::script::pool::lower_priority(RUN_THREAD_NICE))
         .enable_all()
         .build()
-}
-
-/// Raise the calling thread's nice value by `by`. Best effort: where it is
-/// not possible, runs simply compete with requests on equal terms.
-fn lower_priority(by: i32) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: integer arguments only; on Linux the nice value is per
-    // thread, and raising it needs no privilege.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, now.saturating_add(by).min(19));
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = by;
 }
 
 /// Move the store's `fresh_runs_from` mark up to what the queue allows:
