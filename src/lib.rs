@@ -17,7 +17,7 @@
 //! | [`signature`] | signature schemes: pure verification over raw bytes |
 //! | [`jsonpath`] | RFC 9535 queries, parsed once |
 //! | [`store`] | every sled call: events, runs, queue, state, versions; group commit |
-//! | [`script`] | the sandboxed Rhai engine and its helper functions |
+//! | [`script`] | the sandboxed Rhai engine, its helper functions, and the threads that evaluate `when` scripts |
 //! | [`expr`] | `{{ }}` templates and conditions |
 //! | [`step`] | `filter`, `transform`, `http` |
 //! | [`workflow`] | YAML → checked, compiled `Workflow`; the registry of loaded workflows |
@@ -30,7 +30,9 @@
 //! ## Life of an event
 //!
 //! 1. `POST /hooks/<path>` → [`http::hooks`] reads the body within the size
-//!    limit → [`inbound::classify`]: path, method, signature, body, `when`.
+//!    limit → [`inbound::prepare`]: path, method, signature, body; then each
+//!    workflow's `when`, those that run an `expr` on the script threads
+//!    ([`script::pool`]), never on the threads that answer requests.
 //! 2. [`inbound::Inbox::accept`] writes the event, its runs and their queue
 //!    entries (in an order that makes an interrupted write harmless, see
 //!    [`store::Store::insert_event`]) and waits for the group-commit flush;

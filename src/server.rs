@@ -96,6 +96,11 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let store = open_store(&config).await?;
     let engine = Engine::new(config.script_limits());
+    let scripts = crate::script::pool::ScriptPool::for_machine().map_err(|e| {
+        ServerError::Setup(format!(
+            "cannot start the threads that evaluate `when` scripts: {e}"
+        ))
+    })?;
     // Watch before the first load, so an edit made while starting up is
     // reloaded once the server runs instead of being missed.
     let folders: Vec<_> = [&config.workflows, &config.scripts]
@@ -152,6 +157,7 @@ pub async fn run(
         workflows: Arc::clone(&workflows),
         executor: Arc::clone(&executor),
         metrics: Arc::clone(&metrics),
+        scripts,
         rejected_window: std::sync::Mutex::new((0, 0)),
         claims: Default::default(),
     });
