@@ -20,7 +20,7 @@
 //! | [`fault`] | crash points: where the crash tests stop the process |
 //! | [`store`] | the storage interface (ingest, claim, load, save, schedule, finish, lists, state, versions, retention, change feed) and its backends |
 //! | [`ready`] | readiness: the store takes writes, the run dispatcher turns |
-//! | [`script`] | the sandboxed Rhai engine and its helper functions |
+//! | [`script`] | the sandboxed Rhai engine, its helper functions, and the threads that evaluate `when` scripts |
 //! | [`expr`] | `{{ }}` templates and conditions |
 //! | [`step`] | `filter`, `transform`, `http` |
 //! | [`workflow`] | YAML → checked, compiled `Workflow`; the registry of loaded workflows |
@@ -33,7 +33,9 @@
 //! ## Life of an event
 //!
 //! 1. `POST /hooks/<path>` → [`http::hooks`] reads the body within the size
-//!    limit → [`inbound::classify`]: path, method, signature, body, `when`.
+//!    limit → [`inbound::prepare`]: path, method, signature, body; then each
+//!    workflow's `when`, those that run an `expr` on the script threads
+//!    ([`script::pool`]), never on the threads that answer requests.
 //! 2. [`inbound::Inbox::accept`] hands the event, its runs and their dedupe
 //!    keys to [`store::Store::ingest`], which answers once they are durable
 //!    together; only then does the sender get `202`.

@@ -132,6 +132,11 @@ pub async fn run(
     config.log_secrets.set(server_secrets(&config));
     let store = open_store(&config).await?;
     let engine = Engine::new(config.script_limits());
+    let scripts = crate::script::pool::ScriptPool::for_machine().map_err(|e| {
+        ServerError::Setup(format!(
+            "cannot start the threads that evaluate `when` scripts: {e}"
+        ))
+    })?;
     // Watch before the first load, so an edit made while starting up is
     // reloaded once the server runs instead of being missed.
     let folders: Vec<_> = [&config.workflows, &config.scripts]
@@ -192,6 +197,7 @@ pub async fn run(
         store.clone(),
         Arc::clone(&workflows),
         Arc::clone(&metrics),
+        scripts,
         server_secrets(&config),
     ));
     let state = AppState {

@@ -64,6 +64,18 @@ impl Condition {
         (problems.len() == before).then_some(cond)
     }
 
+    /// Whether evaluating it runs a script (an `expr` anywhere inside):
+    /// that may take up to the wall-time limit, so it must not happen on a
+    /// thread that answers requests. The others are cheap.
+    pub fn has_script(&self) -> bool {
+        match self {
+            Condition::All(cs) | Condition::Any(cs) => cs.iter().any(Condition::has_script),
+            Condition::Not(c) => c.has_script(),
+            Condition::Expr(_) => true,
+            Condition::Test(..) => false,
+        }
+    }
+
     /// Does the condition hold on `ctx`? An error only comes from `expr`.
     pub fn eval(&self, ctx: &Value) -> Result<bool, String> {
         match self {
@@ -396,6 +408,15 @@ mod tests {
         assert!(!holds("$.event.n: { contains: x }", &ctx));
         assert!(!holds("$.event.n: { matches: '5' }", &ctx));
         assert!(!holds("$.event.missing: { gt: 1 }", &ctx));
+    }
+
+    #[test]
+    fn conditions_know_whether_they_run_a_script() {
+        let has = |src: &str| cond(src).expect("compiles").has_script();
+        assert!(!has("$.event.type: a"));
+        assert!(!has("any: [ {$.a: 1}, {not: {$.b: 2}} ]"));
+        assert!(has("expr: 'true'"));
+        assert!(has("$.a: 1\nany: [ {$.b: 2}, {not: {expr: 'true'}} ]"));
     }
 
     #[test]

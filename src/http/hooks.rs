@@ -200,5 +200,8 @@ fn answer_response(answer: Answer) -> Response {
             r
         }
         Answer::BadRequest(msg) => ApiError::bad_request(msg).into_response(),
+        Answer::Unavailable(msg) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg).into_response()
+        }
     }
 }

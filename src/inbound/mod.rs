@@ -1,11 +1,15 @@
-//! Accepting an inbound webhook (SPEC §5). [`classify`] decides, purely,
-//! what a request is (unknown path, wrong method, bad signature, bad body,
-//! which workflows' `when` hold); [`Inbox::accept`] then hands the event
-//! and its runs to the store ([`Store::ingest`]), which answers once they
-//! are durable — so a 2xx always means "on disk". The stored event has the
-//! secrets of the workflows at its path (and the admin token) redacted, in
-//! every form [`crate::secret::Redactor`] knows; the runs start from the
-//! event as it was received.
+//! Accepting an inbound webhook (SPEC §5). Deciding is pure: [`prepare`]
+//! finds what a request is (unknown path, wrong method, bad signature, bad
+//! body), and [`Matching`] which workflows' `when` hold. [`Inbox::accept`]
+//! evaluates the `when`s that run an `expr` on its script threads (they can
+//! take up to the wall-time limit, and the threads that answer requests must
+//! not wait on them), then hands the event and its runs to the store
+//! ([`Store::ingest`]), which answers once they are durable — so a 2xx
+//! always means "on disk". [`classify`] does all the deciding in place, for
+//! tools. The stored event has the secrets of the workflows at its path
+//! (and the admin token) redacted, in every form
+//! [`crate::secret::Redactor`] knows; the runs start from the event as it
+//! was received.
 
 pub mod body;
 
@@ -63,6 +67,10 @@ pub enum Answer {
     NotFound,
     MethodNotAllowed(Vec<String>),
     BadRequest(String),
+    /// 503: the request cannot be decided now (the script threads that
+    /// evaluate its `when` are gone); nothing was stored, so the sender's
+    /// retry loses nothing.
+    Unavailable(String),
 }
 
 /// What [`classify`] decided.
@@ -85,7 +93,10 @@ pub fn hooks_path(hook_path: &str) -> String {
     format!("/hooks{hook_path}")
 }
 
-/// Decide what to do with a request. Pure but for the clock.
+/// Decide what to do with a request. Pure but for the clock. Every `when`
+/// is evaluated here, on the calling thread, scripts included: for tools
+/// (workflow tests, dry runs, benchmarks). [`Inbox::accept`] runs the
+/// scripts of a `when` on its script threads instead.
 pub fn classify(reg: &Registry, req: &Inbound, now: Timestamp) -> Decision {
     classify_with(reg, req, now, true)
 }
@@ -98,9 +109,55 @@ pub fn classify_with(
     now: Timestamp,
     check_signatures: bool,
 ) -> Decision {
+    match prepare(reg, req, now, check_signatures) {
+        Prepared::Done(decision) => decision,
+        Prepared::Matching(mut m) => {
+            m.evaluate(Conditions::Plain);
+            m.evaluate(Conditions::Scripted);
+            m.decide()
+        }
+    }
+}
+
+/// What [`prepare`] found.
+pub enum Prepared {
+    /// Decided without any `when`: an answer or a rejection.
+    Done(Decision),
+    /// The request passed every check; the workflows' `when`s decide.
+    Matching(Box<Matching>),
+}
+
+/// Which `when`s [`Matching::evaluate`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conditions {
+    /// No `when`, or one without scripts: cheap, fine on any thread.
+    Plain,
+    /// Those that run an `expr`: up to the wall-time limit each.
+    Scripted,
+}
+
+/// A request that passed the path, method, signature and body checks,
+/// with each verified workflow's `when` still to be decided.
+pub struct Matching {
+    event: Event,
+    /// The one context every `when` sees; the body moves into it and back
+    /// out rather than being copied per workflow.
+    ctx: Value,
+    candidates: Vec<Candidate>,
+    now: Timestamp,
+}
+
+struct Candidate {
+    workflow: Arc<Workflow>,
+    /// `None` until evaluated; an error is a `when` that failed.
+    holds: Option<Result<bool, String>>,
+}
+
+/// Check path, method, signatures and body: everything but the `when`s.
+pub fn prepare(reg: &Registry, req: &Inbound, now: Timestamp, check_signatures: bool) -> Prepared {
     let at_path: Vec<&Arc<Workflow>> = reg.at_path(&req.hook_path).filter(|w| w.enabled).collect();
     if at_path.is_empty() {
-        return Decision::Answer(Answer::NotFound);
+        return Prepared::Done(Decision::Answer(Answer::NotFound));
     }
     let with_method: Vec<&Arc<Workflow>> = at_path
         .iter()
@@ -114,7 +171,7 @@ pub fn classify_with(
             .collect();
         allowed.sort();
         allowed.dedup();
-        return Decision::Answer(Answer::MethodNotAllowed(allowed));
+        return Prepared::Done(Decision::Answer(Answer::MethodNotAllowed(allowed)));
     }
 
     // Signatures are checked on the raw bytes, before the body is parsed.
@@ -145,7 +202,7 @@ pub fn classify_with(
     if verified.is_empty() {
         let (reason, workflows) =
             rejection.unwrap_or_else(|| ("signature rejected".into(), Vec::new()));
-        return Decision::Reject { reason, workflows };
+        return Prepared::Done(Decision::Reject { reason, workflows });
     }
 
     let body = match body::parse(
@@ -153,7 +210,7 @@ pub fn classify_with(
         &req.body,
     ) {
         Ok(b) => b,
-        Err(e) => return Decision::Answer(Answer::BadRequest(e)),
+        Err(e) => return Prepared::Done(Decision::Answer(Answer::BadRequest(e))),
     };
     let mut event = Event {
         id: EventId::generate(),
@@ -170,31 +227,84 @@ pub fn classify_with(
         runs: Vec::new(),
         source: req.source.clone(),
     };
-    // One context for every workflow's `when`: the body moves in and back
-    // out rather than being copied per workflow.
     let body = std::mem::take(&mut event.body);
     let mut ctx = context(&event, "", None, 0, Map::new());
     ctx["event"] = body;
-    let mut runs = Vec::new();
-    let mut claims = Vec::new();
-    let mut errors = Vec::new();
-    for w in &verified {
-        let holds = match &w.when {
-            None => true,
-            Some(c) => {
-                ctx["workflow"]["name"] = Value::String(w.name.clone());
-                match c.eval(&ctx) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        warn!(workflow = %w.name, error = %e, "`when` could not be evaluated; no run created");
-                        errors.push(format!("{}: `when` failed: {e}", w.name));
-                        false
-                    }
-                }
+    Prepared::Matching(Box::new(Matching {
+        event,
+        ctx,
+        candidates: verified
+            .into_iter()
+            .map(|w| Candidate {
+                workflow: Arc::clone(w),
+                holds: None,
+            })
+            .collect(),
+        now,
+    }))
+}
+
+impl Matching {
+    /// Whether any `when` still to be decided runs a script.
+    pub fn needs_scripts(&self) -> bool {
+        self.candidates
+            .iter()
+            .any(|c| c.holds.is_none() && c.workflow.when.as_ref().is_some_and(|w| w.has_script()))
+    }
+
+    /// Decide the `when`s of this kind not decided yet.
+    pub fn evaluate(&mut self, which: Conditions) {
+        for c in &mut self.candidates {
+            if c.holds.is_some() {
+                continue;
             }
-        };
-        if holds {
+            let Some(when) = &c.workflow.when else {
+                c.holds = Some(Ok(true));
+                continue;
+            };
+            let kind = if when.has_script() {
+                Conditions::Scripted
+            } else {
+                Conditions::Plain
+            };
+            if kind != which {
+                continue;
+            }
+            self.ctx["workflow"]["name"] = Value::String(c.workflow.name.clone());
+            let held = when.eval(&self.ctx);
+            if let Err(e) = &held {
+                warn!(workflow = %c.workflow.name, error = %e, "`when` could not be evaluated; no run created");
+            }
+            c.holds = Some(held);
+        }
+    }
+
+    /// The event and the runs of the workflows whose `when` held. A `when`
+    /// left undecided counts as not holding.
+    pub fn decide(self) -> Decision {
+        let Matching {
+            mut event,
+            mut ctx,
+            candidates,
+            now,
+        } = self;
+        let mut runs = Vec::new();
+        let mut claims = Vec::new();
+        let mut errors = Vec::new();
+        for Candidate { workflow: w, holds } in &candidates {
+            let holds = match holds {
+                Some(Ok(h)) => *h,
+                Some(Err(e)) => {
+                    errors.push(format!("{}: `when` failed: {e}", w.name));
+                    false
+                }
+                None => false,
+            };
+            if !holds {
+                continue;
+            }
             if let Some(d) = &w.dedupe {
+                ctx["workflow"]["name"] = Value::String(w.name.clone());
                 let key = d.key.render_text(&ctx);
                 // No key (the field is missing): nothing to dedupe on.
                 if !key.is_empty() {
@@ -210,27 +320,27 @@ pub fn classify_with(
             }
             runs.push(new_run(w, &event.id, now));
         }
-    }
-    if let Some(body) = ctx.get_mut("event") {
-        event.body = std::mem::take(body);
-    }
-    let summary = crate::record::summarize(&event.headers, &event.body);
-    for r in &mut runs {
-        r.summary = summary.clone();
-    }
-    if runs.is_empty() {
-        event.outcome = Outcome::Unmatched;
-        event.reason = Some(if errors.is_empty() {
-            "no workflow's `when` held".to_string()
-        } else {
-            errors.join("; ")
-        });
-    }
-    event.runs = runs.iter().map(|r| r.id.clone()).collect();
-    Decision::Store {
-        event: Box::new(event),
-        runs,
-        claims,
+        if let Some(body) = ctx.get_mut("event") {
+            event.body = std::mem::take(body);
+        }
+        let summary = crate::record::summarize(&event.headers, &event.body);
+        for r in &mut runs {
+            r.summary = summary.clone();
+        }
+        if runs.is_empty() {
+            event.outcome = Outcome::Unmatched;
+            event.reason = Some(if errors.is_empty() {
+                "no workflow's `when` held".to_string()
+            } else {
+                errors.join("; ")
+            });
+        }
+        event.runs = runs.iter().map(|r| r.id.clone()).collect();
+        Decision::Store {
+            event: Box::new(event),
+            runs,
+            claims,
+        }
     }
 }
 
@@ -264,6 +374,9 @@ pub struct Inbox {
     pub store: Store,
     pub workflows: Arc<Workflows>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where `when`s that run a script are evaluated: never on the threads
+    /// that answer requests.
+    pub scripts: crate::script::pool::ScriptPool,
     /// (minute, rejected events stored in it)
     pub rejected_window: std::sync::Mutex<(u64, u64)>,
     /// Secrets of the server itself (the admin token), redacted from
@@ -300,18 +413,21 @@ pub fn redacted_event(event: &Event, redactors: &[&Redactor]) -> Option<Event> {
 }
 
 impl Inbox {
-    /// `secrets`: the server's own (the admin token), redacted from stored
-    /// events besides each workflow's.
+    /// `scripts`: the threads that evaluate `when` scripts. `secrets`: the
+    /// server's own (the admin token), redacted from stored events besides
+    /// each workflow's.
     pub fn new(
         store: Store,
         workflows: Arc<Workflows>,
         metrics: Arc<crate::metrics::Metrics>,
+        scripts: crate::script::pool::ScriptPool,
         secrets: Redactor,
     ) -> Inbox {
         Inbox {
             store,
             workflows,
             metrics,
+            scripts,
             rejected_window: std::sync::Mutex::new((0, 0)),
             secrets,
         }
@@ -320,10 +436,44 @@ impl Inbox {
     pub async fn accept(&self, req: Inbound) -> Result<Answer, StoreError> {
         let now = Timestamp::now();
         let reg = self.workflows.current();
-        match classify(&reg, &req, now) {
+        let mut matching = match prepare(&reg, &req, now, true) {
+            Prepared::Done(decision) => return self.perform(&reg, &req, now, decision).await,
+            Prepared::Matching(m) => m,
+        };
+        matching.evaluate(Conditions::Plain);
+        if matching.needs_scripts() {
+            matching = match self
+                .scripts
+                .run(move || {
+                    matching.evaluate(Conditions::Scripted);
+                    matching
+                })
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(path = %req.hook_path, error = %e, "cannot evaluate `when` scripts; answering 503");
+                    return Ok(Answer::Unavailable(format!(
+                        "cannot evaluate this workflow's `when` now ({e}); try again later"
+                    )));
+                }
+            };
+        }
+        let decision = matching.decide();
+        self.perform(&reg, &req, now, decision).await
+    }
+
+    async fn perform(
+        &self,
+        reg: &Registry,
+        req: &Inbound,
+        now: Timestamp,
+        decision: Decision,
+    ) -> Result<Answer, StoreError> {
+        match decision {
             Decision::Answer(a) => Ok(a),
             Decision::Reject { reason, workflows } => {
-                self.reject(&req, now, reason, workflows).await
+                self.reject(req, now, reason, workflows).await
             }
             Decision::Store {
                 event,
@@ -414,5 +564,121 @@ impl Inbox {
             }
             Ingested::Duplicate { event_id, runs } => Answer::Duplicate { event_id, runs },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::Engine;
+
+    fn registry(dir: &std::path::Path, files: &[(&str, &str)]) -> Registry {
+        let paths: Vec<std::path::PathBuf> = files
+            .iter()
+            .map(|(name, text)| {
+                let path = dir.join(name);
+                std::fs::write(&path, text).expect("write");
+                path
+            })
+            .collect();
+        let reg = crate::workflow::registry::load(
+            &paths,
+            &crate::expr::template::ProcessEnv,
+            dir,
+            &Engine::default(),
+            crate::workflow::Serving::Local,
+        );
+        assert_eq!(
+            reg.issues().count(),
+            0,
+            "{:?}",
+            reg.issues().collect::<Vec<_>>()
+        );
+        reg
+    }
+
+    #[test]
+    fn only_whens_that_run_scripts_are_left_for_the_script_threads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wf = |name: &str, when: &str| {
+            format!("name: {name}\ntrigger:\n  webhook: {{ path: /in }}\n{when}steps:\n  - id: s\n    transform: {{ script: '1' }}\n")
+        };
+        let files = [
+            ("a.yaml", wf("always", "")),
+            ("b.yaml", wf("plain", "  when: { $.event.k: 1 }\n")),
+            ("c.yaml", wf("plain-no", "  when: { $.event.k: 2 }\n")),
+            (
+                "d.yaml",
+                wf("scripted", "  when: { not: { expr: 'event.k != 1' } }\n"),
+            ),
+            (
+                "e.yaml",
+                wf("scripted-no", "  when: { expr: 'event.k == 2' }\n"),
+            ),
+        ];
+        let files: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+        let reg = registry(dir.path(), &files);
+        let req = Inbound {
+            method: "POST".into(),
+            hook_path: "/in".into(),
+            headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
+            query: BTreeMap::new(),
+            body: br#"{"k": 1}"#.to_vec(),
+            source: None,
+        };
+        let Prepared::Matching(mut m) = prepare(&reg, &req, Timestamp::now(), true) else {
+            panic!("the request passes every check");
+        };
+        let decided = |m: &Matching| -> Vec<String> {
+            let mut names: Vec<String> = m
+                .candidates
+                .iter()
+                .filter(|c| c.holds.is_some())
+                .map(|c| c.workflow.name.clone())
+                .collect();
+            names.sort();
+            names
+        };
+        assert!(m.needs_scripts());
+        m.evaluate(Conditions::Plain);
+        assert_eq!(decided(&m), ["always", "plain", "plain-no"]);
+        assert!(m.needs_scripts());
+        m.evaluate(Conditions::Scripted);
+        assert!(!m.needs_scripts());
+        let Decision::Store { runs, event, .. } = m.decide() else {
+            panic!("stored");
+        };
+        let mut matched: Vec<&str> = runs.iter().map(|r| r.workflow.as_str()).collect();
+        matched.sort();
+        assert_eq!(matched, ["always", "plain", "scripted"]);
+        assert_eq!(
+            event.body,
+            serde_json::json!({"k": 1}),
+            "the body is back in the event"
+        );
+    }
+
+    #[test]
+    fn a_when_left_undecided_does_not_hold() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wf = "name: scripted\ntrigger:\n  webhook: { path: /in }\n  when: { expr: 'true' }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
+        let reg = registry(dir.path(), &[("a.yaml", wf)]);
+        let req = Inbound {
+            method: "POST".into(),
+            hook_path: "/in".into(),
+            headers: BTreeMap::new(),
+            query: BTreeMap::new(),
+            body: b"{}".to_vec(),
+            source: None,
+        };
+        let Prepared::Matching(mut m) = prepare(&reg, &req, Timestamp::now(), true) else {
+            panic!("the request passes every check");
+        };
+        m.evaluate(Conditions::Plain);
+        let Decision::Store { runs, event, .. } = m.decide() else {
+            panic!("stored");
+        };
+        assert!(runs.is_empty());
+        assert_eq!(event.outcome, Outcome::Unmatched);
     }
 }

@@ -1,8 +1,9 @@
 //! The `transform` step: a compiled Rhai script whose value is the step's
-//! output. Short scripts run in place; one that runs long or writes state
-//! gives up there without effect and runs on the blocking pool, so a slow
-//! script never stalls the async runtime. The sandbox limits bound how
-//! long it can take.
+//! output. Short scripts run in place; one that takes more than a few
+//! thousand operations or a couple of milliseconds, or writes state, gives
+//! up there without effect and runs on the blocking pool, so a slow script
+//! never stalls the async runtime. The sandbox's wall-time limit bounds how
+//! long it can take there.
 
 use super::{Outcome, StepEnv};
 use crate::record::StepRecord;

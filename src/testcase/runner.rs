@@ -57,6 +57,7 @@ pub async fn run_once(
                 }
                 Answer::BadRequest(e) => ("bad_request", e),
                 Answer::Rejected(e) => ("rejected", e),
+                Answer::Unavailable(e) => ("unavailable", e),
                 Answer::Accepted { .. } | Answer::Duplicate { .. } => ("accepted", String::new()),
             };
             return Ok(CaseRun {
