@@ -1,0 +1,445 @@
+//! What the benchmarks share: the closed and paced loads, the counting
+//! sink, and a `hookflow serve` of the release build whose RSS, disk use and
+//! CPU time are measured as a user would measure them. Traffic stays on
+//! 127.0.0.1; every loop is bounded in time and count.
+#![allow(dead_code)] // each bench uses a different subset
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use hookflow::signature::{sign, Algorithm};
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const CONCURRENCY: usize = 32;
+pub const MAX_REQUESTS: usize = 2_000_000;
+/// The demo workflow's Stripe secret (its fallback when
+/// STRIPE_WEBHOOK_SECRET is unset).
+pub const SECRET: &[u8] = b"whsec_hookflow_demo";
+
+/// The bench event: a 1.5 KB Stripe `payment_intent.succeeded`,
+/// pretty-printed as Stripe sends it.
+pub fn fixture(root: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{root}/benches/fixtures/stripe_payment_intent_1500.json"
+    ))
+    .expect("the bench fixture")
+}
+
+/// Makes the headers of each request (a fresh signature, say).
+pub type Headers = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
+
+/// Fresh Stripe signature headers for `body`, made with the demo secret.
+pub fn signer(body: Arc<Vec<u8>>) -> Headers {
+    Arc::new(move || {
+        let t = unix_now();
+        let mut signed = format!("{t}.").into_bytes();
+        signed.extend_from_slice(&body);
+        let sig = hex::encode(sign(Algorithm::Sha256, SECRET, &signed));
+        vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("stripe-signature".to_string(), format!("t={t},v1={sig}")),
+        ]
+    })
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Counts and percentiles of a scenario's latencies.
+pub struct Figures {
+    pub acks: usize,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Figures {
+    pub fn print(&self, name: &str) {
+        println!(
+            "{name:<34} {:>8.0} acks/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} requests in {:.1} s)",
+            self.acks as f64 / self.seconds,
+            self.p50_ms,
+            self.p99_ms,
+            self.acks,
+            self.seconds
+        );
+    }
+}
+
+/// A post of `body` to `url` with fresh headers.
+fn request(
+    client: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+    headers: &Headers,
+) -> reqwest::RequestBuilder {
+    let mut req = client.post(url).body(body.to_vec());
+    for (k, v) in headers() {
+        req = req.header(k, v);
+    }
+    req
+}
+
+/// Send `req` and read the whole answer, which must be a success; the
+/// milliseconds since `since`.
+async fn answered(req: reqwest::RequestBuilder, since: Instant) -> f64 {
+    match req.send().await {
+        Ok(r) if r.status().is_success() => {
+            let _ = r.bytes().await;
+            since.elapsed().as_secs_f64() * 1000.0
+        }
+        Ok(r) => panic!("unexpected answer {}", r.status()),
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
+
+/// Closed-loop load: CONCURRENCY clients post for `seconds`, or until
+/// `max` requests were answered.
+pub async fn load(
+    url: String,
+    seconds: u64,
+    max: usize,
+    body: Arc<Vec<u8>>,
+    headers: Headers,
+) -> Figures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .expect("client");
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let left = Arc::new(AtomicU64::new(max.min(MAX_REQUESTS) as u64));
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url, body, headers, left) = (
+            client.clone(),
+            url.clone(),
+            body.clone(),
+            headers.clone(),
+            left.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < stop
+                && left
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                let req = request(&client, &url, &body, &headers);
+                lat.push(answered(req, Instant::now()).await);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    figures(all, started.elapsed().as_secs_f64())
+}
+
+/// Requests in flight at most under the paced load; beyond that the
+/// generator waits, and the wait counts in the latency.
+const MAX_IN_FLIGHT: usize = 512;
+
+/// Open-loop load: requests go out at `rate` per second for `seconds`,
+/// whether or not the earlier ones were answered (as webhook senders do).
+/// They leave on a 1 ms tick, a few at a time; a request's latency counts
+/// from the moment it was handed to the client. The generator never waits
+/// for an answer before sending the next (up to [`MAX_IN_FLIGHT`]), so a
+/// server that falls behind shows as latency, not as fewer requests.
+pub async fn paced(
+    url: String,
+    seconds: u64,
+    rate: f64,
+    body: Arc<Vec<u8>>,
+    headers: Headers,
+) -> Figures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(MAX_IN_FLIGHT)
+        .build()
+        .expect("client");
+    let total = ((seconds as f64 * rate) as usize).min(MAX_REQUESTS);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total)));
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < total {
+        tick.tick().await;
+        let due_now = ((started.elapsed().as_secs_f64() * rate) as usize).min(total);
+        while sent < due_now {
+            let permit = Arc::clone(&in_flight)
+                .acquire_owned()
+                .await
+                .expect("the semaphore stays open");
+            let req = request(&client, &url, &body, &headers);
+            let latencies = Arc::clone(&latencies);
+            let sent_at = Instant::now();
+            tokio::spawn(async move {
+                let ms = answered(req, sent_at).await;
+                latencies.lock().expect("latencies").push(ms);
+                drop(permit);
+            });
+            sent += 1;
+        }
+    }
+    // Every request answered: all permits back.
+    let permits = u32::try_from(MAX_IN_FLIGHT).expect("a small number");
+    let _ = in_flight.acquire_many(permits).await.expect("open");
+    let seconds = started.elapsed().as_secs_f64();
+    let all = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    assert_eq!(
+        all.len(),
+        total,
+        "every paced request is answered with success"
+    );
+    figures(all, seconds)
+}
+
+/// Counts and percentiles of a scenario's latencies.
+pub fn figures(mut all: Vec<f64>, seconds: f64) -> Figures {
+    all.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Figures {
+        acks: all.len(),
+        seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
+}
+
+/// How many requests a sink received.
+#[derive(Clone)]
+pub struct Counter(pub Arc<AtomicU64>);
+
+impl Counter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed) as usize
+    }
+}
+
+async fn sink(State(c): State<Counter>, _body: Bytes) -> StatusCode {
+    c.0.fetch_add(1, Ordering::Relaxed);
+    StatusCode::OK
+}
+
+/// A sink that counts what it is posted; its count and its URL.
+pub async fn start_sink() -> (Counter, String) {
+    let count = Counter(Arc::default());
+    let url = serve(
+        Router::new()
+            .route("/slack", post(sink))
+            .with_state(count.clone()),
+    )
+    .await;
+    (count, format!("{url}/slack"))
+}
+
+pub async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+/// Wait until `delivered()` reaches `expected`, giving up once deliveries
+/// stop for 5 s. Returns when the last delivery was seen.
+pub async fn drained(delivered: &impl Fn() -> usize, expected: usize) -> Instant {
+    let mut last = (delivered(), Instant::now());
+    while last.0 < expected && last.1.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = delivered();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    last.1
+}
+
+/// A `hookflow serve` of the release build on a fresh data folder, with
+/// its RSS sampled every 0.2 s from its start. `HOOKFLOW_BENCH_BIN` runs
+/// another build; `HOOKFLOW_BENCH_ARGS` adds flags.
+pub struct Server {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub data: tempfile::TempDir,
+    peak_sampled_kb: Arc<AtomicU64>,
+    sampling: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Start on `root`'s workflows, the Stripe example posting to `sink_url`.
+    pub fn start(root: &str, sink_url: &str, extra: &[&str]) -> Server {
+        let data = tempfile::tempdir().expect("tmp");
+        let bin = std::env::var("HOOKFLOW_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookflow").to_string());
+        let more = std::env::var("HOOKFLOW_BENCH_ARGS").unwrap_or_default();
+        let mut child = Command::new(bin)
+            .current_dir(root)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .args(extra)
+            .args(more.split_whitespace())
+            .env("SLACK_WEBHOOK_URL", sink_url)
+            .env(
+                "HOOKFLOW_LOG",
+                std::env::var("HOOKFLOW_LOG")
+                    .unwrap_or_else(|_| "warn,hookflow::server=info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hookflow starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(a) = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+                {
+                    let _ = tx.send(a.to_string());
+                } else if !line.contains("workflow loaded") {
+                    eprintln!("{line}");
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("hookflow listens");
+        eprintln!("hookflow listens on {addr}, pid {}", child.id());
+        let peak_sampled_kb = Arc::new(AtomicU64::new(0));
+        let sampling = Arc::new(AtomicBool::new(true));
+        {
+            let (peak, on, pid) = (peak_sampled_kb.clone(), sampling.clone(), child.id());
+            std::thread::spawn(move || {
+                // Bounded: at most two hours of samples.
+                for _ in 0..36_000 {
+                    if !on.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Some(kb) = status_kb(pid, "VmRSS:") {
+                        peak.fetch_max(kb, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+        }
+        Server {
+            child,
+            addr,
+            data,
+            peak_sampled_kb,
+            sampling,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hooks/stripe", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The peak RSS so far, MB: the larger of the sampled VmRSS and the
+    /// kernel's high-water mark.
+    pub fn peak_rss_mb(&self) -> f64 {
+        let sampled = self.peak_sampled_kb.load(Ordering::Relaxed);
+        let hwm = status_kb(self.pid(), "VmHWM:").unwrap_or(0);
+        sampled.max(hwm) as f64 / 1024.0
+    }
+
+    /// The RSS now, MB.
+    pub fn rss_mb(&self) -> f64 {
+        status_kb(self.pid(), "VmRSS:").unwrap_or(0) as f64 / 1024.0
+    }
+
+    /// Bytes the data folder takes on disk (allocated blocks, as `du`).
+    pub fn disk_bytes(&self) -> u64 {
+        disk_usage(self.data.path())
+    }
+
+    /// CPU seconds (user + system) the server has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.pid())
+    }
+
+    pub fn stop(mut self) {
+        self.sampling.store(false, Ordering::Relaxed);
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Allocated bytes of every file under `dir`, recursively.
+pub fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            total += disk_usage(&e.path());
+        } else {
+            total += meta.blocks() * 512;
+        }
+    }
+    total
+}
+
+/// CPU seconds (user + system) the process has used so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which may contain spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        // Linux reports in clock ticks, 100 per second on every platform we run.
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
