@@ -79,7 +79,7 @@ fn main() {
         hook_path: "/stripe".into(),
         headers,
         query: BTreeMap::new(),
-        body,
+        body: body.into(),
         source: None,
     };
 

@@ -398,7 +398,13 @@ async fn round(b: &Bench, seconds: u64) -> Round {
     .await;
 
     let server = Server::start(b.root, &b.sink_url, &[]);
-    let scenario = load(server.url(), seconds, MAX_REQUESTS, b.body.clone(), signer.clone());
+    let scenario = load(
+        server.url(),
+        seconds,
+        MAX_REQUESTS,
+        b.body.clone(),
+        signer.clone(),
+    );
     let ours = measured(b, &server, scenario).await;
     server.stop();
 

@@ -130,7 +130,7 @@ pub async fn run(args: RunArgs) -> i32 {
         hook_path: wf.path.clone(),
         headers,
         query: BTreeMap::new(),
-        body,
+        body: body.into(),
         source: None,
     };
     let sender = if args.send {

@@ -277,7 +277,7 @@ fn inbound_for(case: &CaseSpec, suite: &Path, hook_path: &str) -> Result<Inbound
         hook_path: hook_path.to_string(),
         headers,
         query: r.query.clone(),
-        body,
+        body: body.into(),
         source: None,
     })
 }

@@ -167,7 +167,7 @@ async fn read(state: &AppState, req: Request<Body>, held: &mut Held) -> Result<I
         hook_path,
         headers,
         query,
-        body,
+        body: body.into(),
         source,
     })
 }

@@ -11,7 +11,7 @@
 //! [`crate::secret::Redactor`] knows; the runs start from the event as it
 //! was received.
 
-pub mod body;
+pub use crate::record::body;
 
 use crate::record::{Event, EventId, Outcome, Run, RunId, Timestamp, REDACTED};
 use crate::run::{context, new_run};
@@ -45,7 +45,7 @@ pub struct Inbound {
     pub hook_path: String,
     pub headers: BTreeMap<String, String>,
     pub query: BTreeMap<String, String>,
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
     pub source: Option<String>,
 }
 
@@ -205,10 +205,11 @@ pub fn prepare(reg: &Registry, req: &Inbound, now: Timestamp, check_signatures: 
         return Prepared::Done(Decision::Reject { reason, workflows });
     }
 
-    let body = match body::parse(
+    let kind = body::kind(
         req.headers.get("content-type").map(String::as_str),
         &req.body,
-    ) {
+    );
+    let body = match body::parse_as(kind, &req.body) {
         Ok(b) => b,
         Err(e) => return Prepared::Done(Decision::Answer(Answer::BadRequest(e))),
     };
@@ -226,6 +227,10 @@ pub fn prepare(reg: &Registry, req: &Inbound, now: Timestamp, check_signatures: 
         workflows: verified.iter().map(|w| w.name.clone()).collect(),
         runs: Vec::new(),
         source: req.source.clone(),
+        raw_body: Some(body::RawBody {
+            kind,
+            bytes: req.body.clone(),
+        }),
     };
     let body = std::mem::take(&mut event.body);
     let mut ctx = context(&event, "", None, 0, Map::new());
@@ -401,6 +406,8 @@ pub fn redacted_event(event: &Event, redactors: &[&Redactor]) -> Option<Event> {
         return None;
     }
     let mut stored = event.clone();
+    // The bytes as received hold what is redacted: the value is stored.
+    stored.raw_body = None;
     for r in redactors {
         r.redact_value(&mut stored.body);
         r.redact_map(&mut stored.headers);
@@ -512,6 +519,7 @@ impl Inbox {
             workflows,
             runs: Vec::new(),
             source: req.source.clone(),
+            raw_body: None,
         };
         self.metrics.event(&event);
         let minute = now.0 / 60_000;
@@ -623,7 +631,7 @@ mod tests {
             hook_path: "/in".into(),
             headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
             query: BTreeMap::new(),
-            body: br#"{"k": 1}"#.to_vec(),
+            body: bytes::Bytes::from_static(br#"{"k": 1}"#),
             source: None,
         };
         let Prepared::Matching(mut m) = prepare(&reg, &req, Timestamp::now(), true) else {
@@ -668,7 +676,7 @@ mod tests {
             hook_path: "/in".into(),
             headers: BTreeMap::new(),
             query: BTreeMap::new(),
-            body: b"{}".to_vec(),
+            body: bytes::Bytes::from_static(b"{}"),
             source: None,
         };
         let Prepared::Matching(mut m) = prepare(&reg, &req, Timestamp::now(), true) else {

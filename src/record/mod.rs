@@ -2,6 +2,8 @@
 //! ids and their statuses. Plain types every layer above may use; the JSON
 //! field names are the contract of SPEC §8 ("Records").
 
+pub mod body;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -285,6 +287,11 @@ pub struct Event {
     pub runs: Vec<RunId>,
     #[serde(default)]
     pub source: Option<String>,
+    /// The body as received, when `body` is exactly what it reads as (not
+    /// redacted): the store keeps these bytes rather than writing the value
+    /// out again.
+    #[serde(skip)]
+    pub raw_body: Option<body::RawBody>,
 }
 
 /// One execution of one workflow for one event.

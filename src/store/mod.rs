@@ -246,7 +246,7 @@ impl Store {
     /// Keep a rejected request's metadata (not necessarily durable).
     pub async fn save_rejected(&self, event: &Event) -> Result<()> {
         match self {
-            Store::Sled(s) => s.save_event(event),
+            Store::Sled(s) => s.save_rejected(event),
         }
     }
 

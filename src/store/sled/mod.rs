@@ -3,14 +3,16 @@
 //!
 //! | tree       | key                           | value                      |
 //! |------------|-------------------------------|----------------------------|
-//! | `events`   | event id (time-ordered)       | [`Event`] as JSON          |
-//! | `runs`     | run id (time-ordered)         | [`Run`] as JSON            |
+//! | `events`   | event id (time-ordered)       | [`Event`], see [`codec`]   |
+//! | `runs`     | run id (time-ordered)         | [`Run`], see [`codec`]     |
+//! | `rejected` | event id of a rejected request | empty (an index, to keep the newest) |
 //! | `queue`    | due time (ms, big-endian) ++ run id | empty                |
 //! | `state`    | workflow `\0` key             | JSON value (`state_set`)   |
 //! | `versions` | workflow version hash         | the workflow's source      |
 //! | `dedupe`   | workflow `\0` dedupe key      | [`DedupeEntry`] as JSON    |
 //! | `meta`     | `fresh_runs_from`             | a run id (see below)       |
 //! | `meta`     | `ready_probe`                 | time of the last readiness write |
+//! | `meta`     | `live_bytes`                  | bytes of event and run records (see below) |
 //!
 //! The `queue` tree holds runs waiting for a later time (retries, delays)
 //! and replays. Fresh runs of an ingest get no queue entry, which saves two
@@ -21,7 +23,17 @@
 //! it, as only this process uses the folder.
 //!
 //! Ids sort by creation time, so "newest first" is a reverse range scan and a
-//! cursor is simply the last id seen. Durability goes through one flusher
+//! cursor is simply the last id seen. Events and runs are stored compressed
+//! ([`codec`]).
+//!
+//! Retention never scans the whole store: pruning by age walks from the
+//! oldest event and stops at the first one inside the window; pruning by
+//! size compares the bytes of event and run records — a running count
+//! (`live_bytes`), kept on every write and saved with the fresh-runs mark —
+//! with half the size limit, since sled's log may take up to twice its live
+//! records on disk before it reclaims a segment; rejected requests are
+//! found through their own index; expired dedupe keys are swept a bounded
+//! slice at a time. Durability goes through one flusher
 //! thread that serves every waiter with a single `flush` (group commit).
 //!
 //! There are no sled transactions: the first one puts every later sled
@@ -41,6 +53,7 @@
 //!   finished run is dropped).
 //! - replay: the entry, the run, then the links from its event and original.
 
+pub mod codec;
 pub(crate) mod queue;
 
 use super::{
@@ -64,6 +77,8 @@ const STATE: &str = "state";
 const VERSIONS: &str = "versions";
 const DEDUPE: &str = "dedupe";
 const META: &str = "meta";
+const REJECTED: &str = "rejected";
+const LIVE_BYTES: &[u8] = b"live_bytes";
 const FRESH_RUNS_FROM: &[u8] = b"fresh_runs_from";
 const READY_PROBE: &[u8] = b"ready_probe";
 
@@ -92,8 +107,16 @@ pub(crate) struct Trees {
     versions: Tree,
     dedupe: Tree,
     meta: Tree,
+    rejected: Tree,
     flusher: mpsc::Sender<oneshot::Sender<std::result::Result<(), String>>>,
     unreadable: Arc<Unreadable>,
+    /// Bytes of event and run records (keys and values): what retention by
+    /// size counts.
+    live: Arc<AtomicI64>,
+    /// Entries in the `rejected` index.
+    rejected_count: Arc<AtomicI64>,
+    /// Where the next sweep of expired dedupe keys starts.
+    dedupe_cursor: Arc<std::sync::Mutex<Option<sled::IVec>>>,
 }
 
 /// Records that cannot be decoded (a bad disk, a bug of an older version):
@@ -167,9 +190,13 @@ impl SledStore {
             versions: db.open_tree(VERSIONS)?,
             dedupe: db.open_tree(DEDUPE)?,
             meta: db.open_tree(META)?,
+            rejected: db.open_tree(REJECTED)?,
             db,
             flusher: tx,
             unreadable: Arc::default(),
+            live: Arc::default(),
+            rejected_count: Arc::default(),
+            dedupe_cursor: Arc::default(),
         };
         Ok(SledStore {
             trees,
@@ -189,6 +216,7 @@ impl SledStore {
         let (q, t) = (self.queue.clone(), self.trees.clone());
         let counted = super::blocking(move || {
             q.load(&t)?;
+            t.count_records()?;
             t.count_unfinished()
         })
         .await?;
@@ -279,8 +307,7 @@ impl SledStore {
 
         for r in &runs {
             self.trees
-                .runs
-                .insert(r.id.as_str().as_bytes(), to_bytes(r))?;
+                .put(&self.trees.runs, r.id.as_str(), codec::encode_run(r))?;
         }
         self.crash_point("ingest.runs_written");
         for c in &claims {
@@ -294,9 +321,10 @@ impl SledStore {
                 .insert(dedupe_key(&c.workflow, &c.key), to_bytes(&entry))?;
         }
         self.crash_point("ingest.claims_written");
-        self.trees.events.insert(
-            event.id.as_str().as_bytes(),
-            to_bytes(stored_event.as_ref().unwrap_or(&event)),
+        self.trees.put(
+            &self.trees.events,
+            event.id.as_str(),
+            codec::encode_event(stored_event.as_ref().unwrap_or(&event)),
         )?;
         self.crash_point("ingest.event_written");
         self.flush().await?;
@@ -362,10 +390,20 @@ impl SledStore {
         Ok(pruned.then_some(e))
     }
 
-    pub fn save_event(&self, event: &Event) -> Result<()> {
+    /// Keep a rejected request's metadata, and index it (only the newest
+    /// [`MAX_REJECTED_KEPT`] are kept).
+    pub fn save_rejected(&self, event: &Event) -> Result<()> {
+        let key = event.id.as_str();
         self.trees
-            .events
-            .insert(event.id.as_str().as_bytes(), to_bytes(event))?;
+            .put(&self.trees.events, key, codec::encode_event(event))?;
+        if self
+            .trees
+            .rejected
+            .insert(key.as_bytes(), &[] as &[u8])?
+            .is_none()
+        {
+            self.trees.rejected_count.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -465,7 +503,7 @@ impl SledStore {
             // Only an ingest interrupted before its event was written (and
             // so before its 202) leaves a run without its event.
             warn!(run_id = %claim.run_id, event_id = %run.event_id, "discarding a run whose event was never stored");
-            self.trees.runs.remove(claim.run_id.as_str().as_bytes())?;
+            self.trees.delete(&self.trees.runs, claim.run_id.as_str())?;
             self.settle(claim)?;
             self.unfinished.fetch_sub(1, Ordering::Relaxed);
             return Ok(None);
@@ -543,27 +581,28 @@ impl SledStore {
         };
         self.trees.queue.insert(entry.key(), &[] as &[u8])?;
         self.crash_point("replay.entry_written");
-        self.trees
-            .runs
-            .insert(replay.id.as_str().as_bytes(), to_bytes(replay))?;
+        self.trees.put(
+            &self.trees.runs,
+            replay.id.as_str(),
+            codec::encode_run(replay),
+        )?;
         self.crash_point("replay.run_written");
-        self.trees
-            .events
-            .update_and_fetch(replay.event_id.as_str().as_bytes(), |old| {
-                let bytes = old?;
-                match serde_json::from_slice::<Event>(bytes) {
-                    Ok(mut event) => {
-                        if !event.runs.contains(&replay.id) {
-                            event.runs.push(replay.id.clone());
-                        }
-                        Some(to_bytes(&event))
-                    }
-                    Err(_) => Some(bytes.to_vec()),
+        let key = replay.event_id.as_str();
+        if let Some(bytes) = self.trees.events.get(key.as_bytes())? {
+            // An unreadable event keeps its bytes; the replay still runs.
+            if let Ok(mut event) = codec::decode_event(key, &bytes) {
+                if !event.runs.contains(&replay.id) {
+                    event.runs.push(replay.id.clone());
+                    self.trees
+                        .put(&self.trees.events, key, codec::encode_event(&event))?;
                 }
-            })?;
-        self.trees
-            .runs
-            .insert(original.id.as_str().as_bytes(), to_bytes(original))?;
+            }
+        }
+        self.trees.put(
+            &self.trees.runs,
+            original.id.as_str(),
+            codec::encode_run(original),
+        )?;
         self.crash_point("replay.linked");
         self.flush().await?;
         self.unfinished.fetch_add(1, Ordering::Relaxed);
@@ -609,16 +648,14 @@ impl SledStore {
 
     fn save_run(&self, run: &Run) -> Result<()> {
         self.trees
-            .runs
-            .insert(run.id.as_str().as_bytes(), to_bytes(run))?;
-        Ok(())
+            .put(&self.trees.runs, run.id.as_str(), codec::encode_run(run))
     }
 
     fn read_run(&self, id: &str) -> Result<Option<Run>> {
         self.trees
             .runs
             .get(id.as_bytes())?
-            .map(|b| from_bytes(id, &b))
+            .map(|b| codec::decode_run(id, &b))
             .transpose()
     }
 
@@ -626,7 +663,7 @@ impl SledStore {
         self.trees
             .events
             .get(id.as_bytes())?
-            .map(|b| from_bytes(id, &b))
+            .map(|b| codec::decode_event(id, &b))
             .transpose()
     }
 
@@ -639,23 +676,12 @@ impl SledStore {
     }
 
     pub fn list_runs(&self, q: &RunQuery) -> Result<Page<Run>> {
-        // Cheap byte checks skip most non-matching records before the JSON
-        // is parsed; the parsed record is then checked exactly.
-        let wf_needle = q
-            .workflow
-            .as_ref()
-            .map(|w| format!("\"workflow\":{}", Value::from(w.as_str())));
-        let st_needle = q.status.map(|s| format!("\"status\":\"{}\"", s.as_str()));
         list(
             &self.trees.runs,
             q.before.as_deref(),
             q.limit,
             |key, bytes| {
-                if !contains(bytes, wf_needle.as_deref()) || !contains(bytes, st_needle.as_deref())
-                {
-                    return Ok(None);
-                }
-                let run: Run = match from_bytes(key, bytes) {
+                let run: Run = match codec::decode_run(key, bytes) {
                     Ok(r) => r,
                     Err(e) => {
                         self.trees.unreadable.note(RUNS, key, &e);
@@ -670,16 +696,12 @@ impl SledStore {
     }
 
     pub fn list_events(&self, q: &EventQuery) -> Result<Page<Event>> {
-        let oc_needle = q.outcome.map(|o| format!("\"outcome\":\"{}\"", o.as_str()));
         list(
             &self.trees.events,
             q.before.as_deref(),
             q.limit,
             |key, bytes| {
-                if !contains(bytes, oc_needle.as_deref()) {
-                    return Ok(None);
-                }
-                let event: Event = match from_bytes(key, bytes) {
+                let event: Event = match codec::decode_event(key, bytes) {
                     Ok(e) => e,
                     Err(e) => {
                         self.trees.unreadable.note(EVENTS, key, &e);
@@ -700,7 +722,7 @@ impl SledStore {
         for entry in self.trees.runs.iter().rev().take(cap) {
             let (k, v) = entry?;
             let key = String::from_utf8_lossy(&k);
-            let head = match from_bytes::<RunHead>(&key, &v) {
+            let head = match codec::decode_run::<RunHead>(&key, &v) {
                 Ok(h) => h,
                 Err(e) => {
                     self.trees.unreadable.note(RUNS, &key, &e);
@@ -745,97 +767,195 @@ impl SledStore {
     pub fn prune(&self, cutoff: Timestamp, max_bytes: u64, now: Timestamp) -> Result<Pruned> {
         let t = &self.trees;
         let mut pruned = Pruned::default();
-        let mut total: u64 = t.record_bytes()?;
-        let mut doomed = Vec::new();
-        for entry in t.events.iter() {
-            let (k, v) = entry?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let event: Event = match from_bytes(&key, &v) {
-                Ok(e) => e,
-                Err(e) => {
-                    // Its id still tells its age: it goes when its time is up.
-                    t.unreadable.note(EVENTS, &key, &e);
-                    if id_time(&key).is_some_and(|at| at < cutoff) {
-                        t.events.remove(&k)?;
-                        pruned.events += 1;
-                    }
-                    continue;
-                }
-            };
-            if event.received_at >= cutoff && total <= max_bytes {
-                break;
-            }
-            let mut size = v.len() as u64;
-            let mut removable = true;
-            for run_id in &event.runs {
-                if let Some(run_bytes) = t.runs.get(run_id.as_str().as_bytes())? {
-                    let run = match from_bytes::<RunHead>(run_id.as_str(), &run_bytes) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            // Unreadable: it cannot be resumed either.
-                            t.unreadable.note(RUNS, run_id.as_str(), &e);
-                            size += run_bytes.len() as u64;
-                            continue;
-                        }
-                    };
-                    if !run.status.is_final() {
-                        removable = false;
-                        break;
-                    }
-                    size += run_bytes.len() as u64;
-                }
-            }
-            if removable {
-                total = total.saturating_sub(size);
-                doomed.push(event);
-            }
-        }
-        for event in doomed {
-            for run_id in &event.runs {
-                if t.runs.remove(run_id.as_str().as_bytes())?.is_some() {
-                    pruned.runs += 1;
-                }
-            }
-            t.events.remove(event.id.as_str().as_bytes())?;
-            pruned.events += 1;
-        }
+        // By age, then by size: both from the oldest event.
+        t.prune_oldest(&mut pruned, |key| {
+            id_time(key).is_some_and(|at| at < cutoff)
+                || t.live.load(Ordering::Relaxed) as u64 > max_bytes / SIZE_HEADROOM
+        })?;
         // Rejected requests: only the newest are worth keeping.
-        let mut rejected_seen = 0usize;
-        let needle = format!("\"outcome\":\"{}\"", Outcome::Rejected.as_str());
-        let mut excess = Vec::new();
-        for entry in t.events.iter().rev() {
-            let (k, v) = entry?;
-            // The byte check can also match a body holding the same text;
-            // the parsed record decides.
-            let rejected = contains(&v, Some(&needle))
-                && serde_json::from_slice::<Event>(&v)
-                    .is_ok_and(|e| e.outcome == Outcome::Rejected);
-            if rejected {
-                rejected_seen += 1;
-                if rejected_seen > MAX_REJECTED_KEPT {
-                    excess.push(k);
-                }
+        while t.rejected_count.load(Ordering::Relaxed) > MAX_REJECTED_KEPT as i64 {
+            let Some((k, _)) = t.rejected.pop_min()? else {
+                break;
+            };
+            t.rejected_count.fetch_sub(1, Ordering::Relaxed);
+            if t.delete(&t.events, &String::from_utf8_lossy(&k))? {
+                pruned.events += 1;
             }
         }
-        for k in excess {
-            t.events.remove(k)?;
-            pruned.events += 1;
-        }
-        for entry in t.dedupe.iter() {
-            let (k, v) = entry?;
-            match serde_json::from_slice::<DedupeEntry>(&v) {
-                Ok(e) if e.expires_at > now => {}
-                _ => {
-                    t.dedupe.remove(k)?;
-                    pruned.dedupe += 1;
-                }
-            }
-        }
+        pruned.dedupe += t.sweep_dedupe(now)?;
         Ok(pruned)
     }
 }
 
+/// Retention by size keeps event and run records under the limit divided
+/// by this: sled cleans a segment of its log once half of it is garbage,
+/// so the log may take up to twice its live records on disk.
+const SIZE_HEADROOM: u64 = 2;
+
+/// Events read per batch when pruning (memory stays bounded).
+const PRUNE_BATCH: usize = 1024;
+
+/// Dedupe keys looked at per pass (the sweep resumes where it stopped).
+const DEDUPE_SWEEP: usize = 20_000;
+
 impl Trees {
+    /// Write an event or run record, keeping the byte count.
+    fn put(&self, tree: &Tree, key: &str, value: Vec<u8>) -> Result<()> {
+        let added = (key.len() + value.len()) as i64;
+        let old = tree.insert(key.as_bytes(), value)?;
+        let removed = old.map_or(0, |o| (key.len() + o.len()) as i64);
+        self.live.fetch_add(added - removed, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Remove an event or run record, keeping the byte count; whether there
+    /// was one.
+    fn delete(&self, tree: &Tree, key: &str) -> Result<bool> {
+        let old = tree.remove(key.as_bytes())?;
+        if let Some(o) = &old {
+            self.live
+                .fetch_sub((key.len() + o.len()) as i64, Ordering::Relaxed);
+        }
+        Ok(old.is_some())
+    }
+
+    /// The byte count saved with the last mark, or counted anew (a store
+    /// written by an earlier version); and the rejected index's size.
+    fn count_records(&self) -> Result<()> {
+        let saved = self
+            .meta
+            .get(LIVE_BYTES)?
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map(i64::from_le_bytes);
+        let live = match saved {
+            Some(n) => n,
+            None => {
+                let mut total = 0i64;
+                for tree in [&self.events, &self.runs] {
+                    for entry in tree.iter() {
+                        let (k, v) = entry?;
+                        total += (k.len() + v.len()) as i64;
+                    }
+                }
+                total
+            }
+        };
+        self.live.store(live, Ordering::Relaxed);
+        self.rejected_count.store(
+            self.rejected.iter().keys().count() as i64,
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    /// Keep the byte count with the fresh-runs mark (durable with the next
+    /// flush; after a crash it may miss the last second of writes, which
+    /// retention by size can bear).
+    pub(crate) fn save_live_bytes(&self) -> Result<()> {
+        let n = self.live.load(Ordering::Relaxed).max(0);
+        self.meta.insert(LIVE_BYTES, &n.to_le_bytes())?;
+        Ok(())
+    }
+
+    /// Remove the oldest events (with their runs) while `doomed` says so of
+    /// the next one's id. An event whose runs are not all final stays:
+    /// pruning must not lose work. Reads a batch at a time.
+    fn prune_oldest(&self, pruned: &mut Pruned, doomed: impl Fn(&str) -> bool) -> Result<()> {
+        let mut from: Option<sled::IVec> = None;
+        loop {
+            let range = match &from {
+                Some(k) => self.events.range::<&[u8], _>((
+                    std::ops::Bound::Excluded(&k[..]),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => self.events.iter(),
+            };
+            let mut batch = Vec::with_capacity(PRUNE_BATCH);
+            for entry in range.take(PRUNE_BATCH) {
+                batch.push(entry?);
+            }
+            let Some((last, _)) = batch.last() else {
+                return Ok(());
+            };
+            from = Some(last.clone());
+            for (k, v) in batch {
+                let key = String::from_utf8_lossy(&k).into_owned();
+                if !doomed(&key) {
+                    return Ok(());
+                }
+                let head = match codec::event_head(&key, &v) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        // Unreadable: only its id's time is known.
+                        self.unreadable.note(EVENTS, &key, &e);
+                        self.delete(&self.events, &key)?;
+                        pruned.events += 1;
+                        continue;
+                    }
+                };
+                if !self.runs_final(&head.runs)? {
+                    continue;
+                }
+                for run_id in &head.runs {
+                    if self.delete(&self.runs, run_id.as_str())? {
+                        pruned.runs += 1;
+                    }
+                }
+                self.delete(&self.events, &key)?;
+                if head.outcome == Outcome::Rejected && self.rejected.remove(&k)?.is_some() {
+                    self.rejected_count.fetch_sub(1, Ordering::Relaxed);
+                }
+                pruned.events += 1;
+            }
+        }
+    }
+
+    /// Every one of these runs is final (or gone, or unreadable: it cannot
+    /// be resumed either).
+    fn runs_final(&self, runs: &[RunId]) -> Result<bool> {
+        for id in runs {
+            if let Some(bytes) = self.runs.get(id.as_str().as_bytes())? {
+                match codec::decode_run::<RunHead>(id.as_str(), &bytes) {
+                    Ok(head) if !head.status.is_final() => return Ok(false),
+                    Ok(_) => {}
+                    Err(e) => self.unreadable.note(RUNS, id.as_str(), &e),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Remove expired dedupe keys, looking at [`DEDUPE_SWEEP`] of them from
+    /// where the last sweep stopped.
+    fn sweep_dedupe(&self, now: Timestamp) -> Result<usize> {
+        let mut cursor = self.dedupe_cursor.lock().unwrap_or_else(|e| e.into_inner());
+        let range = match cursor.as_ref() {
+            Some(k) => self.dedupe.range::<&[u8], _>((
+                std::ops::Bound::Excluded(&k[..]),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.dedupe.iter(),
+        };
+        let mut removed = 0;
+        let mut seen = 0;
+        let mut last = None;
+        for entry in range.take(DEDUPE_SWEEP) {
+            let (k, v) = entry?;
+            seen += 1;
+            match serde_json::from_slice::<DedupeEntry>(&v) {
+                Ok(e) if e.expires_at > now => {}
+                _ => {
+                    self.dedupe.remove(&k)?;
+                    removed += 1;
+                }
+            }
+            last = Some(k);
+        }
+        // The end of the tree: start over next time.
+        *cursor = if seen < DEDUPE_SWEEP { None } else { last };
+        Ok(removed)
+    }
+
     async fn flush(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.flusher
@@ -873,7 +993,7 @@ impl Trees {
         for entry in self.runs.range(from.as_str().as_bytes()..) {
             let (k, v) = entry?;
             let key = String::from_utf8_lossy(&k);
-            let head: RunHead = match from_bytes(&key, &v) {
+            let head: RunHead = match codec::decode_run(&key, &v) {
                 Ok(h) => h,
                 Err(e) => {
                     self.unreadable.note(RUNS, &key, &e);
@@ -909,9 +1029,13 @@ impl Trees {
             let id = e?.run_id;
             // A leftover entry of a finished (or vanished) run is not work.
             let unfinished = match self.runs.get(id.as_str().as_bytes())? {
-                Some(b) => {
-                    from_bytes::<RunHead>(id.as_str(), &b).is_ok_and(|h| !h.status.is_final())
-                }
+                Some(b) => match codec::decode_run::<RunHead>(id.as_str(), &b) {
+                    Ok(h) => !h.status.is_final(),
+                    Err(e) => {
+                        self.unreadable.note(RUNS, id.as_str(), &e);
+                        false
+                    }
+                },
                 None => false,
             };
             if unfinished {
@@ -926,18 +1050,6 @@ impl Trees {
             true
         })?;
         Ok(runs.len())
-    }
-
-    /// Bytes held by event and run records.
-    fn record_bytes(&self) -> Result<u64> {
-        let mut total = 0u64;
-        for tree in [&self.events, &self.runs] {
-            for entry in tree.iter() {
-                let (k, v) = entry?;
-                total += (k.len() + v.len()) as u64;
-            }
-        }
-        Ok(total)
     }
 }
 
@@ -1056,13 +1168,6 @@ fn group_commit(
         for w in waiters {
             let _ = w.send(result.clone());
         }
-    }
-}
-
-fn contains(haystack: &[u8], needle: Option<&str>) -> bool {
-    match needle {
-        None => true,
-        Some(n) => haystack.windows(n.len()).any(|w| w == n.as_bytes()),
     }
 }
 

@@ -456,6 +456,7 @@ impl Queue {
 pub async fn checkpoint(queue: &Queue, store: &Trees) -> Result<(), StoreError> {
     let mark = queue.low_water(Timestamp::now());
     store.flush().await?;
+    store.save_live_bytes()?;
     store.set_fresh_runs_from(&mark)
 }
 

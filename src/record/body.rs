@@ -1,13 +1,32 @@
-//! Turning an inbound body into the run context's `event` (SPEC §3.1): JSON
-//! as JSON, form fields as an object of strings, anything else as text.
+//! How a request body becomes the run context's `event` (SPEC §3.1): JSON
+//! as JSON, form fields as an object of strings, anything else as text. The
+//! kind is decided once, from the content type, and kept with the bytes
+//! ([`RawBody`]), so a stored body is read back exactly as it was first
+//! read.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BodyKind {
     Json,
     Form,
     Text,
+}
+
+/// A body's bytes as received, with the kind they were read as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBody {
+    pub kind: BodyKind,
+    pub bytes: bytes::Bytes,
+}
+
+impl RawBody {
+    /// The value the bytes read as (what [`parse`] gave when they arrived).
+    pub fn value(&self) -> Result<Value, String> {
+        parse_as(self.kind, &self.bytes)
+    }
 }
 
 pub fn kind(content_type: Option<&str>, body: &[u8]) -> BodyKind {
@@ -33,7 +52,12 @@ pub fn kind(content_type: Option<&str>, body: &[u8]) -> BodyKind {
 
 /// Parse the body; the error says why it is not what its type claims.
 pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Value, String> {
-    match kind(content_type, body) {
+    parse_as(kind(content_type, body), body)
+}
+
+/// Parse the body as `kind`.
+pub fn parse_as(kind: BodyKind, body: &[u8]) -> Result<Value, String> {
+    match kind {
         BodyKind::Json => {
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Value::Null);
