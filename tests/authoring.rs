@@ -327,29 +327,65 @@ async fn hot_reload_swaps_versions_under_traffic() {
             .unwrap_or(Value::Null)
     };
 
-    // Traffic while the file changes: every answer is 202 and every run finishes.
+    // Traffic while the file changes: every answer is 202 and every run
+    // finishes. It goes on until the last edit has been answered for a
+    // while (bounded), however slow the machine is.
     let client = server.client.clone();
     let url = server.url("/hooks/hot");
-    let traffic = tokio::spawn(async move {
-        let mut runs = Vec::new();
-        for n in 0..150 {
-            let resp = client
-                .post(&url)
-                .json(&json!({"n": n}))
-                .send()
-                .await
-                .expect("sent");
-            assert_eq!(resp.status().as_u16(), 202, "answered during reload");
-            let body: Value = resp.json().await.expect("json");
-            runs.push(body["runs"][0].as_str().expect("a run").to_string());
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    let edits_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let traffic = tokio::spawn({
+        let (edits_done, answered) = (edits_done.clone(), answered.clone());
+        async move {
+            let mut runs = Vec::new();
+            let mut after_edits = 0;
+            for n in 0..3000 {
+                let resp = client
+                    .post(&url)
+                    .json(&json!({"n": n}))
+                    .send()
+                    .await
+                    .expect("sent");
+                assert_eq!(resp.status().as_u16(), 202, "answered during reload");
+                let body: Value = resp.json().await.expect("json");
+                runs.push(body["runs"][0].as_str().expect("a run").to_string());
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if edits_done.load(std::sync::atomic::Ordering::SeqCst) {
+                    after_edits += 1;
+                    if after_edits >= 100 {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            runs
         }
-        runs
     });
+    // Some traffic on the first version before it changes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < 20 {
+        assert!(Instant::now() < deadline, "the traffic never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for tag in ["v2", "v3"] {
         tokio::time::sleep(Duration::from_millis(250)).await;
         std::fs::write(&wf_file, v(tag)).expect("edit");
     }
+    // The last edit is live once the API shows its version.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, list) = server.get("/api/workflows").await;
+        let source = server.get(&format!("/api/workflows/{}", "hot")).await.1["source"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if source.contains("v3") && version_of(&list)["status"] == "loaded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the last edit never went live");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    edits_done.store(true, std::sync::atomic::Ordering::SeqCst);
     let runs = traffic.await.expect("traffic");
     let mut tags = std::collections::BTreeSet::new();
     for r in &runs {
