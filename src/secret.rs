@@ -834,7 +834,11 @@ mod tests {
         assert_eq!(r.secrets().len(), LEARNT_PER_KEY + 1);
         assert_eq!(r.redacted("a tok-5-abcdef b"), "a [redacted] b");
         assert_eq!(r.redacted("other-token-1"), "[redacted]");
-        assert_eq!(r.redacted("tok-0-abcdef"), "tok-0-abcdef", "the oldest was let go");
+        assert_eq!(
+            r.redacted("tok-0-abcdef"),
+            "tok-0-abcdef",
+            "the oldest was let go"
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ async fn setup() -> (StandIn, Harness) {
     let api = StandIn::start(github::routes()).await;
     let h = Harness::start(
         WF,
-        &[("GITHUB_TOKEN", github::TOKEN), ("GITHUB_BASE_URL", &api.base)],
+        &[
+            ("GITHUB_TOKEN", github::TOKEN),
+            ("GITHUB_BASE_URL", &api.base),
+        ],
     );
     (api, h)
 }
@@ -102,16 +105,19 @@ async fn github_errors_fail_the_step_with_githubs_message() {
         vec![github::validation_failed("Label", "name", "invalid")],
     );
     let run = h
-        .run("/in", &json!({"id": "pi_2", "repo": "shop-api", "severity": "p1"}))
+        .run(
+            "/in",
+            &json!({"id": "pi_2", "repo": "shop-api", "severity": "p1"}),
+        )
         .await;
     assert_eq!(run["status"], "failed", "{run}");
     let issue = step(&run, "issue");
     let error = issue["error"].as_str().expect("an error");
+    assert!(error.starts_with("HTTP 422: Validation Failed"), "{error}");
     assert!(
-        error.starts_with("HTTP 422: Validation Failed"),
+        error.contains("invalid") && error.contains("Label"),
         "{error}"
     );
-    assert!(error.contains("invalid") && error.contains("Label"), "{error}");
     // 422 is the caller's mistake: not retried, and the steps after wait.
     assert_eq!(issue["attempts"].as_array().map(Vec::len), Some(1));
     assert_eq!(step(&run, "comment")["status"], "pending");
@@ -129,7 +135,10 @@ async fn github_errors_fail_the_step_with_githubs_message() {
         ],
     );
     let run = other
-        .run("/in", &json!({"id": "pi_3", "repo": "shop-api", "severity": "p1"}))
+        .run(
+            "/in",
+            &json!({"id": "pi_3", "repo": "shop-api", "severity": "p1"}),
+        )
         .await;
     assert_eq!(step(&run, "issue")["error"], "HTTP 401: Bad credentials");
 }

@@ -123,7 +123,10 @@ async fn append_row_fetches_a_token_once_and_reuses_it_from_the_store() {
     // The cache is in the store: a restarted server still uses the token.
     let h = h.restart();
     let run = h
-        .run("/paid", &json!({"id": "pi_4", "amount": 1, "currency": "eur"}))
+        .run(
+            "/paid",
+            &json!({"id": "pi_4", "amount": 1, "currency": "eur"}),
+        )
         .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(g.tokens.count(), 1);
@@ -138,7 +141,10 @@ async fn a_token_about_to_expire_is_refreshed_before_use() {
     let h = serve(&g, google::REFRESH_TOKEN);
     for i in 1..=3 {
         let run = h
-            .run("/paid", &json!({"id": format!("pi_{i}"), "amount": 1, "currency": "eur"}))
+            .run(
+                "/paid",
+                &json!({"id": format!("pi_{i}"), "amount": 1, "currency": "eur"}),
+            )
             .await;
         assert_eq!(run["status"], "succeeded", "{run}");
     }
@@ -147,7 +153,10 @@ async fn a_token_about_to_expire_is_refreshed_before_use() {
     g.tokens.expires_in.store(3599, Ordering::SeqCst);
     for i in 4..=6 {
         let run = h
-            .run("/paid", &json!({"id": format!("pi_{i}"), "amount": 1, "currency": "eur"}))
+            .run(
+                "/paid",
+                &json!({"id": format!("pi_{i}"), "amount": 1, "currency": "eur"}),
+            )
             .await;
         assert_eq!(run["status"], "succeeded", "{run}");
     }
@@ -185,13 +194,19 @@ async fn a_401_refreshes_the_token_once_and_repeats_the_call() {
     let g = google().await;
     let h = serve(&g, google::REFRESH_TOKEN);
     let run = h
-        .run("/paid", &json!({"id": "pi_1", "amount": 1, "currency": "eur"}))
+        .run(
+            "/paid",
+            &json!({"id": "pi_1", "amount": 1, "currency": "eur"}),
+        )
         .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     // Google stops accepting the cached token before its time.
     g.tokens.revoke_all();
     let run = h
-        .run("/paid", &json!({"id": "pi_2", "amount": 2, "currency": "eur"}))
+        .run(
+            "/paid",
+            &json!({"id": "pi_2", "amount": 2, "currency": "eur"}),
+        )
         .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let row = step(&run, "row");
@@ -226,15 +241,18 @@ async fn a_401_refreshes_the_token_once_and_repeats_the_call() {
         vec![google::unauthenticated(), google::unauthenticated()],
     );
     let run = h2
-        .run("/paid", &json!({"id": "pi_3", "amount": 3, "currency": "eur"}))
+        .run(
+            "/paid",
+            &json!({"id": "pi_3", "amount": 3, "currency": "eur"}),
+        )
         .await;
     assert_eq!(run["status"], "failed", "{run}");
     let row = step(&run, "row");
     assert_eq!(row["attempts"].as_array().map(Vec::len), Some(2));
     assert!(
-        row["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("HTTP 401: Request had invalid authentication credentials")),
+        row["error"].as_str().is_some_and(
+            |e| e.starts_with("HTTP 401: Request had invalid authentication credentials")
+        ),
         "{row}"
     );
     assert_eq!(g2.tokens.count(), 2);
@@ -247,7 +265,10 @@ async fn a_revoked_refresh_token_fails_the_step_with_googles_reason() {
     let g = google().await;
     let h = serve(&g, "1//0gThisRefreshTokenWasRevoked-0000000000000000");
     let run = h
-        .run("/paid", &json!({"id": "pi_1", "amount": 1, "currency": "eur"}))
+        .run(
+            "/paid",
+            &json!({"id": "pi_1", "amount": 1, "currency": "eur"}),
+        )
         .await;
     assert_eq!(run["status"], "failed", "{run}");
     let row = step(&run, "row");
@@ -286,7 +307,10 @@ async fn a_sheets_error_fails_the_step_with_googles_message() {
         )],
     );
     let run = h
-        .run("/paid", &json!({"id": "pi_1", "amount": 1, "currency": "eur"}))
+        .run(
+            "/paid",
+            &json!({"id": "pi_1", "amount": 1, "currency": "eur"}),
+        )
         .await;
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(

@@ -17,7 +17,10 @@ async fn post_message_setup() -> (StandIn, Harness) {
     let api = StandIn::start(slack::routes()).await;
     let h = Harness::start(
         POST,
-        &[("SLACK_BOT_TOKEN", slack::TOKEN), ("SLACK_BASE_URL", &api.base)],
+        &[
+            ("SLACK_BOT_TOKEN", slack::TOKEN),
+            ("SLACK_BASE_URL", &api.base),
+        ],
     );
     (api, h)
 }
@@ -72,7 +75,10 @@ async fn post_message_sends_what_slack_documents_and_keeps_its_answer() {
         )
         .await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    assert_eq!(api.requests_to(slack::POST_MESSAGE)[1].json()["blocks"], blocks);
+    assert_eq!(
+        api.requests_to(slack::POST_MESSAGE)[1].json()["blocks"],
+        blocks
+    );
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
@@ -83,7 +89,9 @@ async fn post_message_ok_false_fails_the_step_with_slacks_error() {
         slack::POST_MESSAGE,
         vec![slack::web_error("channel_not_found")],
     );
-    let run = h.run("/in", &json!({"id": "o-1", "channel": "C0NOPE"})).await;
+    let run = h
+        .run("/in", &json!({"id": "o-1", "channel": "C0NOPE"}))
+        .await;
     assert_eq!(run["status"], "failed", "{run}");
     let post = step(&run, "post");
     assert_eq!(post["status"], "failed");
@@ -101,9 +109,14 @@ async fn post_message_ok_false_fails_the_step_with_slacks_error() {
             ("SLACK_BASE_URL", &api.base),
         ],
     );
-    let run = other.run("/in", &json!({"id": "o-2", "channel": "C1"})).await;
+    let run = other
+        .run("/in", &json!({"id": "o-2", "channel": "C1"}))
+        .await;
     assert_eq!(step(&run, "post")["error"], "invalid_auth", "{run}");
-    assert!(!other.history_and_log().await.contains("xoxb-not-the-right-one"));
+    assert!(!other
+        .history_and_log()
+        .await
+        .contains("xoxb-not-the-right-one"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,8 +124,10 @@ async fn post_message_rate_limited_waits_for_retry_after() {
     let (api, h) = post_message_setup().await;
     api.queue(
         slack::POST_MESSAGE,
-        vec![Reply::json(429, json!({"ok": false, "error": "ratelimited"}))
-            .with_header("Retry-After", "1")],
+        vec![
+            Reply::json(429, json!({"ok": false, "error": "ratelimited"}))
+                .with_header("Retry-After", "1"),
+        ],
     );
     let run = h.run("/in", &json!({"id": "o-3", "channel": "C1"})).await;
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -174,5 +189,8 @@ async fn incoming_webhook_posts_to_its_url_and_reports_slacks_errors() {
         assert_eq!(tell["error"], format!("HTTP {status}: {body}"));
         assert_eq!(tell["attempts"].as_array().map(Vec::len), Some(1));
     }
-    assert!(!h.history_and_log().await.contains("XXXXXXXXXXXXXXXXXXXXXXXX"));
+    assert!(!h
+        .history_and_log()
+        .await
+        .contains("XXXXXXXXXXXXXXXXXXXXXXXX"));
 }

@@ -81,7 +81,10 @@ fn validate(dir: &std::path::Path, env: &[(&str, &str)]) -> (i32, String, String
 fn validate_reports_each_with_problem_at_the_workflows_line() {
     let dir = tempfile::tempdir().expect("tmp");
     write_files(&dir.path().join("connectors"), &[("shop.yaml", SHOP)]);
-    write_files(&dir.path().join("workflows"), &[("orders.yaml", BROKEN_WITH)]);
+    write_files(
+        &dir.path().join("workflows"),
+        &[("orders.yaml", BROKEN_WITH)],
+    );
     let (code, out, err) = validate(dir.path(), &[("SHOP_API_KEY", "k-123456")]);
     assert_eq!(code, 1, "{out}{err}");
     let wf = dir.path().join("workflows").join("orders.yaml");
@@ -209,7 +212,10 @@ fn the_schema_completes_uses_and_with_and_rejects_what_an_action_lacks() {
         .expect("yaml")
     };
     let good = doc("{ id: a, uses: shop.create_order, with: { customer: c, quantity: 2, tags: [x], priority: high } }");
-    let errors: Vec<String> = validator.iter_errors(&good).map(|e| e.to_string()).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&good)
+        .map(|e| e.to_string())
+        .collect();
     assert!(errors.is_empty(), "{errors:?}");
     // A template may stand for any type.
     assert!(validator.is_valid(&doc(
@@ -250,7 +256,10 @@ fn the_connectors_command_lists_actions_and_their_params() {
     };
     let (code, out, _) = run(&[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("shop") && out.contains("A shop's order API"), "{out}");
+    assert!(
+        out.contains("shop") && out.contains("A shop's order API"),
+        "{out}"
+    );
     assert!(out.contains("shop.create_order"), "{out}");
     let (code, out, _) = run(&["shop"]);
     assert_eq!(code, 0, "{out}");
@@ -271,7 +280,10 @@ fn the_connectors_command_lists_actions_and_their_params() {
     }
     let (code, _, err) = run(&["shpo"]);
     assert_eq!(code, 2);
-    assert!(err.contains("no connector `shpo`; did you mean `shop`?"), "{err}");
+    assert!(
+        err.contains("no connector `shpo`; did you mean `shop`?"),
+        "{err}"
+    );
 }
 
 /// A connector whose base URL is a sink on loopback (written into the
@@ -309,7 +321,11 @@ async fn a_uses_step_retries_and_records_like_an_http_step() {
     sink.answer(
         "/api/send/hi",
         vec![
-            (503, vec![], "{\"accepted\":false,\"reason\":\"busy\"}".into()),
+            (
+                503,
+                vec![],
+                "{\"accepted\":false,\"reason\":\"busy\"}".into(),
+            ),
             (200, vec![], "{\"accepted\":true}".into()),
         ],
     );
@@ -333,12 +349,19 @@ async fn a_uses_step_retries_and_records_like_an_http_step() {
     // `ok_when` fails a 2xx, with the connector's error.
     sink.answer(
         "/api/send/no",
-        vec![(200, vec![], "{\"accepted\":false,\"reason\":\"quota exceeded\"}".into())],
+        vec![(
+            200,
+            vec![],
+            "{\"accepted\":false,\"reason\":\"quota exceeded\"}".into(),
+        )],
     );
     let run = server.run_once("/hooks/u", &json!({"text": "no"})).await;
     assert_eq!(run["status"], "failed");
     assert_eq!(run["steps"][0]["error"], "quota exceeded");
-    assert_eq!(run["steps"][0]["attempts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        run["steps"][0]["attempts"].as_array().map(Vec::len),
+        Some(1)
+    );
     sink.next().await;
 
     // A parameter rendered to the wrong type fails before anything is sent.
@@ -350,7 +373,10 @@ async fn a_uses_step_retries_and_records_like_an_http_step() {
         run["steps"][0]["error"],
         "with: `count` must be a whole number, but `{{ $.event.count }}` gave text"
     );
-    assert_eq!(run["steps"][0]["attempts"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        run["steps"][0]["attempts"].as_array().map(Vec::len),
+        Some(0)
+    );
     // So does a required one rendered to nothing.
     let run = server.run_once("/hooks/u", &json!({})).await;
     assert_eq!(
@@ -391,8 +417,12 @@ async fn a_uses_step_obeys_the_outbound_policy() {
     );
     let client = reqwest::Client::new();
     let answer = common::post_at(&client, &server.url("/hooks/u"), &json!({"text": "a"})).await;
-    let run = common::wait_run_at(&client, &server.base, answer["runs"][0].as_str().expect("run"))
-        .await;
+    let run = common::wait_run_at(
+        &client,
+        &server.base,
+        answer["runs"][0].as_str().expect("run"),
+    )
+    .await;
     assert_eq!(run["status"], "failed", "{run}");
     let error = run["steps"][0]["error"].as_str().expect("error");
     assert!(error.contains("127.0.0.1"), "{error}");
@@ -479,7 +509,10 @@ async fn a_changed_connector_recompiles_the_workflows_that_use_it() {
     };
     let (_, list) = server.get("/api/workflows").await;
     let (u1, other1) = versions(&list);
-    sink.answer("/api/send/a", vec![(200, vec![], "{\"accepted\":true}".into())]);
+    sink.answer(
+        "/api/send/a",
+        vec![(200, vec![], "{\"accepted\":true}".into())],
+    );
     let run = server.run_once("/hooks/u", &json!({"text": "a"})).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(sink.next().await.uri, "/api/send/a");
@@ -498,12 +531,21 @@ async fn a_changed_connector_recompiles_the_workflows_that_use_it() {
         if u2 != u1 {
             break (u2, other2);
         }
-        assert!(Instant::now() < deadline, "the workflow was never recompiled");
+        assert!(
+            Instant::now() < deadline,
+            "the workflow was never recompiled"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_ne!(u2, Value::Null);
-    assert_eq!(other1, other2, "a workflow without the connector is unchanged");
-    sink.answer("/api/v2/send/b", vec![(200, vec![], "{\"accepted\":true}".into())]);
+    assert_eq!(
+        other1, other2,
+        "a workflow without the connector is unchanged"
+    );
+    sink.answer(
+        "/api/v2/send/b",
+        vec![(200, vec![], "{\"accepted\":true}".into())],
+    );
     let run = server.run_once("/hooks/u", &json!({"text": "b"})).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["workflow_version"], u2);
@@ -527,10 +569,16 @@ async fn a_changed_connector_recompiles_the_workflows_that_use_it() {
             assert_eq!(u["serving_version"], u2);
             break;
         }
-        assert!(Instant::now() < deadline, "the broken connector was never reported");
+        assert!(
+            Instant::now() < deadline,
+            "the broken connector was never reported"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    sink.answer("/api/v2/send/c", vec![(200, vec![], "{\"accepted\":true}".into())]);
+    sink.answer(
+        "/api/v2/send/c",
+        vec![(200, vec![], "{\"accepted\":true}".into())],
+    );
     let run = server.run_once("/hooks/u", &json!({"text": "c"})).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     server.stop().await;
@@ -554,7 +602,10 @@ async fn client_credentials_without_a_refresh_token() {
         .reply(|_| Reply::json(200, json!({"access_token": "cc-access-token-0001", "token_type": "Bearer", "expires_in": 3600})))])
     .await;
     let app = StandIn::start(vec![Route::post("/orders")
-        .bearer("cc-access-token-0001", Reply::json(401, json!({"error": "unauthorized"})))
+        .bearer(
+            "cc-access-token-0001",
+            Reply::json(401, json!({"error": "unauthorized"})),
+        )
         .reply(|_| Reply::json(201, json!({"id": "ord_1"})))])
     .await;
     let conn = format!(
@@ -628,4 +679,65 @@ async fn the_api_shows_each_workflows_connectors_and_their_unset_variables() {
     );
     let one = common::get_at(&client, &server.url("/api/workflows/orders")).await;
     assert_eq!(one["connectors"], orders["connectors"]);
+}
+
+/// A workflow version keeps the connector files it was built with: after
+/// the connector changed and the server restarted (nothing in memory), a
+/// replay on the recorded version sends what the old connector said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_version_keeps_the_connector_it_was_built_with() {
+    let mut sink = Sink::start().await;
+    let conn = sink_connector(&sink, "");
+    let server =
+        TestServer::start_with_connectors(&[("u.yaml", USES_SINK)], &[("sinkapp.yaml", &conn)])
+            .await;
+    sink.answer(
+        "/api/send/a",
+        vec![(200, vec![], "{\"accepted\":true}".into())],
+    );
+    let run = server.run_once("/hooks/u", &json!({"text": "a"})).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(sink.next().await.uri, "/api/send/a");
+    let v1 = run["workflow_version"].clone();
+
+    std::fs::write(
+        server.dir.path().join("connectors").join("sinkapp.yaml"),
+        conn.replace("path: /send/", "path: /v2/send/"),
+    )
+    .expect("edit");
+    let server = server.restart(&[("u.yaml", USES_SINK)]).await;
+    let (_, list) = server.get("/api/workflows").await;
+    assert_ne!(
+        list[0]["version"], v1,
+        "the new connector gives a new version"
+    );
+
+    let resp = server
+        .client
+        .post(server.url(&format!(
+            "/api/runs/{}/replay",
+            run["id"].as_str().expect("id")
+        )))
+        .header("content-type", "application/json")
+        .body(r#"{"version": "recorded"}"#)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 201);
+    let replay: Value = resp.json().await.expect("json");
+    sink.answer(
+        "/api/send/a",
+        vec![(200, vec![], "{\"accepted\":true}".into())],
+    );
+    let replayed = server
+        .wait_run(replay["run_id"].as_str().expect("run id"))
+        .await;
+    assert_eq!(replayed["status"], "succeeded", "{replayed}");
+    assert_eq!(replayed["workflow_version"], v1);
+    assert_eq!(
+        sink.next().await.uri,
+        "/api/send/a",
+        "the old connector's path"
+    );
+    server.stop().await;
 }

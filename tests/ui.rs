@@ -306,7 +306,9 @@ async fn the_ui_shows_each_workflows_connectors_and_a_steps_action() {
         &[("sinkapp.yaml", &app), ("keyed.yaml", keyed)],
     )
     .await;
-    let run = server.run_once("/hooks/sends", &json!({"text": "hi"})).await;
+    let run = server
+        .run_once("/hooks/sends", &json!({"text": "hi"}))
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let dir = shots();
 
@@ -328,7 +330,10 @@ async fn the_ui_shows_each_workflows_connectors_and_a_steps_action() {
     let listed = browser
         .js("return document.querySelector('tr[data-workflow=sends] [data-connector=sinkapp]')?.textContent")
         .await;
-    assert!(listed.as_str().is_some_and(|t| t.contains("sinkapp")), "{listed}");
+    assert!(
+        listed.as_str().is_some_and(|t| t.contains("sinkapp")),
+        "{listed}"
+    );
     browser.screenshot(&dir, "workflows-connectors").await;
 
     // A workflow's page: its connectors, actions and variables.
@@ -343,10 +348,7 @@ async fn the_ui_shows_each_workflows_connectors_and_a_steps_action() {
 
     // A run: the step shows the action it called.
     browser
-        .goto(&server.url(&format!(
-            "/ui/#/runs/{}",
-            run["id"].as_str().expect("id")
-        )))
+        .goto(&server.url(&format!("/ui/#/runs/{}", run["id"].as_str().expect("id"))))
         .await;
     let uses = browser
         .wait_for(

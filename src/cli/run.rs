@@ -207,10 +207,14 @@ fn print_trace(run: &Run, sent: bool) {
             StepStatus::Waiting => "wait",
             StepStatus::Pending | StepStatus::Running | StepStatus::Retrying => "  - ",
         };
-        let kind = serde_json::to_value(step.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        // A `uses` step shows its connector action.
+        let kind = match &step.uses {
+            Some(u) => u.clone(),
+            None => serde_json::to_value(step.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+        };
         let status = serde_json::to_value(step.status)
             .ok()
             .and_then(|v| v.as_str().map(String::from))

@@ -212,11 +212,10 @@ pub fn prepare(reg: &Registry, req: &Inbound, now: Timestamp, check_signatures: 
                     headers: &req.headers,
                     body: &req.body,
                 };
-                match v.scheme.verify_request(
-                    v.secret.expose().as_bytes(),
-                    &signed,
-                    now.0 / 1000,
-                ) {
+                match v
+                    .scheme
+                    .verify_request(v.secret.expose().as_bytes(), &signed, now.0 / 1000)
+                {
                     Ok(()) => verified.push(*w),
                     Err(reason) => {
                         rejection

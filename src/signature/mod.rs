@@ -125,10 +125,9 @@ impl Scheme {
             Scheme::Gitlab => vec![GITLAB_TOKEN.into()],
             Scheme::Twilio => vec![TWILIO_SIGNATURE.into()],
             Scheme::Linear { .. } => vec![LINEAR_SIGNATURE.into()],
-            Scheme::Hubspot { .. } => vec![
-                HUBSPOT_SIGNATURE_V3.into(),
-                "x-hubspot-signature".into(),
-            ],
+            Scheme::Hubspot { .. } => {
+                vec![HUBSPOT_SIGNATURE_V3.into(), "x-hubspot-signature".into()]
+            }
         }
     }
 
@@ -172,12 +171,7 @@ impl Scheme {
 
     /// Verify a request as signed with `secret`. `now` is seconds since
     /// the epoch.
-    pub fn verify_request(
-        &self,
-        secret: &[u8],
-        req: &Signed,
-        now: u64,
-    ) -> Result<(), Rejection> {
+    pub fn verify_request(&self, secret: &[u8], req: &Signed, now: u64) -> Result<(), Rejection> {
         let (headers, body) = (req.headers, req.body);
         match self {
             Scheme::Stripe { tolerance } => {
@@ -558,7 +552,16 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            Scheme::Twilio.verify_request(b"12345", &Signed { method: "POST", url, headers: &headers(&[]), body }, 0),
+            Scheme::Twilio.verify_request(
+                b"12345",
+                &Signed {
+                    method: "POST",
+                    url,
+                    headers: &headers(&[]),
+                    body
+                },
+                0
+            ),
             Err(Rejection::MissingHeader("x-twilio-signature"))
         );
     }
@@ -585,7 +588,10 @@ mod tests {
             headers: &h,
             body,
         };
-        assert_eq!(Scheme::Twilio.verify_request(b"token", &req(body), 0), Ok(()));
+        assert_eq!(
+            Scheme::Twilio.verify_request(b"token", &req(body), 0),
+            Ok(())
+        );
         assert_eq!(
             Scheme::Twilio.verify_request(b"token", &req(br#"{"status":"failed"}"#), 0),
             Err(Rejection::Mismatch)
@@ -595,7 +601,10 @@ mod tests {
     #[test]
     fn gitlab_token_is_compared_whole() {
         let ok = headers(&[("x-gitlab-token", "s3cr3t-token")]);
-        assert_eq!(Scheme::Gitlab.verify(b"s3cr3t-token", &ok, b"{}", 0), Ok(()));
+        assert_eq!(
+            Scheme::Gitlab.verify(b"s3cr3t-token", &ok, b"{}", 0),
+            Ok(())
+        );
         for wrong in ["s3cr3t-toke", "s3cr3t-token2", "", "S3CR3T-TOKEN"] {
             let h = headers(&[("x-gitlab-token", wrong)]);
             assert_eq!(
@@ -653,8 +662,11 @@ mod tests {
             ts.as_bytes(),
         ]
         .concat();
-        let sig = base64::engine::general_purpose::STANDARD
-            .encode(sign(Algorithm::Sha256, b"client-secret", &msg));
+        let sig = base64::engine::general_purpose::STANDARD.encode(sign(
+            Algorithm::Sha256,
+            b"client-secret",
+            &msg,
+        ));
         let h = headers(&[
             ("x-hubspot-signature-v3", &sig),
             ("x-hubspot-request-timestamp", ts),

@@ -500,6 +500,16 @@ impl Canned {
         }
     }
 
+    /// Whether answers were given for this step (a test's `mock:`); a step
+    /// without gets a plain `200`, taken as a success whatever a
+    /// connector's `ok_when` says.
+    pub fn mocked(&self, step_id: &str) -> bool {
+        self.answers
+            .lock()
+            .map(|a| a.get(step_id).is_some_and(|l| !l.is_empty()))
+            .unwrap_or(false)
+    }
+
     /// The requests steps would have sent, by step id, in order.
     pub fn sent(&self) -> Vec<(String, Prepared)> {
         self.sent.lock().map(|s| s.clone()).unwrap_or_default()

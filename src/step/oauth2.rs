@@ -222,26 +222,31 @@ impl TokenSource {
         let clock = Instant::now();
         let result = env.http.send(&self.connector, &request).await;
         let duration_ms = clock.elapsed().as_millis() as u64;
-        let fail = |message: String, retryable: bool, result: Result<Response, String>| TokenError {
-            message,
-            retryable,
-            exchange: Some(Exchange {
-                request: request.clone(),
-                result,
-                started_at,
-                duration_ms,
-            }),
-        };
+        let fail =
+            |message: String, retryable: bool, result: Result<Response, String>| TokenError {
+                message,
+                retryable,
+                exchange: Some(Exchange {
+                    request: request.clone(),
+                    result,
+                    started_at,
+                    duration_ms,
+                }),
+            };
         let resp = match &result {
             Err(e) => {
-                let message = format!("oauth2: cannot get an access token from the token endpoint: {e}");
+                let message =
+                    format!("oauth2: cannot get an access token from the token endpoint: {e}");
                 return Err(fail(message, true, result));
             }
             Ok(r) => r,
         };
         let body: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
         if !(200..300).contains(&resp.status) {
-            let why = match (body.get("error").and_then(Value::as_str), body.get("error_description").and_then(Value::as_str)) {
+            let why = match (
+                body.get("error").and_then(Value::as_str),
+                body.get("error_description").and_then(Value::as_str),
+            ) {
                 (Some(e), Some(d)) => format!(": {e} ({d})"),
                 (Some(e), None) => format!(": {e}"),
                 _ => String::new(),
@@ -266,7 +271,11 @@ impl TokenSource {
         let rotated = body
             .get("refresh_token")
             .and_then(Value::as_str)
-            .filter(|r| self.refresh_token.as_ref().is_some_and(|own| own.expose() != *r))
+            .filter(|r| {
+                self.refresh_token
+                    .as_ref()
+                    .is_some_and(|own| own.expose() != *r)
+            })
             .map(str::to_string);
         Ok(Cached {
             access_token: token.to_string(),
@@ -335,8 +344,7 @@ impl TokenSource {
 /// A process-wide table, since every executor and workflow version of the
 /// process that uses the grant must wait on the same lock.
 fn refresh_lock(key: &str) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
-        OnceLock::new();
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
     let table = LOCKS.get_or_init(Mutex::default);
     let mut table = table.lock().unwrap_or_else(|p| p.into_inner());
     Arc::clone(table.entry(key.to_string()).or_default())
@@ -362,8 +370,7 @@ mod tests {
     fn the_token_request_follows_rfc_6749() {
         let s = source(Some("rt-1"), ClientAuth::Body);
         let r = s.request(None);
-        let form: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(&r.body).expect("a form");
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&r.body).expect("a form");
         let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("grant_type"), Some("refresh_token"));
         assert_eq!(get("refresh_token"), Some("rt-1"));
@@ -372,14 +379,12 @@ mod tests {
         assert_eq!(get("scope"), Some("a b"));
         // A rotated refresh token is used in place of the configured one.
         let r = s.request(Some(&Secret::from("rt-2")));
-        let form: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(&r.body).expect("a form");
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&r.body).expect("a form");
         assert!(form.contains(&("refresh_token".into(), "rt-2".into())));
 
         let s = source(None, ClientAuth::Basic);
         let r = s.request(None);
-        let form: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(&r.body).expect("a form");
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&r.body).expect("a form");
         assert!(form.contains(&("grant_type".into(), "client_credentials".into())));
         assert!(!form.iter().any(|(k, _)| k == "client_secret"));
         let auth = r

@@ -247,7 +247,12 @@ fn name_or_stem(file: &Path, peek: Option<&Peek>) -> String {
     peek.and_then(|p| p.name.clone()).unwrap_or(stem)
 }
 
-fn invalid(file: &Path, source: &str, issues: Vec<Issue>, connectors: Vec<ConnectorUse>) -> FileReport {
+fn invalid(
+    file: &Path,
+    source: &str,
+    issues: Vec<Issue>,
+    connectors: Vec<ConnectorUse>,
+) -> FileReport {
     let (peek, _) = super::yaml::from_str::<Peek>(source);
     let name = name_or_stem(file, peek.as_ref());
     let path = peek

@@ -19,7 +19,8 @@
 use crate::common::standin::{Reply, Request, Route};
 use serde_json::{json, Value};
 
-pub const TOKEN: &str = "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
+pub const TOKEN: &str =
+    "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
 pub const ISSUES: &str = "POST /repos/{owner}/{repo}/issues";
 pub const COMMENTS: &str = "POST /repos/{owner}/{repo}/issues/{issue_number}/comments";
 pub const DISPATCH: &str = "POST /repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches";

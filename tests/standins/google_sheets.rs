@@ -116,44 +116,48 @@ pub fn token_routes(tokens: Arc<Tokens>) -> Vec<Route> {
 
 /// The Sheets API (`sheets.googleapis.com`).
 pub fn sheets_routes(tokens: Arc<Tokens>) -> Vec<Route> {
-    vec![Route::post(
-        "/v4/spreadsheets/{spreadsheet_id}/values/{range}:append",
-    )
-    .auth(
-        move |r| {
-            r.bearer()
-                .is_some_and(|t| tokens.valid.lock().expect("lock").contains(t))
-        },
-        |_| unauthenticated(),
-    )
-    .content_type("application/json")
-    .check(|r| match r.query.get("valueInputOption").map(String::as_str) {
-        Some("RAW" | "USER_ENTERED") => Ok(()),
-        other => Err(format!(
-            "valueInputOption must be RAW or USER_ENTERED, got {other:?}"
-        )),
-    })
-    .json_fields(&["values"])
-    .json_only(&["values", "range", "majorDimension"])
-    .check(|r| {
-        let b = r.json();
-        let rows = b["values"].as_array().ok_or("`values` must be a list of rows")?;
-        if rows.iter().all(|row| row.is_array()) {
-            Ok(())
-        } else {
-            Err("each row of `values` must be a list".into())
-        }
-    })
-    .reply(|r| {
-        let id = &r.params["spreadsheet_id"];
-        let sheet = r.params["range"]
-            .split('!')
-            .next()
-            .unwrap_or("Sheet1")
-            .to_string();
-        let cols = r.json()["values"][0].as_array().map(Vec::len).unwrap_or(0);
-        json_ok(id, &sheet, cols)
-    })]
+    vec![
+        Route::post("/v4/spreadsheets/{spreadsheet_id}/values/{range}:append")
+            .auth(
+                move |r| {
+                    r.bearer()
+                        .is_some_and(|t| tokens.valid.lock().expect("lock").contains(t))
+                },
+                |_| unauthenticated(),
+            )
+            .content_type("application/json")
+            .check(
+                |r| match r.query.get("valueInputOption").map(String::as_str) {
+                    Some("RAW" | "USER_ENTERED") => Ok(()),
+                    other => Err(format!(
+                        "valueInputOption must be RAW or USER_ENTERED, got {other:?}"
+                    )),
+                },
+            )
+            .json_fields(&["values"])
+            .json_only(&["values", "range", "majorDimension"])
+            .check(|r| {
+                let b = r.json();
+                let rows = b["values"]
+                    .as_array()
+                    .ok_or("`values` must be a list of rows")?;
+                if rows.iter().all(|row| row.is_array()) {
+                    Ok(())
+                } else {
+                    Err("each row of `values` must be a list".into())
+                }
+            })
+            .reply(|r| {
+                let id = &r.params["spreadsheet_id"];
+                let sheet = r.params["range"]
+                    .split('!')
+                    .next()
+                    .unwrap_or("Sheet1")
+                    .to_string();
+                let cols = r.json()["values"][0].as_array().map(Vec::len).unwrap_or(0);
+                json_ok(id, &sheet, cols)
+            }),
+    ]
 }
 
 fn json_ok(id: &str, sheet: &str, cols: usize) -> Reply {

@@ -7,7 +7,9 @@
 use super::{dedupe, verify, Cx};
 use crate::expr::template::Template;
 use crate::workflow::connector::{Connector, Lookup};
-use crate::workflow::spec::{SecretSpec, TimedSecretSpec, UrlSecretSpec, UrlTimedSecretSpec, VerifySpec};
+use crate::workflow::spec::{
+    SecretSpec, TimedSecretSpec, UrlSecretSpec, UrlTimedSecretSpec, VerifySpec,
+};
 use crate::workflow::yaml::{did_you_mean, Pos, Spanned};
 use crate::workflow::{Dedupe, Events, Verify, DEFAULT_DEDUPE_WINDOW};
 use std::sync::Arc;
@@ -102,9 +104,7 @@ impl Provider {
     /// Where the event type is (a template), when the provider sends one.
     fn event_type(self) -> Option<&'static str> {
         match self {
-            Provider::Stripe | Provider::Standard | Provider::Linear => {
-                Some("{{ $.event.type }}")
-            }
+            Provider::Stripe | Provider::Standard | Provider::Linear => Some("{{ $.event.type }}"),
             Provider::Github => Some("{{ $.request.headers['x-github-event'] }}"),
             Provider::Shopify => Some("{{ $.request.headers['x-shopify-topic'] }}"),
             // The Events API's `event.type`, else the envelope's `type`
@@ -305,7 +305,11 @@ impl Preset<'_> {
                 })
                 .collect(),
             Preset::Connector(c, pos) => {
-                let Some(s) = c.spec.webhook.as_ref().and_then(|w| w.value.summary.as_ref())
+                let Some(s) = c
+                    .spec
+                    .webhook
+                    .as_ref()
+                    .and_then(|w| w.value.summary.as_ref())
                 else {
                     return Vec::new();
                 };

@@ -7,6 +7,7 @@
 
 use super::{http, value_template, Cx};
 use crate::expr::template::Template;
+use crate::secret::Secret;
 use crate::step::http::HttpAction;
 use crate::step::oauth2::{ClientAuth, TokenSource};
 use crate::step::uses::{kind_of, Param, Uses};
@@ -18,7 +19,6 @@ use crate::workflow::connector::{
 };
 use crate::workflow::spec::HttpSpec;
 use crate::workflow::yaml::{did_you_mean, Ordered, Pos, Spanned, YNode};
-use crate::secret::Secret;
 use std::sync::Arc;
 
 /// Compile a `uses` step, reporting every problem.
@@ -183,7 +183,10 @@ fn params(
                             ),
                         );
                     } else if let (Some(values), false) = (&allowed, is_template_text) {
-                        if !values.iter().any(|a| crate::expr::condition::json_eq(a, lit)) {
+                        if !values
+                            .iter()
+                            .any(|a| crate::expr::condition::json_eq(a, lit))
+                        {
                             cx.issue(
                                 v.pos,
                                 format!(
@@ -382,10 +385,7 @@ fn token_source(cx: &mut Cx, connector: &Connector, o: &OAuth2Spec) -> Option<To
     let url = match url_text.as_deref().map(reqwest::Url::parse) {
         Some(Ok(u)) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
         Some(_) => {
-            cx.issue(
-                o.token_url.pos,
-                "oauth2: `token_url` is not an http(s) URL",
-            );
+            cx.issue(o.token_url.pos, "oauth2: `token_url` is not an http(s) URL");
             None
         }
         None => None,

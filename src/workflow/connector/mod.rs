@@ -143,10 +143,11 @@ impl Catalog {
                     .map(|c| c.file.clone())
                     .or_else(|| catalog.invalid.get(&name).cloned())
                 {
-                    let pos = spec.connector.as_ref().map(|n| n.pos).unwrap_or(Pos {
-                        line: 1,
-                        col: 1,
-                    });
+                    let pos = spec
+                        .connector
+                        .as_ref()
+                        .map(|n| n.pos)
+                        .unwrap_or(Pos { line: 1, col: 1 });
                     issues.push(issue(
                         &file,
                         pos,
@@ -322,7 +323,10 @@ impl Check<'_> {
             self.auth(auth);
         }
         if let Some(w) = &spec.webhook {
-            for t in [&w.value.event_type, &w.value.summary].into_iter().flatten() {
+            for t in [&w.value.event_type, &w.value.summary]
+                .into_iter()
+                .flatten()
+            {
                 self.template(t, "webhook");
             }
             if let Some(d) = &w.value.dedupe {
@@ -421,7 +425,10 @@ impl Check<'_> {
                 if !values.iter().any(|v| v.value.to_json() == dv) {
                     self.issue(
                         d.pos,
-                        format!("the default of `{}` is not one of its `enum` values", pname.value),
+                        format!(
+                            "the default of `{}` is not one of its `enum` values",
+                            pname.value
+                        ),
                     );
                 }
             }
@@ -443,8 +450,7 @@ impl Check<'_> {
                         "`path` goes under the connector's `base_url`, which is not set; add `base_url:` or write the whole `url:`",
                     );
                 }
-                if !(p.value.is_empty() || p.value.starts_with('/') || p.value.starts_with("{{"))
-                {
+                if !(p.value.is_empty() || p.value.starts_with('/') || p.value.starts_with("{{")) {
                     self.issue(p.pos, "a `path` starts with `/`");
                 }
             }
@@ -491,7 +497,10 @@ impl Check<'_> {
             }
         }
         if let Some(r) = &http.retry {
-            for (t, what) in [(&r.value.backoff, "backoff"), (&r.value.max_backoff, "max_backoff")] {
+            for (t, what) in [
+                (&r.value.backoff, "backoff"),
+                (&r.value.max_backoff, "max_backoff"),
+            ] {
                 if let Some(t) = t {
                     self.duration(t, what);
                 }
@@ -628,12 +637,18 @@ impl Connector {
             if let Some(auth) = &spec.auth {
                 match &auth.value {
                     AuthSpec::Bearer(t) => texts.push(&t.value),
-                    AuthSpec::Basic(b) => texts.extend([&b.user.value, &b.password.value].map(String::as_str)),
+                    AuthSpec::Basic(b) => {
+                        texts.extend([&b.user.value, &b.password.value].map(String::as_str))
+                    }
                     AuthSpec::Header(h) => texts.push(&h.value.value),
                     AuthSpec::Oauth2(o) => {
                         texts.extend(
-                            [&o.token_url.value, &o.client_id.value, &o.client_secret.value]
-                                .map(String::as_str),
+                            [
+                                &o.token_url.value,
+                                &o.client_id.value,
+                                &o.client_secret.value,
+                            ]
+                            .map(String::as_str),
                         );
                         if let Some(r) = &o.refresh_token {
                             texts.push(&r.value);
@@ -706,7 +721,11 @@ pub fn uses_of(
     }
     let (peek, _) = yaml::from_str::<Peek>(source);
     let mut by_connector: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for u in peek.into_iter().flat_map(|p| p.steps).filter_map(|s| s.uses) {
+    for u in peek
+        .into_iter()
+        .flat_map(|p| p.steps)
+        .filter_map(|s| s.uses)
+    {
         let Some((c, a)) = u.split_once('.') else {
             continue;
         };
@@ -721,14 +740,18 @@ pub fn uses_of(
             let found = catalog.get(&name);
             let env_state = found
                 .map(|c| {
-                    c.env_vars(actions.iter().filter_map(|a| a.split_once('.').map(|(_, x)| x)))
-                        .into_iter()
-                        .map(|v| EnvState {
-                            set: env.get(&v.name).is_some(),
-                            name: v.name,
-                            optional: v.optional,
-                        })
-                        .collect()
+                    c.env_vars(
+                        actions
+                            .iter()
+                            .filter_map(|a| a.split_once('.').map(|(_, x)| x)),
+                    )
+                    .into_iter()
+                    .map(|v| EnvState {
+                        set: env.get(&v.name).is_some(),
+                        name: v.name,
+                        optional: v.optional,
+                    })
+                    .collect()
                 })
                 .unwrap_or_default();
             ConnectorUse {
