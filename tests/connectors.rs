@@ -741,3 +741,71 @@ async fn a_recorded_version_keeps_the_connector_it_was_built_with() {
     );
     server.stop().await;
 }
+
+/// A compiled `uses` step holds the connector's secrets (a bearer token,
+/// an OAuth2 client secret and refresh token): printing the workflow
+/// (`{:?}`, as a log line or a panic might) shows none of them.
+#[test]
+fn a_compiled_connector_prints_no_secret() {
+    use hookflow::workflow::compile::{compile, CompileEnv, ScriptDir};
+    use hookflow::workflow::connector::Catalog;
+    let engine = hookflow::script::Engine::default();
+    let oauth = r#"connector: vault
+base_url: https://vault.example.com
+auth:
+  oauth2:
+    token_url: https://vault.example.com/token
+    client_id: "{{ env.V_ID }}"
+    client_secret: "{{ env.V_SECRET }}"
+    refresh_token: "{{ env.V_REFRESH }}"
+actions:
+  put:
+    params: { key: { type: string, required: true } }
+    http: { path: "/put/{{ $.params.key }}", body: { k: "{{ $.params.key }}" } }
+"#;
+    let catalog = Catalog::from_sources(
+        vec![
+            ("vault.yaml".into(), oauth.into()),
+            ("shop.yaml".into(), SHOP.into()),
+        ],
+        &engine,
+    );
+    let env = |n: &str| {
+        match n {
+            "V_ID" => Some("client-id-0001"),
+            "V_SECRET" => Some("client-secret-c0ffee"),
+            "V_REFRESH" => Some("refresh-token-beef"),
+            "SHOP_API_KEY" => Some("shop-key-7777"),
+            _ => None,
+        }
+        .map(str::to_string)
+    };
+    let wf = "name: v\ntrigger:\n  webhook: { path: /v }\nsteps:\n  - id: a\n    uses: vault.put\n    with: { key: k }\n  - id: b\n    uses: shop.create_order\n    with: { customer: c }\n";
+    let compiled = compile(
+        std::path::Path::new("v.yaml"),
+        wf,
+        &CompileEnv {
+            env: &env,
+            scripts: &ScriptDir("scripts".into()),
+            engine: &engine,
+            connectors: &catalog,
+        },
+    )
+    .expect("compiles");
+    let text = format!("{compiled:?} {compiled:#?}");
+    for secret in [
+        "client-secret-c0ffee",
+        "refresh-token-beef",
+        "shop-key-7777",
+    ] {
+        assert!(!text.contains(secret), "{secret} printed");
+    }
+    // And they are the workflow's secrets: redacted from what it stores.
+    for secret in [
+        "client-secret-c0ffee",
+        "refresh-token-beef",
+        "shop-key-7777",
+    ] {
+        assert_eq!(compiled.redactor.redacted(secret), "[redacted]");
+    }
+}

@@ -703,6 +703,7 @@ steps:
             env: &env,
             scripts: &scripts,
             engine: &engine,
+            connectors: &Default::default(),
         },
     )
     .expect("compiles");
@@ -721,6 +722,7 @@ steps:
             env: &env,
             scripts: &scripts,
             engine: &engine,
+            connectors: &Default::default(),
         },
     )
     .expect("compiles");

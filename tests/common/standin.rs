@@ -317,7 +317,7 @@ struct Shared {
 pub struct StandIn {
     pub base: String,
     shared: Shared,
-    rx: Mutex<mpsc::UnboundedReceiver<Request>>,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>,
 }
 
 impl StandIn {
@@ -344,7 +344,7 @@ impl StandIn {
         StandIn {
             base: format!("http://{addr}"),
             shared,
-            rx: Mutex::new(rx),
+            rx: tokio::sync::Mutex::new(rx),
         }
     }
 
@@ -399,7 +399,7 @@ impl StandIn {
 
     /// The next request, waiting a bounded time.
     pub async fn next(&self) -> Request {
-        let mut rx = self.rx.lock().expect("lock");
+        let mut rx = self.rx.lock().await;
         tokio::time::timeout(Duration::from_secs(15), rx.recv())
             .await
             .expect("the stand-in received a request in time")
