@@ -275,7 +275,7 @@ impl HttpAction {
             Some(u) => {
                 let mut cx = ctx.clone();
                 if let Value::Object(m) = &mut cx {
-                    m.insert("params".into(), u.render_params(ctx)?);
+                    m.insert(super::uses::PARAMS.into(), u.render_params(ctx)?);
                 }
                 self.prepare(&cx, key)
             }

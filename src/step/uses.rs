@@ -22,6 +22,11 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
 
+/// Where a connector's templates find the rendered `with:` values.
+pub const PARAMS: &str = "params";
+/// Where `ok_when` and `error` find the answer.
+pub const RESPONSE: &str = "response";
+
 /// What a connector adds to an `http` step.
 #[derive(Debug)]
 pub struct Uses {
@@ -244,7 +249,7 @@ impl Uses {
             return outcome;
         };
         if let Value::Object(m) = &mut cx {
-            m.insert("response".into(), output(resp));
+            m.insert(RESPONSE.into(), output(resp));
         }
         match outcome {
             Outcome::Succeeded(v) => {
@@ -321,7 +326,7 @@ pub(super) async fn run(
     // The connector's templates see the run context plus `$.params`.
     let mut cx = ctx.clone();
     if let Value::Object(m) = &mut cx {
-        m.insert("params".into(), params);
+        m.insert(PARAMS.into(), params);
     }
     let key = http.idempotency_key(ctx);
     let mut prepared = match http.prepare(&cx, &key) {

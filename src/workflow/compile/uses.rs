@@ -288,10 +288,9 @@ fn action_http(
     };
     let mut oauth2 = None;
     if let Some(auth) = auth {
-        let has = |out: &Option<HttpAction>, n: &str| {
-            out.as_ref()
-                .is_some_and(|o| o.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n)))
-        };
+        // A header the action writes itself wins over the connector's auth.
+        let has =
+            |o: &HttpAction, n: &str| o.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
         match &auth.value {
             AuthSpec::Bearer(t) => {
                 let value = Spanned {
@@ -300,7 +299,7 @@ fn action_http(
                 };
                 let t = cx.template(&value, "auth");
                 if let (Some(o), Some(t)) = (&mut out, t) {
-                    if !has(&Some(o.clone()), "authorization") {
+                    if !has(o, "authorization") {
                         o.headers.insert(0, ("Authorization".into(), t));
                     }
                 }
@@ -322,7 +321,7 @@ fn action_http(
                             secrets: &mut secrets,
                         },
                     );
-                    if let Ok(t) = t {
+                    if let (Ok(t), false) = (t, has(o, "authorization")) {
                         o.headers.insert(0, ("Authorization".into(), t));
                     }
                 }
@@ -330,7 +329,7 @@ fn action_http(
             AuthSpec::Header(hd) => {
                 let t = cx.template(&hd.value, "auth");
                 if let (Some(o), Some(t)) = (&mut out, t) {
-                    if !has(&Some(o.clone()), &hd.name.value) {
+                    if !has(o, &hd.name.value) {
                         o.headers.insert(0, (hd.name.value.clone(), t));
                     }
                 }

@@ -491,10 +491,8 @@ impl Check<'_> {
             self.template(s, &what);
             self.param_refs(name, &action.params, s);
         }
-        for (t, what) in [(&http.timeout, "timeout")] {
-            if let Some(t) = t {
-                self.duration(t, what);
-            }
+        if let Some(t) = &http.timeout {
+            self.duration(t, "timeout");
         }
         if let Some(r) = &http.retry {
             for (t, what) in [
@@ -505,13 +503,11 @@ impl Check<'_> {
                     self.duration(t, what);
                 }
             }
-            if r.value.attempts.as_ref().is_some_and(|a| a.value == 0) {
-                if let Some(a) = &r.value.attempts {
-                    self.issue(
-                        a.pos,
-                        "attempts counts every attempt, the first included: use 1 or more",
-                    );
-                }
+            if let Some(a) = r.value.attempts.as_ref().filter(|a| a.value == 0) {
+                self.issue(
+                    a.pos,
+                    "attempts counts every attempt, the first included: use 1 or more",
+                );
             }
         }
         for s in http.success.iter().flatten() {
