@@ -526,7 +526,7 @@ function connectorsView(list, detailed) {
     return el("li", { "data-connector": c.name },
       el("span", { class: "connector" }, c.name),
       detailed ? el("span", { class: "muted" }, ` ${c.actions.join(", ")}`) : null,
-      !c.found ? el("span", { class: "unset" }, " not found in the connectors folder") : null,
+      !c.found ? el("span", { class: "unset" }, " not loaded: missing or invalid in the connectors folder") : null,
       unset.length ? el("span", { class: "unset" }, ` unset: ${unset.map((v) => v.name).join(", ")}`) : null,
       detailed && c.found ? el("div", { class: "muted env" }, ...(c.env || []).map((v) =>
         el("code", { class: v.set ? "set" : v.optional ? "optional" : "unset" }, `${v.name}${v.set ? " ✓" : v.optional ? " (optional)" : " ✗"}`))) : null);
