@@ -53,10 +53,12 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let engine = Engine::default();
     let files = registry::workflow_files(&[root.join("workflows")]).expect("workflows folder");
+    let catalog = hookflow::workflow::connector::Catalog::load(&root.join("connectors"), &engine);
     let reg = registry::load(
         &files,
         &ProcessEnv,
         &root.join("scripts"),
+        std::sync::Arc::new(catalog),
         &engine,
         hookflow::workflow::Serving::Local,
     );
@@ -77,6 +79,7 @@ fn main() {
     let req = Inbound {
         method: "POST".into(),
         hook_path: "/stripe".into(),
+        target: "/hooks/stripe".into(),
         headers,
         query: BTreeMap::new(),
         body: body.into(),
@@ -101,7 +104,7 @@ fn main() {
                 Action::Filter(c) => Value::Bool(c.eval(&ctx).expect("filter evaluates")),
                 Action::Transform(s) => s.run(&ctx, None).result.expect("script runs"),
                 Action::Http(h) => {
-                    let p = h.prepare(&ctx, "run.key").expect("request renders");
+                    let p = h.render_request(&ctx, "run.key").expect("request renders");
                     sent += p.body.len();
                     Value::Null
                 }

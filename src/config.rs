@@ -17,6 +17,9 @@ pub struct ServeConfig {
     /// Folder of Rhai scripts referenced with `file:`.
     #[arg(long, env = "HOOKFLOW_SCRIPTS", default_value = "./scripts")]
     pub scripts: PathBuf,
+    /// Folder of connectors that `uses:` steps call.
+    #[arg(long, env = "HOOKFLOW_CONNECTORS", default_value = "./connectors")]
+    pub connectors: PathBuf,
     /// Folder of the sled store.
     #[arg(long, env = "HOOKFLOW_DATA", default_value = "./data")]
     pub data: PathBuf,
@@ -84,10 +87,12 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// Defaults with the given folders: for tests and embedding.
+    /// Defaults with the given folders: for tests and embedding. The
+    /// connectors folder is the `connectors` folder beside the workflows.
     pub fn new(workflows: PathBuf, scripts: PathBuf, data: PathBuf) -> Self {
         ServeConfig {
             listen: "127.0.0.1:0".into(),
+            connectors: workflows.with_file_name("connectors"),
             workflows,
             scripts,
             data,

@@ -22,8 +22,8 @@
 //! | [`ready`] | readiness: the store takes writes, the run dispatcher turns |
 //! | [`script`] | the sandboxed Rhai engine, its helper functions, and the threads that evaluate `when` scripts |
 //! | [`expr`] | `{{ }}` templates and conditions |
-//! | [`step`] | `filter`, `transform`, `http` |
-//! | [`workflow`] | YAML → checked, compiled `Workflow`; the registry of loaded workflows |
+//! | [`step`] | `filter`, `transform`, `http`; what a connector adds to an `http` step at run time (`uses`: params, `ok_when`, `error`; `oauth2`: the token cache) |
+//! | [`workflow`] | YAML → checked, compiled `Workflow`, provider presets and `uses` steps included; the connector files (`workflow::connector`); the registry of loaded workflows |
 //! | [`run`] | the scheduler (claims due runs) and the executor (one run, step by step) |
 //! | [`inbound`] | deciding what an inbound request is, and storing it durably |
 //! | [`testcase`] | workflow test cases: format, runner, comparison, export of a run |
@@ -34,8 +34,9 @@
 //!
 //! 1. `POST /hooks/<path>` → [`http::hooks`] reads the body within the size
 //!    limit → [`inbound::prepare`]: path, method, signature, body; then each
-//!    workflow's `when`, those that run an `expr` on the script threads
-//!    ([`script::pool`]), never on the threads that answer requests.
+//!    workflow's `events` (a provider preset's event type) and `when`,
+//!    those that run an `expr` on the script threads ([`script::pool`]),
+//!    never on the threads that answer requests.
 //! 2. [`inbound::Inbox::accept`] hands the event, its runs and their dedupe
 //!    keys to [`store::Store::ingest`], which answers once they are durable
 //!    together; only then does the sender get `202`.
@@ -47,6 +48,8 @@
 //!    acted outside it (a request, a script that may write state). What is
 //!    saved has the workflow's secrets redacted ([`secret::Redactor`]);
 //!    the next step gets outputs as they were.
+//!    A `uses` step is an `http` step whose request a connector wrote
+//!    ([`workflow::connector`] at load, [`step::uses`] at run time).
 //! 5. A retryable `http` failure re-queues the run at its next attempt time;
 //!    otherwise the run ends `succeeded`, `filtered` or `failed`.
 //! 6. [`http::api`] lists runs and events newest first with a cursor.

@@ -48,16 +48,8 @@ fn main() {
     init_logging(log_secrets.clone());
     let code = match cli.command {
         Command::Validate(args) => cli::validate::run(args),
-        Command::Schema => match serde_json::to_string_pretty(&hookflow::workflow::schema()) {
-            Ok(text) => {
-                println!("{text}");
-                cli::EXIT_OK
-            }
-            Err(e) => {
-                eprintln!("hookflow schema: {e}");
-                1
-            }
-        },
+        Command::Schema(args) => cli::schema::run(args),
+        Command::Connectors(args) => cli::connectors::run(args),
         Command::Test(args) => block_on(cli::test::run(args)),
         Command::Run(mut args) => {
             args.log_secrets = log_secrets;

@@ -7,6 +7,9 @@
 //! JSON-escaped, base64 — in what is stored and shown. It is never applied
 //! to the data a step hands to the next one. [`LogSecrets`] is the log's
 //! redactor, shared by the log writer and the server that loads workflows.
+//! [`learnt`] holds the secrets learnt while running (the OAuth2 tokens
+//! connectors fetch): redacted from every record and log line of the
+//! process from the moment they are handed out.
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
@@ -534,28 +537,101 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSecrets {
     type Writer = RedactingWriter;
 
     fn make_writer(&'a self) -> RedactingWriter {
-        RedactingWriter(self.current())
+        RedactingWriter(self.current(), learnt().redactor())
     }
 }
 
-/// Writes log lines to stderr with secrets redacted. The log formatter
-/// hands over each line whole, in one write.
-pub struct RedactingWriter(Arc<Redactor>);
+/// Writes log lines to stderr with secrets redacted: the configured ones
+/// and those learnt while running. The log formatter hands over each line
+/// whole, in one write.
+pub struct RedactingWriter(Arc<Redactor>, Arc<Redactor>);
 
 impl std::io::Write for RedactingWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut err = std::io::stderr().lock();
-        if self.0.is_empty() {
+        if self.0.is_empty() && self.1.is_empty() {
             err.write_all(buf)?;
         } else {
             let text = String::from_utf8_lossy(buf);
-            err.write_all(self.0.redacted(&text).as_bytes())?;
+            let once = self.0.redacted(&text);
+            err.write_all(self.1.redacted(&once).as_bytes())?;
         }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
+    }
+}
+
+/// How many secrets learnt under one key are kept: the current one and
+/// the few before it (a record written with an older token was redacted
+/// when it was written; these cover the overlap while one is replaced).
+const LEARNT_PER_KEY: usize = 4;
+
+/// Secrets learnt while running: OAuth2 access tokens (and rotated
+/// refresh tokens) that connectors fetch. They are not known when a
+/// workflow is compiled, so no workflow's [`Redactor`] has them; whoever
+/// hands one out marks it here, and the executor, the `http` step and the
+/// log writer redact what this holds besides the workflow's own.
+///
+/// One per process, like the log: a token must be redacted from every
+/// record and line of the process, whichever workflow version, executor
+/// or server used it. (Tests that run many servers in one process share
+/// it too; a token is a random string, so redacting another server's is
+/// harmless.)
+pub struct Learnt {
+    inner: RwLock<LearntInner>,
+}
+
+#[derive(Default)]
+struct LearntInner {
+    by_key: BTreeMap<String, Vec<Secret>>,
+    redactor: Arc<Redactor>,
+}
+
+/// The process's learnt secrets.
+pub fn learnt() -> &'static Learnt {
+    static LEARNT: std::sync::OnceLock<Learnt> = std::sync::OnceLock::new();
+    LEARNT.get_or_init(|| Learnt {
+        inner: RwLock::new(LearntInner::default()),
+    })
+}
+
+impl Learnt {
+    /// Note `secret` under `key` (what it authenticates, e.g. a token
+    /// cache key). Marking one already known costs a read lock.
+    pub fn mark(&self, key: &str, secret: &Secret) {
+        if secret.is_empty() {
+            return;
+        }
+        let known = self
+            .inner
+            .read()
+            .map(|i| i.by_key.get(key).is_some_and(|l| l.contains(secret)))
+            .unwrap_or(false);
+        if known {
+            return;
+        }
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let list = inner.by_key.entry(key.to_string()).or_default();
+        if list.contains(secret) {
+            return;
+        }
+        list.push(secret.clone());
+        if list.len() > LEARNT_PER_KEY {
+            list.remove(0);
+        }
+        let all: Vec<Secret> = inner.by_key.values().flatten().cloned().collect();
+        inner.redactor = Arc::new(Redactor::new(all));
+    }
+
+    /// A redactor of every secret learnt so far (empty when none).
+    pub fn redactor(&self) -> Arc<Redactor> {
+        self.inner
+            .read()
+            .map(|i| Arc::clone(&i.redactor))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner().redactor))
     }
 }
 
@@ -742,6 +818,27 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn learnt_secrets_keep_the_latest_few_per_key() {
+        let l = Learnt {
+            inner: RwLock::new(LearntInner::default()),
+        };
+        assert!(l.redactor().is_empty());
+        for i in 0..6 {
+            l.mark("k", &Secret::from(format!("tok-{i}-abcdef")));
+        }
+        l.mark("other", &Secret::from("other-token-1"));
+        let r = l.redactor();
+        assert_eq!(r.secrets().len(), LEARNT_PER_KEY + 1);
+        assert_eq!(r.redacted("a tok-5-abcdef b"), "a [redacted] b");
+        assert_eq!(r.redacted("other-token-1"), "[redacted]");
+        assert_eq!(
+            r.redacted("tok-0-abcdef"),
+            "tok-0-abcdef",
+            "the oldest was let go"
+        );
     }
 
     #[test]

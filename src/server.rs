@@ -35,8 +35,9 @@ pub enum ServerError {
     Serve(std::io::Error),
 }
 
-/// Load every workflow under the configured folder and log its problems.
-/// `serving` is where the listener answers (demo secrets stay local).
+/// Load every workflow under the configured folder, with the connectors
+/// of the connectors folder, and log their problems. `serving` is where
+/// the listener answers (demo secrets stay local).
 pub fn load_workflows(config: &ServeConfig, engine: &Engine, serving: Serving) -> Registry {
     let files = match registry::workflow_files(std::slice::from_ref(&config.workflows)) {
         Ok(f) => f,
@@ -45,10 +46,17 @@ pub fn load_workflows(config: &ServeConfig, engine: &Engine, serving: Serving) -
             Vec::new()
         }
     };
+    let catalog = crate::workflow::connector::Catalog::load(&config.connectors, engine);
+    for f in &catalog.files {
+        for e in &f.issues {
+            warn!(connector = %f.name, "invalid connector: {e}");
+        }
+    }
     let reg = registry::load(
         &files,
         &crate::expr::template::ProcessEnv,
         &config.scripts,
+        Arc::new(catalog),
         engine,
         serving,
     );
@@ -139,7 +147,7 @@ pub async fn run(
     })?;
     // Watch before the first load, so an edit made while starting up is
     // reloaded once the server runs instead of being missed.
-    let folders: Vec<_> = [&config.workflows, &config.scripts]
+    let folders: Vec<_> = [&config.workflows, &config.scripts, &config.connectors]
         .into_iter()
         .filter(|d| d.is_dir())
         .cloned()

@@ -1,6 +1,6 @@
 //! Property tests over hostile input: randomly mutated workflow files,
-//! conditions, templates and signature headers must give an answer (a value
-//! or an error), never a panic. Seeded and bounded, so every run is the
+//! connector files, conditions, templates and signature headers must give
+//! an answer (a value or an error), never a panic. Seeded and bounded, so every run is the
 //! same and stops by itself.
 
 use hookflow::expr::condition::Condition;
@@ -8,6 +8,7 @@ use hookflow::expr::template::{Template, TemplateEnv, UrlTemplate};
 use hookflow::script::Engine;
 use hookflow::signature::{Algorithm, Encoding, Scheme, DEFAULT_TOLERANCE};
 use hookflow::workflow::compile::{compile, Bundle, CompileEnv};
+use hookflow::workflow::connector::Catalog;
 use hookflow::workflow::yaml::{self, Spanned, YNode};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -79,12 +80,15 @@ fn the_workflow_loader_never_panics() {
         file: "p.yaml".into(),
         yaml: String::new(),
         scripts: BTreeMap::new(),
+        connectors: BTreeMap::new(),
     };
     let env = |_: &str| -> Option<String> { None };
+    let catalog = Catalog::default();
     let cenv = CompileEnv {
         env: &env,
         scripts: &scripts,
         engine: &engine,
+        connectors: &catalog,
     };
     assert!(
         compile(Path::new("p.yaml"), WORKFLOW, &cenv).is_ok(),
@@ -104,6 +108,98 @@ fn the_workflow_loader_never_panics() {
     assert!(
         failures > CASES / 4,
         "mutations were mostly rejected, with reasons ({failures})"
+    );
+}
+
+const CONNECTOR: &str = r#"connector: shop
+description: A shop
+docs: https://shop.example.com/docs
+base_url: "{{ env.SHOP_URL ?? 'https://shop.example.com/api' }}"
+headers: { Accept: application/json }
+auth:
+  oauth2: { token_url: https://shop.example.com/token, client_id: "{{ env.SHOP_ID ?? 'id' }}", client_secret: "{{ env.SHOP_SECRET ?? 's' }}", scopes: [a] }
+webhook:
+  verify: { hmac: { secret: k, header: X-Sig } }
+  dedupe: { key: "{{ $.event.id }}" }
+  event_type: "{{ $.event.type }}"
+actions:
+  create:
+    params:
+      name: { type: string, required: true, description: d }
+      n: { type: integer, enum: [1, 2], default: 1 }
+      tags: { type: array }
+    http:
+      path: "/orders/{{ $.params.name }}"
+      query: { n: "{{ $.params.n }}" }
+      body: { name: "{{ $.params.name }}", tags: "{{ $.params.tags }}" }
+      retry: { attempts: 2, backoff: 1s }
+    ok_when: { $.response.body.ok: true }
+    error: "{{ $.response.body.error }}"
+"#;
+
+const USES: &str = r#"name: u
+trigger:
+  webhook: { path: /u, provider: shop }
+  events: [a]
+steps:
+  - id: s
+    uses: shop.create
+    with: { name: "{{ $.event.name }}", n: 2, tags: [x] }
+"#;
+
+/// Mutated connector files, and a workflow compiled against each: always
+/// an answer with a position, never a panic.
+#[test]
+fn the_connector_loader_never_panics() {
+    let mut rng = fastrand::Rng::with_seed(17);
+    let engine = Engine::default();
+    let scripts = Bundle {
+        file: "u.yaml".into(),
+        yaml: String::new(),
+        scripts: BTreeMap::new(),
+        connectors: BTreeMap::new(),
+    };
+    let env = |_: &str| -> Option<String> { None };
+    let seed = Catalog::from_sources(vec![("shop.yaml".into(), CONNECTOR.into())], &engine);
+    assert_eq!(
+        seed.issues().count(),
+        0,
+        "{:?}",
+        seed.issues().collect::<Vec<_>>()
+    );
+    let compiled = |catalog: &Catalog, wf: &str| {
+        let cenv = CompileEnv {
+            env: &env,
+            scripts: &scripts,
+            engine: &engine,
+            connectors: catalog,
+        };
+        compile(Path::new("u.yaml"), wf, &cenv)
+    };
+    assert!(compiled(&seed, USES).is_ok(), "the seed compiles");
+    let mut rejected = 0;
+    for i in 0..CASES {
+        let text = mutate(&mut rng, CONNECTOR);
+        let catalog = Catalog::from_sources(vec![("shop.yaml".into(), text)], &engine);
+        for issue in catalog.issues() {
+            assert!(issue.line >= 1 && !issue.message.is_empty(), "{issue:?}");
+        }
+        if catalog.issues().next().is_some() {
+            rejected += 1;
+        }
+        // Half the time, the workflow is mutated too.
+        let wf = if i % 2 == 0 {
+            mutate(&mut rng, USES)
+        } else {
+            USES.to_string()
+        };
+        if let Err(issues) = compiled(&catalog, &wf) {
+            assert!(issues.iter().all(|i| i.line >= 1 && !i.message.is_empty()));
+        }
+    }
+    assert!(
+        rejected > CASES / 4,
+        "mutations were mostly rejected ({rejected})"
     );
 }
 
@@ -201,6 +297,30 @@ fn signature_parsers_never_panic() {
             "x-sig",
             "sha1=AAAA",
         ),
+        (
+            Scheme::Gitlab,
+            "x-gitlab-token",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ),
+        (
+            Scheme::Twilio,
+            "x-twilio-signature",
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ=",
+        ),
+        (
+            Scheme::Linear {
+                tolerance: DEFAULT_TOLERANCE,
+            },
+            "linear-signature",
+            "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        ),
+        (
+            Scheme::Hubspot {
+                tolerance: DEFAULT_TOLERANCE,
+            },
+            "x-hubspot-signature-v3",
+            "dGVzdA==",
+        ),
     ];
     for (scheme, header, seed) in &schemes {
         for _ in 0..CASES / 3 {
@@ -215,14 +335,30 @@ fn signature_parsers_never_panic() {
                 "webhook-timestamp".to_string(),
                 mutate(&mut rng, "1700000000"),
             );
+            headers.insert(
+                "x-hubspot-request-timestamp".to_string(),
+                mutate(&mut rng, "1700000000000"),
+            );
             let secret = mutate(&mut rng, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-            let body = mutate(&mut rng, "{\"a\":1}");
+            let body = mutate(&mut rng, "{\"a\":1,\"webhookTimestamp\":1700000000000}");
             assert!(
                 scheme
                     .verify(secret.as_bytes(), &headers, body.as_bytes(), 1700000000)
                     .is_err()
-                    || body == "{\"a\":1}"
+                    || body == "{\"a\":1,\"webhookTimestamp\":1700000000000}"
             );
+            // The schemes that sign the URL, with a mangled one.
+            let url = mutate(
+                &mut rng,
+                "https://h.example.com/hooks/x?a=%3A&bodySHA256=ab",
+            );
+            let signed = hookflow::signature::Signed {
+                method: "POST",
+                url: &url,
+                headers: &headers,
+                body: body.as_bytes(),
+            };
+            let _ = scheme.verify_request(secret.as_bytes(), &signed, 1700000000);
         }
     }
 }

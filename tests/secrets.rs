@@ -741,6 +741,7 @@ steps:
             env: &env,
             scripts: &scripts,
             engine: &engine,
+            connectors: &Default::default(),
         },
     )
     .expect("compiles");
@@ -759,6 +760,7 @@ steps:
             env: &env,
             scripts: &scripts,
             engine: &engine,
+            connectors: &Default::default(),
         },
     )
     .expect("compiles");

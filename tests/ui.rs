@@ -287,3 +287,76 @@ async fn the_ui_works_behind_the_api_token() {
     assert_eq!(resp.status().as_u16(), 401, "the UI needs the token");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_shows_each_workflows_connectors_and_a_steps_action() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let sink = Sink::start().await;
+    let app = format!(
+        "connector: sinkapp\nbase_url: \"{}\"\nactions:\n  send:\n    params:\n      text: {{ type: string, required: true }}\n    http:\n      path: /send\n      body: {{ text: \"{{{{ $.params.text }}}}\" }}\n",
+        sink.url("/api")
+    );
+    let keyed = "connector: keyed\nbase_url: https://keyed.example.com\nauth:\n  bearer: \"{{ env.HOOKFLOW_UI_TEST_UNSET_KEY }}\"\nactions:\n  ping:\n    http: { path: /ping }\n";
+    let sends = "name: sends\ntrigger:\n  webhook: { path: /sends }\nsteps:\n  - id: tell\n    uses: sinkapp.send\n    with: { text: \"{{ $.event.text }}\" }\n";
+    let locked = "name: locked\ntrigger:\n  webhook: { path: /locked }\nsteps:\n  - id: ping\n    uses: keyed.ping\n";
+    let server = TestServer::start_with_connectors(
+        &[("sends.yaml", sends), ("locked.yaml", locked)],
+        &[("sinkapp.yaml", &app), ("keyed.yaml", keyed)],
+    )
+    .await;
+    let run = server
+        .run_once("/hooks/sends", &json!({"text": "hi"}))
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let dir = shots();
+
+    // The workflows page: each workflow's connectors; the unset variable
+    // that keeps `locked` from loading is named.
+    browser.goto(&server.url("/ui/#/workflows")).await;
+    let unset = browser
+        .wait_for(
+            "the connectors column",
+            "return document.querySelector('tr[data-workflow=locked] [data-connector=keyed] .unset')?.textContent",
+        )
+        .await;
+    assert!(
+        unset
+            .as_str()
+            .is_some_and(|t| t.contains("HOOKFLOW_UI_TEST_UNSET_KEY")),
+        "{unset}"
+    );
+    let listed = browser
+        .js("return document.querySelector('tr[data-workflow=sends] [data-connector=sinkapp]')?.textContent")
+        .await;
+    assert!(
+        listed.as_str().is_some_and(|t| t.contains("sinkapp")),
+        "{listed}"
+    );
+    browser.screenshot(&dir, "workflows-connectors").await;
+
+    // A workflow's page: its connectors, actions and variables.
+    browser.goto(&server.url("/ui/#/workflows/locked")).await;
+    let detail = browser
+        .wait_for(
+            "the workflow's connectors",
+            "return document.querySelector('#workflow-connectors code.unset')?.textContent",
+        )
+        .await;
+    assert_eq!(detail, "HOOKFLOW_UI_TEST_UNSET_KEY ✗");
+
+    // A run: the step shows the action it called.
+    browser
+        .goto(&server.url(&format!("/ui/#/runs/{}", run["id"].as_str().expect("id"))))
+        .await;
+    let uses = browser
+        .wait_for(
+            "the step's action",
+            "return document.querySelector('[data-step=tell] .uses')?.textContent",
+        )
+        .await;
+    assert_eq!(uses, "uses sinkapp.send");
+    browser.screenshot(&dir, "run-uses").await;
+    server.stop().await;
+}

@@ -239,7 +239,9 @@ function route() {
 /** Render the view started at `gen`, unless the user has moved on since. */
 function show(gen, ...nodes) {
   if (gen !== generation) return;
-  main.replaceChildren(...nodes);
+  // Views pass `null` for parts they leave out; replaceChildren would
+  // write it out as the text "null".
+  main.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false));
 }
 
 function setQuery(base, params) {
@@ -439,7 +441,9 @@ async function runView(id) {
       axis.append(bar);
     }
     return el("div", { class: `step ${s.status}`, "data-step": s.id },
-      el("div", { class: "row" }, el("strong", {}, s.id), el("span", { class: "muted" }, s.kind), badge(s.status),
+      el("div", { class: "row" }, el("strong", {}, s.id),
+        s.uses ? el("span", { class: "uses", title: `the ${s.uses} action of connector ${s.uses.split(".")[0]}` }, `uses ${s.uses}`) : el("span", { class: "muted" }, s.kind),
+        badge(s.status),
         el("span", { class: "muted" }, s.started_at ? `${time(s.started_at)} · ${ms(s.duration_ms)}` : "not reached")),
       axis,
       s.error ? el("p", { class: "error step-error" }, s.error) : null,
@@ -513,6 +517,22 @@ async function eventView(id) {
 
 // ---------------------------------------------------------------- workflows
 
+/** A workflow's connectors: each with its actions, and the variables it
+ *  reads that are not set (or the connector itself missing). */
+function connectorsView(list, detailed) {
+  if (!list || !list.length) return detailed ? el("span", { class: "muted" }, "none") : null;
+  return el("ul", { class: "connectors" }, ...list.map((c) => {
+    const unset = (c.env || []).filter((v) => !v.set && !v.optional);
+    return el("li", { "data-connector": c.name },
+      el("span", { class: "connector" }, c.name),
+      detailed ? el("span", { class: "muted" }, ` ${c.actions.join(", ")}`) : null,
+      !c.found ? el("span", { class: "unset" }, " not loaded: missing or invalid in the connectors folder") : null,
+      unset.length ? el("span", { class: "unset" }, ` unset: ${unset.map((v) => v.name).join(", ")}`) : null,
+      detailed && c.found ? el("div", { class: "muted env" }, ...(c.env || []).map((v) =>
+        el("code", { class: v.set ? "set" : v.optional ? "optional" : "unset" }, `${v.name}${v.set ? " ✓" : v.optional ? " (optional)" : " ✗"}`))) : null);
+  }));
+}
+
 async function workflowsView() {
   const gen = generation;
   const [list, stats] = await Promise.all([api("/api/workflows"), api("/api/stats")]);
@@ -523,6 +543,7 @@ async function workflowsView() {
       el("td", {}, el("a", { href: `#/workflows/${encodeURIComponent(w.name)}` }, w.name), w.description ? el("div", { class: "muted" }, w.description) : null),
       el("td", {}, badge(w.status), w.serving_version ? el("div", { class: "muted" }, `still serving ${w.serving_version}`) : null,
         ...(w.errors || []).map((m) => el("pre", { class: "error workflow-error" }, m))),
+      el("td", {}, connectorsView(w.connectors, false) || el("span", { class: "muted" }, "—")),
       el("td", {}, url ? el("div", { class: "row" }, el("code", {}, url), copyButton(`Copy the URL of ${w.name}`, url)) : "—"),
       el("td", { class: "counts" }, ...Object.entries(counts).map(([s, n]) => el("span", {}, badge(s), `${n} `)), Object.keys(counts).length ? null : el("span", { class: "muted" }, "none")),
       el("td", {}, el("a", { href: `#/runs?workflow=${encodeURIComponent(w.name)}` }, "runs")));
@@ -530,7 +551,7 @@ async function workflowsView() {
   show(gen, el("h1", {}, "Workflows"),
     el("p", { class: "muted" }, "Give each sender the URL shown. Files are reloaded when they change; a file that stops compiling keeps its last good version serving."),
     rows.length ? el("table", { "aria-label": "Workflows" },
-      el("thead", {}, el("tr", {}, el("th", {}, "Workflow"), el("th", {}, "State"), el("th", {}, "URL for the sender"), el("th", {}, "Runs, last 24 h"), el("th", {}, ""))),
+      el("thead", {}, el("tr", {}, el("th", {}, "Workflow"), el("th", {}, "State"), el("th", {}, "Connectors"), el("th", {}, "URL for the sender"), el("th", {}, "Runs, last 24 h"), el("th", {}, ""))),
       el("tbody", {}, ...rows)) : el("div", { class: "panel empty" }, "No workflow files found. Add a *.yaml file to the workflows folder."));
 }
 
@@ -546,7 +567,8 @@ async function workflowView(name) {
       el("dt", {}, "Methods"), el("dd", {}, (w.methods || ["POST"]).join(", ")),
       el("dt", {}, "File"), el("dd", { class: "mono" }, w.file),
       el("dt", {}, "Version"), el("dd", { class: "mono" }, w.version || w.serving_version || "—"),
-      el("dt", {}, "Steps"), el("dd", {}, (w.steps || []).map((s) => `${s.id} (${s.kind})`).join(" → ") || "—"))),
+      el("dt", {}, "Steps"), el("dd", {}, (w.steps || []).map((s) => `${s.id} (${s.uses || s.kind})`).join(" → ") || "—"),
+      el("dt", {}, "Connectors"), el("dd", { id: "workflow-connectors" }, connectorsView(w.connectors, true)))),
     el("div", { class: "row" }, el("a", { href: `#/runs?workflow=${encodeURIComponent(w.name)}` }, "Runs of this workflow")),
     el("h2", {}, "Source"), el("pre", {}, w.source || ""));
 }

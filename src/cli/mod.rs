@@ -1,7 +1,9 @@
 //! The command line: one file per subcommand, each returning an exit code
 //! (0 ok, 1 a check failed, 2 bad usage).
 
+pub mod connectors;
 pub mod run;
+pub mod schema;
 pub mod serve;
 pub mod test;
 pub mod validate;
@@ -29,8 +31,10 @@ pub enum Command {
     Test(test::TestArgs),
     /// Run one event through one workflow and print the step trace.
     Run(run::RunArgs),
-    /// Print the JSON Schema of a workflow file.
-    Schema,
+    /// Print the JSON Schema of a workflow file (with the connectors' actions).
+    Schema(schema::SchemaArgs),
+    /// List connectors, their actions and parameters.
+    Connectors(connectors::ConnectorsArgs),
 }
 
 pub const EXIT_OK: i32 = 0;

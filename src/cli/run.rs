@@ -42,6 +42,9 @@ pub struct RunArgs {
     pub workflows: PathBuf,
     #[arg(long, env = "HOOKFLOW_SCRIPTS", default_value = "./scripts")]
     pub scripts: PathBuf,
+    /// Folder of connectors that `uses:` steps call.
+    #[arg(long, env = "HOOKFLOW_CONNECTORS", default_value = "./connectors")]
+    pub connectors: PathBuf,
     /// With --send: also refuse loopback and private addresses.
     #[arg(long, env = "HOOKFLOW_DENY_PRIVATE_NETWORK")]
     pub deny_private_network: bool,
@@ -84,6 +87,7 @@ pub async fn run(args: RunArgs) -> i32 {
     };
     let engine = Engine::default();
     let scripts = ScriptDir(args.scripts.clone());
+    let catalog = crate::workflow::connector::Catalog::load(&args.connectors, &engine);
     let wf = match compile(
         &file,
         &text,
@@ -91,6 +95,7 @@ pub async fn run(args: RunArgs) -> i32 {
             env: &ProcessEnv,
             scripts: &scripts,
             engine: &engine,
+            connectors: &catalog,
         },
     ) {
         Ok(w) => w,
@@ -128,6 +133,7 @@ pub async fn run(args: RunArgs) -> i32 {
     let inbound = Inbound {
         method: wf.methods.first().cloned().unwrap_or_else(|| "POST".into()),
         hook_path: wf.path.clone(),
+        target: crate::inbound::hooks_path(&wf.path),
         headers,
         query: BTreeMap::new(),
         body: body.into(),
@@ -201,10 +207,14 @@ fn print_trace(run: &Run, sent: bool) {
             StepStatus::Waiting => "wait",
             StepStatus::Pending | StepStatus::Running | StepStatus::Retrying => "  - ",
         };
-        let kind = serde_json::to_value(step.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+        // A `uses` step shows its connector action.
+        let kind = match &step.uses {
+            Some(u) => u.clone(),
+            None => serde_json::to_value(step.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+        };
         let status = serde_json::to_value(step.status)
             .ok()
             .and_then(|v| v.as_str().map(String::from))

@@ -29,6 +29,9 @@ pub struct TestArgs {
     /// Folder of Rhai scripts referenced with `file:`.
     #[arg(long, env = "HOOKFLOW_SCRIPTS", default_value = "./scripts")]
     pub scripts: PathBuf,
+    /// Folder of connectors that `uses:` steps call.
+    #[arg(long, env = "HOOKFLOW_CONNECTORS", default_value = "./connectors")]
+    pub connectors: PathBuf,
     /// Write the stored run RUN_ID as a test case instead of running tests.
     #[arg(long, value_name = "RUN_ID")]
     pub from_run: Option<String>,
@@ -95,6 +98,7 @@ pub async fn run(args: TestArgs) -> i32 {
         }
     }
     let engine = Engine::default();
+    let catalog = crate::workflow::connector::Catalog::load(&args.connectors, &engine);
     let (mut passed, mut failed) = (0usize, 0usize);
     for suite in &suites {
         let text = match std::fs::read_to_string(suite) {
@@ -138,7 +142,14 @@ pub async fn run(args: TestArgs) -> i32 {
         };
         for case in &spec.cases {
             let label = format!("{}: {}", suite.display(), case.value.name);
-            match run_case(&case.value, suite, wf_file, wf_text, &args.scripts, &engine).await {
+            let files = CaseFiles {
+                suite,
+                wf_file,
+                wf_text,
+                scripts: &args.scripts,
+                catalog: &catalog,
+            };
+            match run_case(&case.value, &files, &engine).await {
                 Ok(()) => {
                     println!("ok   {label}");
                     passed += 1;
@@ -195,20 +206,30 @@ impl EnvLookup for CaseEnv<'_> {
     }
 }
 
-async fn run_case(
-    case: &CaseSpec,
-    suite: &Path,
-    wf_file: &Path,
-    wf_text: &str,
-    scripts: &Path,
-    engine: &Engine,
-) -> Result<(), String> {
+/// What a case is run with: its suite, the workflow, scripts, connectors.
+struct CaseFiles<'a> {
+    suite: &'a Path,
+    wf_file: &'a Path,
+    wf_text: &'a str,
+    scripts: &'a Path,
+    catalog: &'a crate::workflow::connector::Catalog,
+}
+
+async fn run_case(case: &CaseSpec, files: &CaseFiles<'_>, engine: &Engine) -> Result<(), String> {
+    let CaseFiles {
+        suite,
+        wf_file,
+        wf_text,
+        scripts,
+        catalog,
+    } = *files;
     let env = CaseEnv(&case.env);
     let dir = ScriptDir(scripts.to_path_buf());
     let cenv = CompileEnv {
         env: &env,
         scripts: &dir,
         engine,
+        connectors: catalog,
     };
     let wf = compile(wf_file, wf_text, &cenv).map_err(|issues| {
         issues
@@ -275,6 +296,7 @@ fn inbound_for(case: &CaseSpec, suite: &Path, hook_path: &str) -> Result<Inbound
             .unwrap_or_else(|| "POST".into())
             .to_ascii_uppercase(),
         hook_path: hook_path.to_string(),
+        target: crate::inbound::hooks_path(hook_path),
         headers,
         query: r.query.clone(),
         body: body.into(),

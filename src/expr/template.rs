@@ -132,6 +132,12 @@ impl Template {
         self.parts.iter().all(|p| matches!(p, Part::Lit(_)))
     }
 
+    /// True when the template is exactly one expression: it renders to
+    /// that value, of whatever type (see [`Template::render_value`]).
+    pub fn is_whole_value(&self) -> bool {
+        matches!(self.parts.as_slice(), [Part::Expr(..)])
+    }
+
     /// The template's text when it reads nothing from the run context
     /// (only literals and `env` values); `None` when it does.
     pub fn known(&self) -> Option<Known> {
@@ -180,6 +186,28 @@ impl Template {
         }
         out
     }
+}
+
+/// The environment variables a template's text names, each with whether a
+/// `??` fallback follows it (then it may be unset). Text that is not a
+/// valid template gives what could be read of it.
+pub fn env_names(text: &str) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    let mut rest = text;
+    while let Ok(Some((_, inner, after))) = next_expr(text, rest) {
+        let alts = split_alternatives(inner);
+        for (i, alt) in alts.iter().enumerate() {
+            if let Some(name) = alt.trim().strip_prefix("env.") {
+                let optional = i + 1 < alts.len();
+                match out.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, o)) => *o &= optional,
+                    None => out.push((name.to_string(), optional)),
+                }
+            }
+        }
+        rest = after;
+    }
+    out
 }
 
 /// A value as text inside a longer string.
@@ -364,6 +392,39 @@ impl UrlTemplate {
     /// The URL's text for this run context.
     pub fn render_text(&self, ctx: &Value) -> String {
         self.template.render_text(ctx)
+    }
+
+    /// A run-context value that would be a whole path segment `.` or `..`
+    /// in this URL: percent-encoding does not keep those from moving the
+    /// request (URL parsing resolves `%2E%2E` as `..`), so such a request
+    /// is refused.
+    pub fn dot_segment(&self, ctx: &Value) -> Option<String> {
+        let mut before = String::new();
+        let parts = &self.template.parts;
+        for (i, part) in parts.iter().enumerate() {
+            match part {
+                Part::Lit(s) => before.push_str(s),
+                Part::Expr(e, slot) => {
+                    let text = value_text(&e.eval(ctx));
+                    let starts_segment = before.ends_with('/');
+                    let ends_segment = match parts.get(i + 1) {
+                        None => true,
+                        Some(Part::Lit(next)) => next.starts_with(['/', '?', '#']),
+                        Some(Part::Expr(..)) => false,
+                    };
+                    if *slot == UrlSlot::Component
+                        && starts_segment
+                        && ends_segment
+                        && (text == "." || text == "..")
+                        && !before.contains('?')
+                    {
+                        return Some(text);
+                    }
+                    before.push_str(&text);
+                }
+            }
+        }
+        None
     }
 
     /// The second line of defence: `url` (rendered and parsed) has the

@@ -163,6 +163,7 @@ fn workflow_json(f: &FileReport) -> Value {
         "errors": f.errors,
         "version": f.version,
         "serving_version": f.serving_version,
+        "connectors": f.connectors,
     })
 }
 
@@ -199,7 +200,7 @@ async fn get_workflow(
         v["steps"] = json!(w
             .steps
             .iter()
-            .map(|s| json!({"id": s.id, "kind": s.action.kind()}))
+            .map(|s| json!({"id": s.id, "kind": s.action.kind(), "uses": s.uses()}))
             .collect::<Vec<_>>());
     }
     Ok(Json(v))

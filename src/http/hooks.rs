@@ -109,6 +109,11 @@ async fn read(state: &AppState, req: Request<Body>, held: &mut Held) -> Result<I
             .into_iter()
             .collect(),
     };
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| parts.uri.path().to_string());
     let path = parts.uri.path().strip_prefix("/hooks").unwrap_or("");
     let hook_path = crate::workflow::compile::normalize_path(path);
     let source = parts
@@ -165,6 +170,7 @@ async fn read(state: &AppState, req: Request<Body>, held: &mut Held) -> Result<I
     Ok(Inbound {
         method: parts.method.as_str().to_string(),
         hook_path,
+        target,
         headers,
         query,
         body: body.into(),

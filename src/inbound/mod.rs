@@ -43,6 +43,9 @@ pub struct Inbound {
     pub method: String,
     /// The path under `/hooks`, e.g. `/stripe`.
     pub hook_path: String,
+    /// The request target as received, path and query
+    /// (`/hooks/sms?x=1`): schemes that sign the URL build it from this.
+    pub target: String,
     pub headers: BTreeMap<String, String>,
     pub query: BTreeMap<String, String>,
     pub body: bytes::Bytes,
@@ -119,6 +122,22 @@ pub fn classify_with(
     }
 }
 
+/// The URL the sender used, as best the request tells: the scheme from
+/// `X-Forwarded-Proto` (a proxy in front) or `http`, the `Host` header, and
+/// the target as received. Set `verify.url` when a proxy changes the path
+/// or the host.
+fn public_url(req: &Inbound) -> String {
+    let proto = req
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|p| p.split(',').next())
+        .map(str::trim)
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    let host = req.headers.get("host").map(String::as_str).unwrap_or("");
+    format!("{proto}://{host}{}", req.target)
+}
+
 /// What [`prepare`] found.
 pub enum Prepared {
     /// Decided without any `when`: an answer or a rejection.
@@ -182,12 +201,21 @@ pub fn prepare(reg: &Registry, req: &Inbound, now: Timestamp, check_signatures: 
             Some(_) if !check_signatures => verified.push(*w),
             None => verified.push(*w),
             Some(v) => {
-                match v.scheme.verify(
-                    v.secret.expose().as_bytes(),
-                    &req.headers,
-                    &req.body,
-                    now.0 / 1000,
-                ) {
+                let url = match (&v.url, v.scheme.signs_url()) {
+                    (_, false) => String::new(),
+                    (Some(u), true) => u.clone(),
+                    (None, true) => public_url(req),
+                };
+                let signed = crate::signature::Signed {
+                    method: &req.method,
+                    url: &url,
+                    headers: &req.headers,
+                    body: &req.body,
+                };
+                match v
+                    .scheme
+                    .verify_request(v.secret.expose().as_bytes(), &signed, now.0 / 1000)
+                {
                     Ok(()) => verified.push(*w),
                     Err(reason) => {
                         rejection
@@ -263,6 +291,12 @@ impl Matching {
             if c.holds.is_some() {
                 continue;
             }
+            if let Some(events) = &c.workflow.events {
+                if !events.matches(&self.ctx) {
+                    c.holds = Some(Ok(false));
+                    continue;
+                }
+            }
             let Some(when) = &c.workflow.when else {
                 c.holds = Some(Ok(true));
                 continue;
@@ -323,19 +357,30 @@ impl Matching {
                     ));
                 }
             }
-            runs.push(new_run(w, &event.id, now));
+            let mut run = new_run(w, &event.id, now);
+            // A provider preset's summary; the others get the default below.
+            if !w.summary.is_empty() {
+                let parts: Vec<String> = w
+                    .summary
+                    .iter()
+                    .map(|t| t.render_text(&ctx))
+                    .filter(|p| !p.trim().is_empty())
+                    .collect();
+                run.summary = crate::record::one_line(&parts.join(" · "));
+            }
+            runs.push(run);
         }
         if let Some(body) = ctx.get_mut("event") {
             event.body = std::mem::take(body);
         }
         let summary = crate::record::summarize(&event.headers, &event.body);
-        for r in &mut runs {
+        for r in runs.iter_mut().filter(|r| r.summary.is_empty()) {
             r.summary = summary.clone();
         }
         if runs.is_empty() {
             event.outcome = Outcome::Unmatched;
             event.reason = Some(if errors.is_empty() {
-                "no workflow's `when` held".to_string()
+                "no workflow's `events` or `when` held".to_string()
             } else {
                 errors.join("; ")
             });
@@ -593,6 +638,7 @@ mod tests {
             &paths,
             &crate::expr::template::ProcessEnv,
             dir,
+            Default::default(),
             &Engine::default(),
             crate::workflow::Serving::Local,
         );
@@ -629,6 +675,7 @@ mod tests {
         let req = Inbound {
             method: "POST".into(),
             hook_path: "/in".into(),
+            target: "/hooks/in".into(),
             headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
             query: BTreeMap::new(),
             body: bytes::Bytes::from_static(br#"{"k": 1}"#),
@@ -674,6 +721,7 @@ mod tests {
         let req = Inbound {
             method: "POST".into(),
             hook_path: "/in".into(),
+            target: "/hooks/in".into(),
             headers: BTreeMap::new(),
             query: BTreeMap::new(),
             body: bytes::Bytes::from_static(b"{}"),

@@ -336,6 +336,9 @@ pub struct StepRecord {
     pub error: Option<String>,
     pub logs: Vec<String>,
     pub attempts: Vec<Attempt>,
+    /// The connector action of a `uses` step, `connector.action` (SPEC §8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<String>,
 }
 
 impl StepRecord {
@@ -350,7 +353,14 @@ impl StepRecord {
             error: None,
             logs: Vec::new(),
             attempts: Vec::new(),
+            uses: None,
         }
+    }
+
+    /// The record of a `uses` step names its connector action.
+    pub fn with_uses(mut self, uses: Option<&str>) -> Self {
+        self.uses = uses.map(str::to_string);
+        self
     }
 }
 
@@ -409,6 +419,12 @@ pub fn summarize(headers: &BTreeMap<String, String>, body: &Value) -> String {
     } else {
         parts.join(" · ")
     };
+    one_line(&text)
+}
+
+/// A summary as lists show it: no control characters, at most 120
+/// characters (an ellipsis marks the cut).
+pub fn one_line(text: &str) -> String {
     let mut out: String = text.chars().filter(|c| !c.is_control()).take(120).collect();
     if text.chars().count() > 120 {
         out.push('…');

@@ -215,15 +215,19 @@ impl Executor {
         ctx: &mut Value,
     ) -> Next {
         let rec = &mut run.steps[idx];
+        // The workflow's secrets, and those learnt while running (OAuth2
+        // tokens a connector fetched).
+        let learnt = crate::secret::learnt().redactor();
+        let redactors = [&wf.redactor, &*learnt];
         for line in &mut rec.logs {
-            wf.redactor.redact_str(line);
+            redactors.iter().for_each(|r| r.redact_str(line));
         }
         match outcome {
             Outcome::Succeeded(v) => {
                 // The record keeps a redacted copy; the next step gets the
                 // output as it was.
                 let mut kept = v.clone();
-                wf.redactor.redact_value(&mut kept);
+                redactors.iter().for_each(|r| r.redact_value(&mut kept));
                 rec.status = StepStatus::Succeeded;
                 rec.error = None;
                 rec.output = Some(kept);
@@ -242,13 +246,13 @@ impl Executor {
                 Next::End(RunStatus::Filtered, None)
             }
             Outcome::Failed(mut e) => {
-                wf.redactor.redact_str(&mut e);
+                redactors.iter().for_each(|r| r.redact_str(&mut e));
                 rec.status = StepStatus::Failed;
                 rec.error = Some(e.clone());
                 Next::End(RunStatus::Failed, Some(e))
             }
             Outcome::Retry { mut error, at } => {
-                wf.redactor.redact_str(&mut error);
+                redactors.iter().for_each(|r| r.redact_str(&mut error));
                 rec.status = StepStatus::Retrying;
                 rec.error = Some(error);
                 run.status = RunStatus::Retrying;
@@ -290,7 +294,7 @@ fn slot(run: &mut Run, step: &Step) -> usize {
         Some(i) => i,
         None => {
             run.steps
-                .push(StepRecord::pending(&step.id, step.action.kind()));
+                .push(StepRecord::pending(&step.id, step.action.kind()).with_uses(step.uses()));
             run.steps.len() - 1
         }
     }

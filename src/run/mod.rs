@@ -96,7 +96,7 @@ pub fn new_run(w: &Workflow, event_id: &EventId, now: Timestamp) -> Run {
         steps: w
             .steps
             .iter()
-            .map(|s| StepRecord::pending(&s.id, s.action.kind()))
+            .map(|s| StepRecord::pending(&s.id, s.action.kind()).with_uses(s.uses()))
             .collect(),
     }
 }

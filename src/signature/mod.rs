@@ -1,6 +1,9 @@
 //! Signature verification (SPEC §5): pure functions over the raw body bytes,
-//! the request headers, a secret and the current time. Comparisons are
-//! constant-time (`Mac::verify_slice`). Reasons never contain a secret.
+//! the request headers, a secret and the current time — and, for the
+//! schemes that sign it (Twilio, HubSpot), the method and the public URL
+//! the sender used ([`Signed`]). Comparisons are constant-time
+//! (`Mac::verify_slice`, or digests compared with `subtle` for GitLab's
+//! plain token). Reasons never contain a secret.
 //!
 //! A header value that lacks its scheme's prefix (`sha256=`, `v0=`, `v1=`
 //! in Stripe's list, `v1,` in Standard Webhooks' list, a configured
@@ -32,6 +35,24 @@ pub enum Scheme {
         encoding: Encoding,
         prefix: String,
     },
+    /// GitLab: `X-Gitlab-Token` holds the secret token itself.
+    Gitlab,
+    /// Twilio: `X-Twilio-Signature`, base64 HMAC-SHA1 of the public URL
+    /// followed by the form parameters sorted by name, each as name then
+    /// value. A JSON body is signed through the URL's `bodySHA256`
+    /// parameter (hex SHA-256 of the body) instead.
+    Twilio,
+    /// Linear: `Linear-Signature`, hex HMAC-SHA256 of the body, whose
+    /// `webhookTimestamp` (milliseconds) must be within the tolerance.
+    Linear {
+        tolerance: Duration,
+    },
+    /// HubSpot v3: `X-HubSpot-Signature-v3`, base64 HMAC-SHA256 of method,
+    /// URI, body and `X-HubSpot-Request-Timestamp` (milliseconds), which
+    /// must be within the tolerance.
+    Hubspot {
+        tolerance: Duration,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +69,20 @@ pub enum Encoding {
 }
 
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+/// Linear asks receivers to refuse deliveries whose `webhookTimestamp`
+/// is more than a minute away.
+pub const LINEAR_TOLERANCE: Duration = Duration::from_secs(60);
+
+/// A request as the sender signed it.
+pub struct Signed<'a> {
+    pub method: &'a str,
+    /// The URL the sender used, as it sent it (Twilio and HubSpot sign it):
+    /// the workflow's `verify.url`, or one built from the `Host` header and
+    /// the path.
+    pub url: &'a str,
+    pub headers: &'a dyn Headers,
+    pub body: &'a [u8],
+}
 
 /// Why a request was refused; shown to the sender and stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +97,8 @@ pub enum Rejection {
     Stale,
     #[error("signature does not match")]
     Mismatch,
+    #[error("the signed body has no `{0}`")]
+    MissingField(&'static str),
 }
 
 /// Headers by lower-case name.
@@ -85,10 +122,34 @@ impl Scheme {
             Scheme::Slack { .. } => vec!["x-slack-signature".into()],
             Scheme::Standard { .. } => vec!["webhook-signature".into()],
             Scheme::Hmac { header, .. } => vec![header.to_ascii_lowercase()],
+            Scheme::Gitlab => vec![GITLAB_TOKEN.into()],
+            Scheme::Twilio => vec![TWILIO_SIGNATURE.into()],
+            Scheme::Linear { .. } => vec![LINEAR_SIGNATURE.into()],
+            Scheme::Hubspot { .. } => {
+                vec![HUBSPOT_SIGNATURE_V3.into(), "x-hubspot-signature".into()]
+            }
         }
     }
 
-    /// Verify `body` as signed with `secret`. `now` is seconds since the epoch.
+    /// Whether the scheme signs the URL the sender used (so the server
+    /// must know its public URL).
+    pub fn signs_url(&self) -> bool {
+        match self {
+            Scheme::Twilio | Scheme::Hubspot { .. } => true,
+            Scheme::Stripe { .. }
+            | Scheme::Github
+            | Scheme::Shopify
+            | Scheme::Slack { .. }
+            | Scheme::Standard { .. }
+            | Scheme::Hmac { .. }
+            | Scheme::Gitlab
+            | Scheme::Linear { .. } => false,
+        }
+    }
+
+    /// Verify `body` as signed with `secret`, for schemes that sign only
+    /// headers and body (a URL-signing scheme sees a POST to an empty URL).
+    /// `now` is seconds since the epoch.
     pub fn verify(
         &self,
         secret: &[u8],
@@ -96,6 +157,22 @@ impl Scheme {
         body: &[u8],
         now: u64,
     ) -> Result<(), Rejection> {
+        self.verify_request(
+            secret,
+            &Signed {
+                method: "POST",
+                url: "",
+                headers,
+                body,
+            },
+            now,
+        )
+    }
+
+    /// Verify a request as signed with `secret`. `now` is seconds since
+    /// the epoch.
+    pub fn verify_request(&self, secret: &[u8], req: &Signed, now: u64) -> Result<(), Rejection> {
+        let (headers, body) = (req.headers, req.body);
         match self {
             Scheme::Stripe { tolerance } => {
                 const H: &str = "stripe-signature";
@@ -194,8 +271,139 @@ impl Scheme {
                 };
                 any_matches(*algorithm, secret, body, [sig])
             }
+            Scheme::Gitlab => {
+                let token = headers
+                    .get(GITLAB_TOKEN)
+                    .ok_or(Rejection::MissingHeader(GITLAB_TOKEN))?;
+                // Digests of equal length, compared in constant time: the
+                // comparison tells nothing about the token, not even its
+                // length.
+                use sha2::Digest;
+                use subtle::ConstantTimeEq;
+                let got = Sha256::digest(token.trim().as_bytes());
+                let want = Sha256::digest(secret);
+                if bool::from(got.ct_eq(&want)) {
+                    Ok(())
+                } else {
+                    Err(Rejection::Mismatch)
+                }
+            }
+            Scheme::Twilio => {
+                let header = headers
+                    .get(TWILIO_SIGNATURE)
+                    .ok_or(Rejection::MissingHeader(TWILIO_SIGNATURE))?;
+                let msg = twilio_message(req.url, body)?;
+                any_matches(Algorithm::Sha1, secret, &msg, [b64(header.trim())])
+            }
+            Scheme::Linear { tolerance } => {
+                let header = headers
+                    .get(LINEAR_SIGNATURE)
+                    .ok_or(Rejection::MissingHeader(LINEAR_SIGNATURE))?;
+                any_matches(
+                    Algorithm::Sha256,
+                    secret,
+                    body,
+                    [hex::decode(header.trim()).ok()],
+                )?;
+                // Only a body known to be Linear's is read for its time.
+                const T: &str = "webhookTimestamp";
+                let ms = serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|v| v.get(T).and_then(serde_json::Value::as_u64))
+                    .ok_or(Rejection::MissingField(T))?;
+                check_time(ms / 1000, now, *tolerance)
+            }
+            Scheme::Hubspot { tolerance } => {
+                const H: &str = HUBSPOT_SIGNATURE_V3;
+                const T: &str = "x-hubspot-request-timestamp";
+                let header = headers.get(H).ok_or(Rejection::MissingHeader(H))?;
+                let t = headers.get(T).ok_or(Rejection::MissingHeader(T))?.trim();
+                let ms: u64 = t.parse().map_err(|_| Rejection::Malformed(T))?;
+                check_time(ms / 1000, now, *tolerance)?;
+                let msg = [
+                    req.method.as_bytes(),
+                    hubspot_uri(req.url).as_bytes(),
+                    body,
+                    t.as_bytes(),
+                ]
+                .concat();
+                any_matches(Algorithm::Sha256, secret, &msg, [b64(header.trim())])
+            }
         }
     }
+}
+
+pub const GITLAB_TOKEN: &str = "x-gitlab-token";
+pub const TWILIO_SIGNATURE: &str = "x-twilio-signature";
+pub const LINEAR_SIGNATURE: &str = "linear-signature";
+pub const HUBSPOT_SIGNATURE_V3: &str = "x-hubspot-signature-v3";
+
+/// What Twilio signs: the URL, then each form parameter of the body sorted
+/// by name (then value), name and value with no delimiter. A URL carrying
+/// `bodySHA256` (Twilio's JSON webhooks) signs the URL alone, and the
+/// body must have that hex SHA-256.
+fn twilio_message(url: &str, body: &[u8]) -> Result<Vec<u8>, Rejection> {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let body_hash = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(k, _)| k == "bodySHA256")
+        .map(|(_, v)| v);
+    if let Some(want) = body_hash {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let got = hex::encode(Sha256::digest(body));
+        if !bool::from(got.as_bytes().ct_eq(want.to_ascii_lowercase().as_bytes())) {
+            return Err(Rejection::Mismatch);
+        }
+        return Ok(url.as_bytes().to_vec());
+    }
+    let mut params: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(body).map_err(|_| Rejection::Mismatch)?;
+    params.sort();
+    let mut msg = url.as_bytes().to_vec();
+    for (k, v) in params {
+        msg.extend_from_slice(k.as_bytes());
+        msg.extend_from_slice(v.as_bytes());
+    }
+    Ok(msg)
+}
+
+/// The request URI as HubSpot signs it: these percent-encoded characters
+/// decoded (in either hex case), everything else as sent.
+fn hubspot_uri(url: &str) -> String {
+    const DECODED: [(&str, char); 12] = [
+        ("3A", ':'),
+        ("2F", '/'),
+        ("3F", '?'),
+        ("40", '@'),
+        ("21", '!'),
+        ("24", '$'),
+        ("27", '\''),
+        ("28", '('),
+        ("29", ')'),
+        ("2A", '*'),
+        ("2C", ','),
+        ("3B", ';'),
+    ];
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3).map(str::to_ascii_uppercase);
+        match code.and_then(|c| DECODED.iter().find(|(k, _)| *k == c)) {
+            Some((_, ch)) => {
+                out.push(*ch);
+                rest = &rest[i + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Standard Webhooks secrets are `whsec_` + base64 of the key bytes.
@@ -306,6 +514,191 @@ mod tests {
             Scheme::Github.verify(b"It's a Secret to Everybody", &h, b"Hello, World?", 0),
             Err(Rejection::Mismatch)
         );
+    }
+
+    /// Twilio's published example (Twilio's "Webhooks security" page and
+    /// its SDKs' tests): the URL with its query, the form parameters sorted
+    /// by name, auth token `12345`.
+    #[test]
+    fn twilio_published_vector() {
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        let body = b"CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Digits=1234&From=%2B12349013030&To=%2B18005551212";
+        let h = headers(&[("x-twilio-signature", "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")]);
+        let signed = |url, body| Signed {
+            method: "POST",
+            url,
+            headers: &h,
+            body,
+        };
+        assert_eq!(
+            Scheme::Twilio.verify_request(b"12345", &signed(url, body), 0),
+            Ok(())
+        );
+        // The URL and every parameter are part of what is signed.
+        let other_url = "https://mycompany.com/myapp.php?foo=1&bar=3";
+        assert_eq!(
+            Scheme::Twilio.verify_request(b"12345", &signed(other_url, body), 0),
+            Err(Rejection::Mismatch)
+        );
+        let tampered: &[u8] = b"CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Digits=9999&From=%2B12349013030&To=%2B18005551212";
+        assert_eq!(
+            Scheme::Twilio.verify_request(b"12345", &signed(url, tampered), 0),
+            Err(Rejection::Mismatch)
+        );
+        // The parameters' order in the body does not matter.
+        let reordered: &[u8] = b"To=%2B18005551212&Digits=1234&From=%2B12349013030&Caller=%2B12349013030&CallSid=CA1234567890ABCDE";
+        assert_eq!(
+            Scheme::Twilio.verify_request(b"12345", &signed(url, reordered), 0),
+            Ok(())
+        );
+        assert_eq!(
+            Scheme::Twilio.verify_request(
+                b"12345",
+                &Signed {
+                    method: "POST",
+                    url,
+                    headers: &headers(&[]),
+                    body
+                },
+                0
+            ),
+            Err(Rejection::MissingHeader("x-twilio-signature"))
+        );
+    }
+
+    /// Twilio's JSON webhooks sign the URL, whose `bodySHA256` is the
+    /// body's hex SHA-256.
+    #[test]
+    fn twilio_json_bodies_are_signed_through_body_sha256() {
+        use sha2::Digest;
+        let body = br#"{"status":"delivered"}"#;
+        let url = format!(
+            "https://hooks.example.com/hooks/sms?bodySHA256={}",
+            hex::encode(Sha256::digest(body))
+        );
+        let sig = base64::engine::general_purpose::STANDARD.encode(sign(
+            Algorithm::Sha1,
+            b"token",
+            url.as_bytes(),
+        ));
+        let h = headers(&[("x-twilio-signature", &sig)]);
+        let req = |body: &'static [u8]| Signed {
+            method: "POST",
+            url: &url,
+            headers: &h,
+            body,
+        };
+        assert_eq!(
+            Scheme::Twilio.verify_request(b"token", &req(body), 0),
+            Ok(())
+        );
+        assert_eq!(
+            Scheme::Twilio.verify_request(b"token", &req(br#"{"status":"failed"}"#), 0),
+            Err(Rejection::Mismatch)
+        );
+    }
+
+    #[test]
+    fn gitlab_token_is_compared_whole() {
+        let ok = headers(&[("x-gitlab-token", "s3cr3t-token")]);
+        assert_eq!(
+            Scheme::Gitlab.verify(b"s3cr3t-token", &ok, b"{}", 0),
+            Ok(())
+        );
+        for wrong in ["s3cr3t-toke", "s3cr3t-token2", "", "S3CR3T-TOKEN"] {
+            let h = headers(&[("x-gitlab-token", wrong)]);
+            assert_eq!(
+                Scheme::Gitlab.verify(b"s3cr3t-token", &h, b"{}", 0),
+                Err(Rejection::Mismatch),
+                "{wrong}"
+            );
+        }
+        assert_eq!(
+            Scheme::Gitlab.verify(b"s3cr3t-token", &headers(&[]), b"{}", 0),
+            Err(Rejection::MissingHeader("x-gitlab-token"))
+        );
+    }
+
+    #[test]
+    fn linear_signature_and_its_timestamp_window() {
+        let scheme = Scheme::Linear {
+            tolerance: LINEAR_TOLERANCE,
+        };
+        let body = br#"{"action":"create","type":"Issue","webhookTimestamp":1700000000123}"#;
+        let sig = hex::encode(sign(Algorithm::Sha256, b"lin_wh_k", body));
+        let h = headers(&[("linear-signature", &sig)]);
+        assert_eq!(scheme.verify(b"lin_wh_k", &h, body, 1700000030), Ok(()));
+        assert_eq!(
+            scheme.verify(b"lin_wh_k", &h, body, 1700000061),
+            Err(Rejection::Stale)
+        );
+        assert_eq!(
+            scheme.verify(b"other", &h, body, 1700000000),
+            Err(Rejection::Mismatch)
+        );
+        let untimed = br#"{"action":"create"}"#;
+        let sig = hex::encode(sign(Algorithm::Sha256, b"lin_wh_k", untimed));
+        let h = headers(&[("linear-signature", &sig)]);
+        assert_eq!(
+            scheme.verify(b"lin_wh_k", &h, untimed, 0),
+            Err(Rejection::MissingField("webhookTimestamp"))
+        );
+    }
+
+    /// HubSpot v3 as its "Validating requests" page describes it (HubSpot
+    /// publishes no v3 example): method + URI + body + timestamp, with
+    /// some percent-encoded characters of the URI decoded first.
+    #[test]
+    fn hubspot_v3_signature() {
+        let scheme = Scheme::Hubspot {
+            tolerance: DEFAULT_TOLERANCE,
+        };
+        let body = br#"[{"subscriptionType":"contact.creation","objectId":123}]"#;
+        let ts = "1700000000000";
+        let msg = [
+            b"POST".as_slice(),
+            b"https://hooks.example.com/hooks/hubspot?portal=62515&x=a:b",
+            body,
+            ts.as_bytes(),
+        ]
+        .concat();
+        let sig = base64::engine::general_purpose::STANDARD.encode(sign(
+            Algorithm::Sha256,
+            b"client-secret",
+            &msg,
+        ));
+        let h = headers(&[
+            ("x-hubspot-signature-v3", &sig),
+            ("x-hubspot-request-timestamp", ts),
+        ]);
+        let req = |method, url| Signed {
+            method,
+            url,
+            headers: &h,
+            body,
+        };
+        let sent = "https://hooks.example.com/hooks/hubspot?portal=62515&x=a%3Ab";
+        assert_eq!(
+            scheme.verify_request(b"client-secret", &req("POST", sent), 1700000100),
+            Ok(())
+        );
+        assert_eq!(
+            scheme.verify_request(b"client-secret", &req("POST", sent), 1700000301),
+            Err(Rejection::Stale)
+        );
+        assert_eq!(
+            scheme.verify_request(b"client-secret", &req("PUT", sent), 1700000100),
+            Err(Rejection::Mismatch)
+        );
+        assert_eq!(
+            scheme.verify_request(
+                b"client-secret",
+                &req("POST", "https://hooks.example.com/hooks/other"),
+                1700000100
+            ),
+            Err(Rejection::Mismatch)
+        );
+        assert_eq!(hubspot_uri("/a%2fb%3F%25%2a"), "/a/b?%25*");
     }
 
     #[test]

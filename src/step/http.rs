@@ -34,6 +34,9 @@ pub struct HttpAction {
     pub retry: RetryPolicy,
     pub success: Vec<StatusRange>,
     pub follow_redirects: bool,
+    /// Set when the step is a connector action (`uses:`): its parameters,
+    /// its checks of the answer and its OAuth2 token (see [`super::uses`]).
+    pub uses: Option<std::sync::Arc<super::uses::Uses>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +164,11 @@ impl HttpAction {
         // Compiling placed every run-context value in the path or query;
         // this holds the result to that, whatever the values were.
         self.url.check(&url)?;
+        if let Some(dots) = self.url.dot_segment(ctx) {
+            return Err(format!(
+                "the url's path would hold the segment `{dots}` from the run context, which would move the request elsewhere on the server; nothing was sent"
+            ));
+        }
         if !self.query.is_empty() {
             let mut pairs = url.query_pairs_mut();
             for (k, t) in &self.query {
@@ -189,7 +197,12 @@ impl HttpAction {
         }
         let mut body = Vec::new();
         if let Some(t) = &self.body {
-            let value = t.render(ctx);
+            let mut value = t.render(ctx);
+            if self.uses.is_some() {
+                // A connector's body names every parameter an action
+                // takes; those a workflow leaves out are left out.
+                prune_nulls(&mut value);
+            }
             let content_type = match self.format {
                 BodyFormat::Json => {
                     body = serde_json::to_vec(&value)
@@ -237,53 +250,134 @@ impl HttpAction {
         env: &StepEnv<'_>,
         record: &mut StepRecord,
     ) -> Outcome {
-        let run_id = ctx
-            .pointer("/run/id")
-            .and_then(Value::as_str)
-            .unwrap_or("run");
-        let key = format!("{run_id}.{}", self.step_id);
+        if let Some(uses) = &self.uses {
+            return super::uses::run(self, uses, ctx, env, record).await;
+        }
+        let key = self.idempotency_key(ctx);
         let prepared = match self.prepare(ctx, &key) {
             Ok(p) => p,
             Err(e) => return Outcome::Failed(e),
         };
         let n = record.attempts.len() as u32 + 1;
-        let started_at = Timestamp::now();
-        let clock = Instant::now();
-        let result = env.http.send(&self.step_id, &prepared).await;
-        let duration_ms = clock.elapsed().as_millis() as u64;
-        let mut attempt = Attempt {
-            n,
-            started_at,
-            duration_ms,
-            request: prepared.record(env.redactor),
-            response: None,
-            error: None,
-        };
+        let (result, mut attempt) = self.exchange(&prepared, env, env.redactor, n).await;
         let outcome = decide(&result, n, &self.retry, &self.success, Timestamp::now());
-        match &result {
-            Ok(resp) => {
-                let (mut body, body_size) = kept_body(&resp.body, resp.size);
-                env.redactor.redact_value(&mut body);
-                let mut headers = resp.headers.clone();
-                env.redactor.redact_map(&mut headers);
-                attempt.response = Some(AttemptResponse {
-                    status: resp.status,
-                    headers,
-                    body,
-                    body_size,
-                });
-                if let Outcome::Failed(e) | Outcome::Retry { error: e, .. } = &outcome {
-                    attempt.error = Some(e.clone());
-                }
-            }
-            Err(e) => attempt.error = Some(e.clone()),
-        }
-        // A transport error names the URL, which may carry a secret.
-        if let Some(e) = &mut attempt.error {
-            env.redactor.redact_str(e);
-        }
+        settle(&mut attempt, &outcome, env.redactor);
         record.attempts.push(attempt);
         outcome
+    }
+
+    /// Render the request as the step would send it, a `uses` step's
+    /// parameters included (its OAuth2 token aside): for tools that render
+    /// without running.
+    pub fn render_request(&self, ctx: &Value, key: &str) -> Result<Prepared, String> {
+        match &self.uses {
+            None => self.prepare(ctx, key),
+            Some(u) => {
+                let mut cx = ctx.clone();
+                if let Value::Object(m) = &mut cx {
+                    m.insert(super::uses::PARAMS.into(), u.render_params(ctx)?);
+                }
+                self.prepare(&cx, key)
+            }
+        }
+    }
+
+    /// `<run id>.<step id>`: the same for every attempt of the step.
+    pub(super) fn idempotency_key(&self, ctx: &Value) -> String {
+        let run_id = ctx
+            .pointer("/run/id")
+            .and_then(Value::as_str)
+            .unwrap_or("run");
+        format!("{run_id}.{}", self.step_id)
+    }
+
+    /// Send `prepared` once; the answer and attempt `n` as the record keeps
+    /// it (its error is set by [`settle`] once the outcome is known).
+    pub(super) async fn exchange(
+        &self,
+        prepared: &Prepared,
+        env: &StepEnv<'_>,
+        redactor: &Redactor,
+        n: u32,
+    ) -> (Result<Response, String>, Attempt) {
+        let started_at = Timestamp::now();
+        let clock = Instant::now();
+        let result = env.http.send(&self.step_id, prepared).await;
+        let duration_ms = clock.elapsed().as_millis() as u64;
+        let attempt = attempt_of(prepared, &result, n, started_at, duration_ms, redactor);
+        (result, attempt)
+    }
+}
+
+/// The record of one request and its answer (or failure), redacted.
+pub(super) fn attempt_of(
+    prepared: &Prepared,
+    result: &Result<Response, String>,
+    n: u32,
+    started_at: Timestamp,
+    duration_ms: u64,
+    redactor: &Redactor,
+) -> Attempt {
+    let learnt = crate::secret::learnt().redactor();
+    let mut request = prepared.record(redactor);
+    if !learnt.is_empty() {
+        learnt.redact_value(&mut request.body);
+        learnt.redact_map(&mut request.headers);
+        learnt.redact_str(&mut request.url);
+    }
+    let mut attempt = Attempt {
+        n,
+        started_at,
+        duration_ms,
+        request,
+        response: None,
+        error: None,
+    };
+    match result {
+        Ok(resp) => {
+            let (mut body, body_size) = kept_body(&resp.body, resp.size);
+            let mut headers = resp.headers.clone();
+            for r in [redactor, &*learnt] {
+                r.redact_value(&mut body);
+                r.redact_map(&mut headers);
+            }
+            attempt.response = Some(AttemptResponse {
+                status: resp.status,
+                headers,
+                body,
+                body_size,
+            });
+        }
+        Err(e) => attempt.error = Some(e.clone()),
+    }
+    attempt
+}
+
+/// Give an answered attempt the error its outcome carries, and keep no
+/// secret in any error (a transport error names the URL, which may carry
+/// one).
+pub(super) fn settle(attempt: &mut Attempt, outcome: &Outcome, redactor: &Redactor) {
+    if attempt.response.is_some() {
+        if let Outcome::Failed(e) | Outcome::Retry { error: e, .. } = outcome {
+            attempt.error = Some(e.clone());
+        }
+    }
+    if let Some(e) = &mut attempt.error {
+        redactor.redact_str(e);
+        crate::secret::learnt().redactor().redact_str(e);
+    }
+}
+
+/// Remove the object entries whose value is null, at any depth (array
+/// items stay: a null there is a value, an empty cell say).
+fn prune_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(prune_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(prune_nulls),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
     }
 }
 
@@ -360,7 +454,8 @@ fn retry_after(headers: &BTreeMap<String, String>, now: Timestamp) -> Option<Dur
     Some(d.min(Duration::from_secs(86_400)))
 }
 
-fn output(resp: &Response) -> Value {
+/// A response as a step's output: `{"status", "headers", "body"}`.
+pub(super) fn output(resp: &Response) -> Value {
     let body = if resp.body.is_empty() {
         Value::Null
     } else {
@@ -403,6 +498,16 @@ impl Canned {
             answers: std::sync::Mutex::new(answers),
             sent: std::sync::Mutex::default(),
         }
+    }
+
+    /// Whether answers were given for this step (a test's `mock:`); a step
+    /// without gets a plain `200`, taken as a success whatever a
+    /// connector's `ok_when` says.
+    pub fn mocked(&self, step_id: &str) -> bool {
+        self.answers
+            .lock()
+            .map(|a| a.get(step_id).is_some_and(|l| !l.is_empty()))
+            .unwrap_or(false)
     }
 
     /// The requests steps would have sent, by step id, in order.
@@ -685,6 +790,7 @@ mod tests {
                 retry: RetryPolicy::default(),
                 success: vec![StatusRange { lo: 200, hi: 299 }],
                 follow_redirects: false,
+                uses: None,
             }
         };
         type Query<'a> = &'a [(&'a str, &'a str)];

@@ -1,11 +1,15 @@
 //! Steps (SPEC §6): `filter`, `transform` and `http`, each in its own file.
+//! A `uses` step (SPEC §9) is an `http` step written by a connector: what
+//! the connector adds at run time is in `uses.rs` and `oauth2.rs`.
 //! A step decides its outcome and records what happened in its
 //! [`StepRecord`]; a failure is data, never an `Err` of the executor.
 
 pub mod filter;
 pub mod http;
+pub mod oauth2;
 pub mod policy;
 pub mod transform;
+pub mod uses;
 
 use crate::expr::condition::Condition;
 use crate::record::{StepKind, StepRecord, Timestamp};
@@ -63,6 +67,14 @@ pub struct StepEnv<'a> {
 }
 
 impl Step {
+    /// The connector action a `uses` step calls, `connector.action`.
+    pub fn uses(&self) -> Option<&str> {
+        match &self.action {
+            Action::Http(h) => h.uses.as_ref().map(|u| u.name.as_str()),
+            Action::Filter(_) | Action::Transform(_) => None,
+        }
+    }
+
     /// Run the step against the run context, filling in `record`.
     pub async fn run(&self, ctx: &Value, env: &StepEnv<'_>, record: &mut StepRecord) -> Outcome {
         if let Some(cond) = &self.condition {

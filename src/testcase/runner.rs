@@ -40,6 +40,7 @@ pub async fn run_once(
         .replace(Registry {
             workflows: vec![wf],
             files: Vec::new(),
+            catalog: Default::default(),
         })
         .await
         .map_err(|e| e.to_string())?;

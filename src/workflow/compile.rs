@@ -3,7 +3,17 @@
 //! resolves `env` and `file:` references. It never stops at the first
 //! problem: every one is collected with its file, line and column. Verify
 //! secrets are resolved here, once: never empty, never from the run context.
+//! Provider presets (`compile/preset.rs`) and `uses` steps
+//! (`compile/uses.rs`) are compiled here too: a connector's templates are
+//! compiled with the workflow's environment, and their problems reported
+//! at the workflow's line with the connector file's own position.
 
+mod preset;
+mod uses;
+
+pub use preset::PROVIDERS;
+
+use super::connector::Catalog;
 use super::spec::{HttpSpec, StepSpec, TransformSpec, VerifySpec, WorkflowSpec};
 use super::yaml::{self, Pos, Spanned, YNode};
 use super::{Dedupe, FallbackSecret, Verify, Workflow, DEFAULT_DEDUPE_WINDOW};
@@ -83,6 +93,9 @@ pub struct Bundle {
     pub file: PathBuf,
     pub yaml: String,
     pub scripts: BTreeMap<String, String>,
+    /// The connector files its `uses` steps and provider use, by path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connectors: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for Bundle {
@@ -90,10 +103,13 @@ impl fmt::Debug for Bundle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scripts: BTreeMap<&String, usize> =
             self.scripts.iter().map(|(k, v)| (k, v.len())).collect();
+        let connectors: BTreeMap<&String, usize> =
+            self.connectors.iter().map(|(k, v)| (k, v.len())).collect();
         f.debug_struct("Bundle")
             .field("file", &self.file)
             .field("yaml_bytes", &self.yaml.len())
             .field("script_bytes", &scripts)
+            .field("connector_bytes", &connectors)
             .finish()
     }
 }
@@ -121,7 +137,26 @@ impl Bundle {
             h.update([0]);
             h.update(text.as_bytes());
         }
+        // Only versions that use connectors hash them, so the versions of
+        // workflows without any stay what they were.
+        for (name, text) in &self.connectors {
+            h.update([1]);
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(text.as_bytes());
+        }
         hex::encode(&h.finalize()[..8])
+    }
+
+    /// The connectors this version was built with.
+    pub fn catalog(&self, engine: &Engine) -> Catalog {
+        Catalog::from_sources(
+            self.connectors
+                .iter()
+                .map(|(f, t)| (PathBuf::from(f), t.clone()))
+                .collect(),
+            engine,
+        )
     }
 }
 
@@ -130,6 +165,8 @@ pub struct CompileEnv<'a> {
     pub env: &'a dyn EnvLookup,
     pub scripts: &'a dyn ScriptSource,
     pub engine: &'a Engine,
+    /// The connectors `uses` steps and `provider:` may name.
+    pub connectors: &'a Catalog,
 }
 
 struct Cx<'a, 'b> {
@@ -139,6 +176,8 @@ struct Cx<'a, 'b> {
     issues: Vec<Issue>,
     secrets: Vec<Secret>,
     scripts_used: BTreeMap<String, String>,
+    /// Connector files used, by path: kept with the version.
+    connectors_used: BTreeMap<String, String>,
 }
 
 impl Cx<'_, '_> {
@@ -205,6 +244,38 @@ impl Cx<'_, '_> {
         self.problems(problems);
         c
     }
+
+    /// Compile parts of a connector's file for this workflow: templates
+    /// see the workflow's environment, secrets join the workflow's, and
+    /// each problem is reported at `at` (the workflow's line), prefixed
+    /// with `label` and the connector file's own position.
+    fn within<T>(
+        &mut self,
+        connector: &super::connector::Connector,
+        at: Pos,
+        label: &str,
+        f: impl FnOnce(&mut Cx) -> T,
+    ) -> T {
+        let mut sub = Cx {
+            file: &connector.file,
+            text: &connector.source,
+            env: self.env,
+            issues: Vec::new(),
+            secrets: std::mem::take(&mut self.secrets),
+            scripts_used: BTreeMap::new(),
+            connectors_used: BTreeMap::new(),
+        };
+        let out = f(&mut sub);
+        self.secrets = std::mem::take(&mut sub.secrets);
+        for i in std::mem::take(&mut sub.issues) {
+            self.issue(at, format!("{label}: {i}"));
+        }
+        self.connectors_used.insert(
+            connector.file.display().to_string(),
+            connector.source.clone(),
+        );
+        out
+    }
 }
 
 /// Compile one workflow file. `file` is only used in messages and records.
@@ -216,6 +287,7 @@ pub fn compile(file: &Path, text: &str, env: &CompileEnv) -> Result<Workflow, Ve
         issues: Vec::new(),
         secrets: Vec::new(),
         scripts_used: BTreeMap::new(),
+        connectors_used: BTreeMap::new(),
     };
     if text.trim().is_empty() {
         cx.issue(
@@ -318,12 +390,28 @@ fn build(cx: &mut Cx, spec: WorkflowSpec) -> Option<Workflow> {
             out
         }
     };
-    let verify = webhook.verify.as_ref().and_then(|v| verify(cx, v));
-    let dedupe = webhook.dedupe.as_ref().and_then(|d| {
-        let key = cx.template(&d.value.key, "dedupe key");
-        let window = cx.duration(&d.value.window, DEFAULT_DEDUPE_WINDOW, "dedupe window");
-        Some(Dedupe { key: key?, window })
-    });
+    // A provider preset fills in what `verify` and `dedupe` leave out.
+    let preset = webhook
+        .provider
+        .as_ref()
+        .and_then(|p| preset::resolve(cx, p));
+    let verify = match (&webhook.verify, &preset) {
+        (Some(v), _) => verify(cx, v),
+        (None, Some(p)) => p.verify(cx),
+        (None, None) => None,
+    };
+    let dedupe = match (&webhook.dedupe, &preset) {
+        (Some(d), _) => dedupe(cx, d),
+        (None, Some(p)) => p.dedupe(cx),
+        (None, None) => None,
+    };
+    let events = spec
+        .trigger
+        .value
+        .events
+        .as_ref()
+        .and_then(|e| preset::events(cx, e, preset.as_ref()));
+    let summary = preset.as_ref().map(|p| p.summary(cx)).unwrap_or_default();
     let when = spec
         .trigger
         .value
@@ -358,6 +446,7 @@ fn build(cx: &mut Cx, spec: WorkflowSpec) -> Option<Workflow> {
         file: cx.file.to_path_buf(),
         yaml: cx.text.to_string(),
         scripts: std::mem::take(&mut cx.scripts_used),
+        connectors: std::mem::take(&mut cx.connectors_used),
     };
     Some(Workflow {
         name,
@@ -370,10 +459,18 @@ fn build(cx: &mut Cx, spec: WorkflowSpec) -> Option<Workflow> {
         methods,
         verify,
         dedupe,
+        events,
+        summary,
         when,
         steps,
         redactor: Redactor::new(std::mem::take(&mut cx.secrets)),
     })
+}
+
+fn dedupe(cx: &mut Cx, d: &Spanned<super::spec::DedupeSpec>) -> Option<Dedupe> {
+    let key = cx.template(&d.value.key, "dedupe key");
+    let window = cx.duration(&d.value.window, DEFAULT_DEDUPE_WINDOW, "dedupe window");
+    Some(Dedupe { key: key?, window })
 }
 
 /// `stripe`, `/stripe/` and `/stripe` are the same path: `/stripe`.
@@ -415,6 +512,20 @@ fn verify(cx: &mut Cx, v: &Spanned<VerifySpec>) -> Option<Verify> {
             },
             &s.secret,
         ),
+        VerifySpec::Gitlab(s) => (Scheme::Gitlab, &s.secret),
+        VerifySpec::Twilio(s) => (Scheme::Twilio, &s.secret),
+        VerifySpec::Linear(s) => (
+            Scheme::Linear {
+                tolerance: cx.duration(&s.tolerance, signature::LINEAR_TOLERANCE, "tolerance"),
+            },
+            &s.secret,
+        ),
+        VerifySpec::Hubspot(s) => (
+            Scheme::Hubspot {
+                tolerance: tol(cx, &s.tolerance),
+            },
+            &s.secret,
+        ),
         VerifySpec::Hmac(h) => (
             Scheme::Hmac {
                 header: h.header.value.clone(),
@@ -431,6 +542,35 @@ fn verify(cx: &mut Cx, v: &Spanned<VerifySpec>) -> Option<Verify> {
             },
             &h.secret,
         ),
+    };
+    let url_spec = match &v.value {
+        VerifySpec::Twilio(s) => s.url.as_ref(),
+        VerifySpec::Hubspot(s) => s.url.as_ref(),
+        VerifySpec::Stripe(_)
+        | VerifySpec::Github(_)
+        | VerifySpec::Shopify(_)
+        | VerifySpec::Slack(_)
+        | VerifySpec::Standard(_)
+        | VerifySpec::Hmac(_)
+        | VerifySpec::Gitlab(_)
+        | VerifySpec::Linear(_) => None,
+    };
+    let url = match url_spec {
+        None => None,
+        Some(u) => {
+            let t = cx.template(u, "url")?;
+            match t.known() {
+                Some(k) if reqwest::Url::parse(&k.text).is_ok() => Some(k.text),
+                Some(k) => {
+                    cx.issue(u.pos, format!("url: `{}` is not a URL; give the whole URL the sender calls, e.g. https://hooks.example.com/hooks/sms", k.text));
+                    return None;
+                }
+                None => {
+                    cx.issue(u.pos, "url: the signed URL must be known at load (a literal or `{{ env.NAME }}`), not read from the request");
+                    return None;
+                }
+            }
+        }
     };
     let template = cx.template(secret, "secret")?;
     // The key is resolved here, once: a sender must never be able to pick
@@ -470,6 +610,7 @@ fn verify(cx: &mut Cx, v: &Spanned<VerifySpec>) -> Option<Verify> {
             variable,
             pos: secret.pos,
         }),
+        url,
     })
 }
 
@@ -479,16 +620,23 @@ fn step(cx: &mut Cx, s: &Spanned<StepSpec>) -> Option<Step> {
         spec.filter.is_some(),
         spec.transform.is_some(),
         spec.http.is_some(),
+        spec.uses.is_some(),
     ];
     let count = kinds.iter().filter(|k| **k).count();
+    if let (Some(w), None) = (&spec.with_, &spec.uses) {
+        cx.issue(
+            w.pos,
+            "`with` gives the parameters of a `uses` step; this step has no `uses`",
+        );
+    }
     if count != 1 {
         let msg = if count == 0 {
             format!(
-                "step `{}` has no kind: add one of `filter`, `transform` or `http`",
+                "step `{}` has no kind: add one of `filter`, `transform`, `http` or `uses`",
                 spec.id.value
             )
         } else {
-            format!("step `{}` has {count} kinds; a step is exactly one of `filter`, `transform` or `http` (split it into several steps)", spec.id.value)
+            format!("step `{}` has {count} kinds; a step is exactly one of `filter`, `transform`, `http` or `uses` (split it into several steps)", spec.id.value)
         };
         cx.issue(s.pos, msg);
         return None;
@@ -503,6 +651,8 @@ fn step(cx: &mut Cx, s: &Spanned<StepSpec>) -> Option<Step> {
         Action::Transform(transform(cx, t)?)
     } else if let Some(h) = &spec.http {
         Action::Http(http(cx, &spec.id.value, h)?)
+    } else if let Some(u) = &spec.uses {
+        Action::Http(uses::compile(cx, &spec.id.value, u, spec.with_.as_ref())?)
     } else {
         return None;
     };
@@ -674,6 +824,7 @@ fn http(cx: &mut Cx, step_id: &str, h: &Spanned<HttpSpec>) -> Option<HttpAction>
         retry,
         success,
         follow_redirects: spec.follow_redirects.unwrap_or(false),
+        uses: None,
     })
 }
 

@@ -1,8 +1,11 @@
 //! Workflows: `spec.rs` mirrors the YAML, `compile.rs` checks it and builds
 //! the runtime [`Workflow`], `registry.rs` holds the loaded set (path and
 //! method → workflows) and every version a run may still need.
+//! `connector/` reads the connector files that `uses` steps call, and
+//! `compile` turns each `uses` step into an `http` step from them.
 
 pub mod compile;
+pub mod connector;
 pub mod registry;
 pub mod spec;
 pub mod watch;
@@ -35,6 +38,12 @@ pub struct Workflow {
     pub methods: Vec<String>,
     pub verify: Option<Verify>,
     pub dedupe: Option<Dedupe>,
+    /// `trigger.events`: the provider's event types that start a run.
+    pub events: Option<Events>,
+    /// The run summary, from a provider preset: its parts, rendered and
+    /// joined with ` · ` (empty parts left out). Empty: the default
+    /// summary ([`crate::record::summarize`]).
+    pub summary: Vec<Template>,
     pub when: Option<Condition>,
     pub steps: Vec<Step>,
     /// Redacts this workflow's secrets (the `env` values it reads and its
@@ -54,6 +63,10 @@ pub struct Verify {
     /// (a demo secret) because its variable is unset: such a workflow is
     /// served only on a loopback address (see [`Serving`]).
     pub fallback: Option<FallbackSecret>,
+    /// For schemes that sign the URL (Twilio, HubSpot): the URL the sender
+    /// uses, when `verify.url` gives it; otherwise it is built from the
+    /// request's `Host` header and path.
+    pub url: Option<String>,
 }
 
 // By hand, so the key never reaches a debug print.
@@ -63,6 +76,7 @@ impl std::fmt::Debug for Verify {
             .field("scheme", &self.scheme)
             .field("secret", &crate::record::REDACTED)
             .field("fallback", &self.fallback)
+            .field("url", &self.url)
             .finish()
     }
 }
@@ -98,6 +112,42 @@ impl Serving {
     }
 }
 
+/// `trigger.events`: where the event type is, and the types that match.
+#[derive(Debug)]
+pub struct Events {
+    pub event_type: Template,
+    /// Types as written; `*` matches any run of characters.
+    pub patterns: Vec<String>,
+}
+
+impl Events {
+    /// Whether the event in `ctx` is of a listed type.
+    pub fn matches(&self, ctx: &serde_json::Value) -> bool {
+        let ty = self.event_type.render_text(ctx);
+        !ty.is_empty() && self.patterns.iter().any(|p| glob(p, &ty))
+    }
+}
+
+/// `*` matches any run of characters (none included); all else is literal.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 #[derive(Debug)]
 pub struct Dedupe {
     pub key: Template,
@@ -107,9 +157,12 @@ pub struct Dedupe {
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
 
 /// The JSON Schema of a workflow file, generated from the types the loader
-/// reads (`spec.rs`), so it cannot drift from what `validate` accepts.
-pub fn schema() -> serde_json::Value {
+/// reads (`spec.rs`), so it cannot drift from what `validate` accepts;
+/// with the connectors of `catalog`, so an editor completes `uses:`, each
+/// action's `with:` and `provider:`.
+pub fn schema(catalog: &connector::Catalog) -> serde_json::Value {
     let mut schema = schemars::schema_for!(spec::WorkflowSpec).to_value();
+    add_connectors(&mut schema, catalog);
     if let Some(obj) = schema.as_object_mut() {
         obj.insert(
             "$id".into(),
@@ -122,4 +175,50 @@ pub fn schema() -> serde_json::Value {
         );
     }
     schema
+}
+
+/// Complete `uses:`, `with:` and `provider:` from the catalog.
+fn add_connectors(schema: &mut serde_json::Value, catalog: &connector::Catalog) {
+    use serde_json::{json, Value};
+    let (uses, with_defs) = connector::schema_parts(catalog);
+    let mut providers: Vec<Value> = compile::PROVIDERS.iter().map(|p| json!(p)).collect();
+    providers.extend(
+        catalog
+            .iter()
+            .filter(|c| c.spec.webhook.is_some())
+            .map(|c| json!(c.name)),
+    );
+    let Some(defs) = schema.get_mut("$defs").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(p) = defs
+        .get_mut("WebhookSpec")
+        .and_then(|w| w.pointer_mut("/properties/provider"))
+    {
+        let description = p.get("description").cloned().unwrap_or(Value::Null);
+        *p = json!({ "description": description, "enum": providers });
+    }
+    let mut conditional = Vec::new();
+    for u in &uses {
+        let Some(name) = u.get("const").and_then(Value::as_str) else {
+            continue;
+        };
+        conditional.push(json!({
+            "if": { "properties": { "uses": { "const": name } }, "required": ["uses"] },
+            "then": { "properties": { "with": { "$ref": format!("#/$defs/with.{name}") } } }
+        }));
+    }
+    for (k, v) in with_defs {
+        defs.insert(k, v);
+    }
+    let Some(step) = defs.get_mut("StepSpec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if !uses.is_empty() {
+        if let Some(u) = step.get_mut("properties").and_then(|p| p.get_mut("uses")) {
+            let description = u.get("description").cloned().unwrap_or(Value::Null);
+            *u = json!({ "description": description, "anyOf": uses });
+        }
+        step.insert("allOf".into(), Value::Array(conditional));
+    }
 }

@@ -5,6 +5,7 @@
 //! fallback literal) is invalid unless it is served locally ([`Serving`]).
 
 use super::compile::{compile, Bundle, CompileEnv, Issue, ScriptDir};
+use super::connector::{Catalog, ConnectorUse};
 use super::{Serving, Workflow};
 use crate::expr::template::EnvLookup;
 use crate::script::Engine;
@@ -33,6 +34,9 @@ pub struct FileReport {
     pub version: Option<String>,
     /// For an invalid file: the earlier version that is still being served.
     pub serving_version: Option<String>,
+    /// The connectors its `uses` steps name, and the state of the
+    /// variables they read (read from the file even when it is invalid).
+    pub connectors: Vec<ConnectorUse>,
     #[serde(skip)]
     pub source: String,
 }
@@ -42,6 +46,8 @@ pub struct FileReport {
 pub struct Registry {
     pub workflows: Vec<Arc<Workflow>>,
     pub files: Vec<FileReport>,
+    /// The connectors they were compiled with.
+    pub catalog: Arc<Catalog>,
 }
 
 impl Registry {
@@ -137,6 +143,7 @@ pub fn load(
     files: &[PathBuf],
     env: &dyn EnvLookup,
     scripts_dir: &Path,
+    catalog: Arc<Catalog>,
     engine: &Engine,
     serving: Serving,
 ) -> Registry {
@@ -145,6 +152,7 @@ pub fn load(
         env,
         scripts: &scripts,
         engine,
+        connectors: &catalog,
     };
     let mut reg = Registry::default();
     for file in files {
@@ -163,10 +171,11 @@ pub fn load(
                 }]),
             ),
         };
+        let uses = super::connector::uses_of(&source, &catalog, env);
         match result {
             Ok(w) => {
                 if let Some(issue) = demo_secret_issue(&w, serving) {
-                    reg.files.push(invalid(file, &source, vec![issue]));
+                    reg.files.push(invalid(file, &source, vec![issue], uses));
                     continue;
                 }
                 if let Some(first) = reg.by_name(&w.name) {
@@ -180,7 +189,7 @@ pub fn load(
                             first.file.display()
                         ),
                     };
-                    reg.files.push(invalid(file, &source, vec![msg]));
+                    reg.files.push(invalid(file, &source, vec![msg], uses));
                     continue;
                 }
                 reg.files.push(FileReport {
@@ -192,13 +201,15 @@ pub fn load(
                     errors: Vec::new(),
                     version: Some(w.version.clone()),
                     serving_version: None,
+                    connectors: uses,
                     source,
                 });
                 reg.workflows.push(Arc::new(w));
             }
-            Err(issues) => reg.files.push(invalid(file, &source, issues)),
+            Err(issues) => reg.files.push(invalid(file, &source, issues, uses)),
         }
     }
+    reg.catalog = catalog;
     reg
 }
 
@@ -236,7 +247,12 @@ fn name_or_stem(file: &Path, peek: Option<&Peek>) -> String {
     peek.and_then(|p| p.name.clone()).unwrap_or(stem)
 }
 
-fn invalid(file: &Path, source: &str, issues: Vec<Issue>) -> FileReport {
+fn invalid(
+    file: &Path,
+    source: &str,
+    issues: Vec<Issue>,
+    connectors: Vec<ConnectorUse>,
+) -> FileReport {
     let (peek, _) = super::yaml::from_str::<Peek>(source);
     let name = name_or_stem(file, peek.as_ref());
     let path = peek
@@ -253,6 +269,7 @@ fn invalid(file: &Path, source: &str, issues: Vec<Issue>) -> FileReport {
         errors: issues.iter().map(ToString::to_string).collect(),
         version: None,
         serving_version: None,
+        connectors,
         source: source.to_string(),
     }
 }
@@ -283,7 +300,9 @@ pub fn merge(old: &Registry, mut fresh: Registry) -> Registry {
 }
 
 /// The live set of workflows plus every version seen, shared by the HTTP
-/// handlers and the workers.
+/// handlers and the workers. A version that is not in memory (after a
+/// restart) is rebuilt from its stored sources: its YAML, scripts and the
+/// connector files it used.
 pub struct Workflows {
     current: RwLock<Arc<Registry>>,
     versions: Mutex<HashMap<String, Arc<Workflow>>>,
@@ -344,10 +363,12 @@ impl Workflows {
         let bundle: Bundle = serde_json::from_str(&stored)
             .map_err(|e| format!("workflow version {version} cannot be read: {e}"))?;
         let env = crate::expr::template::ProcessEnv;
+        let catalog = bundle.catalog(&self.engine);
         let cenv = CompileEnv {
             env: &env,
             scripts: &bundle,
             engine: &self.engine,
+            connectors: &catalog,
         };
         let w = compile(&bundle.file, &bundle.yaml, &cenv).map_err(|issues| {
             let first = issues.first().map(ToString::to_string).unwrap_or_default();

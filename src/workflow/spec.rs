@@ -24,6 +24,9 @@ pub struct WorkflowSpec {
 #[schemars(deny_unknown_fields)]
 pub struct TriggerSpec {
     pub webhook: Spanned<WebhookSpec>,
+    /// The provider's event types that start a run (`provider:` says where
+    /// the type is); `*` matches any run of characters, e.g. `invoice.*`.
+    pub events: Option<Spanned<Vec<Spanned<String>>>>,
     /// Condition (SPEC §4): no run is created when it does not hold.
     pub when: Option<Spanned<YNode>>,
 }
@@ -35,6 +38,12 @@ pub struct WebhookSpec {
     pub path: Spanned<String>,
     /// Default `[POST]`.
     pub methods: Option<Vec<Spanned<String>>>,
+    /// A provider preset (SPEC §5): stripe, github, shopify, slack,
+    /// standard, gitlab, twilio, linear, hubspot, or a connector that
+    /// carries a `webhook:` preset. Sets the signature scheme and its
+    /// secret variable, the dedupe key, the event type and the summary;
+    /// `verify` and `dedupe` written here win.
+    pub provider: Option<Spanned<String>>,
     pub verify: Option<Spanned<VerifySpec>>,
     pub dedupe: Option<Spanned<DedupeSpec>>,
 }
@@ -49,6 +58,33 @@ pub enum VerifySpec {
     Slack(TimedSecretSpec),
     Standard(TimedSecretSpec),
     Hmac(HmacSpec),
+    /// `X-Gitlab-Token` equals the secret token.
+    Gitlab(SecretSpec),
+    /// `X-Twilio-Signature`; the secret is the account's auth token.
+    Twilio(UrlSecretSpec),
+    /// `Linear-Signature`, and the body's `webhookTimestamp` within the
+    /// tolerance (default 60s).
+    Linear(TimedSecretSpec),
+    /// `X-HubSpot-Signature-v3`; the secret is the app's client secret.
+    Hubspot(UrlTimedSecretSpec),
+}
+
+/// A secret and the public URL the sender signs (default: built from the
+/// request's `Host` header and path).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct UrlSecretSpec {
+    pub secret: Spanned<String>,
+    /// The URL the sender calls, e.g. `https://hooks.example.com/hooks/sms`.
+    pub url: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct UrlTimedSecretSpec {
+    pub secret: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub tolerance: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -112,6 +148,11 @@ pub struct StepSpec {
     pub filter: Option<Spanned<YNode>>,
     pub transform: Option<Spanned<TransformSpec>>,
     pub http: Option<Spanned<HttpSpec>>,
+    /// A connector action, `connector.action` (SPEC §9).
+    pub uses: Option<Spanned<String>>,
+    /// The action's parameters.
+    #[serde(rename = "with")]
+    pub with_: Option<Spanned<YNode>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -153,7 +194,7 @@ pub enum BodyFormat {
     Text,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct RetrySpec {
     /// Every attempt counts, the first included; default 6.

@@ -1,5 +1,7 @@
-//! Hot reload: watch the workflows and scripts folders; after a burst of
-//! changes settles (debounce), call `reload`. What a reload keeps or
+//! Hot reload: watch the workflows, scripts and connectors folders; after
+//! a burst of changes settles (debounce), call `reload` (which recompiles
+//! every workflow, so a changed connector or script gives the workflows
+//! that use it a new version). What a reload keeps or
 //! replaces is decided by [`super::registry::merge`].
 //!
 //! The watch starts before the first load ([`FolderWatch::start`]) and

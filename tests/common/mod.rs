@@ -47,6 +47,18 @@ impl TestServer {
         Self::spawn(config, dir).await
     }
 
+    /// Start a server whose connectors folder (the `connectors` folder
+    /// beside its workflows) holds `connectors` (file name → YAML).
+    pub async fn start_with_connectors(
+        workflows: &[(&str, &str)],
+        connectors: &[(&str, &str)],
+    ) -> TestServer {
+        Self::start_with(workflows, &[], |c| {
+            write_files(&c.workflows.with_file_name("connectors"), connectors)
+        })
+        .await
+    }
+
     /// Serve `config` on an ephemeral loopback port.
     async fn spawn(config: ServeConfig, dir: tempfile::TempDir) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -525,3 +537,5 @@ pub async fn wait_run_at(client: &reqwest::Client, base: &str, run_id: &str) -> 
     }
 }
 pub mod browser;
+pub mod connector;
+pub mod standin;

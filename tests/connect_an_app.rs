@@ -1,0 +1,184 @@
+//! The README's "Connect an app" section, followed as written: its
+//! workflow file (read from README.md), `validate`, `connectors`, the dry
+//! run, and then `serve` with a signed Stripe event reaching Slack's
+//! stand-in. If the README changes, this test follows it.
+
+mod common;
+#[path = "standins/slack.rs"]
+mod slack;
+
+use common::standin::StandIn;
+use common::{binary, wait_run_at, write_files, BinServer};
+use hookflow::signature::{sign, Algorithm};
+use std::process::Command;
+
+const STRIPE_SECRET: &str = "whsec_readme_0123456789";
+
+/// The YAML block after `<!-- connect-an-app -->` in README.md.
+fn readme_workflow() -> String {
+    let readme = std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR")))
+        .expect("README.md");
+    let at = readme
+        .find("<!-- connect-an-app -->")
+        .expect("the README marks its Connect an app workflow");
+    let block = readme[at..]
+        .split_once("```yaml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(yaml, _)| yaml.to_string())
+        .expect("a yaml block");
+    assert!(block.contains("uses: slack.post_message"), "{block}");
+    assert!(!block.contains("http"), "the file writes no URL: {block}");
+    block
+}
+
+fn hookflow(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(binary());
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .arg("--workflows")
+        .arg(dir)
+        .env_remove("STRIPE_WEBHOOK_SECRET")
+        .env_remove("SLACK_BOT_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_connects_stripe_to_slack_in_one_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let workflows = dir.path().join("workflows");
+    write_files(&workflows, &[("stripe-to-slack.yaml", &readme_workflow())]);
+    let secrets = [
+        ("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET),
+        ("SLACK_BOT_TOKEN", slack::TOKEN),
+    ];
+
+    // Step 2: without its secrets the file names both.
+    let file = workflows.join("stripe-to-slack.yaml");
+    let validate = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(binary());
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("validate")
+            .arg(&file)
+            .env_remove("STRIPE_WEBHOOK_SECRET")
+            .env_remove("SLACK_BOT_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = validate(&[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("STRIPE_WEBHOOK_SECRET") && out.contains("SLACK_BOT_TOKEN"),
+        "{out}"
+    );
+    // Step 3: with them it is valid, and the action is described.
+    let (code, out) = validate(&secrets);
+    assert_eq!(code, 0, "{out}");
+    let out = Command::new(binary())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["connectors", "slack.post_message"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("channel") && out.contains("required"), "{out}");
+
+    // Step 4: the dry run shows the request to Slack, the token blanked.
+    let (code, out) = hookflow(
+        &workflows,
+        &[
+            "run",
+            "stripe-to-slack",
+            "--event",
+            "workflows/fixtures/stripe_payment_intent_succeeded.json",
+        ],
+        &secrets,
+    );
+    assert_eq!(code, 0, "{out}");
+    for words in [
+        "slack.post_message",
+        "would send (dry run; --send to send) POST https://slack.com/api/chat.postMessage",
+        "Authorization: Bearer [redacted]",
+        r##"{"channel":"#sales","text":"Payment of 2000 usd from jenny@example.com"}"##,
+    ] {
+        assert!(out.contains(words), "{words:?} missing in\n{out}");
+    }
+    assert!(!out.contains(slack::TOKEN), "{out}");
+
+    // Step 5: served, a signed Stripe event reaches Slack (its stand-in).
+    let api = StandIn::start(slack::routes()).await;
+    let data = dir.path().join("data");
+    let server = BinServer::start(
+        &[
+            "--workflows",
+            &workflows.display().to_string(),
+            "--connectors",
+            &format!("{}/connectors", env!("CARGO_MANIFEST_DIR")),
+            "--data",
+            &data.display().to_string(),
+        ],
+        &[
+            secrets[0],
+            secrets[1],
+            ("SLACK_BASE_URL", api.base.as_str()),
+        ],
+    );
+    let body = std::fs::read_to_string(format!(
+        "{}/workflows/fixtures/stripe_payment_intent_succeeded.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture");
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let sig = hex::encode(sign(
+        Algorithm::Sha256,
+        STRIPE_SECRET.as_bytes(),
+        format!("{t}.{body}").as_bytes(),
+    ));
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(server.url("/hooks/stripe-sales"))
+        .header("content-type", "application/json")
+        .header("stripe-signature", format!("t={t},v1={sig}"))
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    let answer: serde_json::Value = resp.json().await.expect("json");
+    let run = wait_run_at(
+        &client,
+        &server.base,
+        answer["runs"][0].as_str().expect("a run"),
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(api.violations(), Vec::<String>::new());
+    let got = api.requests_to(slack::POST_MESSAGE);
+    assert_eq!(
+        got[0].json(),
+        serde_json::json!({"channel": "#sales", "text": "Payment of 2000 usd from jenny@example.com"})
+    );
+    assert_eq!(
+        run["summary"],
+        "payment_intent.succeeded · pi_3PqTn2LkdIwHu7ix0QzXyZ12"
+    );
+}
