@@ -179,6 +179,7 @@ fn answer_response(answer: Answer) -> Response {
             Json(json!({ "event_id": event_id, "runs": runs })),
         )
             .into_response(),
+        Answer::Responded(a) => responded(a),
         Answer::Duplicate { event_id, runs } => (
             StatusCode::OK,
             Json(json!({ "event_id": event_id, "duplicate": true, "runs": runs })),
@@ -204,4 +205,21 @@ fn answer_response(answer: Answer) -> Response {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg).into_response()
         }
     }
+}
+
+/// A `respond` step's answer as the sender gets it. The step checked its
+/// status and headers when it rendered them.
+fn responded(a: crate::step::respond::Answer) -> Response {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
+    let mut r = Response::new(Body::from(a.body));
+    *r.status_mut() = status;
+    for (k, v) in a.headers {
+        if let (Ok(k), Ok(v)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            r.headers_mut().append(k, v);
+        }
+    }
+    r
 }
