@@ -950,3 +950,90 @@ fn hookflow_run_traces_branches_and_items() {
         .count();
     assert!(push_lines >= 2, "{text}");
 }
+
+#[tokio::test]
+async fn a_recorded_run_with_a_branch_and_items_becomes_a_passing_test_case() {
+    let mut sink = Sink::start().await;
+    let wf = r#"name: recorded
+trigger:
+  webhook: { path: /recorded }
+steps:
+  - id: route
+    switch:
+      cases:
+        - when: { $.event.kind: order }
+          steps:
+            - id: lines
+              for_each: "{{ $.event.lines }}"
+              steps:
+                - id: push
+                  http: { url: "SINK/push", body: "{{ $.item }}", retry: { attempts: 2, backoff: 10ms } }
+      default:
+        - id: other
+          transform: { script: '"other"' }
+"#;
+    let wf = with_sink(wf, &sink);
+    // Item 1 fails for good; item 2 succeeds after a retry.
+    sink.answer(
+        "/push",
+        vec![
+            (200, vec![], "{\"n\":0}".into()),
+            (422, vec![], "{\"error\":\"bad line\"}".into()),
+            (503, vec![], "{}".into()),
+            (201, vec![], "{\"n\":2}".into()),
+        ],
+    );
+    let server = TestServer::start(&[("recorded.yaml", &wf)], &[]).await;
+    let run = server
+        .run_once(
+            "/hooks/recorded",
+            &json!({"kind": "order", "lines": ["a", "b", "c"]}),
+        )
+        .await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(drain(&mut sink, Duration::from_millis(200)).await.len(), 4);
+    let id = run["id"].as_str().expect("id");
+    let suite = server
+        .client
+        .get(server.url(&format!("/api/runs/{id}/test-case")))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    assert!(suite.contains("branch: 0"), "{suite}");
+    assert!(suite.contains("items:"), "{suite}");
+    let dir = tempfile::tempdir().expect("tmp");
+    write_files(
+        dir.path(),
+        &[("recorded.yaml", &wf), ("recorded.test.yaml", &suite)],
+    );
+    let test = || {
+        std::process::Command::new(common::binary())
+            .arg("test")
+            .arg(dir.path())
+            .output()
+            .expect("runs")
+    };
+    let out = test();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}\n{suite}");
+    assert_eq!(text.lines().last(), Some("1 passed, 0 failed"), "{text}");
+    // The recorded case notices when the workflow takes another branch.
+    write_files(
+        dir.path(),
+        &[(
+            "recorded.yaml",
+            &wf.replace("$.event.kind: order", "$.event.kind: refund"),
+        )],
+    );
+    let out = test();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("$.status: expected \"failed\", got \"succeeded\""),
+        "{text}"
+    );
+    server.stop().await;
+}
