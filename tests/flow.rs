@@ -1037,3 +1037,111 @@ steps:
     );
     server.stop().await;
 }
+
+#[test]
+fn validate_checks_loop_keys_respond_and_delay_settings() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bad = r#"trigger:
+  webhook: { path: /bad2, respond_timeout: 5s }
+steps:
+  - id: shape
+    transform: { script: '1' }
+    steps:
+      - id: inner
+        transform: { script: '2' }
+  - id: each
+    for_each: "{{ $.event.items }}"
+    concurrency: 101
+    max_items: 0
+  - id: nap
+    delay: { untl: "{{ $.event.at }}" }
+  - id: answer
+    respond: { status: 99 }
+  - id: again
+    respond: { status: "{{ $.event.code }}", headers: { "Bad Header": x } }
+"#;
+    let quiet = "trigger:\n  webhook: { path: /q, respond_timeout: 5s }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
+    write_files(dir.path(), &[("bad2.yaml", bad), ("quiet.yaml", quiet)]);
+    let out = std::process::Command::new(common::binary())
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let file = dir.path().join("bad2.yaml").display().to_string();
+    let quiet = dir.path().join("quiet.yaml").display().to_string();
+    for want in [
+        format!("{file}:7:7: `steps` belongs to a `for_each` step, and `shape` is not one"),
+        format!("{file}:9:9: `each`: a for_each needs `steps:`"),
+        format!("{file}:11:18: concurrency: use 1 to 100"),
+        format!("{file}:12:16: max_items: use 1 or more"),
+        format!("{file}:14:14: unknown key `untl` in delay; did you mean `until`?"),
+        format!("{file}:16:24: status: give a number from 200 to 599"),
+        format!("{file}:18:14: a workflow answers its sender once: keep one `respond` step"),
+        format!("{file}:18:71: `Bad Header` is not a valid header name"),
+        format!("{quiet}:2:41: respond_timeout: the workflow has no `respond` step"),
+    ] {
+        assert!(text.contains(&want), "missing `{want}` in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_respond_step_that_cannot_render_fails_and_the_sender_gets_202() {
+    let wf = r#"
+trigger:
+  webhook: { path: /r }
+steps:
+  - id: reply
+    respond:
+      status: "{{ $.event.code }}"
+      headers: { X-Echo: "{{ $.event.echo }}" }
+      body: ok
+"#;
+    let server = TestServer::start(&[("r.yaml", wf)], &[]).await;
+    for (event, error) in [
+        (
+            json!({"code": 200, "echo": "a\r\nSet-Cookie: x=1"}),
+            "header `X-Echo` would hold a line break",
+        ),
+        (
+            json!({"code": "teapot", "echo": "a"}),
+            "status must be a number from 200 to 599",
+        ),
+        (
+            json!({"code": 102, "echo": "a"}),
+            "status must be a number from 200 to 599",
+        ),
+    ] {
+        let resp = server
+            .client
+            .post(server.url("/hooks/r"))
+            .json(&event)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status().as_u16(), 202, "{event}");
+        assert!(resp.headers().get("set-cookie").is_none());
+        let answer: Value = resp.json().await.expect("json");
+        let run = server
+            .wait_run(answer["runs"][0].as_str().expect("run"))
+            .await;
+        assert_eq!(run["status"], "failed", "{run}");
+        let got = step(&run["steps"], "reply")["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(got.contains(error), "{got}");
+    }
+    // A good one, with a status from the event.
+    let resp = server
+        .client
+        .post(server.url("/hooks/r"))
+        .json(&json!({"code": "418", "echo": "tea"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 418);
+    assert_eq!(resp.headers()["x-echo"], "tea");
+    server.stop().await;
+}
