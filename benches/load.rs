@@ -15,6 +15,12 @@
 //! goal) or `HOOKFLOW_BENCH_RATE`. That shows whether runs keep pace with
 //! the acks, and the ack latency when the machine is not saturated.
 //!
+//! Last, the sync answer: one hookflow server, paced at 1,000 events/s,
+//! first a workflow answered with the plain 202, then the same workflow
+//! with a `respond` step whose answer the sender waits for; the p50/p99 of
+//! both and the difference (the goal: the answer's p99 within 2 ms of the
+//! plain 202's).
+//!
 //! Run: `cargo bench --bench load` (optionally `-- SECONDS ROUNDS`, default
 //! 10 s and one round; with several rounds it also prints the medians, as
 //! this machine's speed varies by ±20% from one minute to the next).
@@ -80,11 +86,11 @@ fn request(
     req
 }
 
-/// Send `req` and read the whole answer, which must be a success; the
-/// milliseconds since `since`.
-async fn answered(req: reqwest::RequestBuilder, since: Instant) -> f64 {
+/// Send `req` and read the whole answer, which must be a success (and
+/// have status `want`, when given); the milliseconds since `since`.
+async fn answered(req: reqwest::RequestBuilder, since: Instant, want: Option<u16>) -> f64 {
     match req.send().await {
-        Ok(r) if r.status().is_success() => {
+        Ok(r) if r.status().is_success() && want.is_none_or(|w| w == r.status().as_u16()) => {
             let _ = r.bytes().await;
             since.elapsed().as_secs_f64() * 1000.0
         }
@@ -109,7 +115,7 @@ async fn load(url: String, seconds: u64, body: Arc<Vec<u8>>, headers: Headers) -
             let mut lat = Vec::new();
             while Instant::now() < stop && lat.len() < MAX_REQUESTS / CONCURRENCY {
                 let req = request(&client, &url, &body, &headers);
-                lat.push(answered(req, Instant::now()).await);
+                lat.push(answered(req, Instant::now(), None).await);
             }
             lat
         }));
@@ -138,6 +144,18 @@ async fn paced(
     body: Arc<Vec<u8>>,
     headers: Headers,
 ) -> Figures {
+    paced_answers(url, seconds, rate, body, headers, None).await
+}
+
+/// [`paced`], where every answer must have status `want` (when given).
+async fn paced_answers(
+    url: String,
+    seconds: u64,
+    rate: f64,
+    body: Arc<Vec<u8>>,
+    headers: Headers,
+    want: Option<u16>,
+) -> Figures {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(MAX_IN_FLIGHT)
         .build()
@@ -161,7 +179,7 @@ async fn paced(
             let latencies = Arc::clone(&latencies);
             let sent_at = Instant::now();
             tokio::spawn(async move {
-                let ms = answered(req, sent_at).await;
+                let ms = answered(req, sent_at, want).await;
                 latencies.lock().expect("latencies").push(ms);
                 drop(permit);
             });
@@ -451,6 +469,10 @@ struct Round {
     paced_delivered: usize,
     /// hookflow's peak RSS over both loads.
     paced_rss_mb: f64,
+    /// At [`SYNC_RATE`], one server: the plain `202`, and the answer of a
+    /// `respond` step (the same workflow with that step added).
+    sync_plain: Figures,
+    sync_respond: Figures,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -528,6 +550,13 @@ async fn run(seconds: u64, rounds: usize) {
             "paced: hookflow delivered {:.0} runs/s while the load was on; {} of {} delivered, the last {:.2} s after the last answer; peak RSS {:.1} MB",
             r.paced_runs_during_load, r.paced_delivered, r.paced_ours.acks, r.paced_drain_seconds, r.paced_rss_mb
         );
+        r.sync_plain.print("sync: plain 202 (same workflow)");
+        r.sync_respond.print("sync: respond step's answer");
+        println!(
+            "sync: the respond answer's p99 is {:+.2} ms from the plain 202's (goal: within 2 ms), p50 {:+.2} ms",
+            r.sync_respond.p99_ms - r.sync_plain.p99_ms,
+            r.sync_respond.p50_ms - r.sync_plain.p50_ms
+        );
         all.push(r);
     }
     let m = |f: &dyn Fn(&Round) -> f64| median(all.iter().map(f).collect());
@@ -560,6 +589,16 @@ async fn run(seconds: u64, rounds: usize) {
             m(&|r| r.paced_ours.p99_ms),
             m(&|r| r.paced_runs_during_load),
             m(&|r| r.paced_drain_seconds),
+        );
+    }
+    if rounds > 1 {
+        println!(
+            "  sync at {SYNC_RATE:.0}/s: plain 202 p50 {:.2} ms, p99 {:.2} ms; respond p50 {:.2} ms, p99 {:.2} ms; p99 difference {:+.2} ms",
+            m(&|r| r.sync_plain.p50_ms),
+            m(&|r| r.sync_plain.p99_ms),
+            m(&|r| r.sync_respond.p50_ms),
+            m(&|r| r.sync_respond.p99_ms),
+            m(&|r| r.sync_respond.p99_ms - r.sync_plain.p99_ms),
         );
     }
     println!(
@@ -693,6 +732,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
+    let (sync_plain, sync_respond) = sync_answers(b, seconds).await;
     Round {
         ceiling,
         forwarder,
@@ -709,7 +749,116 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         paced_drain_seconds,
         paced_delivered,
         paced_rss_mb,
+        sync_plain,
+        sync_respond,
     }
+}
+
+/// The offered rate of the sync-answer scenario, events per second (the
+/// flow-control issue's goal: the answer's p99 within 2 ms of the plain
+/// 202's at this rate).
+const SYNC_RATE: f64 = 1000.0;
+
+/// Start `hookflow serve` on its own workflows folder and store; its
+/// address. Killed, by PID, by the caller.
+fn start_hookflow(
+    b: &Bench,
+    workflows: &std::path::Path,
+    data: &std::path::Path,
+) -> (std::process::Child, String) {
+    let bin = std::env::var("HOOKFLOW_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookflow").to_string());
+    let mut child = Command::new(bin)
+        .current_dir(b.root)
+        .args(["serve", "--listen", "127.0.0.1:0", "--workflows"])
+        .arg(workflows)
+        .arg("--data")
+        .arg(data)
+        .env(
+            "HOOKFLOW_LOG",
+            std::env::var("HOOKFLOW_LOG").unwrap_or_else(|_| "warn,hookflow::server=info".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hookflow starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(a) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+            {
+                let _ = tx.send(a.to_string());
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("hookflow listens");
+    (child, addr)
+}
+
+/// A sync answer against the plain 202, on one server at [`SYNC_RATE`]:
+/// the same workflow (a transform, then a POST to a sink), once as it is
+/// and once with a `respond` step after the transform, whose answer the
+/// sender waits for. Each answer is checked: 202 for the one, 200 (the
+/// step's) for the other, never the fallback.
+async fn sync_answers(b: &Bench, seconds: u64) -> (Figures, Figures) {
+    let (posted, sink_url) = start_sink().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let steps = |respond: &str| {
+        format!(
+            "  - id: shape\n    transform:\n      script: '#{{ id: event.id, amount: event.data.object.amount }}'\n{respond}  - id: deliver\n    http: {{ url: \"{sink_url}\", body: \"{{{{ $.steps.shape }}}}\" }}\n"
+        )
+    };
+    let ack = format!(
+        "trigger:\n  webhook: {{ path: /ack }}\nsteps:\n{}",
+        steps("")
+    );
+    let sync = format!(
+        "trigger:\n  webhook: {{ path: /sync }}\nsteps:\n{}",
+        steps("  - id: reply\n    respond: { body: \"{{ $.steps.shape }}\" }\n")
+    );
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir");
+    std::fs::write(workflows.join("ack.yaml"), ack).expect("write");
+    std::fs::write(workflows.join("sync.yaml"), sync).expect("write");
+    let (mut child, addr) = start_hookflow(b, &workflows, &dir.path().join("data"));
+    let plain = Arc::new(|| vec![("content-type".to_string(), "application/json".to_string())]);
+    let plain_202 = paced_answers(
+        format!("http://{addr}/hooks/ack"),
+        seconds,
+        SYNC_RATE,
+        b.body.clone(),
+        plain.clone(),
+        Some(202),
+    )
+    .await;
+    let responded = paced_answers(
+        format!("http://{addr}/hooks/sync"),
+        seconds,
+        SYNC_RATE,
+        b.body.clone(),
+        plain,
+        Some(200),
+    )
+    .await;
+    let expected = plain_202.acks + responded.acks;
+    let count = || posted.0.load(Ordering::Relaxed) as usize;
+    drained(&count, expected).await;
+    assert_eq!(count(), expected, "every run went on to deliver");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    (plain_202, responded)
 }
 
 /// Run a scenario against the forwarder, and check that it forwarded
