@@ -1,7 +1,8 @@
 //! `/hooks/*`: the public inbound endpoint. Reads the request (size limit
 //! first, within the byte budget for bodies in flight, see
 //! [`super::budget`]), hands it to [`crate::inbound::Inbox`], and maps the
-//! answer onto SPEC §5's statuses.
+//! answer onto SPEC §5's statuses, or sends a `respond` step's answer as the
+//! step rendered it (SPEC §6.1).
 
 use super::budget::{self, Held, RETRY_AFTER_SECS};
 use super::error::ApiError;

@@ -4,10 +4,10 @@
 //! outcome goes into the run, and the run into the store as the outcome
 //! requires).
 //!
-//! One function walks a list of steps ([`Walk::walk`]): the workflow's own,
+//! One function walks a list of steps (`Walk::walk`): the workflow's own,
 //! a `switch`'s chosen branch, and each item of a `for_each`, which runs up
 //! to `concurrency` items at once. Each list's records live in the run
-//! (at a [`Place`]: the run's steps, a switch's `steps`, an item's
+//! (at a `Place`: the run's steps, a switch's `steps`, an item's
 //! `steps`), so what is saved is always the whole run as it stands. A
 //! switch keeps the branch it took and a loop its items, so a run that
 //! resumes goes on where it stopped: settled items are not run again.
