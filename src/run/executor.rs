@@ -36,7 +36,7 @@
 use super::into_context;
 use super::respond::Responders;
 use crate::record::{
-    EventId, ItemRecord, Run, RunStatus, StepKind, StepRecord, StepStatus, Timestamp,
+    Branch, EventId, ItemRecord, Run, RunStatus, StepKind, StepRecord, StepStatus, Timestamp,
 };
 use crate::step::for_each::ForEach;
 use crate::step::switch::Switch;
@@ -699,45 +699,12 @@ impl Walk<'_> {
         scope: &mut Scope,
     ) -> Result<Went, StoreError> {
         let clock = Instant::now();
-        let (status, recorded) = self.edit(place, idx, |r| (r.status, r.branch)).await?;
-        // A switch that took a branch keeps it: one that resumes, and one
-        // replayed from its failed step.
-        let taken = recorded.filter(|b| *b != crate::record::Branch::None);
-        let branch = if let Some(branch) = taken {
-            if status == StepStatus::Pending {
-                self.edit(place, idx, |rec| {
-                    rec.status = StepStatus::Running;
-                    rec.started_at.get_or_insert(Timestamp::now());
-                })
-                .await?;
-            }
-            branch
-        } else {
-            if let Some(flow) = self.start(step, place, idx, scope).await? {
-                return Ok(Went::step(flow));
-            }
-            let branch = match sw.choose(&scope.ctx) {
-                Ok(b) => b,
-                Err(e) => {
-                    let flow = self.close(step, place, idx, Flow::Failed(e), scope).await?;
-                    return Ok(Went::step(flow));
-                }
-            };
-            let pending: Vec<StepRecord> = sw
-                .branch(branch)
-                .unwrap_or_default()
-                .iter()
-                .map(|s| StepRecord::pending(&s.id, s.action.kind()))
-                .collect();
-            self.edit(place, idx, |rec| {
-                rec.branch = Some(branch);
-                rec.steps = Some(pending);
-            })
-            .await?;
-            branch
+        let branch = match self.branch_of(step, sw, place, idx, scope).await? {
+            Ok(branch) => branch,
+            Err(flow) => return Ok(Went::step(flow)),
         };
         let went = match (branch, sw.branch(branch)) {
-            (crate::record::Branch::None, _) => Went::step(Flow::Skipped),
+            (Branch::None, _) => Went::step(Flow::Skipped),
             (_, None) => Went::step(Flow::Failed(format!(
                 "the branch this run took ({}) is not in this version of the workflow; replay the run from the start",
                 serde_json::to_string(&branch).unwrap_or_default()
@@ -751,6 +718,53 @@ impl Walk<'_> {
             clock.elapsed().as_secs_f64(),
         );
         Ok(Went { flow, ..went })
+    }
+
+    /// The branch a switch takes: the one it took before (a run that
+    /// resumes, or is replayed from its failed step), else the first case
+    /// that holds now, recorded with its steps pending. `Err`: the step
+    /// ended instead (its `if`, or a `when` that could not be evaluated).
+    async fn branch_of(
+        &self,
+        step: &Step,
+        sw: &Switch,
+        place: &Place,
+        idx: usize,
+        scope: &mut Scope,
+    ) -> Result<Result<Branch, Flow>, StoreError> {
+        let (status, recorded) = self.edit(place, idx, |r| (r.status, r.branch)).await?;
+        if let Some(taken) = recorded.filter(|b| *b != Branch::None) {
+            if status == StepStatus::Pending {
+                self.edit(place, idx, |rec| {
+                    rec.status = StepStatus::Running;
+                    rec.started_at.get_or_insert(Timestamp::now());
+                })
+                .await?;
+            }
+            return Ok(Ok(taken));
+        }
+        if let Some(flow) = self.start(step, place, idx, scope).await? {
+            return Ok(Err(flow));
+        }
+        let branch = match sw.choose(&scope.ctx) {
+            Ok(b) => b,
+            Err(e) => {
+                let flow = self.close(step, place, idx, Flow::Failed(e), scope).await?;
+                return Ok(Err(flow));
+            }
+        };
+        let pending: Vec<StepRecord> = sw
+            .branch(branch)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| StepRecord::pending(&s.id, s.action.kind()))
+            .collect();
+        self.edit(place, idx, |rec| {
+            rec.branch = Some(branch);
+            rec.steps = Some(pending);
+        })
+        .await?;
+        Ok(Ok(branch))
     }
 
     /// A `for_each`: its items (decided once, recorded as pending), then
@@ -776,20 +790,53 @@ impl Walk<'_> {
                 return Ok(Went::step(flow));
             }
         }
-        let values = match each.items(&scope.ctx) {
-            Ok(v) => v,
+        let (values, statuses) = match self.items(each, place, idx, scope).await? {
+            Ok(items) => items,
             Err(e) => {
                 let flow = self.close(step, place, idx, Flow::Failed(e), scope).await?;
                 return Ok(Went::step(flow));
             }
         };
-        // Items are recorded once: a loop that resumes, or is replayed from
-        // its failed step, keeps the ones it has.
+        let ran = self
+            .run_items(each, place, idx, values, &statuses, scope)
+            .await?;
+        let items = self
+            .edit(place, idx, |rec| rec.items.clone().unwrap_or_default())
+            .await?;
+        let flow = loop_flow(&items, ran.outputs, ran.later);
+        let flow = self.close(step, place, idx, flow, scope).await?;
+        self.exec.metrics.step(
+            &self.wf.name,
+            StepKind::ForEach,
+            clock.elapsed().as_secs_f64(),
+        );
+        Ok(Went {
+            flow,
+            waited: ran.waited,
+            unsaved_request: false,
+        })
+    }
+
+    /// The loop's items for this run context, and each one's status.
+    /// Items are recorded once: a loop that resumes, or is replayed from its
+    /// failed step, keeps the ones it has (and must still be given as many).
+    async fn items(
+        &self,
+        each: &ForEach,
+        place: &Place,
+        idx: usize,
+        scope: &Scope,
+    ) -> Result<Result<(Vec<Value>, Vec<StepStatus>), String>, StoreError> {
+        let values = match each.items(&scope.ctx) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        let count = values.len();
         let statuses = self
             .edit(place, idx, |rec| {
                 let items = rec.items.get_or_insert_with(Vec::new);
                 if items.is_empty() {
-                    *items = (0..values.len())
+                    *items = (0..count)
                         .map(|index| ItemRecord {
                             index,
                             status: StepStatus::Pending,
@@ -804,29 +851,41 @@ impl Walk<'_> {
                 items.iter().map(|i| i.status).collect::<Vec<_>>()
             })
             .await?;
-        if statuses.len() != values.len() {
-            let e = format!(
-                "the loop's items changed since it began ({} then, {} now); replay the run from the start",
-                statuses.len(),
-                values.len()
-            );
-            let flow = self.close(step, place, idx, Flow::Failed(e), scope).await?;
-            return Ok(Went::step(flow));
+        if statuses.len() != count {
+            return Ok(Err(format!(
+                "the loop's items changed since it began ({} then, {count} now); replay the run from the start",
+                statuses.len()
+            )));
         }
+        Ok(Ok((values, statuses)))
+    }
 
-        let outer: &Scope = scope;
+    /// Run every item not settled yet, in index order, up to `concurrency`
+    /// at once. An item that must wait (a retry) stops new items from
+    /// starting, so at concurrency 1 the order holds.
+    async fn run_items(
+        &self,
+        each: &ForEach,
+        place: &Place,
+        idx: usize,
+        values: Vec<Value>,
+        statuses: &[StepStatus],
+        outer: &Scope,
+    ) -> Result<RanItems, StoreError> {
         let mut todo = statuses
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.is_settled())
             .map(|(k, _)| k);
         let mut values: Vec<Option<Value>> = values.into_iter().map(Some).collect();
-        let mut outputs: Vec<Option<Value>> = vec![None; values.len()];
-        let mut later: Option<Timestamp> = None;
-        let mut waited = false;
+        let mut ran = RanItems {
+            outputs: vec![None; values.len()],
+            later: None,
+            waited: false,
+        };
         let mut running = FuturesUnordered::new();
         loop {
-            while running.len() < each.concurrency && later.is_none() {
+            while running.len() < each.concurrency && ran.later.is_none() {
                 let Some(k) = todo.next() else { break };
                 let value = values[k].take().unwrap_or(Value::Null);
                 running.push(self.item(each, place, idx, k, value, outer));
@@ -835,46 +894,16 @@ impl Walk<'_> {
                 break;
             };
             let (k, went) = done?;
-            waited |= went.waited;
+            ran.waited |= went.waited;
             match went.flow {
-                Flow::Done(out) => outputs[k] = Some(out),
-                Flow::Later { at, .. } => later = Some(later.map_or(at, |l| l.min(at))),
+                Flow::Done(out) => ran.outputs[k] = Some(out),
+                Flow::Later { at, .. } => {
+                    ran.later = Some(ran.later.map_or(at, |l: Timestamp| l.min(at)))
+                }
                 Flow::Skipped | Flow::Filtered | Flow::Failed(_) => {}
             }
         }
-        drop(running);
-
-        let items = self
-            .edit(place, idx, |rec| rec.items.clone().unwrap_or_default())
-            .await?;
-        let flow = if let Some(at) = later {
-            Flow::Later {
-                at,
-                why: Later::Retry,
-            }
-        } else if let Some(e) = failure(&items) {
-            Flow::Failed(e)
-        } else {
-            // Items run now give their outputs as they were; items settled
-            // earlier, as recorded.
-            let all = items
-                .iter()
-                .zip(outputs)
-                .map(|(item, live)| live.unwrap_or_else(|| item.output()))
-                .collect();
-            Flow::Done(Value::Array(all))
-        };
-        let flow = self.close(step, place, idx, flow, scope).await?;
-        self.exec.metrics.step(
-            &self.wf.name,
-            StepKind::ForEach,
-            clock.elapsed().as_secs_f64(),
-        );
-        Ok(Went {
-            flow,
-            waited,
-            unsaved_request: false,
-        })
+        Ok(ran)
     }
 
     /// One item of a loop: its steps walked in a scope of its own. An item
@@ -940,6 +969,37 @@ impl Walk<'_> {
         })
         .await
     }
+}
+
+/// What running a loop's items gave this time.
+struct RanItems {
+    /// The outputs of the items that finished now, as they were.
+    outputs: Vec<Option<Value>>,
+    /// The earliest time an item asked to be run again at.
+    later: Option<Timestamp>,
+    /// Some item acted outside the run.
+    waited: bool,
+}
+
+/// How a loop ends once its items ran: it waits while an item waits for a
+/// retry; then fails when an item failed; else its output is every item's
+/// (those that ran now as they were, the others as recorded).
+fn loop_flow(items: &[ItemRecord], outputs: Vec<Option<Value>>, later: Option<Timestamp>) -> Flow {
+    if let Some(at) = later {
+        return Flow::Later {
+            at,
+            why: Later::Retry,
+        };
+    }
+    if let Some(e) = failure(items) {
+        return Flow::Failed(e);
+    }
+    let all = items
+        .iter()
+        .zip(outputs)
+        .map(|(item, live)| live.unwrap_or_else(|| item.output()))
+        .collect();
+    Flow::Done(Value::Array(all))
 }
 
 /// Why a loop failed: its first failed item's error, and how many others

@@ -96,3 +96,90 @@ impl Answer {
         json!({ "status": self.status, "headers": headers, "body": self.shown })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::template::TemplateEnv;
+
+    fn respond(
+        status: ValueTemplate,
+        headers: &[(&str, &str)],
+        body: Option<ValueTemplate>,
+    ) -> Respond {
+        let mut secrets = Vec::new();
+        let mut env = TemplateEnv {
+            env: &|_: &str| None,
+            secrets: &mut secrets,
+        };
+        let headers = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    Template::compile(v, &mut env).expect("template"),
+                )
+            })
+            .collect();
+        Respond {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn lit(v: Value) -> ValueTemplate {
+        ValueTemplate::Lit(v)
+    }
+
+    #[test]
+    fn text_and_json_bodies_get_their_type_unless_one_is_given() {
+        let ctx = json!({});
+        let a = respond(lit(json!(201)), &[], Some(lit(json!("hi"))))
+            .render(&ctx)
+            .expect("renders");
+        assert_eq!(a.status, 201);
+        assert_eq!(a.body, b"hi");
+        assert_eq!(
+            a.headers,
+            [(
+                "Content-Type".to_string(),
+                "text/plain; charset=utf-8".to_string()
+            )]
+        );
+        let a = respond(
+            lit(json!("202")),
+            &[("content-type", "application/vnd.x+json")],
+            Some(lit(json!({"a": 1}))),
+        )
+        .render(&ctx)
+        .expect("renders");
+        assert_eq!((a.status, a.body.as_slice()), (202, &b"{\"a\":1}"[..]));
+        assert_eq!(
+            a.headers.len(),
+            1,
+            "the given type is kept: {:?}",
+            a.headers
+        );
+        assert_eq!(a.output()["body"], json!({"a": 1}));
+        let a = respond(lit(json!(204)), &[], None)
+            .render(&ctx)
+            .expect("renders");
+        assert!(a.body.is_empty() && a.headers.is_empty());
+    }
+
+    #[test]
+    fn bad_statuses_and_header_values_answer_nothing() {
+        let ctx = json!({"event": {"v": "a\r\nSet-Cookie: x"}});
+        for status in [json!(100), json!(600), json!("ok"), json!(null)] {
+            let e = respond(lit(status.clone()), &[], None)
+                .render(&ctx)
+                .expect_err("refused");
+            assert!(e.contains("from 200 to 599"), "{status}: {e}");
+        }
+        let e = respond(lit(json!(200)), &[("X-Echo", "{{ $.event.v }}")], None)
+            .render(&ctx)
+            .expect_err("refused");
+        assert!(e.contains("header `X-Echo`"), "{e}");
+    }
+}
