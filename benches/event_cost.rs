@@ -108,6 +108,10 @@ fn main() {
                     sent += p.body.len();
                     Value::Null
                 }
+                // The Stripe example has no flow control.
+                Action::Switch(_) | Action::ForEach(_) | Action::Delay(_) | Action::Respond(_) => {
+                    panic!("step `{id}`: this bench measures the Stripe example's steps only")
+                }
             };
             if let Some(Value::Object(steps)) = ctx.get_mut("steps") {
                 steps.insert(id.clone(), out);
@@ -156,6 +160,9 @@ fn main() {
                     std::hint::black_box(h.prepare(&ctx, "run.key").expect("ok"));
                 });
                 Value::Null
+            }
+            Action::Switch(_) | Action::ForEach(_) | Action::Delay(_) | Action::Respond(_) => {
+                panic!("step `{id}`: this bench measures the Stripe example's steps only")
             }
         };
         if let Some(Value::Object(steps)) = ctx.get_mut("steps") {

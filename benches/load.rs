@@ -15,6 +15,12 @@
 //! (comma-separated). That shows whether runs keep pace with the acks, and
 //! the ack latency where webhooks live: below saturation.
 //!
+//! Last, the sync answer: one hookflow server, paced at 1,000 events/s,
+//! first a workflow answered with the plain 202, then the same workflow
+//! with a `respond` step whose answer the sender waits for; the p50/p99 of
+//! both and the difference (the goal: the answer's p99 within 2 ms of the
+//! plain 202's).
+//!
 //! For every hookflow server the bench reports what a user would measure:
 //! runs delivered per second over the load and the drain of its backlog,
 //! its peak RSS over its whole life (VmRSS sampled every 0.2 s from start to
@@ -244,6 +250,10 @@ struct Round {
     ours: Ours,
     /// Per offered rate: the forwarder, then hookflow.
     paced: Vec<(f64, Figures, Ours)>,
+    /// At [`SYNC_RATE`], one server: the plain `202`, and the answer of a
+    /// `respond` step (the same workflow with that step added).
+    sync_plain: Figures,
+    sync_respond: Figures,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -315,6 +325,8 @@ async fn run(seconds: u64, rounds: usize) {
             fwd.print(&format!("paced {rate:.0}/s: forwarder"));
             ours.print(&format!("paced {rate:.0}/s: hookflow"), body_len);
         }
+        r.sync_plain.print("sync: plain 202 (same workflow)");
+        r.sync_respond.print("sync: respond step's answer");
         all.push(r);
     }
     let m = |f: &dyn Fn(&Round) -> f64| median(all.iter().map(f).collect());
@@ -359,6 +371,14 @@ async fn run(seconds: u64, rounds: usize) {
             m(&|r| r.paced[i].2.cpu_us_per_event),
         );
     }
+    println!(
+        "  sync at {SYNC_RATE:.0}/s: plain 202 p50 {:.2} ms, p99 {:.2} ms; respond p50 {:.2} ms, p99 {:.2} ms; p99 difference {:+.2} ms (goal: within 2 ms)",
+        m(&|r| r.sync_plain.p50_ms),
+        m(&|r| r.sync_plain.p99_ms),
+        m(&|r| r.sync_respond.p50_ms),
+        m(&|r| r.sync_respond.p99_ms),
+        m(&|r| r.sync_respond.p99_ms - r.sync_plain.p99_ms),
+    );
     println!(
         "ratios: acks/s vs ceiling {:.2}, closed-loop ack p99 vs forwarder {:.2}",
         acks / ceiling,
@@ -427,12 +447,73 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         server.stop();
         paced_all.push((rate, fwd, ours));
     }
+    let (sync_plain, sync_respond) = sync_answers(b, seconds).await;
     Round {
         ceiling,
         forwarder,
         ours,
         paced: paced_all,
+        sync_plain,
+        sync_respond,
     }
+}
+
+/// The offered rate of the sync-answer scenario, events per second (the
+/// flow-control goal: the answer's p99 within 2 ms of the plain 202's at
+/// this rate).
+const SYNC_RATE: f64 = 1000.0;
+
+/// A sync answer against the plain 202, on one server at [`SYNC_RATE`]:
+/// the same workflow (a transform, then a POST to a sink), once as it is
+/// and once with a `respond` step after the transform, whose answer the
+/// sender waits for. Each answer is checked: 202 for the one, 200 (the
+/// step's) for the other, never the fallback.
+async fn sync_answers(b: &Bench, seconds: u64) -> (Figures, Figures) {
+    let (posted, sink_url) = start_sink().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let steps = |respond: &str| {
+        format!(
+            "  - id: shape\n    transform:\n      script: '#{{ id: event.id, amount: event.data.object.amount }}'\n{respond}  - id: deliver\n    http: {{ url: \"{sink_url}\", body: \"{{{{ $.steps.shape }}}}\" }}\n"
+        )
+    };
+    let ack = format!(
+        "trigger:\n  webhook: {{ path: /ack }}\nsteps:\n{}",
+        steps("")
+    );
+    let sync = format!(
+        "trigger:\n  webhook: {{ path: /sync }}\nsteps:\n{}",
+        steps("  - id: reply\n    respond: { body: \"{{ $.steps.shape }}\" }\n")
+    );
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir");
+    std::fs::write(workflows.join("ack.yaml"), ack).expect("write");
+    std::fs::write(workflows.join("sync.yaml"), sync).expect("write");
+    let server = Server::start_in(&dir.path().display().to_string(), &sink_url, &[]);
+    let plain = Arc::new(|| vec![("content-type".to_string(), "application/json".to_string())]);
+    let base = format!("http://{}", server.addr);
+    let plain_202 = paced_answers(
+        format!("{base}/hooks/ack"),
+        seconds,
+        SYNC_RATE,
+        b.body.clone(),
+        plain.clone(),
+        Some(202),
+    )
+    .await;
+    let responded = paced_answers(
+        format!("{base}/hooks/sync"),
+        seconds,
+        SYNC_RATE,
+        b.body.clone(),
+        plain,
+        Some(200),
+    )
+    .await;
+    let expected = plain_202.acks + responded.acks;
+    drained(&|| posted.get(), expected).await;
+    assert_eq!(posted.get(), expected, "every run went on to deliver");
+    server.stop();
+    (plain_202, responded)
 }
 
 /// Run a load against `server` and measure what it did, through the drain

@@ -80,6 +80,9 @@ pub struct ServeConfig {
     /// How often pruning runs.
     #[arg(long, env = "HOOKFLOW_PRUNE_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub prune_interval: Duration,
+    /// The longest a `delay` step may wait; a longer one fails its step.
+    #[arg(long, env = "HOOKFLOW_MAX_DELAY", default_value = "30d", value_parser = parse_duration)]
+    pub max_delay: Duration,
     /// The log's redactor: the server keeps it up to date with the secrets
     /// of the loaded workflows and the admin token (set by `main`).
     #[arg(skip)]
@@ -104,6 +107,7 @@ impl ServeConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_size: 1 << 30,
             prune_interval: Duration::from_secs(60),
+            max_delay: crate::step::delay::DEFAULT_MAX_DELAY,
             script_timeout: Duration::from_secs(2),
             script_max_operations: 5_000_000,
             script_max_string: 1024 * 1024,

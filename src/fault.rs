@@ -1,5 +1,5 @@
-//! Crash points: named places in the write sequences (ingest, step, retry,
-//! delay, finish, replay) where the crash tests stop the real process, the
+//! Crash points: named places in the write sequences (ingest, step, loop
+//! item, retry, delay, finish, replay) where the crash tests stop the real process, the
 //! way a power cut or `kill -9` would, to prove that every sequence is
 //! crash-consistent.
 //!
@@ -32,6 +32,9 @@ pub const POINTS: &[&str] = &[
     "step.started",
     "step.acted",
     "step.saved",
+    // An item of a `for_each` that acted outside the run settles: the run
+    // is saved with it, before the loop takes another item.
+    "step.item_saved",
     // A retry: the wake-up entry, then the run that waits for it, then the
     // entry that brought the run here is removed.
     "retry.entry_written",

@@ -1,6 +1,8 @@
 //! Counters and histograms for `GET /metrics` (Prometheus text format):
 //! events by workflow and outcome, finished runs by workflow and status,
-//! step durations by workflow and kind, outbound attempts by status class.
+//! step durations by workflow and kind, outbound attempts by status class;
+//! and, read from the store, the queue: its depth, the runs waiting for a
+//! retry or a delay, and those waiting for a delay.
 //! Plain maps behind one std `Mutex`: every update is a few map operations
 //! and never awaits, so an async lock would only add cost.
 
@@ -59,11 +61,7 @@ pub struct Metrics {
 }
 
 fn kind_name(k: StepKind) -> &'static str {
-    match k {
-        StepKind::Filter => "filter",
-        StepKind::Transform => "transform",
-        StepKind::Http => "http",
-    }
+    k.as_str()
 }
 
 /// `2xx`, `4xx`… for a status; `error` when no answer came.
@@ -127,6 +125,7 @@ impl Metrics {
         let crate::store::QueueGauges {
             depth: queue_depth,
             later: retry_backlog,
+            waiting,
             unreadable,
         } = store;
         let Ok(m) = self.inner.lock() else {
@@ -208,6 +207,12 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE hookflow_retry_backlog gauge");
         let _ = writeln!(out, "hookflow_retry_backlog {retry_backlog}");
+        let _ = writeln!(
+            out,
+            "# HELP hookflow_runs_waiting Runs waiting for a delay step's time."
+        );
+        let _ = writeln!(out, "# TYPE hookflow_runs_waiting gauge");
+        let _ = writeln!(out, "hookflow_runs_waiting {waiting}");
         let _ = writeln!(
             out,
             "# HELP hookflow_store_unreadable_records_total Stored records skipped because they cannot be decoded."

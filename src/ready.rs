@@ -254,6 +254,9 @@ mod tests {
             })
             .expect("an HTTP client"),
             metrics: Arc::default(),
+            responders: Default::default(),
+            max_delay: crate::step::delay::DEFAULT_MAX_DELAY,
+            skip_waits: false,
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(crate::run::scheduler::dispatch(

@@ -175,6 +175,8 @@ pub async fn run(
             .map_err(|e| ServerError::Setup(format!("cannot start the store: {e}")))?
             .map_err(|e| ServerError::Setup(format!("cannot read the run queue: {e}")))?
     };
+    // Requests waiting for a `respond` step, and the runs that answer them.
+    let responders = crate::run::respond::Responders::default();
     let executor = Arc::new(Executor {
         store: store.clone(),
         workflows: Arc::clone(&workflows),
@@ -183,6 +185,9 @@ pub async fn run(
         })
         .map_err(ServerError::Setup)?,
         metrics: Arc::clone(&metrics),
+        responders: responders.clone(),
+        max_delay: config.max_delay,
+        skip_waits: false,
     });
     let heartbeat = crate::ready::Heartbeat::default();
     let dispatcher = runs_runtime.spawn(scheduler::dispatch(
@@ -207,6 +212,7 @@ pub async fn run(
         Arc::clone(&metrics),
         scripts,
         server_secrets(&config),
+        responders,
     ));
     let state = AppState {
         inbox,

@@ -24,7 +24,7 @@ steps:
         let a = 1;
         let b = ;
   - id: three
-    delay: 5s
+    sleep: 5s
   - id: four
     http:
       url: "{{ env.HOOKFLOW_DEFINITELY_UNSET }}"
@@ -66,8 +66,8 @@ fn validate_reports_every_problem_with_its_position() {
         format!("{a}:11:23: invalid regex `(`: unclosed group"),
         format!("{a}:12:9: step id `one` is used twice in this workflow"),
         format!("{a}:16:17: script error (script line 2): Unexpected ';'"),
-        format!("{a}:17:7: step `three` has no kind: add one of `filter`, `transform`, `http` or `uses`"),
-        format!("{a}:18:5: unknown step type or key `delay`: a step is one of filter, transform, http, uses"),
+        format!("{a}:17:7: step `three` has no kind: add one of `filter`, `transform`, `http`, `uses`, `switch`, `for_each`, `delay` or `respond`"),
+        format!("{a}:18:5: unknown step type or key `sleep`: a step is one of filter, transform, http, uses, switch, for_each, delay, respond"),
         format!("{a}:21:12: url: environment variable `HOOKFLOW_DEFINITELY_UNSET` is not set; set it, or give a fallback: `{{{{ env.HOOKFLOW_DEFINITELY_UNSET ?? \"value\" }}}}`"),
         format!("{a}:22:16: timeout: `soon` is not a duration; write e.g. 500ms, 10s, 5m, 24h or 7d"),
         format!("{a}:25:13: script file `{}` does not exist", dir.path().join("scripts").join("missing.rhai").display()),

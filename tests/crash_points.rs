@@ -16,14 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Crash points no workflow can reach yet, with the reason.
-const PENDING: &[(&str, &str)] = &[
-    ("delay.entry_written", "the delay step does not exist yet"),
-    ("delay.run_saved", "the delay step does not exist yet"),
-    (
-        "delay.old_entry_removed",
-        "the delay step does not exist yet",
-    ),
-];
+const PENDING: &[(&str, &str)] = &[];
 
 /// What the workflow under test does.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -39,6 +32,11 @@ enum Scenario {
     Retry,
     /// The sink answers 400 once (the run fails), then the run is replayed.
     Replay,
+    /// transform → delay (1 s) → http: the run waits, durably.
+    Delay,
+    /// A for_each over three items, each delivered: an item settles and
+    /// the run is saved with it.
+    Items,
 }
 
 struct Case {
@@ -77,6 +75,15 @@ fn cases() -> Vec<Case> {
         c("replay.entry_written", 1, Replay, 1),
         c("replay.run_written", 1, Replay, 1),
         c("replay.linked", 1, Replay, 1),
+        // A delay being scheduled: its wake-up entry, the waiting run, the
+        // entry that brought the run here.
+        c("delay.entry_written", 1, Delay, 1),
+        c("delay.run_saved", 1, Delay, 1),
+        c("delay.old_entry_removed", 1, Delay, 1),
+        // The first item delivered and saved: it is not sent again.
+        c("step.item_saved", 1, Items, 1),
+        // The second item answered, not yet saved: only it may go twice.
+        c("step.acted", 2, Items, 2),
     ]
 }
 
@@ -93,6 +100,11 @@ fn workflow(s: Scenario, sink: &Sink) -> String {
             format!("{head}{shape}{deliver}")
         }
         Scenario::DeliverThenShape => format!("{head}{deliver}{shape}"),
+        Scenario::Delay => format!("{head}{shape}  - id: later\n    delay: 1s\n{deliver}"),
+        Scenario::Items => format!(
+            "{head}  - id: each\n    for_each: [a, b, c]\n    steps:\n      - id: deliver\n        http:\n          url: \"{}\"\n          body: {{ id: \"{{{{ $.event.id }}}}\", item: \"{{{{ $.item }}}}\" }}\n",
+            sink.url("/out")
+        ),
     }
 }
 
@@ -183,7 +195,12 @@ struct Outcome {
 fn events(s: Scenario) -> usize {
     match s {
         Scenario::Deliver => 3,
-        Scenario::DeliverOne | Scenario::DeliverThenShape | Scenario::Retry | Scenario::Replay => 1,
+        Scenario::DeliverOne
+        | Scenario::DeliverThenShape
+        | Scenario::Retry
+        | Scenario::Replay
+        | Scenario::Delay
+        | Scenario::Items => 1,
     }
 }
 
@@ -195,7 +212,11 @@ async fn run_case(case: &Case) -> Outcome {
             vec![(503, vec![("retry-after".into(), "1".into())], "{}".into())],
         ),
         Scenario::Replay => sink.answer("/out", vec![(400, vec![], "{}".into())]),
-        Scenario::Deliver | Scenario::DeliverOne | Scenario::DeliverThenShape => {}
+        Scenario::Deliver
+        | Scenario::DeliverOne
+        | Scenario::DeliverThenShape
+        | Scenario::Delay
+        | Scenario::Items => {}
     }
     let setup = Setup::new(&workflow(case.scenario, &sink));
     let client = reqwest::Client::builder()
@@ -346,6 +367,21 @@ async fn finish(
             runs.len()
         );
     }
+    // Every run delivered what it sends: once, or once per item.
+    let keys_per_run = match case.scenario {
+        Scenario::Items => 3,
+        Scenario::Deliver
+        | Scenario::DeliverOne
+        | Scenario::DeliverThenShape
+        | Scenario::Retry
+        | Scenario::Replay
+        | Scenario::Delay => 1,
+    };
+    assert!(
+        per_key.len() >= runs * keys_per_run,
+        "{point}: {runs} runs delivered only {:?}",
+        per_key.keys()
+    );
     let max_per_key = per_key.values().copied().max().unwrap_or(0);
     assert!(
         max_per_key <= case.max_per_key,

@@ -62,13 +62,19 @@ async fn shipped_examples_deliver_what_they_promise() {
         ("SLACK_WEBHOOK_URL", sink.url("/slack")),
         ("CI_TRIGGER_URL", sink.url("/ci")),
         ("ERP_BASE_URL", sink.url("/erp")),
+        ("ERP_LINES_URL", sink.url("/erp-lines")),
         ("SALES_WEBHOOK_URL", sink.url("/sales")),
+        ("CRM_URL", sink.url("/crm")),
+        ("BILLING_SLACK_WEBHOOK_URL", sink.url("/billing")),
+        ("EMAIL_API_URL", sink.url("/email")),
+        ("ORDERS_API_URL", sink.url("/orders")),
     ];
     let mut env: Vec<(&str, &str)> = urls.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend([
         ("STRIPE_WEBHOOK_SECRET", "whsec_test_0123456789"),
         ("GITHUB_WEBHOOK_SECRET", "gh-test-secret-value"),
         ("SHOPIFY_WEBHOOK_SECRET", "shpss-test-secret-value"),
+        ("SLACK_SIGNING_SECRET", "slack-test-signing-secret"),
         ("ERP_API_KEY", "erp-key-very-secret-42"),
         ("CI_TOKEN", "ci-token-very-secret-43"),
         // Everything the server logs is searched for secrets below.
@@ -166,6 +172,20 @@ async fn shipped_examples_deliver_what_they_promise() {
         json!({"sku": "DESK-OAK-140", "quantity": 1, "unit_price": 599.9})
     );
     assert_eq!(order["orders_seen"], 1);
+    // Then each line item, in order, each with its own key.
+    let run_id = answer["runs"][0].as_str().expect("run").to_string();
+    for (i, sku) in ["DESK-OAK-140", "CABLE-TRAY"].iter().enumerate() {
+        let line = sink.next().await;
+        assert_eq!(line.uri, "/erp-lines");
+        assert_eq!(line.json()["sku"], *sku);
+        assert_eq!(line.json()["line"], i);
+        assert_eq!(line.json()["order"], "#1042");
+        assert_eq!(
+            line.headers["idempotency-key"],
+            format!("{run_id}.send_line.{i}")
+        );
+        assert_eq!(line.headers["x-api-key"], "erp-key-very-secret-42");
+    }
     let sales = sink.next().await;
     assert_eq!(sales.uri, "/sales");
     assert_eq!(
@@ -219,6 +239,132 @@ async fn shipped_examples_deliver_what_they_promise() {
         assert!(!all_runs.contains(secret), "{secret} leaked into runs");
         assert!(!all_events.contains(secret), "{secret} leaked into events");
     }
+    // Stripe invoices, routed by a switch: a paid one to the CRM, a
+    // failed payment to the billing channel.
+    let post_stripe = |body: String| {
+        let t = now();
+        let sig = hex::encode(sign(
+            Algorithm::Sha256,
+            b"whsec_test_0123456789",
+            format!("{t}.{body}").as_bytes(),
+        ));
+        client
+            .post(server.url("/hooks/stripe"))
+            .header("content-type", "application/json")
+            .header("stripe-signature", format!("t={t},v1={sig}"))
+            .body(body)
+            .send()
+    };
+    let resp = post_stripe(fixture("stripe_invoice_paid.json"))
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    let answer: Value = resp.json().await.expect("json");
+    assert_eq!(
+        answer["runs"].as_array().map(Vec::len),
+        Some(1),
+        "only the router: {answer}"
+    );
+    let crm = sink.next().await;
+    assert_eq!(crm.uri, "/crm");
+    assert_eq!(
+        crm.json(),
+        json!({"customer": "cus_QhR2n3k4m5", "invoice": "ACME-0042", "paid": 4900, "currency": "eur"})
+    );
+    let run = common::wait_run_at(
+        &client,
+        &server.base,
+        answer["runs"][0].as_str().expect("run"),
+    )
+    .await;
+    assert_eq!(run["workflow"], "stripe-invoice-router");
+    assert_eq!(run["steps"][0]["branch"], 0, "{run}");
+    let resp = post_stripe(fixture("stripe_invoice_payment_failed.json"))
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    let billing = sink.next().await;
+    assert_eq!(billing.uri, "/billing");
+    assert_eq!(
+        billing.json()["text"],
+        "Payment failed for invoice ACME-0043 (49.00 EUR, attempt 2): https://invoice.stripe.com/i/acct_1/test_0043"
+    );
+
+    // An expired checkout: the reminder goes out after the wait, not before.
+    let resp = post_stripe(fixture("stripe_checkout_session_expired.json"))
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 202);
+    let answer: Value = resp.json().await.expect("json");
+    let cart_run = answer["runs"][0].as_str().expect("run").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let wake = loop {
+        let run = common::get_at(&client, &server.url(&format!("/api/runs/{cart_run}"))).await;
+        if run["status"] == "waiting" {
+            break run["next_attempt_at"]
+                .as_str()
+                .expect("wake time")
+                .to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "never waiting: {run}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let email = tokio::time::timeout(std::time::Duration::from_secs(30), sink.rx.recv())
+        .await
+        .expect("the reminder came")
+        .expect("sink open");
+    let arrived = hookflow::record::Timestamp::now();
+    assert!(arrived >= hookflow::record::Timestamp::parse(&wake).expect("time"));
+    assert_eq!(email.uri, "/email");
+    assert_eq!(
+        email.json(),
+        json!({"to": "sam@example.com", "template": "cart_reminder", "name": "Sam Doe",
+               "recover_url": "https://buy.stripe.com/r/live_recover_0001"})
+    );
+
+    // A Slack slash command: answered by the run's respond step, then the
+    // details are posted to the command's response_url.
+    let form = format!(
+        "token=x&team_id=T0001&user_name=ada&command=%2Forder&text=1042&response_url={}",
+        percent_encoding::utf8_percent_encode(
+            &sink.url("/slack-response"),
+            percent_encoding::NON_ALPHANUMERIC
+        )
+    );
+    let ts = now();
+    let sig = hex::encode(sign(
+        Algorithm::Sha256,
+        b"slack-test-signing-secret",
+        format!("v0:{ts}:{form}").as_bytes(),
+    ));
+    let resp = client
+        .post(server.url("/hooks/slack/commands"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", format!("v0={sig}"))
+        .body(form)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let reply: Value = resp.json().await.expect("json");
+    assert_eq!(
+        reply,
+        json!({"response_type": "ephemeral", "text": "Looking up order 1042 for you, ada…"})
+    );
+    let lookup = sink.next().await;
+    assert_eq!(
+        (lookup.method.as_str(), lookup.uri.as_str()),
+        ("GET", "/orders?number=1042")
+    );
+    let details = sink.next().await;
+    assert_eq!(details.uri, "/slack-response");
+    assert_eq!(
+        details.json()["text"],
+        "Order 1042: accepted by the order system"
+    );
+
     // The ERP now fails: its error must not leak the URL secret either.
     sink.answer(
         "/erp",
@@ -265,6 +411,7 @@ async fn shipped_examples_deliver_what_they_promise() {
         "whsec_test_0123456789",
         "gh-test-secret-value",
         "shpss-test-secret-value",
+        "slack-test-signing-secret",
         "inbound-credential-77",
     ] {
         assert!(!log.contains(secret), "{secret} leaked into the log");

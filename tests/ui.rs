@@ -360,3 +360,132 @@ async fn the_ui_shows_each_workflows_connectors_and_a_steps_action() {
     browser.screenshot(&dir, "run-uses").await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_shows_the_branch_the_items_and_when_a_waiting_run_wakes() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let sink = Sink::start().await;
+    let flow = format!(
+        r#"name: lines
+trigger:
+  webhook: {{ path: /lines }}
+steps:
+  - id: route
+    switch:
+      cases:
+        - when: {{ $.event.kind: order }}
+          steps:
+            - id: each
+              for_each: "{{{{ $.event.lines }}}}"
+              steps:
+                - id: push
+                  http: {{ url: "{}", body: "{{{{ $.item }}}}", retry: {{ attempts: 1 }} }}
+      default:
+        - id: other
+          transform: {{ script: '"other"' }}
+"#,
+        sink.url("/push")
+    );
+    let later = "name: later\ntrigger:\n  webhook: { path: /later }\nsteps:\n  - id: nap\n    delay: 1h\n  - id: after\n    transform: { script: '1' }\n";
+    let server = TestServer::start(&[("lines.yaml", &flow), ("later.yaml", later)], &[]).await;
+    let dir = shots();
+    // The second line is refused: its item fails, the others go through.
+    sink.answer(
+        "/push",
+        vec![
+            (200, vec![], "{}".into()),
+            (422, vec![], "{\"error\":\"bad line\"}".into()),
+        ],
+    );
+    let run = server
+        .run_once(
+            "/hooks/lines",
+            &json!({"kind": "order", "lines": ["a", "b", "c"]}),
+        )
+        .await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let id = run["id"].as_str().expect("id").to_string();
+    browser.goto(&server.url(&format!("/ui/#/runs/{id}"))).await;
+    let branch = browser
+        .wait_for(
+            "the branch",
+            "return document.querySelector('[data-step=route] .branch')?.textContent",
+        )
+        .await;
+    assert!(branch.as_str().unwrap_or("").contains("case 0"), "{branch}");
+    // The branch's steps are shown inside the switch, the items inside the loop.
+    let items = browser
+        .js("return [...document.querySelectorAll('[data-step=route] [data-step=each] details.item')].map(d => [d.dataset.item, d.querySelector('summary .badge').textContent, d.open])")
+        .await;
+    assert_eq!(
+        items,
+        json!([
+            ["0", "succeeded", false],
+            ["1", "failed", true],
+            ["2", "succeeded", false]
+        ]),
+        "items with their status; the failed one open"
+    );
+    let error = browser
+        .js("return document.querySelector('details.item[data-item=\"1\"] [data-step=push] .step-error')?.textContent")
+        .await;
+    assert_eq!(error, "HTTP 422");
+    // An item opens on a click, and shows its request.
+    browser
+        .click("details.item[data-item=\"2\"] > summary")
+        .await;
+    let opened = browser
+        .wait_for(
+            "the item to open",
+            "return document.querySelector('details.item[data-item=\"2\"]').open && document.querySelector('details.item[data-item=\"2\"] .attempt')?.textContent",
+        )
+        .await;
+    assert!(
+        opened.as_str().unwrap_or("").contains("Attempt 1"),
+        "{opened}"
+    );
+    browser.screenshot(&dir, "run-items").await;
+
+    // A waiting run says when it wakes.
+    let (_, answer) = server.post_json("/hooks/later", &json!({})).await;
+    let waiting_id = answer["runs"][0].as_str().expect("run").to_string();
+    let waiting = server.wait_run_status(&waiting_id, &["waiting"]).await;
+    browser
+        .goto(&server.url(&format!("/ui/#/runs/{waiting_id}")))
+        .await;
+    let wakes = browser
+        .wait_for(
+            "the wake-up time",
+            "return document.getElementById('wakes')?.textContent",
+        )
+        .await;
+    let at = waiting["next_attempt_at"].as_str().expect("wake time");
+    let shown = browser
+        .js(&format!("return new Date('{at}').toLocaleString()"))
+        .await;
+    let wakes = wakes.as_str().unwrap_or("");
+    assert!(
+        wakes.contains(shown.as_str().unwrap_or("?")) && wakes.contains("in "),
+        "{wakes} / {shown}"
+    );
+    assert_eq!(
+        browser
+            .js("return document.querySelector('h1 .badge').textContent")
+            .await,
+        "waiting"
+    );
+    // The runs list can filter on it.
+    browser.goto(&server.url("/ui/#/runs?status=waiting")).await;
+    browser
+        .wait_for(
+            "the waiting run listed",
+            &format!(
+                "return document.querySelector('tr[data-run=\"{waiting_id}\"] .badge.waiting')"
+            ),
+        )
+        .await;
+    browser.screenshot(&dir, "runs-waiting").await;
+    server.stop().await;
+}

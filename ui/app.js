@@ -3,7 +3,7 @@
 // never as HTML, so a payload holding markup shows as markup and runs
 // nothing. The page's Content-Security-Policy forbids inline scripts too.
 
-const STATUSES = ["queued", "running", "retrying", "succeeded", "filtered", "failed"];
+const STATUSES = ["queued", "running", "waiting", "retrying", "succeeded", "filtered", "failed"];
 const OUTCOMES = ["accepted", "unmatched", "duplicate", "rejected"];
 const PAGE = 50;
 
@@ -60,6 +60,16 @@ function ago(ts) {
   if (s < 3600) return `${Math.round(s / 60)}m ago`;
   if (s < 86400) return `${Math.round(s / 3600)}h ago`;
   return `${Math.round(s / 86400)}d ago`;
+}
+
+/** How long until `ts`: "in 5m", or "now" once it has passed. */
+function until(ts) {
+  const s = Math.round((new Date(ts).getTime() - Date.now()) / 1000);
+  if (s <= 0) return "now";
+  if (s < 60) return `in ${s}s`;
+  if (s < 3600) return `in ${Math.round(s / 60)}m`;
+  if (s < 86400) return `in ${Math.round(s / 3600)}h`;
+  return `in ${Math.round(s / 86400)}d`;
 }
 
 function ms(n) {
@@ -423,35 +433,25 @@ async function runView(id) {
     el("dt", {}, "Workflow"), el("dd", {}, el("a", { href: `#/workflows/${encodeURIComponent(run.workflow)}` }, run.workflow), el("span", { class: "muted" }, ` · version ${run.workflow_version}`)),
     el("dt", {}, "Created"), el("dd", {}, time(run.created_at)),
     el("dt", {}, "Duration"), el("dd", {}, ms(run.duration_ms) || "—"),
-    run.next_attempt_at ? el("dt", {}, "Next attempt") : null, run.next_attempt_at ? el("dd", {}, time(run.next_attempt_at)) : null,
+    run.next_attempt_at ? el("dt", {}, run.status === "waiting" ? "Wakes" : "Next attempt") : null,
+    run.next_attempt_at ? el("dd", { id: run.status === "waiting" ? "wakes" : "next-attempt" }, `${time(run.next_attempt_at)} (${until(run.next_attempt_at)})`) : null,
     run.replay_of ? el("dt", {}, "Replay of") : null, run.replay_of ? el("dd", {}, el("a", { href: `#/runs/${run.replay_of}`, id: "replay-of" }, run.replay_of)) : null,
     run.replays.length ? el("dt", {}, "Replays") : null, run.replays.length ? el("dd", {}, ...run.replays.map((r) => el("div", {}, el("a", { href: `#/runs/${r}` }, r)))) : null,
     el("dt", {}, "Event"), el("dd", {}, el("a", { href: `#/events/${run.event_id}` }, run.event_id)));
 
   // Steps on one time axis, from the run's start to its last step's end.
   const t0 = run.started_at ? new Date(run.started_at).getTime() : 0;
-  const ends = run.steps.filter((s) => s.started_at).map((s) => new Date(s.started_at).getTime() + (s.duration_ms || 0));
-  const span = Math.max(1, ...ends.map((e) => e - t0));
-  const steps = run.steps.map((s) => {
-    const axis = el("div", { class: "axis", "aria-hidden": "true" });
-    if (s.started_at && t0) {
-      const bar = el("span", { class: s.status });
-      bar.style.left = `${((new Date(s.started_at).getTime() - t0) / span) * 100}%`;
-      bar.style.width = `${Math.max(((s.duration_ms || 0) / span) * 100, 0.5)}%`;
-      axis.append(bar);
+  const ends = [];
+  const collect = (list) => {
+    for (const s of list || []) {
+      if (s.started_at) ends.push(new Date(s.started_at).getTime() + (s.duration_ms || 0));
+      collect(s.steps);
+      for (const item of s.items || []) collect(item.steps);
     }
-    return el("div", { class: `step ${s.status}`, "data-step": s.id },
-      el("div", { class: "row" }, el("strong", {}, s.id),
-        s.uses ? el("span", { class: "uses", title: `the ${s.uses} action of connector ${s.uses.split(".")[0]}` }, `uses ${s.uses}`) : el("span", { class: "muted" }, s.kind),
-        badge(s.status),
-        el("span", { class: "muted" }, s.started_at ? `${time(s.started_at)} · ${ms(s.duration_ms)}` : "not reached")),
-      axis,
-      s.error ? el("p", { class: "error step-error" }, s.error) : null,
-      s.output !== null && s.output !== undefined ? el("details", { open: true }, el("summary", {}, "Output"), jsonBlock(s.output, `output of ${s.id}`)) : null,
-      s.logs.length ? el("details", { open: true }, el("summary", {}, `Log (${s.logs.length})`), el("pre", {}, s.logs.join("\n"))) : null,
-      s.attempts.length ? el("div", {}, el("h3", { class: "muted" }, `${s.attempts.length} attempt(s)`), ...s.attempts.map(attemptView)) : null);
-  });
-
+  };
+  collect(run.steps);
+  const span = Math.max(1, ...ends.map((e) => e - t0));
+  const steps = run.steps.map((s) => stepView(s, t0, span));
   show(gen,
     el("h1", {}, "Run ", el("span", { class: "mono" }, run.id), " ", badge(run.status)),
     run.error ? el("p", { class: "error", role: "alert", id: "run-error" }, run.error) : null,
@@ -468,6 +468,48 @@ async function runView(id) {
   live(gen, (u) => {
     if (!u || u.id === run.id) route();
   });
+}
+
+/** One step, with what it holds: a switch's branch and its steps, a
+ *  loop's items (each collapsible, failed ones open). */
+function stepView(s, t0, span) {
+  const axis = el("div", { class: "axis", "aria-hidden": "true" });
+  if (s.started_at && t0) {
+    const bar = el("span", { class: s.status });
+    bar.style.left = `${((new Date(s.started_at).getTime() - t0) / span) * 100}%`;
+    bar.style.width = `${Math.max(((s.duration_ms || 0) / span) * 100, 0.5)}%`;
+    axis.append(bar);
+  }
+  const hasBranch = Object.prototype.hasOwnProperty.call(s, "branch");
+  const branchText = s.branch === null || s.branch === undefined
+    ? (s.status === "pending" ? "Branch: not chosen yet" : "Branch: none (no case held, and there is no default)")
+    : s.branch === "default" ? "Branch: default" : `Branch: case ${s.branch}`;
+  const items = s.items || [];
+  const counts = {};
+  for (const i of items) counts[i.status] = (counts[i.status] || 0) + 1;
+  return el("div", { class: `step ${s.status}`, "data-step": s.id },
+    el("div", { class: "row" }, el("strong", {}, s.id),
+      s.uses ? el("span", { class: "uses", title: `the ${s.uses} action of connector ${s.uses.split(".")[0]}` }, `uses ${s.uses}`) : el("span", { class: "muted" }, s.kind),
+      badge(s.status),
+      el("span", { class: "muted" }, s.started_at ? `${time(s.started_at)} · ${ms(s.duration_ms)}` : "not reached")),
+    axis,
+    s.error ? el("p", { class: "error step-error" }, s.error) : null,
+    hasBranch ? el("p", { class: "branch" }, branchText) : null,
+    s.kind === "for_each" && items.length
+      ? el("p", { class: "muted item-counts" }, `${items.length} item(s): `, Object.entries(counts).map(([st, n]) => `${n} ${st}`).join(", "))
+      : null,
+    s.kind !== "for_each" && s.output !== null && s.output !== undefined ? el("details", { open: !s.steps }, el("summary", {}, "Output"), jsonBlock(s.output, `output of ${s.id}`)) : null,
+    s.logs.length ? el("details", { open: true }, el("summary", {}, `Log (${s.logs.length})`), el("pre", {}, s.logs.join("\n"))) : null,
+    s.attempts.length ? el("div", {}, el("h3", { class: "muted" }, `${s.attempts.length} attempt(s)`), ...s.attempts.map(attemptView)) : null,
+    s.steps && s.steps.length ? el("div", { class: "nested" }, ...s.steps.map((c) => stepView(c, t0, span))) : null,
+    items.length ? el("div", { class: "nested items" }, ...items.map((item) => itemView(item, t0, span))) : null);
+}
+
+function itemView(item, t0, span) {
+  const open = item.status === "failed" || item.status === "retrying";
+  return el("details", { class: `item ${item.status}`, "data-item": item.index, open },
+    el("summary", {}, `Item ${item.index} `, badge(item.status)),
+    ...item.steps.map((c) => stepView(c, t0, span)));
 }
 
 // ---------------------------------------------------------------- events

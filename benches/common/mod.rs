@@ -90,11 +90,11 @@ fn request(
     req
 }
 
-/// Send `req` and read the whole answer, which must be a success; the
-/// milliseconds since `since`.
-async fn answered(req: reqwest::RequestBuilder, since: Instant) -> f64 {
+/// Send `req` and read the whole answer, which must be a success (and
+/// have status `want`, when given); the milliseconds since `since`.
+async fn answered(req: reqwest::RequestBuilder, since: Instant, want: Option<u16>) -> f64 {
     match req.send().await {
-        Ok(r) if r.status().is_success() => {
+        Ok(r) if r.status().is_success() && want.is_none_or(|w| w == r.status().as_u16()) => {
             let _ = r.bytes().await;
             since.elapsed().as_secs_f64() * 1000.0
         }
@@ -136,7 +136,7 @@ pub async fn load(
                     .is_ok()
             {
                 let req = request(&client, &url, &body, &headers);
-                lat.push(answered(req, Instant::now()).await);
+                lat.push(answered(req, Instant::now(), None).await);
             }
             lat
         }));
@@ -165,6 +165,18 @@ pub async fn paced(
     body: Arc<Vec<u8>>,
     headers: Headers,
 ) -> Figures {
+    paced_answers(url, seconds, rate, body, headers, None).await
+}
+
+/// [`paced`], where every answer must have status `want` (when given).
+pub async fn paced_answers(
+    url: String,
+    seconds: u64,
+    rate: f64,
+    body: Arc<Vec<u8>>,
+    headers: Headers,
+    want: Option<u16>,
+) -> Figures {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(MAX_IN_FLIGHT)
         .build()
@@ -188,7 +200,7 @@ pub async fn paced(
             let latencies = Arc::clone(&latencies);
             let sent_at = Instant::now();
             tokio::spawn(async move {
-                let ms = answered(req, sent_at).await;
+                let ms = answered(req, sent_at, want).await;
                 latencies.lock().expect("latencies").push(ms);
                 drop(permit);
             });
@@ -290,6 +302,12 @@ pub struct Server {
 impl Server {
     /// Start on `root`'s workflows, the Stripe example posting to `sink_url`.
     pub fn start(root: &str, sink_url: &str, extra: &[&str]) -> Server {
+        Self::start_in(root, sink_url, extra)
+    }
+
+    /// Start in `dir` (its `workflows/` are served), with `extra` flags.
+    pub fn start_in(dir: &str, sink_url: &str, extra: &[&str]) -> Server {
+        let root = dir;
         let data = tempfile::tempdir().expect("tmp");
         let bin = std::env::var("HOOKFLOW_BENCH_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookflow").to_string());

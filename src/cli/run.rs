@@ -2,12 +2,14 @@
 //! event through one workflow, printed as a step trace. Nothing leaves the
 //! machine unless `--send`: `http` steps show the request they would send.
 //! The trace is printed from the run record, so secrets show as
-//! `[redacted]` there as everywhere else.
+//! `[redacted]` there as everywhere else; a switch's branch and a loop's
+//! items are indented under their step. Retry waits and delays are not
+//! waited for.
 
 use super::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::expr::template::ProcessEnv;
 use crate::inbound::Inbound;
-use crate::record::{Run, StepStatus};
+use crate::record::{Branch, Run, StepKind, StepRecord, StepStatus};
 use crate::script::Engine;
 use crate::step::http::{Canned, Sender};
 use crate::step::policy::OutboundPolicy;
@@ -198,68 +200,7 @@ fn short(v: &serde_json::Value) -> String {
 }
 
 fn print_trace(run: &Run, sent: bool) {
-    for step in &run.steps {
-        let mark = match step.status {
-            StepStatus::Succeeded => "ok  ",
-            StepStatus::Filtered => "STOP",
-            StepStatus::Skipped => "skip",
-            StepStatus::Failed => "FAIL",
-            StepStatus::Waiting => "wait",
-            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying => "  - ",
-        };
-        // A `uses` step shows its connector action.
-        let kind = match &step.uses {
-            Some(u) => u.clone(),
-            None => serde_json::to_value(step.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-        };
-        let status = serde_json::to_value(step.status)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        let ms = step
-            .duration_ms
-            .map(|d| format!("{d} ms"))
-            .unwrap_or_default();
-        println!("{mark} {:<20} {kind:<10} {status:<10} {ms}", step.id);
-        for line in &step.logs {
-            println!("       log: {line}");
-        }
-        for a in &step.attempts {
-            let how = if sent {
-                "sent"
-            } else {
-                "would send (dry run; --send to send)"
-            };
-            println!(
-                "       attempt {}: {how} {} {}",
-                a.n, a.request.method, a.request.url
-            );
-            for (k, v) in &a.request.headers {
-                println!("         {k}: {v}");
-            }
-            if !a.request.body.is_null() {
-                println!("         {}", short(&a.request.body));
-            }
-            if sent {
-                match (&a.response, &a.error) {
-                    (Some(r), _) => println!("       answer: {} {}", r.status, short(&r.body)),
-                    (None, Some(e)) => println!("       error: {e}"),
-                    (None, None) => {}
-                }
-            }
-        }
-        if let Some(out) = &step.output {
-            if step.kind != crate::record::StepKind::Http || sent {
-                println!("       output: {}", short(out));
-            }
-        }
-        if let Some(e) = &step.error {
-            println!("       error: {e}");
-        }
-    }
+    print_steps(&run.steps, "", sent);
     println!(
         "run {}: {}{}",
         run.id,
@@ -269,4 +210,101 @@ fn print_trace(run: &Run, sent: bool) {
             .map(|e| format!(" — {e}"))
             .unwrap_or_default()
     );
+}
+
+/// One line per step, its details below it; a switch's branch and a
+/// loop's items indented under it.
+fn print_steps(steps: &[StepRecord], indent: &str, sent: bool) {
+    for step in steps {
+        let mark = match step.status {
+            StepStatus::Succeeded => "ok  ",
+            StepStatus::Filtered => "STOP",
+            StepStatus::Skipped => "skip",
+            StepStatus::Failed => "FAIL",
+            StepStatus::Waiting => "wait",
+            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying => "  - ",
+        };
+        let ms = step
+            .duration_ms
+            .map(|d| format!("{d} ms"))
+            .unwrap_or_default();
+        // A `uses` step shows its connector action.
+        let kind = step.uses.as_deref().unwrap_or(step.kind.as_str());
+        println!(
+            "{indent}{mark} {:<20} {:<10} {:<10} {ms}",
+            step.id,
+            kind,
+            step.status.as_str()
+        );
+        print_details(step, indent, sent);
+        if let Some(branch) = step.branch {
+            let which = match branch {
+                Branch::Case(i) => format!("branch {i} (case {i})"),
+                Branch::Default => "branch default".to_string(),
+                Branch::None => "no branch (no case held, and there is no default)".to_string(),
+            };
+            println!("{indent}       {which}");
+            print_steps(
+                step.steps.as_deref().unwrap_or_default(),
+                &format!("{indent}    "),
+                sent,
+            );
+        }
+        for item in step.items.iter().flatten() {
+            println!(
+                "{indent}       item {}: {}",
+                item.index,
+                item.status.as_str()
+            );
+            print_steps(&item.steps, &format!("{indent}        "), sent);
+        }
+    }
+}
+
+fn print_details(step: &StepRecord, indent: &str, sent: bool) {
+    for line in &step.logs {
+        println!("{indent}       log: {line}");
+    }
+    for a in &step.attempts {
+        let how = if sent {
+            "sent"
+        } else {
+            "would send (dry run; --send to send)"
+        };
+        println!(
+            "{indent}       attempt {}: {how} {} {}",
+            a.n, a.request.method, a.request.url
+        );
+        for (k, v) in &a.request.headers {
+            println!("{indent}         {k}: {v}");
+        }
+        if !a.request.body.is_null() {
+            println!("{indent}         {}", short(&a.request.body));
+        }
+        if sent {
+            match (&a.response, &a.error) {
+                (Some(r), _) => println!("{indent}       answer: {} {}", r.status, short(&r.body)),
+                (None, Some(e)) => println!("{indent}       error: {e}"),
+                (None, None) => {}
+            }
+        }
+    }
+    if let Some(out) = &step.output {
+        // A loop's output is its items' outputs, shown with each item.
+        let shown = match step.kind {
+            StepKind::Http => sent,
+            StepKind::ForEach => false,
+            StepKind::Filter
+            | StepKind::Transform
+            | StepKind::Switch
+            | StepKind::Delay
+            | StepKind::Respond => true,
+        };
+        if shown {
+            println!("{indent}       output: {}", short(out));
+        }
+    }
+    if let Some(e) = &step.error {
+        println!("{indent}       error: {e}");
+    }
 }

@@ -5,11 +5,13 @@
 use super::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::expr::template::EnvLookup;
 use crate::inbound::Inbound;
+use crate::record::StepRecord;
 use crate::script::Engine;
-use crate::step::http::{Canned, Response, Sender};
+use crate::step::http::{Canned, CannedAnswer, Mock, Response, Sender, SentRequest};
+use crate::step::{Action, Step};
 use crate::testcase::compare::{child, first_difference, Difference};
 use crate::testcase::runner::{run_once, CaseRun};
-use crate::testcase::{CaseSpec, RequestExpect, SuiteSpec};
+use crate::testcase::{CaseSpec, ItemExpect, RequestExpect, StepExpect, SuiteSpec};
 use crate::workflow::compile::{compile, CompileEnv, ScriptDir};
 use crate::workflow::registry::{self, is_test_file};
 use crate::workflow::yaml::{self, Spanned, YNode};
@@ -238,13 +240,9 @@ async fn run_case(case: &CaseSpec, files: &CaseFiles<'_>, engine: &Engine) -> Re
             .collect::<Vec<_>>()
             .join("\n")
     })?;
-    for id in case.mock.keys() {
-        if !wf.steps.iter().any(|s| &s.id == id) {
-            return Err(format!("mock for `{id}`: the workflow has no such step"));
-        }
-    }
+    let places = step_places(&wf.steps);
     let inbound = inbound_for(case, suite, &wf.path)?;
-    let canned = Arc::new(Canned::new(mocks(&case.mock)?));
+    let canned = Arc::new(Canned::with_mocks(mocks(&case.mock, &places)?));
     let result = run_once(
         Arc::new(wf),
         inbound,
@@ -253,7 +251,34 @@ async fn run_case(case: &CaseSpec, files: &CaseFiles<'_>, engine: &Engine) -> Re
         engine.clone(),
     )
     .await?;
-    check(case, &result, &canned.sent())
+    check(case, &result, &canned.sent_requests(), &places)
+}
+
+/// Every step of a workflow, nested ones included, by id: whether it runs
+/// inside a `for_each` (its innermost loop's id).
+fn step_places(steps: &[Step]) -> BTreeMap<String, Option<String>> {
+    fn walk(steps: &[Step], in_loop: Option<&str>, out: &mut BTreeMap<String, Option<String>>) {
+        for s in steps {
+            out.insert(s.id.clone(), in_loop.map(String::from));
+            let inner = match &s.action {
+                Action::ForEach(_) => Some(s.id.as_str()),
+                Action::Filter(_)
+                | Action::Transform(_)
+                | Action::Http(_)
+                | Action::Switch(_)
+                | Action::Delay(_)
+                | Action::Respond(_) => in_loop,
+            };
+            walk(
+                &s.action.children().into_iter().cloned().collect::<Vec<_>>(),
+                inner,
+                out,
+            );
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(steps, None, &mut out);
+    out
 }
 
 fn inbound_for(case: &CaseSpec, suite: &Path, hook_path: &str) -> Result<Inbound, String> {
@@ -304,58 +329,109 @@ fn inbound_for(case: &CaseSpec, suite: &Path, hook_path: &str) -> Result<Inbound
     })
 }
 
+/// The mocks of a case. A list for a step inside a loop has one entry per
+/// item (an answer, or a list of answers per attempt); elsewhere one
+/// answer per attempt.
 fn mocks(
     spec: &BTreeMap<String, Spanned<YNode>>,
-) -> Result<BTreeMap<String, Vec<Result<Response, String>>>, String> {
+    places: &BTreeMap<String, Option<String>>,
+) -> Result<BTreeMap<String, Mock>, String> {
     let mut out = BTreeMap::new();
     for (id, node) in spec {
-        let answers = match node.value.to_json() {
-            Value::Array(items) => items,
-            one => vec![one],
+        let Some(in_loop) = places.get(id) else {
+            return Err(format!("mock for `{id}`: the workflow has no such step"));
         };
-        let mut list = Vec::new();
-        for a in answers {
-            let Value::Object(m) = a else {
-                return Err(format!(
-                    "mock for `{id}`: each answer is a mapping like {{ status: 200, body: ok }}"
-                ));
-            };
-            if let Some(e) = m.get("error") {
-                list.push(Err(crate::expr::template::value_text(e)));
-                continue;
-            }
-            let status = m.get("status").and_then(Value::as_u64).unwrap_or(200);
-            let status = u16::try_from(status)
-                .map_err(|_| format!("mock for `{id}`: bad status {status}"))?;
-            let headers = m
-                .get("headers")
-                .and_then(Value::as_object)
-                .map(|h| {
-                    h.iter()
-                        .map(|(k, v)| {
-                            (k.to_ascii_lowercase(), crate::expr::template::value_text(v))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let body = match m.get("body") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::String(s)) => s.clone().into_bytes(),
-                Some(v) => v.to_string().into_bytes(),
-            };
-            list.push(Ok(Response::new(status, headers, body)));
-        }
-        out.insert(id.clone(), list);
+        let mock = match (node.value.to_json(), in_loop) {
+            (Value::Array(items), Some(_)) => Mock::PerItem(
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        Value::Array(attempts) => answers(id, attempts),
+                        one => answers(id, vec![one]),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            (Value::Array(attempts), None) => Mock::Attempts(answers(id, attempts)?),
+            (one, _) => Mock::Attempts(answers(id, vec![one])?),
+        };
+        out.insert(id.clone(), mock);
     }
     Ok(out)
+}
+
+/// Mock answers written as `{ status, headers, body }` or `{ error }`.
+fn answers(id: &str, list: Vec<Value>) -> Result<Vec<CannedAnswer>, String> {
+    let mut out = Vec::new();
+    for a in list {
+        let Value::Object(m) = a else {
+            return Err(format!(
+                "mock for `{id}`: each answer is a mapping like {{ status: 200, body: ok }}"
+            ));
+        };
+        if let Some(e) = m.get("error") {
+            out.push(Err(crate::expr::template::value_text(e)));
+            continue;
+        }
+        let status = m.get("status").and_then(Value::as_u64).unwrap_or(200);
+        let status =
+            u16::try_from(status).map_err(|_| format!("mock for `{id}`: bad status {status}"))?;
+        let headers = m
+            .get("headers")
+            .and_then(Value::as_object)
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), crate::expr::template::value_text(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let body = match m.get("body") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s.clone().into_bytes(),
+            Some(v) => v.to_string().into_bytes(),
+        };
+        out.push(Ok(Response::new(status, headers, body)));
+    }
+    Ok(out)
+}
+
+/// Where a step's record is among a list of records.
+enum Found<'a> {
+    Here(&'a StepRecord),
+    /// Inside the items of this loop: one record per item.
+    InLoop(&'a str),
+    Missing,
+}
+
+/// A step's record in a list: at its level, or inside a switch's branch
+/// (which shares the level's scope); a step inside a loop is found per
+/// item only.
+fn find<'a>(records: &'a [StepRecord], id: &str) -> Found<'a> {
+    for r in records {
+        if r.id == id {
+            return Found::Here(r);
+        }
+        match find(r.steps.as_deref().unwrap_or_default(), id) {
+            Found::Missing => {}
+            found => return found,
+        }
+        let in_items = r
+            .items
+            .iter()
+            .flatten()
+            .any(|i| !matches!(find(&i.steps, id), Found::Missing));
+        if in_items {
+            return Found::InLoop(&r.id);
+        }
+    }
+    Found::Missing
 }
 
 fn check(
     case: &CaseSpec,
     result: &CaseRun,
-    sent: &[(String, crate::step::http::Prepared)],
+    sent: &[SentRequest],
+    places: &BTreeMap<String, Option<String>>,
 ) -> Result<(), String> {
-    let fail = |d: Difference| Err(d.to_string());
     let expected_status = case.expect.status.as_ref().map(|s| s.value.clone());
     if let Some(want) = &expected_status {
         if *want != result.status {
@@ -376,57 +452,169 @@ fn check(
     let Some(run) = &result.run else {
         return Err(format!("$.steps: no run was created ({})", result.status));
     };
-    for (id, exp) in &case.expect.steps {
-        let path = child("$.steps", id);
-        let Some(step) = run.steps.iter().find(|s| &s.id == id) else {
-            return Err(format!("{path}: the workflow has no step `{id}`"));
-        };
-        let exp = &exp.value;
-        if let Some(want) = &exp.status {
-            let got = serde_json::to_value(step.status).unwrap_or(Value::Null);
-            if got != Value::String(want.clone()) {
-                let err = step
-                    .error
-                    .as_ref()
-                    .map(|e| format!(" (error: {e})"))
-                    .unwrap_or_default();
+    let scope = Level {
+        path: "$.steps".to_string(),
+        items: Vec::new(),
+        sent,
+        places,
+    };
+    check_steps(&scope, &case.expect.steps, &run.steps)
+}
+
+/// Where expectations are checked: their path in messages, the loop items
+/// they are in, and what the run sent.
+struct Level<'a> {
+    path: String,
+    items: Vec<usize>,
+    sent: &'a [SentRequest],
+    places: &'a BTreeMap<String, Option<String>>,
+}
+
+fn check_steps(
+    level: &Level,
+    expects: &BTreeMap<String, Spanned<StepExpect>>,
+    records: &[StepRecord],
+) -> Result<(), String> {
+    for (id, exp) in expects {
+        let path = child(&level.path, id);
+        let step = match find(records, id) {
+            Found::Here(step) => step,
+            Found::InLoop(each) => {
                 return Err(format!(
-                    "{path}.status: expected \"{want}\", got {got}{err}"
+                    "{path}: `{id}` runs once per item of `{each}`; put its expectations under `{each}: {{ items: [ {{ steps: {{ {id}: … }} }} ] }}`"
+                ))
+            }
+            Found::Missing if level.places.contains_key(id) => {
+                return Err(format!(
+                    "{path}: step `{id}` has no record here (it is in a branch that was not taken, or in another loop)"
+                ))
+            }
+            Found::Missing => return Err(format!("{path}: the workflow has no step `{id}`")),
+        };
+        check_step(level, &path, id, &exp.value, step)?;
+    }
+    Ok(())
+}
+
+fn check_step(
+    level: &Level,
+    path: &str,
+    id: &str,
+    exp: &StepExpect,
+    step: &StepRecord,
+) -> Result<(), String> {
+    let fail = |d: Difference| Err::<(), String>(d.to_string());
+    if let Some(want) = &exp.status {
+        let got = serde_json::to_value(step.status).unwrap_or(Value::Null);
+        if got != Value::String(want.clone()) {
+            let err = step
+                .error
+                .as_ref()
+                .map(|e| format!(" (error: {e})"))
+                .unwrap_or_default();
+            return Err(format!(
+                "{path}.status: expected \"{want}\", got {got}{err}"
+            ));
+        }
+    }
+    if let Some(out) = &exp.output {
+        if let Some(d) = first_difference(
+            &out.value.to_json(),
+            step.output.as_ref(),
+            &format!("{path}.output"),
+            false,
+        ) {
+            return fail(d);
+        }
+    }
+    if let Some(sub) = &exp.contains {
+        if let Some(d) = first_difference(
+            &sub.value.to_json(),
+            step.output.as_ref(),
+            &format!("{path}.output"),
+            true,
+        ) {
+            return fail(d);
+        }
+    }
+    if let Some(want) = &exp.error {
+        let got = step.error.clone().unwrap_or_default();
+        if !got.contains(want.as_str()) {
+            return Err(format!(
+                "{path}.error: expected it to contain \"{want}\", got \"{got}\""
+            ));
+        }
+    }
+    if let Some(req) = &exp.request {
+        let last = level
+            .sent
+            .iter()
+            .rev()
+            .find(|s| s.step_id == id && s.items == level.items)
+            .map(|s| &s.request);
+        check_request(&format!("{path}.request"), req, last)?;
+    }
+    if let Some(want) = &exp.branch {
+        let got = serde_json::to_value(step.branch).unwrap_or(Value::Null);
+        if let Some(d) = first_difference(
+            &want.value.to_json(),
+            Some(&got),
+            &format!("{path}.branch"),
+            false,
+        ) {
+            return fail(d);
+        }
+    }
+    if let Some(want) = &exp.items {
+        check_items(level, path, &want.value, step)?;
+    }
+    Ok(())
+}
+
+fn check_items(
+    level: &Level,
+    path: &str,
+    want: &[Spanned<ItemExpect>],
+    step: &StepRecord,
+) -> Result<(), String> {
+    let items = step.items.as_deref().unwrap_or_default();
+    if want.len() != items.len() {
+        return Err(format!(
+            "{path}.items: expected {} items, got {}",
+            want.len(),
+            items.len()
+        ));
+    }
+    for (i, (exp, item)) in want.iter().zip(items).enumerate() {
+        let at = format!("{path}.items[{i}]");
+        let exp = &exp.value;
+        if let Some(s) = &exp.status {
+            if s != item.status.as_str() {
+                return Err(format!(
+                    "{at}.status: expected \"{s}\", got \"{}\"",
+                    item.status.as_str()
                 ));
             }
         }
         if let Some(out) = &exp.output {
             if let Some(d) = first_difference(
                 &out.value.to_json(),
-                step.output.as_ref(),
-                &format!("{path}.output"),
+                Some(&item.output()),
+                &format!("{at}.output"),
                 false,
             ) {
-                return fail(d);
+                return Err(d.to_string());
             }
         }
-        if let Some(sub) = &exp.contains {
-            if let Some(d) = first_difference(
-                &sub.value.to_json(),
-                step.output.as_ref(),
-                &format!("{path}.output"),
-                true,
-            ) {
-                return fail(d);
-            }
-        }
-        if let Some(want) = &exp.error {
-            let got = step.error.clone().unwrap_or_default();
-            if !got.contains(want.as_str()) {
-                return Err(format!(
-                    "{path}.error: expected it to contain \"{want}\", got \"{got}\""
-                ));
-            }
-        }
-        if let Some(req) = &exp.request {
-            let last = sent.iter().rev().find(|(s, _)| s == id).map(|(_, p)| p);
-            check_request(&format!("{path}.request"), req, last)?;
-        }
+        let mut items = level.items.clone();
+        items.push(i);
+        let inner = Level {
+            path: format!("{at}.steps"),
+            items,
+            sent: level.sent,
+            places: level.places,
+        };
+        check_steps(&inner, &exp.steps, &item.steps)?;
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `/hooks/*`: the public inbound endpoint. Reads the request (size limit
 //! first, within the byte budget for bodies in flight, see
 //! [`super::budget`]), hands it to [`crate::inbound::Inbox`], and maps the
-//! answer onto SPEC §5's statuses.
+//! answer onto SPEC §5's statuses, or sends a `respond` step's answer as the
+//! step rendered it (SPEC §6.1).
 
 use super::budget::{self, Held, RETRY_AFTER_SECS};
 use super::error::ApiError;
@@ -185,6 +186,7 @@ fn answer_response(answer: Answer) -> Response {
             Json(json!({ "event_id": event_id, "runs": runs })),
         )
             .into_response(),
+        Answer::Responded(a) => responded(a),
         Answer::Duplicate { event_id, runs } => (
             StatusCode::OK,
             Json(json!({ "event_id": event_id, "duplicate": true, "runs": runs })),
@@ -210,4 +212,21 @@ fn answer_response(answer: Answer) -> Response {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg).into_response()
         }
     }
+}
+
+/// A `respond` step's answer as the sender gets it. The step checked its
+/// status and headers when it rendered them.
+fn responded(a: crate::step::respond::Answer) -> Response {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
+    let mut r = Response::new(Body::from(a.body));
+    *r.status_mut() = status;
+    for (k, v) in a.headers {
+        if let (Ok(k), Ok(v)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            r.headers_mut().append(k, v);
+        }
+    }
+    r
 }

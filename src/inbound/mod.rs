@@ -10,10 +10,17 @@
 //! (and the admin token) redacted, in every form
 //! [`crate::secret::Redactor`] knows; the runs start from the event as it
 //! was received.
+//!
+//! When a matched workflow has a `respond` step (the first by name, when
+//! several have), the request waits for it: a waiter is registered before
+//! the event is stored, so the run cannot get there first, and the answer
+//! is the step's, or the usual `202` once the run ends without it or
+//! `respond_timeout` passes ([`crate::run::respond`]).
 
 pub use crate::record::body;
 
 use crate::record::{Event, EventId, Outcome, Run, RunId, Timestamp, REDACTED};
+use crate::run::respond::Responders;
 use crate::run::{context, new_run};
 use crate::secret::Redactor;
 use crate::store::{DedupeClaim, Ingest, Ingested, Store, StoreError};
@@ -60,6 +67,9 @@ pub enum Answer {
         event_id: EventId,
         runs: Vec<RunId>,
     },
+    /// The answer of a workflow's `respond` step (the event and its runs
+    /// are stored, as for `Accepted`).
+    Responded(crate::step::respond::Answer),
     /// 200: the same dedupe key was seen within its window.
     Duplicate {
         event_id: EventId,
@@ -432,6 +442,8 @@ pub struct Inbox {
     /// Secrets of the server itself (the admin token), redacted from
     /// stored events like the workflows' own.
     pub secrets: Redactor,
+    /// Requests waiting for a `respond` step; shared with the executor.
+    pub responders: Responders,
 }
 
 /// The event as it is stored: `None` when no secret shows in it, else a
@@ -467,13 +479,15 @@ pub fn redacted_event(event: &Event, redactors: &[&Redactor]) -> Option<Event> {
 impl Inbox {
     /// `scripts`: the threads that evaluate `when` scripts. `secrets`: the
     /// server's own (the admin token), redacted from stored events besides
-    /// each workflow's.
+    /// each workflow's. `responders`: where runs hand `respond` answers
+    /// (the executor's).
     pub fn new(
         store: Store,
         workflows: Arc<Workflows>,
         metrics: Arc<crate::metrics::Metrics>,
         scripts: crate::script::pool::ScriptPool,
         secrets: Redactor,
+        responders: Responders,
     ) -> Inbox {
         Inbox {
             store,
@@ -482,6 +496,7 @@ impl Inbox {
             scripts,
             rejected_window: std::sync::Mutex::new((0, 0)),
             secrets,
+            responders,
         }
     }
 
@@ -537,7 +552,9 @@ impl Inbox {
                     .map(|w| &w.redactor)
                     .chain(std::iter::once(&self.secrets))
                     .collect();
-                self.store_event(*event, runs, claims, &redactors).await
+                let responder = responder(reg, &runs, &claims);
+                self.store_event(*event, runs, claims, &redactors, responder)
+                    .await
             }
         }
     }
@@ -585,16 +602,24 @@ impl Inbox {
     }
 
     /// Store the event and its runs (the store skips runs whose dedupe key
-    /// is held); answer once it is on disk.
+    /// is held); answer once it is on disk, or, with a `responder`, with
+    /// its run's `respond` step.
     async fn store_event(
         &self,
         event: Event,
         runs: Vec<Run>,
         claims: Vec<(usize, DedupeClaim)>,
         redactors: &[&Redactor],
+        responder: Option<Responder>,
     ) -> Result<Answer, StoreError> {
         let workflows = event.workflows.clone();
         let outcome = event.outcome;
+        let decided = runs.len();
+        // Before the runs exist: none can reach its `respond` step before
+        // the request listens.
+        let waiting = responder
+            .as_ref()
+            .map(|r| (r, self.responders.wait(&event.id, &r.workflow)));
         let mut runs = runs;
         // The summary is shown, never read by a step: redacted in place.
         for r in &mut runs {
@@ -613,11 +638,45 @@ impl Inbox {
         Ok(match stored {
             Ingested::Stored { event_id, runs } => {
                 self.metrics.event_outcome(&workflows, outcome);
+                if let Some((r, waiting)) = waiting {
+                    // A run whose dedupe key was held was not created; if
+                    // the responder's may be one of them, nothing would
+                    // answer: say 202 now rather than at the timeout.
+                    let maybe_dropped = r.deduped && runs.len() < decided;
+                    if !maybe_dropped {
+                        if let Some(answer) = waiting.answer(r.timeout).await {
+                            return Ok(Answer::Responded(answer));
+                        }
+                    }
+                }
                 Answer::Accepted { event_id, runs }
             }
             Ingested::Duplicate { event_id, runs } => Answer::Duplicate { event_id, runs },
         })
     }
+}
+
+/// The workflow whose `respond` step answers a request.
+struct Responder {
+    workflow: String,
+    timeout: std::time::Duration,
+    /// Its run has a dedupe key (so the store may not create it).
+    deduped: bool,
+}
+
+/// Of the workflows matched, the first by name that has a `respond` step.
+fn responder(reg: &Registry, runs: &[Run], claims: &[(usize, DedupeClaim)]) -> Option<Responder> {
+    runs.iter()
+        .enumerate()
+        .filter_map(|(i, run)| {
+            let wf = reg.by_name(&run.workflow)?;
+            wf.responds().then(|| Responder {
+                workflow: wf.name.clone(),
+                timeout: wf.respond_timeout,
+                deduped: claims.iter().any(|(c, _)| *c == i),
+            })
+        })
+        .min_by(|a, b| a.workflow.cmp(&b.workflow))
 }
 
 #[cfg(test)]

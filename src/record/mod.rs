@@ -238,12 +238,104 @@ impl StepStatus {
     }
 }
 
+impl StepStatus {
+    /// An item of a `for_each` in one of these states is not run again:
+    /// done, or failed for good (it fails the loop once the others end).
+    pub fn is_settled(self) -> bool {
+        match self {
+            StepStatus::Failed => true,
+            StepStatus::Succeeded
+            | StepStatus::Filtered
+            | StepStatus::Skipped
+            | StepStatus::Pending
+            | StepStatus::Running
+            | StepStatus::Retrying
+            | StepStatus::Waiting => self.is_done(),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Filtered => "filtered",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Retrying => "retrying",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     Filter,
     Transform,
     Http,
+    Switch,
+    ForEach,
+    Delay,
+    Respond,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Filter => "filter",
+            StepKind::Transform => "transform",
+            StepKind::Http => "http",
+            StepKind::Switch => "switch",
+            StepKind::ForEach => "for_each",
+            StepKind::Delay => "delay",
+            StepKind::Respond => "respond",
+        }
+    }
+}
+
+/// The branch a `switch` took: a case (by index), its `default`, or none
+/// (not decided yet, or no case held and there is no default). Written
+/// as the case index, `"default"` or `null` (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Branch {
+    Case(usize),
+    Default,
+    None,
+}
+
+/// How the `default` branch is written in a record.
+pub const DEFAULT_BRANCH: &str = "default";
+
+impl Serialize for Branch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Branch::Case(i) => s.serialize_u64(*i as u64),
+            Branch::Default => s.serialize_str(DEFAULT_BRANCH),
+            Branch::None => s.serialize_none(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Branch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(Branch::None),
+            Value::String(s) if s == DEFAULT_BRANCH => Ok(Branch::Default),
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(Branch::Case)
+                .ok_or_else(|| serde::de::Error::custom(format!("bad branch {n}"))),
+            other => Err(serde::de::Error::custom(format!("bad branch {other}"))),
+        }
+    }
+}
+
+/// A present `branch` field, even `null`, is a switch's branch (serde
+/// would read `null` as an absent `Option`).
+fn some_branch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Branch>, D::Error> {
+    Branch::deserialize(d).map(Some)
 }
 
 /// A change to a run, for live listeners (`/api/stream`).
@@ -339,10 +431,34 @@ pub struct StepRecord {
     /// The connector action of a `uses` step, `connector.action` (SPEC §8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uses: Option<String>,
+    /// A `switch`: the branch it took (only a switch's record has it).
+    #[serde(
+        default,
+        deserialize_with = "some_branch",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub branch: Option<Branch>,
+    /// A `switch`: the records of its branch's steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<StepRecord>>,
+    /// A `for_each`: one record per item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<ItemRecord>>,
 }
 
 impl StepRecord {
+    /// A step not reached yet. A `switch` has no branch yet and a
+    /// `for_each` no items: they are filled in when the step starts.
     pub fn pending(id: &str, kind: StepKind) -> Self {
+        let (branch, steps, items) = match kind {
+            StepKind::Switch => (Some(Branch::None), Some(Vec::new()), None),
+            StepKind::ForEach => (None, None, Some(Vec::new())),
+            StepKind::Filter
+            | StepKind::Transform
+            | StepKind::Http
+            | StepKind::Delay
+            | StepKind::Respond => (None, None, None),
+        };
         StepRecord {
             id: id.to_string(),
             kind,
@@ -354,6 +470,9 @@ impl StepRecord {
             logs: Vec::new(),
             attempts: Vec::new(),
             uses: None,
+            branch,
+            steps,
+            items,
         }
     }
 
@@ -362,6 +481,40 @@ impl StepRecord {
         self.uses = uses.map(str::to_string);
         self
     }
+
+    /// The records nested in this one: a switch's branch steps, or every
+    /// item's steps of a for_each.
+    pub fn children(&self) -> impl Iterator<Item = &StepRecord> {
+        let items = self.items.iter().flatten().flat_map(|i| &i.steps);
+        self.steps.iter().flatten().chain(items)
+    }
+}
+
+/// One item of a `for_each`: its index, how it ended, and its steps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemRecord {
+    pub index: usize,
+    pub status: StepStatus,
+    pub steps: Vec<StepRecord>,
+}
+
+impl ItemRecord {
+    /// The item's output: the output of its last step that ran (`null`
+    /// when none did).
+    pub fn output(&self) -> Value {
+        last_output(&self.steps)
+    }
+}
+
+/// The output of the last step among `steps` that ran (succeeded, or a
+/// filter that ended its list); `null` when none did.
+pub fn last_output(steps: &[StepRecord]) -> Value {
+    steps
+        .iter()
+        .rev()
+        .find(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Filtered))
+        .and_then(|s| s.output.clone())
+        .unwrap_or(Value::Null)
 }
 
 /// One outbound HTTP attempt of an `http` step.
@@ -494,6 +647,37 @@ mod tests {
         assert_eq!(serde_json::from_value::<Timestamp>(value).ok(), Some(t));
         let bad = serde_json::from_slice::<Timestamp>(b"\"yesterday\"");
         assert!(bad.is_err_and(|e| e.to_string().contains("bad timestamp yesterday")));
+    }
+
+    #[test]
+    fn only_flow_records_carry_their_nested_fields() {
+        let http = serde_json::to_value(StepRecord::pending("a", StepKind::Http)).expect("json");
+        for key in ["branch", "steps", "items"] {
+            assert!(http.get(key).is_none(), "{http}");
+        }
+        let mut switch = StepRecord::pending("s", StepKind::Switch);
+        let json = serde_json::to_value(&switch).expect("json");
+        assert_eq!(json["branch"], Value::Null);
+        assert_eq!(json["steps"], serde_json::json!([]));
+        for (branch, written) in [
+            (Branch::None, Value::Null),
+            (Branch::Default, Value::from("default")),
+            (Branch::Case(2), Value::from(2)),
+        ] {
+            switch.branch = Some(branch);
+            let json = serde_json::to_value(&switch).expect("json");
+            assert_eq!(json["branch"], written);
+            let back: StepRecord = serde_json::from_value(json).expect("reads back");
+            assert_eq!(back.branch, Some(branch), "a null branch stays a switch's");
+        }
+        let each = serde_json::to_value(StepRecord::pending("e", StepKind::ForEach)).expect("json");
+        assert_eq!(each["items"], serde_json::json!([]));
+        assert_eq!(each["kind"], "for_each");
+        // A record stored before flow control reads as it was.
+        let old = r#"{"id":"a","kind":"http","status":"pending","started_at":null,"duration_ms":null,"output":null,"error":null,"logs":[],"attempts":[]}"#;
+        let back: StepRecord = serde_json::from_str(old).expect("reads");
+        assert!(back.branch.is_none() && back.steps.is_none() && back.items.is_none());
+        assert_eq!(serde_json::to_string(&back).expect("json"), old);
     }
 
     #[test]

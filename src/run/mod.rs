@@ -1,12 +1,14 @@
 //! Running workflows: `scheduler.rs` claims due runs from the store with
 //! bounded concurrency and hands each to `executor.rs`, which walks one
-//! run's steps and saves it as it goes; `replay.rs` plans replays. This
-//! module builds the run context they share. The scheduler and the
-//! executor do not look into each other: the store is their only meeting
-//! point.
+//! run's steps and saves it as it goes; `replay.rs` plans replays;
+//! `respond.rs` hands a `respond` step's answer to the request waiting for
+//! it. This module builds the run context they share. The scheduler and
+//! the executor do not look into each other: the store is their only
+//! meeting point.
 
 pub mod executor;
 pub mod replay;
+pub mod respond;
 pub mod scheduler;
 
 use crate::record::{Event, EventId, Run, RunId, RunStatus, StepRecord, Timestamp};

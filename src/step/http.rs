@@ -253,7 +253,7 @@ impl HttpAction {
         if let Some(uses) = &self.uses {
             return super::uses::run(self, uses, ctx, env, record).await;
         }
-        let key = self.idempotency_key(ctx);
+        let key = self.idempotency_key(ctx, env.items);
         let prepared = match self.prepare(ctx, &key) {
             Ok(p) => p,
             Err(e) => return Outcome::Failed(e),
@@ -282,13 +282,14 @@ impl HttpAction {
         }
     }
 
-    /// `<run id>.<step id>`: the same for every attempt of the step.
-    pub(super) fn idempotency_key(&self, ctx: &Value) -> String {
+    /// `<run id>.<step id>`, and the item indexes inside loops: the same
+    /// for every attempt of the step.
+    pub(super) fn idempotency_key(&self, ctx: &Value, items: &[usize]) -> String {
         let run_id = ctx
             .pointer("/run/id")
             .and_then(Value::as_str)
             .unwrap_or("run");
-        format!("{run_id}.{}", self.step_id)
+        idempotency_key(run_id, &self.step_id, items)
     }
 
     /// Send `prepared` once; the answer and attempt `n` as the record keeps
@@ -302,7 +303,7 @@ impl HttpAction {
     ) -> (Result<Response, String>, Attempt) {
         let started_at = Timestamp::now();
         let clock = Instant::now();
-        let result = env.http.send(&self.step_id, prepared).await;
+        let result = env.http.send(&self.step_id, env.items, prepared).await;
         let duration_ms = clock.elapsed().as_millis() as u64;
         let attempt = attempt_of(prepared, &result, n, started_at, duration_ms, redactor);
         (result, attempt)
@@ -379,6 +380,17 @@ fn prune_nulls(v: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(prune_nulls),
         Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
     }
+}
+
+/// `<run id>.<step id>`, and inside loops `.<index>` per loop, outermost
+/// first: stable across retries and resumes, fresh in a replay (a new run).
+pub fn idempotency_key(run_id: &str, step_id: &str, items: &[usize]) -> String {
+    use std::fmt::Write;
+    let mut key = format!("{run_id}.{step_id}");
+    for i in items {
+        let _ = write!(key, ".{i}");
+    }
+    key
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -483,19 +495,64 @@ pub enum Sender {
     Canned(std::sync::Arc<Canned>),
 }
 
+/// One answer of a mock: a response, or a transport error.
+pub type CannedAnswer = Result<Response, String>;
+
+/// The canned answers of one step.
+#[derive(Debug, Clone)]
+pub enum Mock {
+    /// One answer per attempt, the last one repeating.
+    Attempts(Vec<CannedAnswer>),
+    /// A step inside a `for_each`: per item (by the index of the innermost
+    /// loop) its answers per attempt; the last item's list serves the
+    /// items after it.
+    PerItem(Vec<Vec<CannedAnswer>>),
+}
+
+impl Mock {
+    /// Whether it gives any answer at all.
+    fn answers_anything(&self) -> bool {
+        match self {
+            Mock::Attempts(a) => !a.is_empty(),
+            Mock::PerItem(items) => items.iter().any(|a| !a.is_empty()),
+        }
+    }
+}
+
+/// A request a step would have sent, with the loop items it was sent for.
+#[derive(Debug, Clone)]
+pub struct SentRequest {
+    pub step_id: String,
+    pub items: Vec<usize>,
+    pub request: Prepared,
+}
+
 /// Answers for a run that must not reach the network (tests, dry runs):
-/// per step id a queue of answers, the last one repeating; a step with no
-/// answer gets `200` with an empty body.
+/// per step id its [`Mock`]; a step with no answer gets `200` with an
+/// empty body.
 #[derive(Default)]
 pub struct Canned {
-    answers: std::sync::Mutex<BTreeMap<String, Vec<Result<Response, String>>>>,
-    sent: std::sync::Mutex<Vec<(String, Prepared)>>,
+    mocks: BTreeMap<String, Mock>,
+    /// Requests made so far per step and item: which attempt is next.
+    calls: std::sync::Mutex<BTreeMap<(String, Vec<usize>), usize>>,
+    sent: std::sync::Mutex<Vec<SentRequest>>,
 }
 
 impl Canned {
-    pub fn new(answers: BTreeMap<String, Vec<Result<Response, String>>>) -> Canned {
+    /// Per step id a queue of answers, one per attempt.
+    pub fn new(answers: BTreeMap<String, Vec<CannedAnswer>>) -> Canned {
+        Canned::with_mocks(
+            answers
+                .into_iter()
+                .map(|(k, v)| (k, Mock::Attempts(v)))
+                .collect(),
+        )
+    }
+
+    pub fn with_mocks(mocks: BTreeMap<String, Mock>) -> Canned {
         Canned {
-            answers: std::sync::Mutex::new(answers),
+            mocks,
+            calls: std::sync::Mutex::default(),
             sent: std::sync::Mutex::default(),
         }
     }
@@ -504,29 +561,55 @@ impl Canned {
     /// without gets a plain `200`, taken as a success whatever a
     /// connector's `ok_when` says.
     pub fn mocked(&self, step_id: &str) -> bool {
-        self.answers
-            .lock()
-            .map(|a| a.get(step_id).is_some_and(|l| !l.is_empty()))
-            .unwrap_or(false)
+        self.mocks.get(step_id).is_some_and(Mock::answers_anything)
     }
 
     /// The requests steps would have sent, by step id, in order.
     pub fn sent(&self) -> Vec<(String, Prepared)> {
+        self.sent_requests()
+            .into_iter()
+            .map(|s| (s.step_id, s.request))
+            .collect()
+    }
+
+    /// The requests steps would have sent, with their loop items, in order.
+    pub fn sent_requests(&self) -> Vec<SentRequest> {
         self.sent.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn answer(&self, step_id: &str, p: &Prepared) -> Result<Response, String> {
+    fn answer(&self, step_id: &str, items: &[usize], p: &Prepared) -> CannedAnswer {
         if let Ok(mut sent) = self.sent.lock() {
-            sent.push((step_id.to_string(), p.clone()));
+            sent.push(SentRequest {
+                step_id: step_id.to_string(),
+                items: items.to_vec(),
+                request: p.clone(),
+            });
         }
-        let mut answers = self
-            .answers
-            .lock()
-            .map_err(|_| "canned answers poisoned".to_string())?;
-        match answers.get_mut(step_id) {
-            Some(list) if list.len() > 1 => list.remove(0),
-            Some(list) if !list.is_empty() => list[0].clone(),
-            _ => Ok(Response::new(200, BTreeMap::new(), Vec::new())),
+        let n = {
+            let mut calls = self
+                .calls
+                .lock()
+                .map_err(|_| "canned answers poisoned".to_string())?;
+            let n = calls
+                .entry((step_id.to_string(), items.to_vec()))
+                .or_default();
+            *n += 1;
+            *n - 1
+        };
+        let list = match self.mocks.get(step_id) {
+            Some(Mock::Attempts(list)) => list.as_slice(),
+            Some(Mock::PerItem(per_item)) => {
+                let i = items.last().copied().unwrap_or(0);
+                per_item
+                    .get(i)
+                    .or(per_item.last())
+                    .map_or(&[][..], Vec::as_slice)
+            }
+            None => &[],
+        };
+        match list.get(n).or(list.last()) {
+            Some(a) => a.clone(),
+            None => Ok(Response::new(200, BTreeMap::new(), Vec::new())),
         }
     }
 }
@@ -566,7 +649,13 @@ impl Sender {
         })
     }
 
-    pub async fn send(&self, step_id: &str, p: &Prepared) -> Result<Response, String> {
+    /// Send `p` for step `step_id` (in the loop items `items`).
+    pub async fn send(
+        &self,
+        step_id: &str,
+        items: &[usize],
+        p: &Prepared,
+    ) -> Result<Response, String> {
         match self {
             Sender::Live {
                 plain,
@@ -629,7 +718,7 @@ impl Sender {
                     size,
                 })
             }
-            Sender::Canned(canned) => canned.answer(step_id, p),
+            Sender::Canned(canned) => canned.answer(step_id, items, p),
         }
     }
 }

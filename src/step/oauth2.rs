@@ -220,7 +220,7 @@ impl TokenSource {
         let request = self.request(rotated);
         let started_at = Timestamp::now();
         let clock = Instant::now();
-        let result = env.http.send(&self.connector, &request).await;
+        let result = env.http.send(&self.connector, &[], &request).await;
         let duration_ms = clock.elapsed().as_millis() as u64;
         let fail =
             |message: String, retryable: bool, result: Result<Response, String>| TokenError {

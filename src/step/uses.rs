@@ -272,7 +272,10 @@ impl Uses {
                 error: self.detailed(error, resp.status, &cx),
                 at,
             },
-            other @ (Outcome::Filtered | Outcome::Skipped) => other,
+            other @ (Outcome::Filtered
+            | Outcome::Skipped
+            | Outcome::Wait { .. }
+            | Outcome::Respond(_)) => other,
         }
     }
 
@@ -328,7 +331,7 @@ pub(super) async fn run(
     if let Value::Object(m) = &mut cx {
         m.insert(PARAMS.into(), params);
     }
-    let key = http.idempotency_key(ctx);
+    let key = http.idempotency_key(ctx, env.items);
     let mut prepared = match http.prepare(&cx, &key) {
         Ok(p) => p,
         Err(e) => return Outcome::Failed(e),
@@ -413,7 +416,11 @@ fn token_failed(
         );
         attempt.error = match &outcome {
             Outcome::Failed(m) | Outcome::Retry { error: m, .. } => Some(m.clone()),
-            Outcome::Succeeded(_) | Outcome::Filtered | Outcome::Skipped => None,
+            Outcome::Succeeded(_)
+            | Outcome::Filtered
+            | Outcome::Skipped
+            | Outcome::Wait { .. }
+            | Outcome::Respond(_) => None,
         };
         settle(&mut attempt, &Outcome::Skipped, env.redactor);
         record.attempts.push(attempt);

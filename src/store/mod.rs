@@ -153,6 +153,8 @@ pub struct QueueGauges {
     pub depth: usize,
     /// Those of them that wait for a later time (a retry or a delay).
     pub later: usize,
+    /// Those of them stored as `waiting`: for a `delay`.
+    pub waiting: usize,
     /// Records skipped since start because they cannot be decoded.
     pub unreadable: u64,
 }

@@ -31,7 +31,9 @@ pub struct CaseSpec {
     #[serde(default)]
     pub request: RequestSpec,
     /// Answers for `http` steps by step id: one answer, or a list (one per
-    /// attempt, the last repeating).
+    /// attempt, the last repeating). For a step inside a `for_each`, a list
+    /// has one entry per item (an answer, or a list of answers per
+    /// attempt), the last serving the items after it.
     #[serde(default)]
     pub mock: BTreeMap<String, Spanned<YNode>>,
     pub expect: ExpectSpec,
@@ -71,6 +73,23 @@ pub struct StepExpect {
     pub error: Option<String>,
     /// The last outbound request of an `http` step.
     pub request: Option<RequestExpect>,
+    /// A `switch`: the branch it took (a case index from 0, `default`, or
+    /// `null` when none).
+    pub branch: Option<Spanned<YNode>>,
+    /// A `for_each`: one expectation per item, in order (as many as there
+    /// are items).
+    pub items: Option<Spanned<Vec<Spanned<ItemExpect>>>>,
+}
+
+/// What one item of a `for_each` must show.
+#[derive(Debug, Default, Deserialize)]
+pub struct ItemExpect {
+    pub status: Option<String>,
+    /// The item's output: its last step's (deep equality).
+    pub output: Option<Spanned<YNode>>,
+    /// The item's steps, by id.
+    #[serde(default)]
+    pub steps: BTreeMap<String, Spanned<StepExpect>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

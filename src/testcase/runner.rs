@@ -1,7 +1,8 @@
 //! Runs one event through one workflow with the real executor, on a
 //! temporary store, with outbound HTTP sent by the given [`Sender`] (mocks
 //! for tests and dry runs, the network for `hookflow run --send`). Retry
-//! waits are skipped: the next attempt runs at once.
+//! waits and delays are skipped: the next attempt, or the step after the
+//! delay, runs at once.
 
 use crate::inbound::{classify_with, Answer, Decision, Inbound};
 use crate::record::{Run, Timestamp};
@@ -59,7 +60,9 @@ pub async fn run_once(
                 Answer::BadRequest(e) => ("bad_request", e),
                 Answer::Rejected(e) => ("rejected", e),
                 Answer::Unavailable(e) => ("unavailable", e),
-                Answer::Accepted { .. } | Answer::Duplicate { .. } => ("accepted", String::new()),
+                Answer::Accepted { .. } | Answer::Duplicate { .. } | Answer::Responded(_) => {
+                    ("accepted", String::new())
+                }
             };
             return Ok(CaseRun {
                 status: status.into(),
@@ -104,6 +107,9 @@ pub async fn run_once(
         workflows,
         http: sender,
         metrics: Arc::default(),
+        responders: crate::run::respond::Responders::default(),
+        max_delay: crate::step::delay::DEFAULT_MAX_DELAY,
+        skip_waits: true,
     };
     for _ in 0..MAX_EXECUTIONS {
         // Retry waits are skipped: claim as if their time had come.

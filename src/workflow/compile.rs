@@ -14,9 +14,13 @@ mod uses;
 pub use preset::PROVIDERS;
 
 use super::connector::Catalog;
-use super::spec::{HttpSpec, StepSpec, TransformSpec, VerifySpec, WorkflowSpec};
+use super::spec::{
+    HttpSpec, RespondSpec, StepSpec, SwitchSpec, TransformSpec, VerifySpec, WorkflowSpec,
+};
 use super::yaml::{self, Pos, Spanned, YNode};
-use super::{Dedupe, FallbackSecret, Verify, Workflow, DEFAULT_DEDUPE_WINDOW};
+use super::{
+    Dedupe, FallbackSecret, Verify, Workflow, DEFAULT_DEDUPE_WINDOW, DEFAULT_RESPOND_TIMEOUT,
+};
 use crate::expr::condition::Condition;
 use crate::expr::template::{
     EnvLookup, Template, TemplateEnv, TemplateError, UrlTemplate, ValueTemplate,
@@ -24,7 +28,11 @@ use crate::expr::template::{
 use crate::script::Engine;
 use crate::secret::{Redactor, Secret};
 use crate::signature::{self, Scheme};
+use crate::step::delay::Delay;
+use crate::step::for_each::{ForEach, DEFAULT_MAX_ITEMS, MAX_CONCURRENCY};
 use crate::step::http::{HttpAction, RetryPolicy, StatusRange};
+use crate::step::respond::{self, Respond};
+use crate::step::switch::{Case, Switch};
 use crate::step::{Action, Step};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -426,21 +434,8 @@ fn build(cx: &mut Cx, spec: WorkflowSpec) -> Option<Workflow> {
         );
     }
     let mut seen = HashSet::new();
-    let mut steps = Vec::new();
-    for s in &spec.steps {
-        let id = &s.value.id;
-        if !valid_step_id(&id.value) {
-            cx.issue(id.pos, format!("step id `{}` must start with a-z and hold only a-z, 0-9 and `_` (so `$.steps.{}` works)", id.value, id.value));
-        } else if !seen.insert(id.value.clone()) {
-            cx.issue(
-                id.pos,
-                format!("step id `{}` is used twice in this workflow", id.value),
-            );
-        }
-        if let Some(step) = step(cx, s) {
-            steps.push(step);
-        }
-    }
+    let steps = steps(cx, &spec.steps, 0, &mut seen);
+    let respond_timeout = respond_timeout(cx, webhook, &spec.steps);
 
     let bundle = Bundle {
         file: cx.file.to_path_buf(),
@@ -463,6 +458,7 @@ fn build(cx: &mut Cx, spec: WorkflowSpec) -> Option<Workflow> {
         summary,
         when,
         steps,
+        respond_timeout,
         redactor: Redactor::new(std::mem::take(&mut cx.secrets)),
     })
 }
@@ -471,6 +467,72 @@ fn dedupe(cx: &mut Cx, d: &Spanned<super::spec::DedupeSpec>) -> Option<Dedupe> {
     let key = cx.template(&d.value.key, "dedupe key");
     let window = cx.duration(&d.value.window, DEFAULT_DEDUPE_WINDOW, "dedupe window");
     Some(Dedupe { key: key?, window })
+}
+
+/// How deep `switch` and `for_each` may nest (SPEC §6.1): a loop in a
+/// switch in a loop, at most.
+pub const MAX_NESTING: usize = 3;
+
+/// Compile a list of steps held by `depth` enclosing `switch`/`for_each`
+/// steps (0: the workflow's own). Step ids are unique across the whole
+/// workflow, nested ones included (`seen`), so `$.steps.<id>` is never
+/// ambiguous.
+fn steps(
+    cx: &mut Cx,
+    specs: &[Spanned<StepSpec>],
+    depth: usize,
+    seen: &mut HashSet<String>,
+) -> Vec<Step> {
+    let mut out = Vec::new();
+    for s in specs {
+        let id = &s.value.id;
+        if !valid_step_id(&id.value) {
+            cx.issue(id.pos, format!("step id `{}` must start with a-z and hold only a-z, 0-9 and `_` (so `$.steps.{}` works)", id.value, id.value));
+        } else if !seen.insert(id.value.clone()) {
+            cx.issue(
+                id.pos,
+                format!("step id `{}` is used twice in this workflow", id.value),
+            );
+        }
+        if let Some(step) = step(cx, s, depth, seen) {
+            out.push(step);
+        }
+    }
+    out
+}
+
+/// `trigger.webhook.respond_timeout`, which only a workflow with a
+/// `respond` step uses; and at most one `respond` step (a sender gets one
+/// answer).
+fn respond_timeout(
+    cx: &mut Cx,
+    webhook: &super::spec::WebhookSpec,
+    specs: &[Spanned<StepSpec>],
+) -> Duration {
+    let mut responds = specs.iter().filter_map(|s| s.value.respond.as_ref());
+    let first = responds.next();
+    for extra in responds {
+        cx.issue(
+            extra.pos,
+            "a workflow answers its sender once: keep one `respond` step (put the answers in a `switch` before it, and let it read their output)",
+        );
+    }
+    let timeout = cx.duration(
+        &webhook.respond_timeout,
+        DEFAULT_RESPOND_TIMEOUT,
+        "respond_timeout",
+    );
+    if let Some(t) = &webhook.respond_timeout {
+        if first.is_none() {
+            cx.issue(
+                t.pos,
+                "respond_timeout: the workflow has no `respond` step, so nothing waits for one; remove it or add the step",
+            );
+        } else if timeout.is_zero() {
+            cx.issue(t.pos, "respond_timeout: give a time longer than zero");
+        }
+    }
+    timeout
 }
 
 /// `stripe`, `/stripe/` and `/stripe` are the same path: `/stripe`.
@@ -614,13 +676,26 @@ fn verify(cx: &mut Cx, v: &Spanned<VerifySpec>) -> Option<Verify> {
     })
 }
 
-fn step(cx: &mut Cx, s: &Spanned<StepSpec>) -> Option<Step> {
+/// The step kinds, as `validate` names them.
+const KINDS: &str =
+    "`filter`, `transform`, `http`, `uses`, `switch`, `for_each`, `delay` or `respond`";
+
+fn step(
+    cx: &mut Cx,
+    s: &Spanned<StepSpec>,
+    depth: usize,
+    seen: &mut HashSet<String>,
+) -> Option<Step> {
     let spec = &s.value;
     let kinds = [
         spec.filter.is_some(),
         spec.transform.is_some(),
         spec.http.is_some(),
         spec.uses.is_some(),
+        spec.switch.is_some(),
+        spec.for_each.is_some(),
+        spec.delay.is_some(),
+        spec.respond.is_some(),
     ];
     let count = kinds.iter().filter(|k| **k).count();
     if let (Some(w), None) = (&spec.with_, &spec.uses) {
@@ -631,16 +706,14 @@ fn step(cx: &mut Cx, s: &Spanned<StepSpec>) -> Option<Step> {
     }
     if count != 1 {
         let msg = if count == 0 {
-            format!(
-                "step `{}` has no kind: add one of `filter`, `transform`, `http` or `uses`",
-                spec.id.value
-            )
+            format!("step `{}` has no kind: add one of {KINDS}", spec.id.value)
         } else {
-            format!("step `{}` has {count} kinds; a step is exactly one of `filter`, `transform`, `http` or `uses` (split it into several steps)", spec.id.value)
+            format!("step `{}` has {count} kinds; a step is exactly one of {KINDS} (split it into several steps)", spec.id.value)
         };
         cx.issue(s.pos, msg);
         return None;
     }
+    loop_keys_belong_to_for_each(cx, spec);
     let condition = match &spec.if_ {
         Some(c) => Some(cx.condition(c)?),
         None => None,
@@ -653,6 +726,18 @@ fn step(cx: &mut Cx, s: &Spanned<StepSpec>) -> Option<Step> {
         Action::Http(http(cx, &spec.id.value, h)?)
     } else if let Some(u) = &spec.uses {
         Action::Http(uses::compile(cx, &spec.id.value, u, spec.with_.as_ref())?)
+    } else if let Some(sw) = &spec.switch {
+        nests(cx, spec, depth)?;
+        Action::Switch(switch(cx, spec.id.pos, sw, depth, seen)?)
+    } else if let Some(items) = &spec.for_each {
+        nests(cx, spec, depth)?;
+        Action::ForEach(for_each(cx, spec, items, depth, seen)?)
+    } else if let Some(d) = &spec.delay {
+        top_level(cx, "delay", d.pos, depth)?;
+        Action::Delay(delay(cx, d)?)
+    } else if let Some(r) = &spec.respond {
+        top_level(cx, "respond", r.pos, depth)?;
+        Action::Respond(respond(cx, r)?)
     } else {
         return None;
     };
@@ -660,6 +745,298 @@ fn step(cx: &mut Cx, s: &Spanned<StepSpec>) -> Option<Step> {
         id: spec.id.value.clone(),
         condition,
         action,
+    })
+}
+
+/// `concurrency`, `max_items` and `steps` are a `for_each`'s.
+fn loop_keys_belong_to_for_each(cx: &mut Cx, spec: &StepSpec) {
+    if spec.for_each.is_some() {
+        return;
+    }
+    let hint = if spec.switch.is_some() {
+        "; a switch's steps go under its `cases` (and `default`)"
+    } else {
+        ""
+    };
+    let keys = [
+        ("concurrency", spec.concurrency.as_ref().map(|c| c.pos)),
+        ("max_items", spec.max_items.as_ref().map(|m| m.pos)),
+        ("steps", spec.steps.as_ref().map(|s| s.pos)),
+    ];
+    for (key, pos) in keys {
+        if let Some(pos) = pos {
+            cx.issue(
+                pos,
+                format!(
+                    "`{key}` belongs to a `for_each` step, and `{}` is not one{hint}",
+                    spec.id.value
+                ),
+            );
+        }
+    }
+}
+
+/// A `switch` or `for_each` held by `depth` others: at most
+/// [`MAX_NESTING`] levels in all.
+fn nests(cx: &mut Cx, spec: &StepSpec, depth: usize) -> Option<()> {
+    if depth < MAX_NESTING {
+        return Some(());
+    }
+    cx.issue(
+        spec.id.pos,
+        format!(
+            "`{}` is nested {} levels deep; `switch` and `for_each` nest at most {MAX_NESTING} levels (move its work into a step at an outer level)",
+            spec.id.value,
+            depth + 1
+        ),
+    );
+    None
+}
+
+/// `delay` and `respond` belong to the run itself, not to a branch or an
+/// item.
+fn top_level(cx: &mut Cx, kind: &str, pos: Pos, depth: usize) -> Option<()> {
+    if depth == 0 {
+        return Some(());
+    }
+    let why = match kind {
+        "delay" => "a run waits as a whole, not per branch or item",
+        _ => "a sender gets one answer per request, not one per branch or item",
+    };
+    cx.issue(
+        pos,
+        format!("`{kind}` stands at the top level of `steps`, not inside a `switch` or `for_each` ({why}); move it out"),
+    );
+    None
+}
+
+/// A `switch` (the step's id at `at`).
+fn switch(
+    cx: &mut Cx,
+    at: Pos,
+    sw: &Spanned<SwitchSpec>,
+    depth: usize,
+    seen: &mut HashSet<String>,
+) -> Option<Switch> {
+    let mut ok = true;
+    let mut cases = Vec::new();
+    match &sw.value.cases {
+        None => {
+            cx.issue(
+                at,
+                "a switch needs `cases:`, a list of `- when: {…}` with `steps:` (and may add `default:`)",
+            );
+            ok = false;
+        }
+        Some(list) if list.is_empty() => {
+            cx.issue(
+                at,
+                "`cases:` is empty; give at least one `- when: {…}` with `steps:`",
+            );
+            ok = false;
+        }
+        Some(list) => {
+            for case in list {
+                let when = cx.condition(&case.value.when);
+                let steps = branch(cx, &case.value.steps, "this case", depth, seen);
+                match (when, steps) {
+                    (Some(when), Some(steps)) => cases.push(Case { when, steps }),
+                    _ => ok = false,
+                }
+            }
+        }
+    }
+    let default = match &sw.value.default {
+        None => None,
+        Some(d) => match branch(cx, d, "`default`", depth, seen) {
+            Some(steps) => Some(steps),
+            None => {
+                ok = false;
+                None
+            }
+        },
+    };
+    ok.then_some(Switch { cases, default })
+}
+
+/// The steps of a branch or a loop: at least one.
+fn branch(
+    cx: &mut Cx,
+    specs: &Spanned<Vec<Spanned<StepSpec>>>,
+    what: &str,
+    depth: usize,
+    seen: &mut HashSet<String>,
+) -> Option<Vec<Step>> {
+    if specs.value.is_empty() {
+        cx.issue(
+            specs.pos,
+            format!("{what} has no steps; give it at least one"),
+        );
+        return None;
+    }
+    let before = cx.issues.len();
+    let steps = steps(cx, &specs.value, depth + 1, seen);
+    (cx.issues.len() == before && steps.len() == specs.value.len()).then_some(steps)
+}
+
+fn for_each(
+    cx: &mut Cx,
+    spec: &StepSpec,
+    items: &Spanned<YNode>,
+    depth: usize,
+    seen: &mut HashSet<String>,
+) -> Option<ForEach> {
+    let items = value_template_named(cx, items, "for_each");
+    let mut ok = true;
+    let concurrency = match &spec.concurrency {
+        None => 1,
+        Some(c) if c.value == 0 || c.value as usize > MAX_CONCURRENCY => {
+            cx.issue(
+                c.pos,
+                format!("concurrency: use 1 to {MAX_CONCURRENCY} (items run at once; 1 runs them in order)"),
+            );
+            ok = false;
+            1
+        }
+        Some(c) => c.value as usize,
+    };
+    let max_items = match &spec.max_items {
+        None => DEFAULT_MAX_ITEMS,
+        Some(m) if m.value == 0 => {
+            cx.issue(m.pos, "max_items: use 1 or more");
+            ok = false;
+            DEFAULT_MAX_ITEMS
+        }
+        Some(m) => m.value as usize,
+    };
+    let steps = match &spec.steps {
+        None => {
+            cx.issue(
+                spec.id.pos,
+                format!("`{}`: a for_each needs `steps:`, the steps to run for each item (they see `$.item` and `$.index`)", spec.id.value),
+            );
+            None
+        }
+        Some(list) => branch(cx, list, "this for_each", depth, seen),
+    };
+    Some(ForEach {
+        items,
+        concurrency,
+        max_items,
+        steps: steps?,
+    })
+    .filter(|_| ok)
+}
+
+fn delay(cx: &mut Cx, d: &Spanned<YNode>) -> Option<Delay> {
+    match &d.value {
+        YNode::String(text) => match humantime::parse_duration(text.trim()) {
+            Ok(duration) => Some(Delay::For(duration)),
+            Err(_) => {
+                cx.issue(
+                    d.pos,
+                    format!("delay: `{text}` is not a duration; write e.g. 30s, 10m, 24h or 7d, or `{{ until: \"<RFC 3339 time>\" }}`"),
+                );
+                None
+            }
+        },
+        YNode::Map(entries) => {
+            let mut until = None;
+            for (k, v) in entries {
+                match (k.value.as_str(), &v.value) {
+                    ("until", YNode::String(text)) => {
+                        let spanned = Spanned {
+                            pos: v.pos,
+                            value: text.clone(),
+                        };
+                        until = cx.template(&spanned, "until");
+                        until.as_ref()?;
+                    }
+                    ("until", other) => {
+                        cx.issue(
+                            v.pos,
+                            format!(
+                                "until: give an RFC 3339 time as text (often a template), not {}",
+                                other.kind()
+                            ),
+                        );
+                        return None;
+                    }
+                    (key, _) => {
+                        cx.issue(
+                            k.pos,
+                            format!(
+                                "unknown key `{key}` in delay{}",
+                                super::yaml::did_you_mean(key, ["until"])
+                                    .map(|c| format!("; did you mean `{c}`?"))
+                                    .unwrap_or_default()
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            match until {
+                Some(t) => Some(Delay::Until(t)),
+                None => {
+                    cx.issue(d.pos, "delay: give `until:` (an RFC 3339 time)");
+                    None
+                }
+            }
+        }
+        other => {
+            cx.issue(
+                d.pos,
+                format!(
+                    "delay: give a duration (`10m`) or `{{ until: … }}`, not {}",
+                    other.kind()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn respond(cx: &mut Cx, r: &Spanned<RespondSpec>) -> Option<Respond> {
+    let spec = &r.value;
+    let status = match &spec.status {
+        None => ValueTemplate::Lit(serde_json::Value::from(respond::DEFAULT_STATUS)),
+        Some(node) => {
+            let literal = match &node.value {
+                YNode::String(text) if !text.contains("{{") => text.trim().parse::<u64>().ok(),
+                YNode::String(_) => None,
+                other => other.to_json().as_u64().or(Some(0)),
+            };
+            match literal {
+                Some(n) if !respond::status_ok(n) => {
+                    cx.issue(
+                        node.pos,
+                        "status: give a number from 200 to 599 (or a template that gives one)",
+                    );
+                    return None;
+                }
+                _ => value_template_named(cx, node, "status"),
+            }
+        }
+    };
+    let mut headers = Vec::new();
+    for (k, v) in &spec.headers.0 {
+        if axum::http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            cx.issue(v.pos, format!("`{k}` is not a valid header name"));
+            continue;
+        }
+        if let Some(t) = cx.template(v, &format!("header `{k}`")) {
+            headers.push((k.clone(), t));
+        }
+    }
+    let body = spec
+        .body
+        .as_ref()
+        .map(|b| value_template_named(cx, b, "body"));
+    Some(Respond {
+        status,
+        headers,
+        body,
     })
 }
 
@@ -829,13 +1206,19 @@ fn http(cx: &mut Cx, step_id: &str, h: &Spanned<HttpSpec>) -> Option<HttpAction>
 }
 
 fn value_template(cx: &mut Cx, node: &Spanned<YNode>) -> ValueTemplate {
+    value_template_named(cx, node, "body")
+}
+
+/// A value whose strings may hold templates; problems are reported as
+/// `what: …`.
+fn value_template_named(cx: &mut Cx, node: &Spanned<YNode>, what: &str) -> ValueTemplate {
     match &node.value {
         YNode::String(s) => {
             let spanned = Spanned {
                 pos: node.pos,
                 value: s.clone(),
             };
-            match cx.template(&spanned, "body") {
+            match cx.template(&spanned, what) {
                 Some(t) if t.is_literal() => {
                     ValueTemplate::Lit(serde_json::Value::String(s.clone()))
                 }
@@ -843,13 +1226,16 @@ fn value_template(cx: &mut Cx, node: &Spanned<YNode>) -> ValueTemplate {
                 None => ValueTemplate::Lit(serde_json::Value::Null),
             }
         }
-        YNode::Seq(items) => {
-            ValueTemplate::Array(items.iter().map(|i| value_template(cx, i)).collect())
-        }
+        YNode::Seq(items) => ValueTemplate::Array(
+            items
+                .iter()
+                .map(|i| value_template_named(cx, i, what))
+                .collect(),
+        ),
         YNode::Map(entries) => ValueTemplate::Object(
             entries
                 .iter()
-                .map(|(k, v)| (k.value.clone(), value_template(cx, v)))
+                .map(|(k, v)| (k.value.clone(), value_template_named(cx, v, what)))
                 .collect(),
         ),
         other => ValueTemplate::Lit(other.to_json()),

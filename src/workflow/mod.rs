@@ -46,6 +46,9 @@ pub struct Workflow {
     pub summary: Vec<Template>,
     pub when: Option<Condition>,
     pub steps: Vec<Step>,
+    /// How long a sender waits for the `respond` step (when there is one)
+    /// before it gets the usual `202`.
+    pub respond_timeout: Duration,
     /// Redacts this workflow's secrets (the `env` values it reads and its
     /// verify secret) from everything stored and shown; built once per
     /// version.
@@ -155,6 +158,18 @@ pub struct Dedupe {
 }
 
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
+/// `trigger.webhook.respond_timeout` when not given (SPEC §6.1).
+pub const DEFAULT_RESPOND_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Workflow {
+    /// Whether the workflow answers its sender itself (it has a `respond`
+    /// step, which stands at the top level).
+    pub fn responds(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.action, crate::step::Action::Respond(_)))
+    }
+}
 
 /// The JSON Schema of a workflow file, generated from the types the loader
 /// reads (`spec.rs`), so it cannot drift from what `validate` accepts;

@@ -46,6 +46,9 @@ pub struct WebhookSpec {
     pub provider: Option<Spanned<String>>,
     pub verify: Option<Spanned<VerifySpec>>,
     pub dedupe: Option<Spanned<DedupeSpec>>,
+    /// With a `respond` step: how long the sender waits for it before it
+    /// gets the usual `202`. Duration, default `10s`.
+    pub respond_timeout: Option<Spanned<String>>,
 }
 
 /// Exactly one signature scheme (SPEC §5).
@@ -139,12 +142,13 @@ pub struct DedupeSpec {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct StepSpec {
-    /// `[a-z][a-z0-9_]*`, unique in the workflow.
+    /// `[a-z][a-z0-9_]*`, unique in the workflow (nested steps included).
     pub id: Spanned<String>,
     /// Condition: when it does not hold the step is skipped.
     #[serde(rename = "if")]
     pub if_: Option<Spanned<YNode>>,
-    /// Condition: when it does not hold the run ends `filtered`.
+    /// Condition: when it does not hold the run ends `filtered` (inside a
+    /// `for_each`: the item ends `filtered`).
     pub filter: Option<Spanned<YNode>>,
     pub transform: Option<Spanned<TransformSpec>>,
     pub http: Option<Spanned<HttpSpec>>,
@@ -153,6 +157,54 @@ pub struct StepSpec {
     /// The action's parameters.
     #[serde(rename = "with")]
     pub with_: Option<Spanned<YNode>>,
+    /// The first case whose `when` holds runs its steps; else `default`.
+    pub switch: Option<Spanned<SwitchSpec>>,
+    /// Runs `steps` once per item of this array (a template such as
+    /// `{{ $.event.line_items }}`); inside, `$.item` and `$.index`.
+    pub for_each: Option<Spanned<YNode>>,
+    /// With `for_each`: items run at once; default 1 (in order).
+    pub concurrency: Option<Spanned<u32>>,
+    /// With `for_each`: more items fail the step; default 1000.
+    pub max_items: Option<Spanned<u32>>,
+    /// With `for_each`: the steps run for each item.
+    pub steps: Option<Spanned<Vec<Spanned<StepSpec>>>>,
+    /// Wait durably: a duration (`10m`) or `{ until: "<RFC 3339 time>" }`.
+    /// Top level only.
+    #[schemars(with = "Option<DelaySchema>")]
+    pub delay: Option<Spanned<YNode>>,
+    /// The answer to the inbound request (the sender waits for it).
+    /// Top level only.
+    pub respond: Option<Spanned<RespondSpec>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SwitchSpec {
+    /// Tried in order; the first whose `when` holds runs.
+    pub cases: Option<Vec<Spanned<CaseSpec>>>,
+    /// Runs when no case holds; without it the step is skipped.
+    pub default: Option<Spanned<Vec<Spanned<StepSpec>>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CaseSpec {
+    /// Condition (SPEC §4).
+    pub when: Spanned<YNode>,
+    pub steps: Spanned<Vec<Spanned<StepSpec>>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RespondSpec {
+    /// 200–599, or a template giving one; default 200.
+    #[schemars(with = "Option<StatusOrTemplate>")]
+    pub status: Option<Spanned<YNode>>,
+    #[serde(default)]
+    pub headers: Ordered<Spanned<String>>,
+    /// Any value; strings may hold templates. Text is sent as
+    /// `text/plain`, anything else as JSON.
+    pub body: Option<Spanned<YNode>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -210,4 +262,31 @@ pub struct RetrySpec {
 enum StatusOrClass {
     Status(u16),
     Class(String),
+}
+
+/// Only for the schema: a `delay`.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // describes the YAML for editors; never constructed
+enum DelaySchema {
+    /// A duration: `500ms`, `10s`, `5m`, `24h`, `7d`.
+    For(String),
+    Until(UntilSchema),
+}
+
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)] // describes the YAML for editors; never constructed
+struct UntilSchema {
+    /// An RFC 3339 time, usually a template: `{{ $.event.send_at }}`.
+    until: String,
+}
+
+/// Only for the schema: a status (`201`) or a template giving one.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // describes the YAML for editors; never constructed
+enum StatusOrTemplate {
+    Status(u16),
+    Template(String),
 }

@@ -684,7 +684,16 @@ impl<'a> Deserializer<'a> {
 
 fn unknown_key_message(strukt: &str, key: &str, fields: &[&str]) -> String {
     if strukt == "StepSpec" {
-        let kinds = ["filter", "transform", "http", "uses"];
+        let kinds = [
+            "filter",
+            "transform",
+            "http",
+            "uses",
+            "switch",
+            "for_each",
+            "delay",
+            "respond",
+        ];
         if did_you_mean(key, fields.iter().copied()).is_none() {
             return format!(
                 "unknown step type or key `{key}`: a step is one of {}",

@@ -155,6 +155,41 @@ pub struct SledStore {
     claims: Arc<ClaimLocks>,
     /// Runs not finished (queued, running, retrying, waiting).
     unfinished: Arc<AtomicI64>,
+    /// Runs whose stored status is `waiting` (a `delay`), for `/metrics`.
+    waiting: Arc<Waiting>,
+}
+
+/// The runs stored as `waiting`: every write of a run passes here, so the
+/// gauge follows the records themselves (a set, not a counter, so a run
+/// written twice counts once).
+#[derive(Default)]
+struct Waiting {
+    runs: std::sync::Mutex<std::collections::HashSet<RunId>>,
+    /// `runs.len()`, readable without the lock: most writes are of runs
+    /// that never waited, and skip the lock while nothing waits.
+    count: std::sync::atomic::AtomicUsize,
+}
+
+impl Waiting {
+    fn note(&self, run: &Run) {
+        let waits = run.status == RunStatus::Waiting;
+        if !waits && self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if waits {
+            runs.insert(run.id.clone());
+        } else {
+            runs.remove(&run.id);
+        }
+        self.count.store(runs.len(), Ordering::Relaxed);
+    }
+
+    fn set(&self, ids: std::collections::HashSet<RunId>) {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        *runs = ids;
+        self.count.store(runs.len(), Ordering::Relaxed);
+    }
 }
 
 impl SledStore {
@@ -204,6 +239,7 @@ impl SledStore {
             updates: broadcast::channel(FEED_CAPACITY).0,
             claims: Arc::default(),
             unfinished: Arc::default(),
+            waiting: Arc::default(),
         })
     }
 
@@ -214,13 +250,14 @@ impl SledStore {
         stop: watch::Receiver<bool>,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
         let (q, t) = (self.queue.clone(), self.trees.clone());
-        let counted = super::blocking(move || {
+        let (counted, waiting) = super::blocking(move || {
             q.load(&t)?;
             t.count_records()?;
             t.count_unfinished()
         })
         .await?;
         self.unfinished.store(counted as i64, Ordering::Relaxed);
+        self.waiting.set(waiting);
         // The fresh-runs mark must be on disk before the first ingest.
         queue::checkpoint(&self.queue, &self.trees).await?;
         let marker = tokio::spawn(queue::keep_marking(
@@ -616,6 +653,7 @@ impl SledStore {
         QueueGauges {
             depth: self.unfinished.load(Ordering::Relaxed).max(0) as usize,
             later: self.queue.due_after(now),
+            waiting: self.waiting.count.load(Ordering::Relaxed),
             unreadable: self.unreadable_records(),
         }
     }
@@ -648,7 +686,9 @@ impl SledStore {
 
     fn save_run(&self, run: &Run) -> Result<()> {
         self.trees
-            .put(&self.trees.runs, run.id.as_str(), codec::encode_run(run))
+            .put(&self.trees.runs, run.id.as_str(), codec::encode_run(run))?;
+        self.waiting.note(run);
+        Ok(())
     }
 
     fn read_run(&self, id: &str) -> Result<Option<Run>> {
@@ -1022,23 +1062,27 @@ impl Trees {
     }
 
     /// Runs not finished: every queue entry's run, and the fresh runs from
-    /// the mark on.
-    fn count_unfinished(&self) -> Result<usize> {
+    /// the mark on; and those of them that wait for a `delay`.
+    fn count_unfinished(&self) -> Result<(usize, std::collections::HashSet<RunId>)> {
         let mut runs = std::collections::HashSet::new();
+        let mut waiting = std::collections::HashSet::new();
         for e in self.queue_entries() {
             let id = e?.run_id;
             // A leftover entry of a finished (or vanished) run is not work.
-            let unfinished = match self.runs.get(id.as_str().as_bytes())? {
+            let status = match self.runs.get(id.as_str().as_bytes())? {
                 Some(b) => match codec::decode_run::<RunHead>(id.as_str(), &b) {
-                    Ok(h) => !h.status.is_final(),
+                    Ok(h) => Some(h.status).filter(|s| !s.is_final()),
                     Err(e) => {
                         self.unreadable.note(RUNS, id.as_str(), &e);
-                        false
+                        None
                     }
                 },
-                None => false,
+                None => None,
             };
-            if unfinished {
+            if status == Some(RunStatus::Waiting) {
+                waiting.insert(id.clone());
+            }
+            if status.is_some() {
                 runs.insert(id);
             }
         }
@@ -1049,7 +1093,7 @@ impl Trees {
             runs.insert(e.run_id);
             true
         })?;
-        Ok(runs.len())
+        Ok((runs.len(), waiting))
     }
 }
 
