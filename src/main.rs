@@ -59,6 +59,7 @@ fn main() {
             }
         },
         Command::Test(args) => block_on(cli::test::run(args)),
+        Command::Migrate(args) => block_on(cli::migrate::run(args)),
         Command::Run(mut args) => {
             args.log_secrets = log_secrets;
             block_on(cli::run::run(args))

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each returning an exit code
 //! (0 ok, 1 a check failed, 2 bad usage).
 
+pub mod migrate;
 pub mod run;
 pub mod serve;
 pub mod test;
@@ -31,6 +32,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Print the JSON Schema of a workflow file.
     Schema,
+    /// Create or upgrade a PostgreSQL store's tables (SPEC §10).
+    Migrate(migrate::MigrateArgs),
 }
 
 pub const EXIT_OK: i32 = 0;

@@ -15,6 +15,10 @@
 //! the API and the UI. A step failure is recorded in the run; `Err` means
 //! the store itself failed.
 //!
+//! Before each step the claim is confirmed ([`Store::hold`]); a store
+//! shared by several nodes answers [`StoreError::LeaseLost`] when another
+//! node took the run over, and the executor then stops quietly.
+//!
 //! Secrets are redacted from what the run record keeps (outputs, errors,
 //! log lines), never from the run context: a step's output goes to the next
 //! step as it was.
@@ -29,7 +33,7 @@ use serde_json::{Map, Value};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{info_span, Instrument};
+use tracing::{info, info_span, Instrument};
 
 /// A step still running after this long is saved as running, so the API
 /// and the UI show it (faster steps are saved with their result only).
@@ -56,7 +60,15 @@ impl Executor {
     /// Execute the claimed run as far as it goes now.
     pub async fn execute(&self, claim: &Claim) -> Result<(), StoreError> {
         let span = info_span!("run", run_id = %claim.run_id);
-        self.execute_inner(claim).instrument(span).await
+        match self.execute_inner(claim).instrument(span).await {
+            // Another node took the run over and carries it on: this one
+            // stops here and writes nothing more.
+            Err(StoreError::LeaseLost { run_id }) => {
+                info!(%run_id, "run taken over by another node; stopping here");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     async fn execute_inner(&self, claim: &Claim) -> Result<(), StoreError> {
@@ -99,6 +111,8 @@ impl Executor {
                 continue;
             }
             let is_http = matches!(step.action, Action::Http(_));
+            // A step may act outside the run: only while the claim holds.
+            self.store.hold(claim).await?;
             let (outcome, waited) = self.act(claim, &mut run, idx, step, &mut ctx, &env).await?;
             let last = i + 1 == wf.steps.len();
             match self.record(&wf, &mut run, idx, step, outcome, &mut ctx) {
