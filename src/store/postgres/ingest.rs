@@ -62,8 +62,14 @@ async fn writer(shared: Arc<Shared>, rx: Arc<AsyncMutex<mpsc::Receiver<Pending>>
     let mut carried: Vec<Pending> = Vec::new();
     loop {
         let mut batch = std::mem::take(&mut carried);
-        {
-            let mut rx = rx.lock().await;
+        // With ingests carried over, take only what is queued already (the
+        // other writer may be waiting on the channel, holding it).
+        let rx = if batch.is_empty() {
+            Some(rx.lock().await)
+        } else {
+            rx.try_lock().ok()
+        };
+        if let Some(mut rx) = rx {
             if batch.is_empty() {
                 match rx.recv().await {
                     Some(p) => batch.push(p),
@@ -358,7 +364,7 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
                 match tokens.next().flatten() {
                     Some(token) => hot.push_back(HotRun {
                         run: r.clone(),
-                        event: event.clone(),
+                        event: Some(event.clone()),
                         token,
                     }),
                     None => freed = true,

@@ -31,15 +31,13 @@
 //! may pick the retry up); `finish` deletes the row. Everything commits
 //! with `synchronous_commit` on, which `open` checks.
 //!
-//! **Crash points** (see [`crate::fault`]): a statement is all or nothing,
-//! so each sequence has two states, before and after. The first points of a
-//! sequence are passed before its statement is sent (`retry.entry_written`,
-//! `retry.run_saved`, `finish.run_saved`, `replay.entry_written`,
-//! `replay.run_written`), the last after its commit
-//! (`retry.old_entry_removed`, `finish.entry_removed`, `replay.linked`); an
-//! ingest passes `ingest.claims_written`, `ingest.runs_written` and
-//! `ingest.event_written` inside its transaction (a crash there rolls it
-//! back) and `ingest.flushed` after the commit.
+//! **Crash points** (see [`crate::fault`]): a retry, a delay, the end of a
+//! run and a replay are each one statement, all or nothing, so every point
+//! of those sequences is passed once it has committed (what each point
+//! names is then written); an ingest passes `ingest.claims_written`,
+//! `ingest.runs_written` and `ingest.event_written` inside its transaction
+//! (a crash there rolls it back: the sender gets no answer and sends
+//! again) and `ingest.flushed` after the commit.
 
 mod feed;
 mod ingest;
@@ -126,7 +124,10 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             Some(d) => format!("{} ({d})", db.message()),
             None => db.message().to_string(),
         },
-        None => e.to_string(),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -161,7 +162,8 @@ pub(crate) struct Shared {
 
 struct HotRun {
     run: Run,
-    event: Event,
+    /// `None`: read the run and its event at load (a replay).
+    event: Option<Event>,
     token: i64,
 }
 
@@ -454,13 +456,18 @@ impl PgStore {
             let mut hot = self.shared.hot.lock().unwrap_or_else(|e| e.into_inner());
             while out.len() < limit {
                 let Some(h) = hot.pop_front() else { break };
+                let (run_id, due) = (h.run.id.clone(), h.run.created_at);
+                let (written, hot) = match h.event {
+                    Some(event) => (Written::fresh(&h.run), Some((h.run, event))),
+                    None => (Written::default(), None),
+                };
                 out.push(Claim {
-                    run_id: h.run.id.clone(),
-                    due: h.run.created_at,
+                    run_id,
+                    due,
                     ticket: super::Ticket::Postgres(Ticket {
                         token: h.token,
-                        written: Mutex::new(Written::fresh(&h.run)),
-                        hot: Mutex::new(Some((h.run, h.event))),
+                        written: Mutex::new(written),
+                        hot: Mutex::new(hot),
                         settled: AtomicBool::new(false),
                     }),
                 });
@@ -680,9 +687,9 @@ impl PgStore {
             RunStatus::Waiting => "delay",
             _ => "retry",
         };
+        self.write_run(claim, run, Fence::Reschedule(due)).await?;
         self.crash_point(&format!("{seq}.entry_written"));
         self.crash_point(&format!("{seq}.run_saved"));
-        self.write_run(claim, run, Fence::Reschedule(due)).await?;
         self.crash_point(&format!("{seq}.old_entry_removed"));
         {
             let mut next = self.shared.next_due.lock().unwrap_or_else(|e| e.into_inner());
@@ -695,8 +702,8 @@ impl PgStore {
     }
 
     pub async fn finish(&self, claim: &Claim, run: &Run, _durability: Durability) -> Result<()> {
-        self.crash_point("finish.run_saved");
         self.write_run(claim, run, Fence::Finish).await?;
+        self.crash_point("finish.run_saved");
         self.crash_point("finish.entry_removed");
         self.publish(run);
         Ok(())
@@ -833,10 +840,16 @@ impl PgStore {
     }
 
     pub async fn insert_replay(&self, original: &Run, replay: &Run) -> Result<()> {
-        self.crash_point("replay.entry_written");
-        self.crash_point("replay.run_written");
         let mut written = Written::default();
         let d = written.delta(replay);
+        // Held by this node when it has room: the node that took the
+        // request runs the replay (as with fresh runs).
+        let room = {
+            let held = self.shared.hot.lock().unwrap_or_else(|e| e.into_inner()).len();
+            held + (self.shared.hot_reserved.load(Ordering::Relaxed) as usize) < MAX_HOT
+        };
+        let token = room.then(|| fastrand::i64((1 << 62)..i64::MAX));
+        let node = token.map(|_| self.shared.node.as_str());
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
@@ -850,7 +863,9 @@ impl PgStore {
                     INSERT INTO hookflow.attempts (run_id, step_idx, n, record)
                     SELECT $1, s, n, r FROM unnest($11::int4[], $12::int4[], $13::text[]) AS t(s, n, r)
                  ), q AS (
-                    INSERT INTO hookflow.queue (run_id, due) VALUES ($1, $5)
+                    INSERT INTO hookflow.queue (run_id, due, node, token, lease_until)
+                    VALUES ($1, $5, $15, $16,
+                            CASE WHEN $15::text IS NULL THEN NULL ELSE now() + make_interval(secs => $17) END)
                  ), ev AS (
                     UPDATE hookflow.events SET runs = array_append(runs, $1::text)
                      WHERE id = $2 AND NOT ($1::text = ANY(runs))
@@ -878,13 +893,32 @@ impl PgStore {
                     &d.attempt_n,
                     &d.attempt_rows,
                     &original.id.as_str(),
+                    &node,
+                    &token,
+                    &self.shared.lease.as_secs_f64(),
                 ],
             )
             .await
             .map_err(pg("storing a replay"))?;
+        self.crash_point("replay.entry_written");
+        self.crash_point("replay.run_written");
         self.crash_point("replay.linked");
-        feed::notify_work(&self.shared).await;
-        self.hint();
+        match token {
+            Some(token) => self
+                .shared
+                .hot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(HotRun {
+                    run: replay.clone(),
+                    event: None,
+                    token,
+                }),
+            None => {
+                feed::notify_work(&self.shared).await;
+                self.hint();
+            }
+        }
         self.shared.changed.notify_one();
         self.publish(replay);
         self.publish(original);
@@ -1222,7 +1256,7 @@ impl PgStore {
             cutoff
         };
         loop {
-            let (events, runs, _) = delete_oldest(&client, Some(batch_cutoff)).await?;
+            let (events, runs, _) = delete_oldest(&client, Some(batch_cutoff), None).await?;
             pruned.events += events;
             pruned.runs += runs;
             if events < PRUNE_BATCH as usize {
@@ -1243,7 +1277,8 @@ impl PgStore {
             if total.max(0) as u64 <= max_bytes {
                 break;
             }
-            let (events, runs, freed) = delete_oldest(&client, None).await?;
+            let need = total.saturating_sub(max_bytes.min(i64::MAX as u64) as i64);
+            let (events, runs, freed) = delete_oldest(&client, None, Some(need)).await?;
             pruned.events += events;
             pruned.runs += runs;
             if events == 0 || freed <= 0 {
@@ -1364,21 +1399,32 @@ async fn drop_days(tx: &tokio_postgres::Transaction<'_>, cutoff: Timestamp) -> R
 }
 
 /// Delete up to [`PRUNE_BATCH`] of the oldest events (before `before`,
-/// when given) whose runs are all finished, with those runs. Returns
-/// (events, runs, bytes freed).
-async fn delete_oldest(client: &Object, before: Option<Timestamp>) -> Result<(usize, usize, i64)> {
+/// when given) whose runs are all finished, with those runs; with `need`,
+/// only as many as free that many bytes. Returns (events, runs, bytes
+/// freed).
+async fn delete_oldest(
+    client: &Object,
+    before: Option<Timestamp>,
+    need: Option<i64>,
+) -> Result<(usize, usize, i64)> {
     let before = before.map_or_else(
         || "evt_~".to_string(),
         |t| crate::record::EventId::floor(t).0,
     );
     let stmt = client
         .prepare_cached(
-            "WITH doomed AS (
-                SELECT e.id, e.bytes FROM hookflow.events e
+            "WITH candidates AS (
+                SELECT e.id, e.bytes + coalesce((SELECT sum(r.bytes) FROM hookflow.runs r
+                                                  WHERE r.event_id = e.id), 0) AS size
+                  FROM hookflow.events e
                  WHERE e.id < $1 AND e.outcome <> 'rejected'
                    AND NOT EXISTS (SELECT 1 FROM hookflow.runs r JOIN hookflow.queue q ON q.run_id = r.id
                                     WHERE r.event_id = e.id)
                  ORDER BY e.id LIMIT $2
+             ), doomed AS (
+                SELECT id, size AS bytes FROM (
+                    SELECT id, size, sum(size) OVER (ORDER BY id) AS upto FROM candidates
+                ) c WHERE upto - size < $3::int8
              ), ev AS (
                 DELETE FROM hookflow.events WHERE id IN (SELECT id FROM doomed)
              ), gone AS (
@@ -1390,13 +1436,12 @@ async fn delete_oldest(client: &Object, before: Option<Timestamp>) -> Result<(us
                 DELETE FROM hookflow.attempts WHERE run_id IN (SELECT id FROM gone)
              )
              SELECT (SELECT count(*) FROM doomed), (SELECT count(*) FROM gone),
-                    (SELECT coalesce(sum(bytes), 0) FROM doomed)::bigint
-                  + (SELECT coalesce(sum(bytes), 0) FROM gone)::bigint",
+                    (SELECT coalesce(sum(bytes), 0) FROM doomed)::bigint",
         )
         .await
         .map_err(pg("preparing the pruning of old history"))?;
     let row = client
-        .query_one(&stmt, &[&before, &PRUNE_BATCH])
+        .query_one(&stmt, &[&before, &PRUNE_BATCH, &need.unwrap_or(i64::MAX)])
         .await
         .map_err(pg("pruning old history"))?;
     let (events, runs, freed): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
