@@ -326,6 +326,8 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
 /// A request the sink received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When the sink got it (it answers after its delay, if one is set).
+    pub at: Instant,
     pub method: String,
     pub uri: String,
     pub headers: BTreeMap<String, String>,
@@ -423,11 +425,13 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
+    let at = Instant::now();
     let delay = *s.delay.lock().expect("lock");
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
     let _ = s.tx.send(Received {
+        at,
         method: method.to_string(),
         uri: uri.to_string(),
         headers: headers
