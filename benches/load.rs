@@ -21,6 +21,15 @@
 //! For profiling: `HOOKFLOW_BENCH_ONLY=hookflow` skips the two reference
 //! scenarios, `HOOKFLOW_BENCH_BIN=path` runs another build of the binary,
 //! and the server's PID is printed when it listens.
+//!
+//! Then the same closed-loop load against hookflow on PostgreSQL (SPEC
+//! §10): one node, then two nodes on one database with the clients split
+//! between them. The database is `HOOKFLOW_BENCH_PG_URL` (a fresh schema is
+//! made in it) or a private cluster started here from the installed server
+//! binaries, with `fsync` on; `HOOKFLOW_BENCH_PG=off` skips these. Compare
+//! with the database's own ceiling for the same statements:
+//! `benches/pg/run.sh` (pgbench).
+//!
 //! Traffic stays on 127.0.0.1; every loop is bounded in time and count.
 
 use axum::body::Bytes;
@@ -36,6 +45,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "../tests/common/pg.rs"]
+#[allow(dead_code)] // the bench uses the durable cluster only
+mod pg;
 
 const CONCURRENCY: usize = 32;
 const MAX_REQUESTS: usize = 2_000_000;
@@ -95,6 +108,16 @@ async fn answered(req: reqwest::RequestBuilder, since: Instant) -> f64 {
 
 /// Closed-loop load: CONCURRENCY clients post for `seconds`.
 async fn load(url: String, seconds: u64, body: Arc<Vec<u8>>, headers: Headers) -> Figures {
+    load_spread(vec![url], seconds, body, headers).await
+}
+
+/// Closed-loop load with the clients spread over `urls` (several nodes).
+async fn load_spread(
+    urls: Vec<String>,
+    seconds: u64,
+    body: Arc<Vec<u8>>,
+    headers: Headers,
+) -> Figures {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()
@@ -102,9 +125,9 @@ async fn load(url: String, seconds: u64, body: Arc<Vec<u8>>, headers: Headers) -
     let stop = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (client, url, body, headers) =
-            (client.clone(), url.clone(), body.clone(), headers.clone());
+    for i in 0..CONCURRENCY {
+        let url = urls[i % urls.len()].clone();
+        let (client, body, headers) = (client.clone(), body.clone(), headers.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < stop && lat.len() < MAX_REQUESTS / CONCURRENCY {
@@ -568,6 +591,130 @@ async fn run(seconds: u64, rounds: usize) {
         p99 / forwarder_p99,
         m(&|r| r.paced_ours.p99_ms) / m(&|r| r.paced_forwarder.p99_ms)
     );
+    if !std::env::var("HOOKFLOW_BENCH_PG").is_ok_and(|v| v == "off") {
+        postgres(&bench, seconds).await;
+    }
+}
+
+/// hookflow on PostgreSQL: one node, then two on one database.
+async fn postgres(b: &Bench, seconds: u64) {
+    // Kept alive (and its watchdog waiting) until the bench ends.
+    let mut _cluster = None;
+    let base_url = match std::env::var("HOOKFLOW_BENCH_PG_URL") {
+        Ok(url) => url,
+        Err(_) => match pg::durable_cluster() {
+            Ok(c) => {
+                let url = c.url("postgres");
+                _cluster = Some(c);
+                url
+            }
+            Err(e) => {
+                println!("postgres: skipped ({e})");
+                return;
+            }
+        },
+    };
+    let signer: Headers = Arc::new({
+        let body = b.body.clone();
+        move || {
+            let t = unix_now();
+            let mut signed = format!("{t}.").into_bytes();
+            signed.extend_from_slice(&body);
+            let sig = hex::encode(sign(Algorithm::Sha256, SECRET, &signed));
+            vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                ("stripe-signature".to_string(), format!("t={t},v1={sig}")),
+            ]
+        }
+    });
+    for nodes in [1usize, 2] {
+        // A fresh database for each scenario.
+        let db = format!("bench_{}_{nodes}", std::process::id());
+        let admin = tokio_postgres::connect(&base_url, tokio_postgres::NoTls).await;
+        let Ok((client, connection)) = admin else {
+            println!("postgres: cannot connect to {base_url}");
+            return;
+        };
+        let conn = tokio::spawn(connection);
+        if let Err(e) = client.batch_execute(&format!("CREATE DATABASE {db}")).await {
+            println!("postgres: cannot create a database: {e}");
+            return;
+        }
+        drop(client);
+        let _ = conn.await;
+        let url = match base_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{db}"),
+            None => return,
+        };
+        let mut children = Vec::new();
+        let mut urls = Vec::new();
+        for _ in 0..nodes {
+            let (child, addr) = spawn_hookflow(b, &["--store", &url]);
+            urls.push(format!("http://{addr}/hooks/stripe"));
+            children.push(child);
+        }
+        let delivered_before = b.delivered.0.load(Ordering::Relaxed) as usize;
+        let delivered = || b.delivered.0.load(Ordering::Relaxed) as usize - delivered_before;
+        let started = Instant::now();
+        let figures = load_spread(urls, seconds, b.body.clone(), signer.clone()).await;
+        let during = delivered() as f64 / figures.seconds;
+        drained(&delivered, figures.acks).await;
+        let e2e = started.elapsed().as_secs_f64();
+        let runs = delivered();
+        figures.print(&format!("postgres, {nodes} node(s) (durable ack)"));
+        println!(
+            "postgres, {nodes} node(s): runs delivered end to end {runs} of {} in {e2e:.1} s = {:.0} runs/s ({during:.0} runs/s while the load was on)",
+            figures.acks,
+            runs as f64 / e2e
+        );
+        for mut child in children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Start `hookflow serve` with these extra arguments; its address once it
+/// listens.
+fn spawn_hookflow(b: &Bench, args: &[&str]) -> (std::process::Child, String) {
+    let bin = std::env::var("HOOKFLOW_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookflow").to_string());
+    let mut child = Command::new(bin)
+        .current_dir(b.root)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("SLACK_WEBHOOK_URL", &b.sink_url)
+        .env(
+            "HOOKFLOW_LOG",
+            std::env::var("HOOKFLOW_LOG").unwrap_or_else(|_| "warn,hookflow::server=info".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hookflow starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(a) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+            {
+                let _ = tx.send(a.to_string());
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("hookflow listens");
+    (child, addr)
 }
 
 /// The three scenarios, one after the other; hookflow on a fresh store.

@@ -82,7 +82,9 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn start() -> Result<Cluster, String> {
+/// Start a private cluster. `durable`: with `fsync` (for measurements);
+/// otherwise without, as the tests stop hookflow, never the database.
+fn start(durable: bool) -> Result<Cluster, String> {
     let bin = find_bin().ok_or("no PostgreSQL server binaries (initdb, postgres) are installed")?;
     let user = run_as();
     if user.is_none() && unsafe { libc::getuid() } == 0 {
@@ -109,14 +111,17 @@ fn start() -> Result<Cluster, String> {
     if !out.status.success() {
         return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
-    // Tests stop hookflow, never the database: fsync buys nothing here and
+    // Tests stop hookflow, never the database: fsync buys nothing there and
     // costs the shared disk. Commits stay synchronous (what hookflow checks).
     let port = free_port();
-    let child = command(&bin, "postgres", user)
-        .args(["-D", &data.display().to_string(), "-p", &port.to_string()])
+    let mut cmd = command(&bin, "postgres", user);
+    cmd.args(["-D", &data.display().to_string(), "-p", &port.to_string()])
         .args(["-c", "listen_addresses=127.0.0.1", "-c", &format!("unix_socket_directories={}", data.display())])
-        .args(["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=400"])
-        .args(["-c", "shared_buffers=64MB", "-c", "log_min_messages=fatal"])
+        .args(["-c", "max_connections=400", "-c", "shared_buffers=128MB", "-c", "log_min_messages=fatal"]);
+    if !durable {
+        cmd.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+    }
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -167,7 +172,7 @@ fn start() -> Result<Cluster, String> {
 /// note) where there is no server to start and none is required.
 pub fn cluster() -> Option<&'static Cluster> {
     static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
-    match CLUSTER.get_or_init(start) {
+    match CLUSTER.get_or_init(|| start(false)) {
         Ok(c) => Some(c),
         Err(e) => {
             if std::env::var(REQUIRE).is_ok_and(|v| v == "1") {
@@ -177,6 +182,12 @@ pub fn cluster() -> Option<&'static Cluster> {
             None
         }
     }
+}
+
+/// A cluster of its own that syncs to disk as a production one does (for
+/// the load benchmark); stopped by its watchdog like the other.
+pub fn durable_cluster() -> Result<Cluster, String> {
+    start(true)
 }
 
 impl Cluster {
