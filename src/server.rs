@@ -80,12 +80,12 @@ async fn open_store(config: &ServeConfig) -> Result<Store, ServerError> {
                 lease: config.lease,
                 accept_async_commit: config.accept_async_commit,
             };
-            return Store::open_postgres(url, &options)
-                .await
-                .map_err(|source| ServerError::Store {
+            return Store::open_postgres(url, &options).await.map_err(|source| {
+                ServerError::Store {
                     path: location.to_string(),
                     source,
-                });
+                }
+            });
         }
     };
     let deadline = std::time::Instant::now() + LOCK_WAIT;

@@ -92,7 +92,8 @@ both!(a_slow_request_shows_its_run_running_with_the_steps_before_it);
 async fn a_slow_request_shows_its_run_running_with_the_steps_before_it(backend: Backend) {
     let mut sink = Sink::start().await;
     sink.set_delay(Some(Duration::from_millis(1500)));
-    let server = TestServer::start_on(backend, &[("w.yaml", &forward(&sink, ""))], &[], |_| {}).await;
+    let server =
+        TestServer::start_on(backend, &[("w.yaml", &forward(&sink, ""))], &[], |_| {}).await;
     let (code, answer) = server.post_json("/hooks/in", &json!({"n": 7})).await;
     assert_eq!(code, 202, "{answer}");
     let run_id = answer["runs"][0].as_str().expect("run").to_string();

@@ -87,7 +87,10 @@ async fn drained(client: &reqwest::Client, node: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         if let Ok(r) = client.get(format!("{node}/metrics")).send().await {
-            if r.text().await.is_ok_and(|t| t.contains("hookflow_queue_depth 0\n")) {
+            if r.text()
+                .await
+                .is_ok_and(|t| t.contains("hookflow_queue_depth 0\n"))
+            {
                 return;
             }
         }
@@ -116,7 +119,9 @@ async fn all_runs(client: &reqwest::Client, node: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_share_3000_events_while_one_is_killed_twice() {
-    let Some(cluster) = common::pg::cluster() else { return };
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
     const EVENTS: usize = 3000;
     let url = cluster.fresh_database();
     let mut sink = Sink::start().await;
@@ -124,7 +129,10 @@ async fn three_nodes_share_3000_events_while_one_is_killed_twice() {
     // mid-request.
     let hold = Duration::from_millis(20);
     sink.set_delay(Some(hold));
-    let nodes = Arc::new(Nodes::new(&url, &[("w.yaml", &deliver_workflow(&sink, true))]));
+    let nodes = Arc::new(Nodes::new(
+        &url,
+        &[("w.yaml", &deliver_workflow(&sink, true))],
+    ));
     let started: Vec<BinServer> = {
         let nodes = Arc::clone(&nodes);
         tokio::task::spawn_blocking(move || (0..3).map(|_| nodes.start()).collect())
@@ -160,7 +168,10 @@ async fn three_nodes_share_3000_events_while_one_is_killed_twice() {
                     return;
                 }
                 loop {
-                    assert!(Instant::now() < deadline, "event {n} was never acknowledged");
+                    assert!(
+                        Instant::now() < deadline,
+                        "event {n} was never acknowledged"
+                    );
                     let (i, base) = {
                         let b = bases.lock().expect("lock");
                         turn = (turn + 1) % b.len();
@@ -174,7 +185,10 @@ async fn three_nodes_share_3000_events_while_one_is_killed_twice() {
                     if let Ok(r) = sent {
                         if r.status().is_success() {
                             if let Ok(body) = r.json::<Value>().await {
-                                acked.lock().expect("lock").push((n, i, body, Instant::now()));
+                                acked
+                                    .lock()
+                                    .expect("lock")
+                                    .push((n, i, body, Instant::now()));
                                 break;
                             }
                         }
@@ -300,10 +314,15 @@ async fn three_nodes_share_3000_events_while_one_is_killed_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
-    let Some(cluster) = common::pg::cluster() else { return };
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
     let url = cluster.fresh_database();
     let sink = Sink::start().await;
-    let nodes = Arc::new(Nodes::new(&url, &[("w.yaml", &deliver_workflow(&sink, true))]));
+    let nodes = Arc::new(Nodes::new(
+        &url,
+        &[("w.yaml", &deliver_workflow(&sink, true))],
+    ));
     let (a, b) = {
         let nodes = Arc::clone(&nodes);
         tokio::task::spawn_blocking(move || (nodes.start(), nodes.start()))
@@ -322,7 +341,10 @@ async fn the_same_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
         codes.sort();
         let (x, y): (Value, Value) = (x.json().await.expect("json"), y.json().await.expect("json"));
         assert_eq!(codes, [200, 202], "{x} {y}");
-        assert_eq!(x["event_id"], y["event_id"], "both answers name the first event");
+        assert_eq!(
+            x["event_id"], y["event_id"],
+            "both answers name the first event"
+        );
         assert_eq!(x["runs"], y["runs"]);
     }
     drained(&client, &a.base, Duration::from_secs(30)).await;
@@ -336,12 +358,17 @@ async fn the_same_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_made_on_one_node_is_replayed_through_another_on_a_version_only_the_first_loaded() {
-    let Some(cluster) = common::pg::cluster() else { return };
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
     let url = cluster.fresh_database();
     let mut sink = Sink::start().await;
     sink.answer("/out", vec![(400, vec![], "{}".into())]);
     // Node A serves the workflow; node B has no workflow files at all.
-    let a_nodes = Arc::new(Nodes::new(&url, &[("w.yaml", &deliver_workflow(&sink, false))]));
+    let a_nodes = Arc::new(Nodes::new(
+        &url,
+        &[("w.yaml", &deliver_workflow(&sink, false))],
+    ));
     let b_nodes = Arc::new(Nodes::new(&url, &[]));
     let (a, b) = {
         let (an, bn) = (Arc::clone(&a_nodes), Arc::clone(&b_nodes));
@@ -409,8 +436,14 @@ async fn a_run_made_on_one_node_is_replayed_through_another_on_a_version_only_th
     assert_eq!(original_now["replays"], json!([replay_id]));
     let first = sink.next().await;
     let second = sink.next().await;
-    assert_eq!(first.headers["idempotency-key"], format!("{original_id}.deliver"));
-    assert_eq!(second.headers["idempotency-key"], format!("{replay_id}.deliver"));
+    assert_eq!(
+        first.headers["idempotency-key"],
+        format!("{original_id}.deliver")
+    );
+    assert_eq!(
+        second.headers["idempotency-key"],
+        format!("{replay_id}.deliver")
+    );
 
     // A's stream showed the replay B executed, to its end.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -424,7 +457,10 @@ async fn a_run_made_on_one_node_is_replayed_through_another_on_a_version_only_th
         if seen {
             break;
         }
-        assert!(Instant::now() < deadline, "A's stream never showed the replay:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "A's stream never showed the replay:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     reader.abort();
@@ -445,12 +481,17 @@ fn signal(server: &BinServer, sig: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_past_its_lease_writes_nothing_over_the_new_owner() {
-    let Some(cluster) = common::pg::cluster() else { return };
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
     let url = cluster.fresh_database();
     let mut sink = Sink::start().await;
     // Long enough to stop A in the middle of its request.
     sink.set_delay(Some(Duration::from_millis(1500)));
-    let nodes = Arc::new(Nodes::new(&url, &[("w.yaml", &deliver_workflow(&sink, false))]));
+    let nodes = Arc::new(Nodes::new(
+        &url,
+        &[("w.yaml", &deliver_workflow(&sink, false))],
+    ));
     let (a, b) = {
         let nodes = Arc::clone(&nodes);
         tokio::task::spawn_blocking(move || (nodes.start(), nodes.start()))
@@ -471,7 +512,10 @@ async fn a_node_stopped_past_its_lease_writes_nothing_over_the_new_owner() {
         if delivering {
             break;
         }
-        assert!(Instant::now() < deadline, "A never started delivering: {run}");
+        assert!(
+            Instant::now() < deadline,
+            "A never started delivering: {run}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     signal(&a, "-STOP");
@@ -488,7 +532,10 @@ async fn a_node_stopped_past_its_lease_writes_nothing_over_the_new_owner() {
         if log.contains("taken over by another node") {
             break;
         }
-        assert!(Instant::now() < deadline, "A never noticed the takeover:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "A never noticed the takeover:\n{log}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -499,12 +546,23 @@ async fn a_node_stopped_past_its_lease_writes_nothing_over_the_new_owner() {
         .and_then(|s| s.iter().find(|s| s["id"] == "deliver"))
         .expect("deliver")
         .clone();
-    assert_eq!(deliver["attempts"].as_array().map(Vec::len), Some(1), "{after}");
+    assert_eq!(
+        deliver["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{after}"
+    );
     // Both requests reached the sink, one after the other.
     let (x, y) = (sink.next().await, sink.next().await);
     assert_eq!(x.headers["idempotency-key"], y.headers["idempotency-key"]);
-    let (early, late) = if x.at < y.at { (x.at, y.at) } else { (y.at, x.at) };
-    assert!(late >= early + Duration::from_millis(1500), "the deliveries overlapped");
+    let (early, late) = if x.at < y.at {
+        (x.at, y.at)
+    } else {
+        (y.at, x.at)
+    };
+    assert!(
+        late >= early + Duration::from_millis(1500),
+        "the deliveries overlapped"
+    );
     for s in [a, b] {
         tokio::task::spawn_blocking(move || s.terminate())
             .await

@@ -219,9 +219,18 @@ async fn an_unreadable_record_is_skipped_counted_and_pruned_postgres() {
         .collect();
     assert_eq!(listed, vec![ids[0].1.as_str()], "{runs}");
     let events = common::get_at(&client, &server.url("/api/events")).await;
-    assert_eq!(events["items"].as_array().map(Vec::len), Some(1), "{events}");
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(1),
+        "{events}"
+    );
     let answer = common::post_at(&client, &server.url("/hooks/in"), &json!({"n": 3})).await;
-    let run = common::wait_run_at(&client, &server.base, answer["runs"][0].as_str().expect("run")).await;
+    let run = common::wait_run_at(
+        &client,
+        &server.base,
+        answer["runs"][0].as_str().expect("run"),
+    )
+    .await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let text = client
         .get(server.url("/metrics"))

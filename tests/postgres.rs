@@ -88,7 +88,9 @@ fn stored_runs(i: &Ingested) -> Vec<RunId> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingested_run_is_durable_held_by_its_node_and_assembled_from_rows() {
-    let Some(cluster) = common::pg::cluster() else { return };
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
     let url = cluster.fresh_database();
     let a = open(&url, Duration::from_secs(15)).await;
     let e = event();
@@ -96,10 +98,18 @@ async fn an_ingested_run_is_durable_held_by_its_node_and_assembled_from_rows() {
     let runs = stored_runs(&answer);
     // Visible from another node at once (committed before the answer).
     let b = open(&url, Duration::from_secs(15)).await;
-    let stored = b.run(runs[0].as_str()).await.expect("read").expect("the run");
+    let stored = b
+        .run(runs[0].as_str())
+        .await
+        .expect("read")
+        .expect("the run");
     assert_eq!(stored.status, RunStatus::Queued);
     assert_eq!(stored.steps.len(), 2);
-    let event = b.event(e.id.as_str()).await.expect("read").expect("the event");
+    let event = b
+        .event(e.id.as_str())
+        .await
+        .expect("read")
+        .expect("the event");
     assert_eq!(event.runs, runs);
     assert_eq!(event.body, json!({"k": "\u{0}"}), "any JSON is kept");
     // Held by the ingesting node: the other finds nothing to claim.
@@ -116,19 +126,30 @@ async fn an_ingested_run_is_durable_held_by_its_node_and_assembled_from_rows() {
     a.save(&claim, &run, Durability::Now).await.expect("save");
     run.steps[1].status = StepStatus::Succeeded;
     run.status = RunStatus::Succeeded;
-    a.finish(&claim, &run, Durability::Now).await.expect("finish");
+    a.finish(&claim, &run, Durability::Now)
+        .await
+        .expect("finish");
     a.release(claim, false);
-    let back = b.run(run.id.as_str()).await.expect("read").expect("the run");
+    let back = b
+        .run(run.id.as_str())
+        .await
+        .expect("read")
+        .expect("the run");
     assert_eq!(
         serde_json::to_value(&back).expect("json"),
         serde_json::to_value(&run).expect("json")
     );
-    assert_eq!(cluster.psql(&url, "SELECT count(*) FROM hookflow.queue"), "0");
+    assert_eq!(
+        cluster.psql(&url, "SELECT count(*) FROM hookflow.queue"),
+        "0"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_lease_was_taken_over_writes_nothing() {
-    let Some(cluster) = common::pg::cluster() else { return };
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
     let url = cluster.fresh_database();
     let lease = Duration::from_secs(1);
     let a = open(&url, lease).await;
@@ -136,21 +157,38 @@ async fn a_node_whose_lease_was_taken_over_writes_nothing() {
     let answer = a.ingest(ingest_of(event(), None)).await.expect("ingest");
     let run_id = stored_runs(&answer).remove(0);
     let far = Timestamp::now().plus(Duration::from_secs(60));
-    let a_claim = a.claim(far, 1).await.expect("claim").pop().expect("held by a");
+    let a_claim = a
+        .claim(far, 1)
+        .await
+        .expect("claim")
+        .pop()
+        .expect("held by a");
     let (mut a_run, _) = a.load(&a_claim).await.expect("load").expect("run");
-    a.hold(&a_claim).await.expect("a holds it while its lease lasts");
+    a.hold(&a_claim)
+        .await
+        .expect("a holds it while its lease lasts");
     // A's heartbeat never runs: its lease lapses and B takes the run over.
     tokio::time::sleep(lease + Duration::from_millis(300)).await;
-    let b_claim = b.claim(far, 1).await.expect("claim").pop().expect("taken over");
+    let b_claim = b
+        .claim(far, 1)
+        .await
+        .expect("claim")
+        .pop()
+        .expect("taken over");
     assert_eq!(b_claim.run_id, run_id);
     let (mut b_run, _) = b.load(&b_claim).await.expect("load").expect("run");
     b_run.status = RunStatus::Succeeded;
     b_run.steps[0].status = StepStatus::Succeeded;
     b_run.steps[0].output = Some(json!("from b"));
-    b.finish(&b_claim, &b_run, Durability::Now).await.expect("b finishes");
+    b.finish(&b_claim, &b_run, Durability::Now)
+        .await
+        .expect("b finishes");
 
     // A wakes up: every write fails as lost, and changes nothing.
-    assert!(matches!(a.hold(&a_claim).await, Err(StoreError::LeaseLost { .. })));
+    assert!(matches!(
+        a.hold(&a_claim).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
     a_run.status = RunStatus::Failed;
     a_run.steps[0].status = StepStatus::Failed;
     a_run.steps[0].error = Some("from a".into());
@@ -173,12 +211,17 @@ async fn a_node_whose_lease_was_taken_over_writes_nothing() {
     assert_eq!(stored.status, RunStatus::Succeeded);
     assert_eq!(stored.steps[0].output, Some(json!("from b")));
     assert_eq!(stored.steps[0].error, None);
-    assert_eq!(cluster.psql(&url, "SELECT count(*) FROM hookflow.queue"), "0");
+    assert_eq!(
+        cluster.psql(&url, "SELECT count(*) FROM hookflow.queue"),
+        "0"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
-    let Some(cluster) = common::pg::cluster() else { return };
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
     let url = cluster.fresh_database();
     let a = open(&url, Duration::from_secs(15)).await;
     let b = open(&url, Duration::from_secs(15)).await;
@@ -194,14 +237,22 @@ async fn a_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
             (Ingested::Duplicate { .. }, Ingested::Stored { .. }) => (&y, &x),
             _ => panic!("round {round}: one stored, one duplicate: {x:?} {y:?}"),
         };
-        let (Ingested::Stored { event_id, runs }, Ingested::Duplicate { event_id: first, runs: first_runs }) =
-            (stored, dup)
+        let (
+            Ingested::Stored { event_id, runs },
+            Ingested::Duplicate {
+                event_id: first,
+                runs: first_runs,
+            },
+        ) = (stored, dup)
         else {
             unreachable!("matched above")
         };
         assert_eq!((event_id, runs), (first, first_runs), "round {round}");
     }
-    assert_eq!(cluster.psql(&url, "SELECT count(*) FROM hookflow.runs"), "20");
+    assert_eq!(
+        cluster.psql(&url, "SELECT count(*) FROM hookflow.runs"),
+        "20"
+    );
     // Within one node too, many at once.
     let mut tasks = Vec::new();
     for _ in 0..32 {
@@ -221,12 +272,17 @@ async fn a_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn free_runs_are_claimed_by_one_node_each() {
-    let Some(cluster) = common::pg::cluster() else { return };
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
     let url = cluster.fresh_database();
     let first = open(&url, Duration::from_secs(15)).await;
     let mut ids = HashSet::new();
     for _ in 0..120 {
-        let answer = first.ingest(ingest_of(event(), None)).await.expect("ingest");
+        let answer = first
+            .ingest(ingest_of(event(), None))
+            .await
+            .expect("ingest");
         ids.extend(stored_runs(&answer));
     }
     // A clean stop lets go of what the node held: free for any node.
@@ -256,7 +312,9 @@ async fn free_runs_are_claimed_by_one_node_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_state_is_shared_and_waits_off_the_runtime() {
-    let Some(cluster) = common::pg::cluster() else { return };
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
     let url = cluster.fresh_database();
     let a = open(&url, Duration::from_secs(15)).await;
     let b = open(&url, Duration::from_secs(15)).await;
@@ -272,7 +330,8 @@ async fn workflow_state_is_shared_and_waits_off_the_runtime() {
     assert_eq!(got, Some(json!({"n": 2})));
     let sb = b.state();
     let gone = tokio::task::spawn_blocking(move || {
-        sb.set("w", "count", &serde_json::Value::Null).expect("clear");
+        sb.set("w", "count", &serde_json::Value::Null)
+            .expect("clear");
         sb.get("w", "count").expect("get")
     })
     .await
@@ -282,10 +341,15 @@ async fn workflow_state_is_shared_and_waits_off_the_runtime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asynchronous_commit_is_refused_unless_accepted() {
-    let Some(cluster) = common::pg::cluster() else { return };
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
     let url = cluster.fresh_database();
     let db = url.rsplit('/').next().expect("a database name").to_string();
-    cluster.psql(&url, &format!("ALTER DATABASE {db} SET synchronous_commit = off"));
+    cluster.psql(
+        &url,
+        &format!("ALTER DATABASE {db} SET synchronous_commit = off"),
+    );
     let refused = Store::open_postgres(&url, &PgOptions::default()).await;
     let Err(e) = refused else {
         panic!("a database that commits asynchronously was accepted")
@@ -304,7 +368,9 @@ async fn asynchronous_commit_is_refused_unless_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_drops_whole_days_but_not_one_with_unfinished_runs() {
-    let Some(cluster) = common::pg::cluster() else { return };
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
     let url = cluster.fresh_database();
     let store = open(&url, Duration::from_secs(15)).await;
     let day_ms = 24 * 3600 * 1000;
@@ -342,10 +408,16 @@ async fn retention_drops_whole_days_but_not_one_with_unfinished_runs() {
     }
     cluster.psql(
         &url,
-        &format!("INSERT INTO hookflow.queue (run_id, due) VALUES ('{}', 0)", old[1].2),
+        &format!(
+            "INSERT INTO hookflow.queue (run_id, due) VALUES ('{}', 0)",
+            old[1].2
+        ),
     );
     // A recent event stays.
-    let recent = store.ingest(ingest_of(event(), None)).await.expect("ingest");
+    let recent = store
+        .ingest(ingest_of(event(), None))
+        .await
+        .expect("ingest");
     let recent = stored_runs(&recent).remove(0);
 
     let now = Timestamp::now();
@@ -362,12 +434,27 @@ async fn retention_drops_whole_days_but_not_one_with_unfinished_runs() {
         ) == "t"
     };
     for (table, _) in schema::HISTORY {
-        assert!(!exists(table, old[0].0), "{table} of the old day was dropped");
+        assert!(
+            !exists(table, old[0].0),
+            "{table} of the old day was dropped"
+        );
         assert!(exists(table, old[1].0), "{table} of the busy day stays");
     }
     let count = |sql: String| cluster.psql(&url, &sql);
-    assert_eq!(count(format!("SELECT count(*) FROM hookflow.runs WHERE id = '{}'", old[1].2)), "1");
-    assert_eq!(count(format!("SELECT count(*) FROM hookflow.events WHERE id = '{}'", old[1].1)), "1");
+    assert_eq!(
+        count(format!(
+            "SELECT count(*) FROM hookflow.runs WHERE id = '{}'",
+            old[1].2
+        )),
+        "1"
+    );
+    assert_eq!(
+        count(format!(
+            "SELECT count(*) FROM hookflow.events WHERE id = '{}'",
+            old[1].1
+        )),
+        "1"
+    );
     assert!(store.run(recent.as_str()).await.expect("read").is_some());
     // Partitions for the coming days are ready.
     assert!(exists("events", today + day_ms));

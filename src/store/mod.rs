@@ -49,7 +49,9 @@ pub enum StoreError {
     Postgres { doing: &'static str, reason: String },
     /// Another process took the run over (this one's lease ran out): the
     /// write did nothing, and nothing more may be written with this claim.
-    #[error("store: run {run_id} was taken over by another node; this node writes nothing more for it")]
+    #[error(
+        "store: run {run_id} was taken over by another node; this node writes nothing more for it"
+    )]
     LeaseLost { run_id: String },
 }
 
@@ -239,7 +241,9 @@ impl Store {
 
     /// Connect to a PostgreSQL store, creating or upgrading its tables.
     pub async fn open_postgres(url: &str, options: &postgres::PgOptions) -> Result<Store> {
-        Ok(Store::Postgres(postgres::PgStore::open(url, options).await?))
+        Ok(Store::Postgres(
+            postgres::PgStore::open(url, options).await?,
+        ))
     }
 
     /// A store that lives in a temporary folder and is removed on drop

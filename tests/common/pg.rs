@@ -61,7 +61,8 @@ fn run_as() -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&"postgres")).then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
+        (f.first() == Some(&"postgres"))
+            .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
     })
 }
 
@@ -104,20 +105,44 @@ fn start(durable: bool) -> Result<Cluster, String> {
         std::os::unix::fs::chown(&data, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
     }
     let out = command(&bin, "initdb", user)
-        .args(["-D", &data.display().to_string(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        .args([
+            "-D",
+            &data.display().to_string(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ])
         .stdout(Stdio::null())
         .output()
         .map_err(|e| format!("initdb: {e}"))?;
     if !out.status.success() {
-        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     // Tests stop hookflow, never the database: fsync buys nothing there and
     // costs the shared disk. Commits stay synchronous (what hookflow checks).
     let port = free_port();
     let mut cmd = command(&bin, "postgres", user);
     cmd.args(["-D", &data.display().to_string(), "-p", &port.to_string()])
-        .args(["-c", "listen_addresses=127.0.0.1", "-c", &format!("unix_socket_directories={}", data.display())])
-        .args(["-c", "max_connections=400", "-c", "shared_buffers=128MB", "-c", "log_min_messages=fatal"]);
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            &format!("unix_socket_directories={}", data.display()),
+        ])
+        .args([
+            "-c",
+            "max_connections=400",
+            "-c",
+            "shared_buffers=128MB",
+            "-c",
+            "log_min_messages=fatal",
+        ]);
     if !durable {
         cmd.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
     }
@@ -205,8 +230,22 @@ impl Cluster {
             N.fetch_add(1, Ordering::Relaxed)
         );
         let out = command(&self.bin, "psql", None)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres"])
-            .args(["-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {name}")])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                &format!("CREATE DATABASE {name}"),
+            ])
             .output()
             .expect("psql runs");
         assert!(

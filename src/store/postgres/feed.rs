@@ -289,7 +289,10 @@ mod tests {
         let mut n = 0;
         for p in &out {
             assert!(p.len() < 8000, "{} bytes", p.len());
-            n += serde_json::from_str::<Payload>(p).expect("json").updates.len();
+            n += serde_json::from_str::<Payload>(p)
+                .expect("json")
+                .updates
+                .len();
         }
         assert_eq!(n, 500);
     }

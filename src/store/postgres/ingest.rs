@@ -202,7 +202,9 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
             .collect();
         let runs: Vec<String> = claims
             .iter()
-            .map(|(b, _, _)| super::rows::to_json(&batch[*b].runs.iter().map(|r| &r.id).collect::<Vec<_>>()))
+            .map(|(b, _, _)| {
+                super::rows::to_json(&batch[*b].runs.iter().map(|r| &r.id).collect::<Vec<_>>())
+            })
             .collect();
         let expires: Vec<i64> = claims
             .iter()
@@ -335,7 +337,9 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
         let reserved = shared.hot_reserved.load(Ordering::Relaxed) as usize;
         MAX_HOT.saturating_sub(held + reserved).min(new_runs)
     };
-    shared.hot_reserved.fetch_add(room as u64, Ordering::Relaxed);
+    shared
+        .hot_reserved
+        .fetch_add(room as u64, Ordering::Relaxed);
     let result = insert(shared, &tx, &stored, room).await;
     let committed = match result {
         Ok(tokens) => {
@@ -348,7 +352,9 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
         }
         Err(e) => Err(e),
     };
-    shared.hot_reserved.fetch_sub(room as u64, Ordering::Relaxed);
+    shared
+        .hot_reserved
+        .fetch_sub(room as u64, Ordering::Relaxed);
     let tokens = committed?;
     shared_crash_point("ingest.flushed");
 

@@ -237,7 +237,10 @@ impl deadpool_postgres::Connect for Connector {
 /// Read a `postgres://` URL.
 pub fn parse_url(url: &str) -> std::result::Result<tokio_postgres::Config, String> {
     url.parse::<tokio_postgres::Config>().map_err(|e| {
-        format!("`{}` is not a PostgreSQL URL: {e}; write e.g. postgres://user:password@host:5432/db", redact_url(url))
+        format!(
+            "`{}` is not a PostgreSQL URL: {e}; write e.g. postgres://user:password@host:5432/db",
+            redact_url(url)
+        )
     })
 }
 
@@ -387,7 +390,11 @@ impl PgStore {
             )
             .await
             .map_err(pg("letting go of this node's runs"))?;
-        self.shared.hot.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.shared
+            .hot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         Ok(())
     }
 
@@ -549,7 +556,11 @@ impl PgStore {
     }
 
     pub fn next_due(&self) -> Option<Timestamp> {
-        let mut due = self.shared.next_due.lock().unwrap_or_else(|e| e.into_inner());
+        let mut due = self
+            .shared
+            .next_due
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if due.is_some_and(|d| d <= Timestamp::now()) {
             // Passed: the dispatcher polls for it now (and the poll
             // back-off bounds how often after that).
@@ -692,7 +703,11 @@ impl PgStore {
         self.crash_point(&format!("{seq}.run_saved"));
         self.crash_point(&format!("{seq}.old_entry_removed"));
         {
-            let mut next = self.shared.next_due.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = self
+                .shared
+                .next_due
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if next.is_none_or(|n| due < n) {
                 *next = Some(due);
             }
@@ -845,7 +860,12 @@ impl PgStore {
         // Held by this node when it has room: the node that took the
         // request runs the replay (as with fresh runs).
         let room = {
-            let held = self.shared.hot.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let held = self
+                .shared
+                .hot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len();
             held + (self.shared.hot_reserved.load(Ordering::Relaxed) as usize) < MAX_HOT
         };
         let token = room.then(|| fastrand::i64((1 << 62)..i64::MAX));
@@ -1078,10 +1098,8 @@ impl PgStore {
         sql += &format!(" ORDER BY id DESC LIMIT ${}", params.len());
         let ids: Vec<String> = {
             let client = self.client().await?;
-            let refs: Vec<&(dyn ToSql + Sync)> = params
-                .iter()
-                .map(|p| &**p as &(dyn ToSql + Sync))
-                .collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
             let stmt = client
                 .prepare_cached(&sql)
                 .await
@@ -1128,10 +1146,8 @@ impl PgStore {
         params.push(Box::new((limit + 1) as i64));
         sql += &format!(" ORDER BY id DESC LIMIT ${}", params.len());
         let client = self.client().await?;
-        let refs: Vec<&(dyn ToSql + Sync)> = params
-            .iter()
-            .map(|p| &**p as &(dyn ToSql + Sync))
-            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
         let stmt = client
             .prepare_cached(&sql)
             .await
@@ -1347,7 +1363,10 @@ fn event_from(id: &str, record: String, runs: Vec<String>) -> Result<Event> {
 /// Drop the partitions of every day before `cutoff`'s day that holds no
 /// unfinished run (and no event of one). Returns (events, runs) dropped,
 /// by count.
-async fn drop_days(tx: &tokio_postgres::Transaction<'_>, cutoff: Timestamp) -> Result<(usize, usize)> {
+async fn drop_days(
+    tx: &tokio_postgres::Transaction<'_>,
+    cutoff: Timestamp,
+) -> Result<(usize, usize)> {
     let last_day = schema::day_start(cutoff.0);
     let event_days = schema::partitions(tx, "events")
         .await

@@ -217,7 +217,8 @@ impl Written {
             d.plan = Some(plan.clone());
             self.plan = Some(plan);
         }
-        self.steps.resize(run.steps.len().max(self.steps.len()), None);
+        self.steps
+            .resize(run.steps.len().max(self.steps.len()), None);
         self.attempts
             .resize(run.steps.len().max(self.attempts.len()), 0);
         for (i, step) in run.steps.iter().enumerate() {
@@ -287,7 +288,10 @@ mod tests {
         r.steps[1].attempts.push(attempt(1));
         let d = w.delta(&r);
         assert_eq!(d.step_idx, vec![0, 1]);
-        assert_eq!((d.attempt_step.clone(), d.attempt_n.clone()), (vec![1], vec![0]));
+        assert_eq!(
+            (d.attempt_step.clone(), d.attempt_n.clone()),
+            (vec![1], vec![0])
+        );
 
         r.steps[1].status = StepStatus::Succeeded;
         r.steps[1].attempts.push(attempt(2));
