@@ -117,6 +117,10 @@ async fn all_runs(client: &reqwest::Client, node: &str) -> Vec<Value> {
     }
 }
 
+/// An acknowledged event: its number, the node that answered, the answer,
+/// and when.
+type Ack = (usize, usize, Value, Instant);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_share_3000_events_while_one_is_killed_twice() {
     let Some(cluster) = common::pg::cluster() else {
@@ -150,7 +154,7 @@ async fn three_nodes_share_3000_events_while_one_is_killed_twice() {
     // Senders: each event is sent until a node answers 2xx, moving to the
     // next node when one does not answer (as a load balancer would).
     let next = Arc::new(AtomicUsize::new(0));
-    let acked: Arc<Mutex<Vec<(usize, usize, Value, Instant)>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<Ack>>> = Arc::default();
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut senders = Vec::new();
     for s in 0..12 {

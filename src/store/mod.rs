@@ -126,7 +126,8 @@ pub struct Claim {
 #[derive(Debug)]
 pub(crate) enum Ticket {
     Sled(sled::Ticket),
-    Postgres(postgres::Ticket),
+    // Boxed: it carries what the store holds of the run.
+    Postgres(Box<postgres::Ticket>),
 }
 
 /// Filters of a run listing.

@@ -471,12 +471,12 @@ impl PgStore {
                 out.push(Claim {
                     run_id,
                     due,
-                    ticket: super::Ticket::Postgres(Ticket {
+                    ticket: super::Ticket::Postgres(Box::new(Ticket {
                         token: h.token,
                         written: Mutex::new(written),
                         hot: Mutex::new(hot),
                         settled: AtomicBool::new(false),
-                    }),
+                    })),
                 });
             }
         }
@@ -519,12 +519,12 @@ impl PgStore {
             out.push(Claim {
                 run_id: RunId(run_id),
                 due: Timestamp(due.max(0) as u64),
-                ticket: super::Ticket::Postgres(Ticket {
+                ticket: super::Ticket::Postgres(Box::new(Ticket {
                     token,
                     hot: Mutex::new(None),
                     written: Mutex::new(Written::default()),
                     settled: AtomicBool::new(false),
-                }),
+                })),
             });
         }
         Ok(out)
@@ -579,7 +579,7 @@ impl PgStore {
 
     fn ticket(claim: &Claim) -> Result<&Ticket> {
         match &claim.ticket {
-            super::Ticket::Postgres(t) => Ok(t),
+            super::Ticket::Postgres(t) => Ok(t.as_ref()),
             // Claims go back to the store that handed them out.
             super::Ticket::Sled(_) => Err(StoreError::Other(format!(
                 "run {}: a claim of another store was handed to the PostgreSQL store",
@@ -988,7 +988,7 @@ impl PgStore {
 
     async fn read_run(&self, id: &str) -> Result<Option<Run>> {
         let mut runs = self.read_runs(&[id.to_string()]).await?;
-        Ok(runs.pop().map(|(_, r)| r).transpose()?)
+        runs.pop().map(|(_, r)| r).transpose()
     }
 
     /// The runs with these ids (those that exist, in the given order), each
