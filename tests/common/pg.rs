@@ -161,7 +161,10 @@ fn start(durable: bool) -> Result<Cluster, String> {
         me = std::process::id(),
         dir = dir.display()
     );
+    // In a process group of its own: it outlives a kill of the test's group.
+    use std::os::unix::process::CommandExt;
     Command::new("sh")
+        .process_group(0)
         .args(["-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
