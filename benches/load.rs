@@ -38,8 +38,20 @@
 //! `HOOKFLOW_BENCH_ARGS` adds `serve` flags, and the server's PID is printed
 //! when it listens. Traffic stays on 127.0.0.1; every loop is bounded in
 //! time and count. The stored-history check is `benches/history.rs`.
+//!
+//! Then the same closed-loop load against hookflow on PostgreSQL (SPEC
+//! §10): one node, then two nodes on one database with the clients split
+//! between them. The database is `HOOKFLOW_BENCH_PG_URL` (a fresh database
+//! is made in it) or a private cluster started here from the installed
+//! server binaries, with `fsync` on; `HOOKFLOW_BENCH_PG=off` skips these.
+//! Compare with the database's own ceiling for the same statements:
+//! `benches/pg/run.sh` (pgbench).
 
 mod common;
+
+#[path = "../tests/common/pg.rs"]
+#[allow(dead_code)] // the bench uses the durable cluster only
+mod pg;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -384,6 +396,85 @@ async fn run(seconds: u64, rounds: usize) {
         acks / ceiling,
         p99 / forwarder_p99,
     );
+    if !std::env::var("HOOKFLOW_BENCH_PG").is_ok_and(|v| v == "off") {
+        postgres(&bench, seconds).await;
+    }
+}
+
+/// hookflow on PostgreSQL: one node, then two on one database.
+async fn postgres(b: &Bench, seconds: u64) {
+    // Kept alive (and its watchdog waiting) until the bench ends.
+    let mut _cluster = None;
+    let base_url = match std::env::var("HOOKFLOW_BENCH_PG_URL") {
+        Ok(url) => url,
+        Err(_) => match pg::durable_cluster() {
+            Ok(c) => {
+                let url = c.url("postgres");
+                _cluster = Some(c);
+                url
+            }
+            Err(e) => {
+                println!("postgres: skipped ({e})");
+                return;
+            }
+        },
+    };
+    let signer = signer(b.body.clone());
+    let body_len = b.body.len();
+    for nodes in [1usize, 2] {
+        // A fresh database for each scenario.
+        let db = format!("bench_{}_{nodes}", std::process::id());
+        let admin = tokio_postgres::connect(&base_url, tokio_postgres::NoTls).await;
+        let Ok((client, connection)) = admin else {
+            println!("postgres: cannot connect to {base_url}");
+            return;
+        };
+        let conn = tokio::spawn(connection);
+        if let Err(e) = client.batch_execute(&format!("CREATE DATABASE {db}")).await {
+            println!("postgres: cannot create a database: {e}");
+            return;
+        }
+        drop(client);
+        let _ = conn.await;
+        let Some((server, _)) = base_url.rsplit_once('/') else {
+            return;
+        };
+        let url = format!("{server}/{db}");
+        let servers: Vec<Server> = (0..nodes)
+            .map(|_| Server::start(b.root, &b.sink_url, &["--store", &url]))
+            .collect();
+        let urls = servers.iter().map(Server::url).collect();
+        let delivered_before = b.delivered.get();
+        let delivered = || b.delivered.get() - delivered_before;
+        let cpu_before: f64 = servers.iter().map(Server::cpu_seconds).sum();
+        let started = Instant::now();
+        let figures =
+            load_spread(urls, seconds, MAX_REQUESTS, b.body.clone(), signer.clone()).await;
+        let load_end = Instant::now();
+        let during = delivered() as f64 / figures.seconds;
+        let last = drained(&delivered, figures.acks).await;
+        let runs = delivered();
+        assert_eq!(runs, figures.acks, "every acked event is delivered");
+        let cpu: f64 = servers.iter().map(Server::cpu_seconds).sum::<f64>() - cpu_before;
+        let ours = Ours {
+            runs_per_second: runs as f64 / last.saturating_duration_since(started).as_secs_f64(),
+            runs_during_load: during,
+            delivered: runs,
+            drain_seconds: last.saturating_duration_since(load_end).as_secs_f64(),
+            peak_rss_mb: servers.iter().map(Server::peak_rss_mb).fold(0.0, f64::max),
+            // The data is in the database, not in the node's folder.
+            disk_bytes_per_event: f64::NAN,
+            cpu_us_per_event: cpu * 1e6 / figures.acks.max(1) as f64,
+            figures,
+        };
+        ours.print(
+            &format!("postgres, {nodes} node(s) (durable ack)"),
+            body_len,
+        );
+        for s in servers {
+            s.stop();
+        }
+    }
 }
 
 /// Runs kept pace with a paced load when the last one was delivered within

@@ -20,9 +20,23 @@ pub struct ServeConfig {
     /// Folder of connectors that `uses:` steps call.
     #[arg(long, env = "HOOKFLOW_CONNECTORS", default_value = "./connectors")]
     pub connectors: PathBuf,
-    /// Folder of the sled store.
+    /// Folder of the sled store (the same as `--store sled:DIR`).
     #[arg(long, env = "HOOKFLOW_DATA", default_value = "./data")]
     pub data: PathBuf,
+    /// Where history, the run queue and state live: `sled:DIR` (one
+    /// process; the default, with `--data`) or `postgres://user:password@host:5432/db`
+    /// (any number of `serve` processes on one database).
+    #[arg(long, env = "HOOKFLOW_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// PostgreSQL store: how long a node's hold on a run lasts without its
+    /// heartbeat; another node takes the run over after that.
+    #[arg(long, env = "HOOKFLOW_LEASE", default_value = "15s", value_parser = parse_duration)]
+    pub lease: Duration,
+    /// PostgreSQL store: serve even if the database commits asynchronously
+    /// (`synchronous_commit = off`), where a database crash can lose
+    /// events already answered 202.
+    #[arg(long, env = "HOOKFLOW_ACCEPT_ASYNC_COMMIT")]
+    pub accept_async_commit: bool,
     /// Largest accepted inbound body (e.g. 1MiB, 512KiB, 65536).
     #[arg(long, env = "HOOKFLOW_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
     pub max_body: usize,
@@ -99,6 +113,9 @@ impl ServeConfig {
             workflows,
             scripts,
             data,
+            store: None,
+            lease: Duration::from_secs(15),
+            accept_async_commit: false,
             max_body: 1024 * 1024,
             max_inflight_body: 64 * 1024 * 1024,
             workers: 64,
@@ -132,10 +149,26 @@ impl ServeConfig {
         }
     }
 
+    /// Where the store is: `--store`, else the sled folder `--data`.
+    pub fn location(&self) -> Result<crate::store::Location, String> {
+        match &self.store {
+            Some(s) => crate::store::Location::parse(s),
+            None => Ok(crate::store::Location::Sled(self.data.clone())),
+        }
+    }
+
     /// Refuse limits that contradict each other: a budget for bodies in
     /// flight smaller than one allowed body would refuse such a body
     /// forever, and its sender would retry forever.
     pub fn check_limits(&self) -> Result<(), String> {
+        self.location()?;
+        if self.lease < Duration::from_secs(1) {
+            return Err(format!(
+                "--lease {} is too short: a node renews its leases every third of it, and a lease shorter than a second \
+                 would hand runs to other nodes while their owner is still at work. Use e.g. --lease 15s.",
+                humantime::format_duration(self.lease)
+            ));
+        }
         if self.max_inflight_body < self.max_body {
             return Err(format!(
                 "--max-inflight-body ({} bytes) is smaller than --max-body ({} bytes): a body of the allowed size \

@@ -3,7 +3,8 @@
 //! A webhook-to-workflow engine: webhooks come in on `/hooks/<path>`, are
 //! verified and matched against YAML workflows, and each match becomes a run
 //! whose steps filter, transform (Rhai) and forward (HTTP). Every event, run
-//! and step result is kept in an embedded sled store and served by `/api`.
+//! and step result is kept in a store (embedded sled, or PostgreSQL shared
+//! by several nodes) and served by `/api`.
 //!
 //! ## Layout
 //!

@@ -51,6 +51,7 @@ fn main() {
         Command::Schema(args) => cli::schema::run(args),
         Command::Connectors(args) => cli::connectors::run(args),
         Command::Test(args) => block_on(cli::test::run(args)),
+        Command::Migrate(args) => block_on(cli::migrate::run(args)),
         Command::Run(mut args) => {
             args.log_secrets = log_secrets;
             block_on(cli::run::run(args))

@@ -13,7 +13,8 @@ use crate::run::scheduler;
 use crate::script::Engine;
 use crate::secret::Redactor;
 use crate::step::http::Sender;
-use crate::store::Store;
+use crate::store::postgres::PgOptions;
+use crate::store::{Location, Store};
 use crate::workflow::registry::{self, Registry, Workflows};
 use crate::workflow::Serving;
 use std::future::Future;
@@ -24,7 +25,7 @@ use tracing::{info, warn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot open the store in {path}: {source}")]
+    #[error("cannot open the store {path}: {source}")]
     Store {
         path: String,
         source: crate::store::StoreError,
@@ -79,21 +80,37 @@ pub fn load_workflows(config: &ServeConfig, engine: &Engine, serving: Serving) -
 /// still holds its lock: a restart can begin before the old process (or,
 /// in tests, the old server) has let go.
 async fn open_store(config: &ServeConfig) -> Result<Store, ServerError> {
+    let location = config.location().map_err(ServerError::Setup)?;
+    let dir = match &location {
+        Location::Sled(dir) => dir.clone(),
+        Location::Postgres(url) => {
+            let options = PgOptions {
+                lease: config.lease,
+                accept_async_commit: config.accept_async_commit,
+            };
+            return Store::open_postgres(url, &options).await.map_err(|source| {
+                ServerError::Store {
+                    path: location.to_string(),
+                    source,
+                }
+            });
+        }
+    };
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     let mut warned = false;
     loop {
-        match Store::open_sled(&config.data, config.cache_mb) {
+        match Store::open_sled(&dir, config.cache_mb) {
             Ok(store) => return Ok(store),
             Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
                 if !warned {
-                    warn!(path = %config.data.display(), "the store is still locked by its previous owner; waiting");
+                    warn!(path = %dir.display(), "the store is still locked by its previous owner; waiting");
                     warned = true;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             Err(source) => {
                 return Err(ServerError::Store {
-                    path: config.data.display().to_string(),
+                    path: dir.display().to_string(),
                     source,
                 })
             }
@@ -239,7 +256,11 @@ pub async fn run(
         ))
     });
     let pruner = tokio::spawn(prune_loop(store.clone(), config.clone(), stop_rx.clone()));
-    info!(addr = %listen, queued = store.queue_gauges(crate::record::Timestamp::now()).depth, "hookflow is listening");
+    let queued = store
+        .queue_gauges(crate::record::Timestamp::now())
+        .await
+        .depth;
+    info!(addr = %listen, queued, "hookflow is listening");
     let served = crate::http::serve::serve(
         listener,
         app(state),

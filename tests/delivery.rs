@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Sink, TestServer};
+use common::{Backend, Sink, TestServer};
 use hookflow::record::Timestamp;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -30,11 +30,11 @@ fn forward(sink: &Sink, extra: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn retry_after_is_honoured_and_the_wait_is_visible() {
+both!(retry_after_is_honoured_and_the_wait_is_visible);
+async fn retry_after_is_honoured_and_the_wait_is_visible(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = forward(&sink, "      retry: { attempts: 3, backoff: 10ms }\n");
-    let server = TestServer::start(&[("w.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("w.yaml", &wf)], &[], |_| {}).await;
     sink.answer(
         "/out",
         vec![(429, vec![("retry-after".into(), "1".into())], "{}".into())],
@@ -63,15 +63,15 @@ async fn retry_after_is_honoured_and_the_wait_is_visible() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn timeouts_are_retried_then_fail() {
+both!(timeouts_are_retried_then_fail);
+async fn timeouts_are_retried_then_fail(backend: Backend) {
     let sink = Sink::start().await;
     sink.set_delay(Some(Duration::from_millis(400)));
     let wf = forward(
         &sink,
         "      timeout: 50ms\n      retry: { attempts: 2, backoff: 10ms }\n",
     );
-    let server = TestServer::start(&[("w.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("w.yaml", &wf)], &[], |_| {}).await;
     let run = server.run_once("/hooks/in", &json!({"n": 1})).await;
     assert_eq!(run["status"], "failed");
     let deliver = step(&run, "deliver");
@@ -88,11 +88,12 @@ async fn timeouts_are_retried_then_fail() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_slow_request_shows_its_run_running_with_the_steps_before_it() {
+both!(a_slow_request_shows_its_run_running_with_the_steps_before_it);
+async fn a_slow_request_shows_its_run_running_with_the_steps_before_it(backend: Backend) {
     let mut sink = Sink::start().await;
     sink.set_delay(Some(Duration::from_millis(1500)));
-    let server = TestServer::start(&[("w.yaml", &forward(&sink, ""))], &[]).await;
+    let server =
+        TestServer::start_on(backend, &[("w.yaml", &forward(&sink, ""))], &[], |_| {}).await;
     let (code, answer) = server.post_json("/hooks/in", &json!({"n": 7})).await;
     assert_eq!(code, 202, "{answer}");
     let run_id = answer["runs"][0].as_str().expect("run").to_string();
@@ -116,10 +117,10 @@ async fn a_slow_request_shows_its_run_running_with_the_steps_before_it() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn dedupe_answers_repeats_within_the_window() {
+both!(dedupe_answers_repeats_within_the_window);
+async fn dedupe_answers_repeats_within_the_window(backend: Backend) {
     let wf = "trigger:\n  webhook:\n    path: /d\n    dedupe: { key: \"{{ $.request.headers['webhook-id'] ?? $.event.id }}\", window: 700ms }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
-    let server = TestServer::start(&[("d.yaml", wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("d.yaml", wf)], &[], |_| {}).await;
     let (code, first) = server.post_json("/hooks/d", &json!({"id": "evt_1"})).await;
     assert_eq!(code, 202);
     let (code, again) = server
@@ -156,10 +157,10 @@ async fn dedupe_answers_repeats_within_the_window() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_duplicates_create_one_run() {
+both!(concurrent_duplicates_create_one_run);
+async fn concurrent_duplicates_create_one_run(backend: Backend) {
     let wf = "trigger:\n  webhook:\n    path: /d\n    dedupe: { key: \"{{ $.event.id }}\" }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
-    let server = TestServer::start(&[("d.yaml", wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("d.yaml", wf)], &[], |_| {}).await;
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let client = server.client.clone();
@@ -187,14 +188,14 @@ async fn concurrent_duplicates_create_one_run() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn replay_from_start_and_from_the_failed_step() {
+both!(replay_from_start_and_from_the_failed_step);
+async fn replay_from_start_and_from_the_failed_step(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = format!(
         "trigger:\n  webhook: {{ path: /r }}\nsteps:\n  - id: count\n    transform:\n      script: |\n        let n = (state_get(\"n\") ?? 0) + 1;\n        state_set(\"n\", n);\n        n\n  - id: deliver\n    http:\n      url: \"{}\"\n      body: {{ n: \"{{{{ $.steps.count }}}}\" }}\n      retry: {{ attempts: 1 }}\n",
         sink.url("/out")
     );
-    let server = TestServer::start(&[("r.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("r.yaml", &wf)], &[], |_| {}).await;
     sink.answer("/out", vec![(500, vec![], "{}".into())]);
     let original = server.run_once("/hooks/r", &json!({})).await;
     assert_eq!(original["status"], "failed");
@@ -286,11 +287,11 @@ async fn replay_from_start_and_from_the_failed_step() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn replay_on_the_recorded_or_the_current_version() {
+both!(replay_on_the_recorded_or_the_current_version);
+async fn replay_on_the_recorded_or_the_current_version(backend: Backend) {
     let mut sink = Sink::start().await;
     let v1 = format!("name: v\ntrigger:\n  webhook: {{ path: /v }}\nsteps:\n  - id: deliver\n    http:\n      url: \"{}\"\n      body: {{ version: 1 }}\n      retry: {{ attempts: 1 }}\n", sink.url("/out"));
-    let server = TestServer::start(&[("v.yaml", &v1)], &[]).await;
+    let server = TestServer::start_on(backend, &[("v.yaml", &v1)], &[], |_| {}).await;
     sink.answer("/out", vec![(503, vec![], "{}".into())]);
     let original = server.run_once("/hooks/v", &json!({})).await;
     assert_eq!(original["status"], "failed");
@@ -333,11 +334,11 @@ async fn replay_on_the_recorded_or_the_current_version() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn bulk_replay_of_failed_runs() {
+both!(bulk_replay_of_failed_runs);
+async fn bulk_replay_of_failed_runs(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = forward(&sink, "      retry: { attempts: 1 }\n");
-    let server = TestServer::start(&[("w.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("w.yaml", &wf)], &[], |_| {}).await;
     sink.answer(
         "/out",
         vec![
@@ -380,10 +381,10 @@ async fn bulk_replay_of_failed_runs() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn retention_prunes_by_age_and_by_size() {
+both!(retention_prunes_by_age_and_by_size);
+async fn retention_prunes_by_age_and_by_size(backend: Backend) {
     let wf = "trigger:\n  webhook: { path: /p }\nsteps:\n  - id: s\n    transform: { script: 'event.n' }\n";
-    let server = TestServer::start_with(&[("p.yaml", wf)], &[], |c| {
+    let server = TestServer::start_on(backend, &[("p.yaml", wf)], &[], |c| {
         c.retention = Duration::from_millis(1500);
         c.prune_interval = Duration::from_millis(100);
     })
@@ -401,7 +402,7 @@ async fn retention_prunes_by_age_and_by_size() {
     assert_eq!(server.get(&format!("/api/events/{event_id}")).await.0, 404);
     server.stop().await;
 
-    let server = TestServer::start_with(&[("p.yaml", wf)], &[], |c| {
+    let server = TestServer::start_on(backend, &[("p.yaml", wf)], &[], |c| {
         c.retention_size = 40 * 1024;
         c.prune_interval = Duration::from_millis(100);
     })
@@ -437,11 +438,11 @@ async fn retention_prunes_by_age_and_by_size() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn metrics_count_events_runs_steps_and_attempts() {
+both!(metrics_count_events_runs_steps_and_attempts);
+async fn metrics_count_events_runs_steps_and_attempts(backend: Backend) {
     let sink = Sink::start().await;
     let wf = forward(&sink, "      retry: { attempts: 2, backoff: 10ms }\n");
-    let server = TestServer::start(&[("w.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("w.yaml", &wf)], &[], |_| {}).await;
     sink.answer("/out", vec![(503, vec![], "{}".into())]);
     server.run_once("/hooks/in", &json!({"n": 1})).await;
     server.post_json("/hooks/nowhere", &json!({})).await;

@@ -1,10 +1,11 @@
 //! What an operator reads must be true: the queue gauge counts every run
 //! that is not finished, and one undecodable record in the store never
-//! stops start-up, a listing or pruning.
+//! stops start-up, a listing or pruning (sled: its records are damaged in
+//! the store's own files; PostgreSQL: in its tables).
 
 mod common;
 
-use common::{write_files, BinServer, Sink, TestServer};
+use common::{write_files, Backend, BinServer, Sink, TestServer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,11 @@ fn gauge(text: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_queue_gauge_counts_every_waiting_run() {
+both!(
+    the_queue_gauge_counts_every_waiting_run,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn the_queue_gauge_counts_every_waiting_run(backend: Backend) {
     let sink = Sink::start().await;
     // One run at a time, each held by the sink for a while: a backlog.
     sink.set_delay(Some(Duration::from_millis(400)));
@@ -23,7 +27,7 @@ async fn the_queue_gauge_counts_every_waiting_run() {
         "trigger:\n  webhook: {{ path: /in }}\nsteps:\n  - id: deliver\n    http: {{ url: \"{}\" }}\n",
         sink.url("/out")
     );
-    let server = TestServer::start_with(&[("w.yaml", &wf)], &[], |c| c.workers = 1).await;
+    let server = TestServer::start_on(backend, &[("w.yaml", &wf)], &[], |c| c.workers = 1).await;
     let mut runs = Vec::new();
     for n in 0..5 {
         let (code, answer) = server.post_json("/hooks/in", &json!({ "n": n })).await;
@@ -53,7 +57,7 @@ fn id_at(prefix: &str, ms: u64) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreadable_record_is_skipped_counted_and_pruned() {
+async fn an_unreadable_record_is_skipped_counted_and_pruned_sled() {
     let sink = Sink::start().await;
     let wf = format!(
         "trigger:\n  webhook: {{ path: /in }}\nsteps:\n  - id: deliver\n    http: {{ url: \"{}\" }}\n",
@@ -160,4 +164,83 @@ async fn an_unreadable_record_is_skipped_counted_and_pruned() {
         None,
         "the unreadable old event was pruned"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_is_skipped_counted_and_pruned_postgres() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let sink = Sink::start().await;
+    let wf = format!(
+        "trigger:\n  webhook: {{ path: /in }}\nsteps:\n  - id: deliver\n    http: {{ url: \"{}\" }}\n",
+        sink.url("/out")
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    write_files(&dir.path().join("workflows"), &[("w.yaml", &wf)]);
+    let url = cluster.fresh_database();
+    let base_args = [
+        "--workflows".to_string(),
+        dir.path().join("workflows").display().to_string(),
+        "--store".to_string(),
+        url.clone(),
+    ];
+    let args: Vec<&str> = base_args.iter().map(String::as_str).collect();
+    let client = reqwest::Client::new();
+    let server = BinServer::start(&args, &[]);
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let answer = common::post_at(&client, &server.url("/hooks/in"), &json!({"n": n})).await;
+        let run = answer["runs"][0].as_str().expect("run").to_string();
+        common::wait_run_at(&client, &server.base, &run).await;
+        ids.push((answer["event_id"].as_str().expect("event").to_string(), run));
+    }
+    assert!(server.terminate().success());
+    // Damage one run's head and make one event old and unreadable.
+    let (old_event, bad_run) = (&ids[0].0, &ids[1].1);
+    cluster.psql(
+        &url,
+        &format!("UPDATE hookflow.runs SET head = '{{\"id\": 7' WHERE id = '{bad_run}'"),
+    );
+    cluster.psql(
+        &url,
+        &format!("UPDATE hookflow.events SET record = 'not json' WHERE id = '{old_event}'"),
+    );
+    let mut args = args.clone();
+    args.extend(["--retention", "1h", "--prune-interval", "200ms"]);
+    let server = BinServer::start(&args, &[]);
+    // It serves: the damaged records are skipped in lists.
+    let runs = common::get_at(&client, &server.url("/api/runs")).await;
+    let listed: Vec<&str> = runs["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(listed, vec![ids[0].1.as_str()], "{runs}");
+    let events = common::get_at(&client, &server.url("/api/events")).await;
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(1),
+        "{events}"
+    );
+    let answer = common::post_at(&client, &server.url("/hooks/in"), &json!({"n": 3})).await;
+    let run = common::wait_run_at(
+        &client,
+        &server.base,
+        answer["runs"][0].as_str().expect("run"),
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let text = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let counted = gauge(&text, "hookflow_store_unreadable_records_total").unwrap_or(0);
+    assert!(counted >= 2, "counted {counted}:\n{text}");
+    assert!(server.terminate().success());
 }

@@ -112,6 +112,17 @@ pub async fn load(
     body: Arc<Vec<u8>>,
     headers: Headers,
 ) -> Figures {
+    load_spread(vec![url], seconds, max, body, headers).await
+}
+
+/// [`load`] with the clients spread over `urls` (several nodes).
+pub async fn load_spread(
+    urls: Vec<String>,
+    seconds: u64,
+    max: usize,
+    body: Arc<Vec<u8>>,
+    headers: Headers,
+) -> Figures {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()
@@ -120,10 +131,10 @@ pub async fn load(
     let started = Instant::now();
     let left = Arc::new(AtomicU64::new(max.min(MAX_REQUESTS) as u64));
     let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
+    for i in 0..CONCURRENCY {
         let (client, url, body, headers, left) = (
             client.clone(),
-            url.clone(),
+            urls[i % urls.len()].clone(),
             body.clone(),
             headers.clone(),
             left.clone(),

@@ -2,6 +2,7 @@
 //! (0 ok, 1 a check failed, 2 bad usage).
 
 pub mod connectors;
+pub mod migrate;
 pub mod run;
 pub mod schema;
 pub mod serve;
@@ -35,6 +36,8 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// List connectors, their actions and parameters.
     Connectors(connectors::ConnectorsArgs),
+    /// Create or upgrade a PostgreSQL store's tables (SPEC §10).
+    Migrate(migrate::MigrateArgs),
 }
 
 pub const EXIT_OK: i32 = 0;

@@ -14,7 +14,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let gauges = state.store.queue_gauges(Timestamp::now());
+    let gauges = state.store.queue_gauges(Timestamp::now()).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -29,6 +29,10 @@
 //! request that waits for it ([`Responders`]); a run that ends without one
 //! tells that request so, and it answers `202`.
 //!
+//! Before each step acts the claim is confirmed (`Store::hold`); a store
+//! shared by several nodes answers `StoreError::LeaseLost` when another
+//! node took the run over, and the executor then stops quietly.
+//!
 //! Secrets are redacted from what the run record keeps (outputs, errors,
 //! log lines), never from the run context: a step's output goes to the next
 //! step as it was.
@@ -192,7 +196,15 @@ impl Executor {
     /// Execute the claimed run as far as it goes now.
     pub async fn execute(&self, claim: &Claim) -> Result<(), StoreError> {
         let span = info_span!("run", run_id = %claim.run_id);
-        self.execute_inner(claim).instrument(span).await
+        match self.execute_inner(claim).instrument(span).await {
+            // Another node took the run over and carries it on: this one
+            // stops here and writes nothing more.
+            Err(StoreError::LeaseLost { run_id }) => {
+                tracing::info!(%run_id, "run taken over by another node; stopping here");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     async fn execute_inner(&self, claim: &Claim) -> Result<(), StoreError> {
@@ -480,6 +492,8 @@ impl Walk<'_> {
             r["attempt"] = Value::from(attempt);
         }
         self.exec.store.crash_point("step.started");
+        // A step may act outside the run: only while the claim holds.
+        self.exec.store.hold(self.claim).await?;
         let env = self.env(&scope.items);
         let clock = Instant::now();
         let attempts_before = work.attempts.len();

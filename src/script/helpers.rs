@@ -77,7 +77,16 @@ fn from_json(v: &Value) -> Res<Dynamic> {
 
 fn state_get(key: &str) -> Res<Dynamic> {
     let value = CALL.with(|c| {
-        let c = c.borrow();
+        let mut c = c.borrow_mut();
+        let blocks = c
+            .as_ref()
+            .and_then(|c| c.state.as_ref())
+            .is_some_and(|(store, _)| store.blocks());
+        if blocks && c.as_mut().is_some_and(|c| c.give_up_inline()) {
+            // A store that waits on the network must not hold a thread of
+            // the async runtime: only in the full run.
+            return Err(super::GAVE_UP_INLINE.to_string());
+        }
         match c.as_ref().and_then(|c| c.state.as_ref()) {
             Some((store, wf)) => store.get(wf, key).map_err(|e| e.to_string()),
             None => Err("state_get is not available here".to_string()),

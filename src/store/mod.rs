@@ -2,7 +2,8 @@
 //! byte of history, the run queue, dedupe keys, workflow state and
 //! workflow versions go through [`Store`]. The backends live in their own
 //! folders and no other module names them: `sled/` (the default, one
-//! process, embedded) — and later others behind the same methods.
+//! process, embedded) and `postgres/` (any number of processes on one
+//! database, SPEC §10).
 //!
 //! What the engine asks of a store:
 //!
@@ -10,6 +11,7 @@
 //! |---|---|
 //! | [`Store::ingest`] | the event, its new runs and their dedupe keys are durable together on return, or not at all (a later read never sees a run without its event); a held dedupe key gives [`Ingested::Duplicate`] |
 //! | [`Store::claim`] | due runs, each to one executor at a time, with a [`Claim`] every later write of that run presents |
+//! | [`Store::hold`] | before a step acts: the claim is still this executor's (a backend shared by many processes checks its lease) |
 //! | [`Store::load`] | the claimed run and its event, or `None` when there is nothing to do (finished meanwhile, or the leftover of an interrupted write) |
 //! | [`Store::save`] | the run as it stands; durable on return with [`Durability::Now`] |
 //! | [`Store::schedule`] | the run waits (`retrying` or `waiting`) until `next_attempt_at`; durable on return, and never a run that waits with nothing to wake it |
@@ -17,10 +19,15 @@
 //! | [`Store::release`] | the executor let go of the claim |
 //! | [`Store::insert_replay`] | a new run of a stored event, queued and linked both ways; durable on return |
 //!
+//! A write with a claim another process has taken over fails with
+//! [`StoreError::LeaseLost`] and writes nothing; the executor then stops
+//! quietly (the new owner carries on).
+//!
 //! Write sequences are crash-consistent: each backend names its crash
 //! points (see [`crate::fault`]) and the crash tests stop the real binary at
 //! every one of them.
 
+pub mod postgres;
 pub mod sled;
 
 use crate::record::{Event, EventId, Outcome, Run, RunId, RunStatus, RunUpdate, Timestamp};
@@ -38,6 +45,14 @@ pub enum StoreError {
     Flush(String),
     #[error("store: {0}")]
     Other(String),
+    #[error("store: PostgreSQL, {doing}: {reason}")]
+    Postgres { doing: &'static str, reason: String },
+    /// Another process took the run over (this one's lease ran out): the
+    /// write did nothing, and nothing more may be written with this claim.
+    #[error(
+        "store: run {run_id} was taken over by another node; this node writes nothing more for it"
+    )]
+    LeaseLost { run_id: String },
 }
 
 impl StoreError {
@@ -111,6 +126,8 @@ pub struct Claim {
 #[derive(Debug)]
 pub(crate) enum Ticket {
     Sled(sled::Ticket),
+    // Boxed: it carries what the store holds of the run.
+    Postgres(Box<postgres::Ticket>),
 }
 
 /// Filters of a run listing.
@@ -175,6 +192,47 @@ pub const MAX_REJECTED_KEPT: usize = 10_000;
 #[derive(Clone)]
 pub enum Store {
     Sled(sled::SledStore),
+    Postgres(postgres::PgStore),
+}
+
+/// Where a store lives, as `--store` / `HOOKFLOW_STORE` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `sled:PATH`: a folder on this machine.
+    Sled(std::path::PathBuf),
+    /// `postgres://…` (or `postgresql://…`): a database any number of
+    /// nodes share.
+    Postgres(String),
+}
+
+impl Location {
+    /// Read `--store`: `sled:PATH` or a `postgres://` URL.
+    pub fn parse(s: &str) -> std::result::Result<Location, String> {
+        let s = s.trim();
+        if let Some(path) = s.strip_prefix("sled:") {
+            if path.is_empty() {
+                return Err("`sled:` needs a folder, e.g. sled:./data".into());
+            }
+            return Ok(Location::Sled(path.into()));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            postgres::parse_url(s)?;
+            return Ok(Location::Postgres(s.to_string()));
+        }
+        Err(format!(
+            "`{}` is not a store: write sled:PATH (e.g. sled:./data) or postgres://user:password@host:5432/db",
+            postgres::redact_url(s)
+        ))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sled(p) => write!(f, "sled:{}", p.display()),
+            Location::Postgres(url) => f.write_str(&postgres::redact_url(url)),
+        }
+    }
 }
 
 impl Store {
@@ -182,6 +240,13 @@ impl Store {
     /// bounded to `cache_mb`.
     pub fn open_sled(dir: &Path, cache_mb: u64) -> Result<Store> {
         Ok(Store::Sled(sled::SledStore::open(dir, cache_mb)?))
+    }
+
+    /// Connect to a PostgreSQL store, creating or upgrading its tables.
+    pub async fn open_postgres(url: &str, options: &postgres::PgOptions) -> Result<Store> {
+        Ok(Store::Postgres(
+            postgres::PgStore::open(url, options).await?,
+        ))
     }
 
     /// A store that lives in a temporary folder and is removed on drop
@@ -198,6 +263,7 @@ impl Store {
     ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
         match self {
             Store::Sled(s) => s.start(stop).await,
+            Store::Postgres(s) => s.start(stop).await,
         }
     }
 
@@ -205,6 +271,7 @@ impl Store {
     pub async fn close(&self) -> Result<()> {
         match self {
             Store::Sled(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
         }
     }
 
@@ -213,6 +280,7 @@ impl Store {
     pub fn crash_point(&self, point: &str) {
         match self {
             Store::Sled(s) => s.crash_point(point),
+            Store::Postgres(s) => s.crash_point(point),
         }
     }
 
@@ -224,6 +292,7 @@ impl Store {
                 let s = s.clone();
                 blocking(move || s.write_probe(now)).await
             }
+            Store::Postgres(s) => s.write_probe(now).await,
         }
     }
 
@@ -231,6 +300,8 @@ impl Store {
     pub async fn flush(&self) -> Result<()> {
         match self {
             Store::Sled(s) => s.flush().await,
+            // Every write is durable when it returns.
+            Store::Postgres(_) => Ok(()),
         }
     }
 
@@ -242,6 +313,7 @@ impl Store {
     pub async fn ingest(&self, ingest: Ingest) -> Result<Ingested> {
         match self {
             Store::Sled(s) => s.ingest(ingest).await,
+            Store::Postgres(s) => s.ingest(ingest).await,
         }
     }
 
@@ -249,6 +321,7 @@ impl Store {
     pub async fn save_rejected(&self, event: &Event) -> Result<()> {
         match self {
             Store::Sled(s) => s.save_rejected(event),
+            Store::Postgres(s) => s.save_rejected(event).await,
         }
     }
 
@@ -258,6 +331,7 @@ impl Store {
     pub async fn claim(&self, now: Timestamp, limit: usize) -> Result<Vec<Claim>> {
         match self {
             Store::Sled(s) => s.claim(now, limit).await,
+            Store::Postgres(s) => s.claim(now, limit).await,
         }
     }
 
@@ -265,6 +339,7 @@ impl Store {
     pub fn next_due(&self) -> Option<Timestamp> {
         match self {
             Store::Sled(s) => s.next_due(),
+            Store::Postgres(s) => s.next_due(),
         }
     }
 
@@ -273,6 +348,17 @@ impl Store {
     pub async fn work_arrived(&self) {
         match self {
             Store::Sled(s) => s.work_arrived().await,
+            Store::Postgres(s) => s.work_arrived().await,
+        }
+    }
+
+    /// Before a step acts on the world: the claim is still this
+    /// executor's, or [`StoreError::LeaseLost`].
+    pub async fn hold(&self, claim: &Claim) -> Result<()> {
+        match self {
+            // One process owns the folder: a claim is never taken over.
+            Store::Sled(_) => Ok(()),
+            Store::Postgres(s) => s.hold(claim).await,
         }
     }
 
@@ -281,6 +367,7 @@ impl Store {
     pub async fn load(&self, claim: &Claim) -> Result<Option<(Run, Event)>> {
         match self {
             Store::Sled(s) => s.load(claim).await,
+            Store::Postgres(s) => s.load(claim).await,
         }
     }
 
@@ -288,6 +375,7 @@ impl Store {
     pub async fn save(&self, claim: &Claim, run: &Run, durability: Durability) -> Result<()> {
         match self {
             Store::Sled(s) => s.save(claim, run, durability).await,
+            Store::Postgres(s) => s.save(claim, run, durability).await,
         }
     }
 
@@ -296,6 +384,7 @@ impl Store {
     pub async fn schedule(&self, claim: &Claim, run: &Run) -> Result<()> {
         match self {
             Store::Sled(s) => s.schedule(claim, run).await,
+            Store::Postgres(s) => s.schedule(claim, run).await,
         }
     }
 
@@ -303,6 +392,7 @@ impl Store {
     pub async fn finish(&self, claim: &Claim, run: &Run, durability: Durability) -> Result<()> {
         match self {
             Store::Sled(s) => s.finish(claim, run, durability).await,
+            Store::Postgres(s) => s.finish(claim, run, durability).await,
         }
     }
 
@@ -311,6 +401,7 @@ impl Store {
     pub fn release(&self, claim: Claim, failed: bool) {
         match self {
             Store::Sled(s) => s.release(claim, failed),
+            Store::Postgres(s) => s.release(claim, failed),
         }
     }
 
@@ -320,13 +411,15 @@ impl Store {
     pub async fn insert_replay(&self, original: &Run, replay: &Run) -> Result<()> {
         match self {
             Store::Sled(s) => s.insert_replay(original, replay).await,
+            Store::Postgres(s) => s.insert_replay(original, replay).await,
         }
     }
 
     /// Runs waiting or running, for `/metrics`.
-    pub fn queue_gauges(&self, now: Timestamp) -> QueueGauges {
+    pub async fn queue_gauges(&self, now: Timestamp) -> QueueGauges {
         match self {
             Store::Sled(s) => s.queue_gauges(now),
+            Store::Postgres(s) => s.queue_gauges(now).await,
         }
     }
 
@@ -336,12 +429,14 @@ impl Store {
     pub fn publish(&self, run: &Run) {
         match self {
             Store::Sled(s) => s.publish(run),
+            Store::Postgres(s) => s.publish(run),
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RunUpdate> {
         match self {
             Store::Sled(s) => s.subscribe(),
+            Store::Postgres(s) => s.subscribe(),
         }
     }
 
@@ -350,12 +445,14 @@ impl Store {
     pub async fn run(&self, id: &str) -> Result<Option<Run>> {
         match self {
             Store::Sled(s) => s.run(id),
+            Store::Postgres(s) => s.run(id).await,
         }
     }
 
     pub async fn event(&self, id: &str) -> Result<Option<Event>> {
         match self {
             Store::Sled(s) => s.event(id),
+            Store::Postgres(s) => s.event(id).await,
         }
     }
 
@@ -365,6 +462,7 @@ impl Store {
                 let (s, q) = (s.clone(), q.clone());
                 blocking(move || s.list_runs(&q)).await
             }
+            Store::Postgres(s) => s.list_runs(q).await,
         }
     }
 
@@ -374,6 +472,7 @@ impl Store {
                 let (s, q) = (s.clone(), q.clone());
                 blocking(move || s.list_events(&q)).await
             }
+            Store::Postgres(s) => s.list_events(q).await,
         }
     }
 
@@ -385,6 +484,7 @@ impl Store {
                 let s = s.clone();
                 blocking(move || s.run_heads(since, cap)).await
             }
+            Store::Postgres(s) => s.run_heads(since, cap).await,
         }
     }
 
@@ -394,6 +494,7 @@ impl Store {
     pub fn state(&self) -> StateStore {
         match self {
             Store::Sled(s) => StateStore(StateBackend::Sled(s.state())),
+            Store::Postgres(s) => StateStore(StateBackend::Postgres(s.state())),
         }
     }
 
@@ -401,12 +502,14 @@ impl Store {
     pub async fn put_version(&self, hash: &str, source: &str) -> Result<()> {
         match self {
             Store::Sled(s) => s.put_version(hash, source),
+            Store::Postgres(s) => s.put_version(hash, source).await,
         }
     }
 
     pub async fn version(&self, hash: &str) -> Result<Option<String>> {
         match self {
             Store::Sled(s) => s.version(hash),
+            Store::Postgres(s) => s.version(hash).await,
         }
     }
 
@@ -421,6 +524,7 @@ impl Store {
                 let s = s.clone();
                 blocking(move || s.prune(cutoff, max_bytes, now)).await
             }
+            Store::Postgres(s) => s.prune(cutoff, max_bytes, now).await,
         }
     }
 }
@@ -440,18 +544,30 @@ pub struct StateStore(StateBackend);
 #[derive(Clone)]
 enum StateBackend {
     Sled(sled::SledState),
+    Postgres(postgres::PgState),
 }
 
 impl StateStore {
+    /// A call waits for another machine (the database): scripts that use
+    /// state must not run on an async runtime thread.
+    pub fn blocks(&self) -> bool {
+        match &self.0 {
+            StateBackend::Sled(_) => false,
+            StateBackend::Postgres(_) => true,
+        }
+    }
+
     pub fn get(&self, workflow: &str, key: &str) -> Result<Option<Value>> {
         match &self.0 {
             StateBackend::Sled(s) => s.get(workflow, key),
+            StateBackend::Postgres(s) => s.get(workflow, key),
         }
     }
 
     pub fn set(&self, workflow: &str, key: &str, value: &Value) -> Result<()> {
         match &self.0 {
             StateBackend::Sled(s) => s.set(workflow, key, value),
+            StateBackend::Postgres(s) => s.set(workflow, key, value),
         }
     }
 }

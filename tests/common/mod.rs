@@ -18,9 +18,83 @@ use tokio::sync::{mpsc, oneshot};
 
 pub const FINAL: &[&str] = &["succeeded", "filtered", "failed"];
 
+pub mod pg;
+
+/// The store a test runs on. A test that should hold on every backend
+/// takes one and is run once per backend by [`both!`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// sled in a temp folder (the default store).
+    Sled,
+    /// A fresh database in this process's private PostgreSQL cluster.
+    Postgres,
+}
+
+impl Backend {
+    /// This backend cannot run here (no PostgreSQL installed, and none
+    /// required): the test returns early, after a note.
+    pub fn unavailable(self) -> bool {
+        match self {
+            Backend::Sled => false,
+            Backend::Postgres => pg::cluster().is_none(),
+        }
+    }
+
+    /// A new, empty store for a server: `None` for sled (the server's
+    /// `--data` folder), a fresh database URL for PostgreSQL.
+    pub fn fresh_store(self) -> Option<String> {
+        match self {
+            Backend::Sled => None,
+            Backend::Postgres => Some(
+                pg::cluster()
+                    .expect("PostgreSQL is available (checked by both!)")
+                    .fresh_database(),
+            ),
+        }
+    }
+
+    /// The `serve` arguments that put a binary server on a new store:
+    /// `--data DIR/data` for sled, `--store URL` (a fresh database) for
+    /// PostgreSQL. Keep them to restart on the same store.
+    pub fn store_args(self, dir: &Path) -> Vec<String> {
+        match self.fresh_store() {
+            None => vec!["--data".into(), dir.join("data").display().to_string()],
+            Some(url) => vec!["--store".into(), url],
+        }
+    }
+}
+
+/// Run a test on every backend: `both!(name)` (or `both!(name,
+/// #[tokio::test(flavor = "multi_thread")])`) turns `async fn name(backend:
+/// Backend)` into the tests `name::sled` and `name::postgres`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident) => {
+        $crate::both!($name, #[tokio::test]);
+    };
+    ($name:ident, #[$attr:meta]) => {
+        mod $name {
+            #[$attr]
+            async fn sled() {
+                super::$name($crate::common::Backend::Sled).await
+            }
+            #[$attr]
+            async fn postgres() {
+                if $crate::common::Backend::Postgres.unavailable() {
+                    return;
+                }
+                super::$name($crate::common::Backend::Postgres).await
+            }
+        }
+    };
+}
+
 pub struct TestServer {
     pub base: String,
     pub dir: tempfile::TempDir,
+    /// `--store` of this server (`None`: sled in `dir/data`), kept for
+    /// restarts.
+    pub store: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
     pub client: reqwest::Client,
@@ -37,12 +111,23 @@ impl TestServer {
         scripts: &[(&str, &str)],
         tweak: impl FnOnce(&mut ServeConfig),
     ) -> TestServer {
+        Self::start_on(Backend::Sled, workflows, scripts, tweak).await
+    }
+
+    /// Start a server on a new store of `backend`.
+    pub async fn start_on(
+        backend: Backend,
+        workflows: &[(&str, &str)],
+        scripts: &[(&str, &str)],
+        tweak: impl FnOnce(&mut ServeConfig),
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let wf_dir = dir.path().join("workflows");
         let sc_dir = dir.path().join("scripts");
         write_files(&wf_dir, workflows);
         write_files(&sc_dir, scripts);
         let mut config = ServeConfig::new(wf_dir, sc_dir, dir.path().join("data"));
+        config.store = backend.fresh_store();
         tweak(&mut config);
         Self::spawn(config, dir).await
     }
@@ -65,6 +150,7 @@ impl TestServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let store = config.store.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             hookflow::server::run(config, listener, async {
@@ -76,6 +162,7 @@ impl TestServer {
         TestServer {
             base: format!("http://{addr}"),
             dir,
+            store,
             stop: Some(stop),
             handle: Some(handle),
             client: reqwest::Client::new(),
@@ -184,11 +271,12 @@ impl TestServer {
         self.stop_inner().await;
         between(&dir.path().join("data"));
         write_files(&dir.path().join("workflows"), workflows);
-        let config = ServeConfig::new(
+        let mut config = ServeConfig::new(
             dir.path().join("workflows"),
             dir.path().join("scripts"),
             dir.path().join("data"),
         );
+        config.store = self.store.clone();
         Self::spawn(config, dir).await
     }
 
@@ -250,6 +338,8 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
 /// A request the sink received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When the sink got it (it answers after its delay, if one is set).
+    pub at: Instant,
     pub method: String,
     pub uri: String,
     pub headers: BTreeMap<String, String>,
@@ -347,11 +437,13 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
+    let at = Instant::now();
     let delay = *s.delay.lock().expect("lock");
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
     let _ = s.tx.send(Received {
+        at,
         method: method.to_string(),
         uri: uri.to_string(),
         headers: headers

@@ -475,8 +475,12 @@ impl SledStore {
     }
 
     fn ticket(claim: &Claim) -> &Ticket {
+        // Claims go back to the store that handed them out; a claim of
+        // another store has no entry here.
+        static NONE: Ticket = Ticket { fresh: false };
         match &claim.ticket {
             super::Ticket::Sled(t) => t,
+            super::Ticket::Postgres(_) => &NONE,
         }
     }
 

@@ -1,0 +1,299 @@
+//! What the nodes tell each other, and the database: this node's
+//! heartbeat (renewing the leases of every run it holds, in one statement),
+//! wake-up hints (`NOTIFY hookflow_work` after a commit that left runs free
+//! for any node), and the live stream shared by all nodes.
+//!
+//! The live stream: each node delivers its own run updates to its own
+//! listeners at once, and sends them to the others over `NOTIFY
+//! hookflow_runs`, gathered for up to [`GATHER`] into payloads of at most
+//! [`PAYLOAD_MAX`] bytes, so that a busy node sends a few notifications a
+//! second rather than one per update. Every node listens on a connection of
+//! its own and hands what other nodes sent to its listeners. Polling stays
+//! the baseline for work: a hint only makes a node poll sooner.
+
+use super::{describe, get, pg, Shared};
+use crate::record::RunUpdate;
+use crate::store::{Result, StoreError};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+/// The channel of wake-up hints.
+pub const WORK: &str = "hookflow_work";
+/// The channel of run updates.
+pub const RUNS: &str = "hookflow_runs";
+
+/// How long updates are gathered into one notification at most.
+const GATHER: Duration = Duration::from_millis(50);
+/// PostgreSQL takes payloads under 8000 bytes.
+const PAYLOAD_MAX: usize = 7000;
+/// Updates waiting to be sent at most; beyond, they are dropped (listeners
+/// of other nodes miss them, as a lagging listener does).
+const OUTBOX: usize = 10_000;
+/// How long a lost listening connection waits before it connects again.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// The updates of this node waiting to be sent to the others.
+pub struct Outbox {
+    tx: mpsc::Sender<RunUpdate>,
+    rx: Mutex<Option<mpsc::Receiver<RunUpdate>>>,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(OUTBOX);
+        Outbox {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+/// One notification on [`RUNS`]: who sent it and what changed.
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    node: String,
+    updates: Vec<RunUpdate>,
+}
+
+/// A run changed here: tell this node's listeners, and queue it for the
+/// others.
+pub fn publish_local(shared: &Shared, update: RunUpdate) {
+    if shared.updates.receiver_count() > 0 {
+        let _ = shared.updates.send(update.clone());
+    }
+    let _ = shared.feed.tx.try_send(update);
+}
+
+/// Tell the other nodes that free runs are waiting (after a commit).
+pub async fn notify_work(shared: &Shared) {
+    let sent = async {
+        let client = get(&shared.pool).await?;
+        client
+            .execute("SELECT pg_notify($1, '')", &[&WORK])
+            .await
+            .map_err(pg("sending a wake-up hint"))
+    }
+    .await;
+    if let Err(e) = sent {
+        // A hint only: the others find the runs by polling.
+        debug!(error = %e, "cannot send a wake-up hint");
+    }
+}
+
+/// Renew the lease of every run this node holds.
+pub async fn renew(shared: &Shared) -> Result<()> {
+    let client = get(&shared.pool).await?;
+    client
+        .execute(
+            "UPDATE hookflow.queue SET lease_until = now() + make_interval(secs => $2) WHERE node = $1",
+            &[&shared.node, &shared.lease.as_secs_f64()],
+        )
+        .await
+        .map_err(pg("renewing this node's leases"))?;
+    let ms = shared.origin.elapsed().as_millis() as u64;
+    shared.renewed_ms.store(ms, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Renew every third of the lease until `stop`.
+pub async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let every = shared.lease / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = renew(&shared).await {
+            warn!(error = %e, "cannot renew this node's leases; other nodes take its runs over if this lasts");
+        }
+    }
+}
+
+/// Send this node's updates to the others until `stop`.
+pub async fn publish(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let Some(mut rx) = shared
+        .feed
+        .rx
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    else {
+        return;
+    };
+    loop {
+        let first = tokio::select! {
+            u = rx.recv() => match u { Some(u) => u, None => return },
+            _ = stop.changed() => return,
+        };
+        let mut updates = vec![first];
+        let deadline = tokio::time::Instant::now() + GATHER;
+        let mut size = 0;
+        while size < PAYLOAD_MAX {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(u)) => {
+                    size += u.id.as_str().len() + u.workflow.len() + u.event_id.len() + 60;
+                    updates.push(u);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        for payload in payloads(&shared.node, updates) {
+            let sent = async {
+                let client = get(&shared.pool).await?;
+                client
+                    .execute("SELECT pg_notify($1, $2)", &[&RUNS, &payload])
+                    .await
+                    .map_err(pg("sending run updates"))
+            }
+            .await;
+            if let Err(e) = sent {
+                debug!(error = %e, "cannot send run updates to the other nodes");
+            }
+        }
+    }
+}
+
+/// Split updates into payloads PostgreSQL takes.
+fn payloads(node: &str, updates: Vec<RunUpdate>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chunk: Vec<RunUpdate> = Vec::new();
+    let mut size = 0;
+    for u in updates {
+        let one = serde_json::to_string(&u).map_or(0, |s| s.len()) + 1;
+        if size + one > PAYLOAD_MAX && !chunk.is_empty() {
+            out.push(std::mem::take(&mut chunk));
+            size = 0;
+        }
+        size += one;
+        chunk.push(u);
+    }
+    if !chunk.is_empty() {
+        out.push(chunk);
+    }
+    out.into_iter()
+        .filter_map(|updates| {
+            serde_json::to_string(&Payload {
+                node: node.to_string(),
+                updates,
+            })
+            .ok()
+        })
+        .collect()
+}
+
+/// Listen for the other nodes' hints and updates until `stop`, on a
+/// connection of its own (connecting again when it is lost).
+pub async fn listen(
+    shared: Arc<Shared>,
+    config: tokio_postgres::Config,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let ended = tokio::select! {
+            r = listen_once(&shared, &config) => r,
+            _ = stop.changed() => return,
+        };
+        if let Err(e) = ended {
+            warn!(error = %e, "lost the connection that hears the other nodes; connecting again");
+        }
+        // Whatever was missed meanwhile is found by polling.
+        shared.changed.notify_one();
+        tokio::select! {
+            _ = tokio::time::sleep(RECONNECT) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+async fn listen_once(shared: &Shared, config: &tokio_postgres::Config) -> Result<()> {
+    let (client, mut connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(pg("connecting to listen for other nodes"))?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let pump = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(n).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    client
+        .batch_execute(&format!("LISTEN {WORK}; LISTEN {RUNS};"))
+        .await
+        .map_err(pg("listening for other nodes"))?;
+    while let Some(n) = rx.recv().await {
+        match n.channel() {
+            WORK => shared.changed.notify_one(),
+            RUNS => {
+                let Ok(p) = serde_json::from_str::<Payload>(n.payload()) else {
+                    continue;
+                };
+                if p.node == shared.node || shared.updates.receiver_count() == 0 {
+                    continue;
+                }
+                for u in p.updates {
+                    let _ = shared.updates.send(u);
+                }
+            }
+            _ => {}
+        }
+    }
+    drop(client);
+    match pump.await {
+        Ok(Ok(())) => Err(StoreError::Other("the listening connection closed".into())),
+        Ok(Err(e)) => Err(StoreError::Other(format!(
+            "the listening connection failed: {}",
+            describe(&e)
+        ))),
+        Err(e) => Err(StoreError::Other(format!("the listener stopped: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{RunId, RunStatus};
+
+    #[test]
+    fn payloads_stay_under_the_limit_and_keep_every_update() {
+        let updates: Vec<RunUpdate> = (0..500)
+            .map(|i| RunUpdate {
+                id: RunId::generate(),
+                workflow: format!("workflow-{i}"),
+                status: RunStatus::Running,
+                event_id: format!("evt_{i}"),
+            })
+            .collect();
+        let out = payloads("node_a", updates);
+        assert!(out.len() > 1);
+        let mut n = 0;
+        for p in &out {
+            assert!(p.len() < 8000, "{} bytes", p.len());
+            n += serde_json::from_str::<Payload>(p)
+                .expect("json")
+                .updates
+                .len();
+        }
+        assert_eq!(n, 500);
+    }
+}

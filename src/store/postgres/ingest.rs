@@ -1,0 +1,507 @@
+//! Group commit of ingests: concurrent ingests are written together, in
+//! one transaction whose statements insert many rows each (events, runs,
+//! queue rows, dedupe keys), and every waiter is answered after the
+//! COMMIT. A batch is whatever queued up while the previous one was being
+//! written, so an idle node commits each ingest at once and a busy one
+//! shares each commit among many.
+//!
+//! Dedupe keys are claimed first in the transaction (`INSERT … ON CONFLICT
+//! DO UPDATE … WHERE expired`): a key another node is claiming at the same
+//! moment makes this insert wait for that transaction, then see its
+//! outcome, so two nodes never both start runs for one key. Two ingests of
+//! one batch with the same key are written in successive batches.
+//!
+//! Fresh runs are held by this node from the start (their queue row names
+//! it) while there is room in memory for them; the others are left free,
+//! and other nodes are told after the commit (`NOTIFY`, never inside the
+//! transaction: it would serialize commits across the database).
+
+use super::{feed, get, pg, HotRun, Shared, MAX_HOT};
+use crate::record::{Event, RunId};
+use crate::store::{DedupeClaim, DedupeEntry, Ingest, Ingested, Result, StoreError};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex};
+use tracing::warn;
+
+/// An ingest waiting for its batch.
+pub struct Pending {
+    pub ingest: Ingest,
+    pub answer: oneshot::Sender<Result<Ingested>>,
+}
+
+/// Ingests one batch takes at most.
+const MAX_BATCH: usize = 256;
+
+/// Batches being written at once: one commits while the next fills.
+const WRITERS: usize = 2;
+
+/// Ingests waiting for a writer at most (beyond, senders wait).
+const QUEUED: usize = 4096;
+
+/// Start the writers; the channel closes (and they end) with the last
+/// store handle.
+pub fn start(shared: Arc<Shared>, handle: &tokio::runtime::Handle) -> mpsc::Sender<Pending> {
+    let (tx, rx) = mpsc::channel(QUEUED);
+    let rx = Arc::new(AsyncMutex::new(rx));
+    for _ in 0..WRITERS {
+        let (shared, rx) = (Arc::clone(&shared), Arc::clone(&rx));
+        handle.spawn(async move { writer(shared, rx).await });
+    }
+    tx
+}
+
+/// `a,b` as the events table keeps the workflow names: `,a,b,` (names
+/// never hold a comma), so `LIKE '%,a,%'` finds one.
+pub fn workflows_column(names: &[String]) -> String {
+    format!(",{},", names.join(","))
+}
+
+async fn writer(shared: Arc<Shared>, rx: Arc<AsyncMutex<mpsc::Receiver<Pending>>>) {
+    let mut carried: Vec<Pending> = Vec::new();
+    loop {
+        let mut batch = std::mem::take(&mut carried);
+        // With ingests carried over, take only what is queued already (the
+        // other writer may be waiting on the channel, holding it).
+        let rx = if batch.is_empty() {
+            Some(rx.lock().await)
+        } else {
+            rx.try_lock().ok()
+        };
+        if let Some(mut rx) = rx {
+            if batch.is_empty() {
+                match rx.recv().await {
+                    Some(p) => batch.push(p),
+                    None => return,
+                }
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+        }
+        // One claimant per dedupe key in a batch; the others go next.
+        let mut keys = HashSet::new();
+        let (now, later): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| {
+            let mine: Vec<(String, String)> = p
+                .ingest
+                .claims
+                .iter()
+                .map(|(_, c)| (c.workflow.clone(), c.key.clone()))
+                .collect();
+            if mine.iter().any(|k| keys.contains(k)) {
+                false
+            } else {
+                keys.extend(mine);
+                true
+            }
+        });
+        carried = later;
+        write_and_answer(&shared, now).await;
+    }
+}
+
+/// Write a batch; if it fails as a whole, write each ingest alone so that
+/// one that cannot be stored fails alone.
+async fn write_and_answer(shared: &Arc<Shared>, batch: Vec<Pending>) {
+    let (ingests, answers): (Vec<Ingest>, Vec<oneshot::Sender<Result<Ingested>>>) =
+        batch.into_iter().map(|p| (p.ingest, p.answer)).unzip();
+    let prepared: Vec<Prepared> = ingests.into_iter().map(Prepared::new).collect();
+    if prepared.len() == 1 {
+        let result = write(shared, prepared).await;
+        answer(answers, result);
+        return;
+    }
+    let copies: Vec<Prepared> = prepared.iter().map(Prepared::copy).collect();
+    match write(shared, prepared).await {
+        Ok(results) => answer(answers, Ok(results)),
+        Err(e) => {
+            warn!(error = %e, "a batch of ingests failed; writing them one by one");
+            for (p, a) in copies.into_iter().zip(answers) {
+                let result = write(shared, vec![p]).await;
+                answer(vec![a], result);
+            }
+        }
+    }
+}
+
+fn answer(answers: Vec<oneshot::Sender<Result<Ingested>>>, result: Result<Vec<Ingested>>) {
+    match result {
+        Ok(results) => {
+            for (a, r) in answers.into_iter().zip(results) {
+                let _ = a.send(Ok(r));
+            }
+        }
+        Err(e) => {
+            let text = e.to_string();
+            for a in answers {
+                let _ = a.send(Err(StoreError::Other(text.clone())));
+            }
+        }
+    }
+}
+
+/// An ingest with its run ids made.
+struct Prepared {
+    event: Event,
+    stored_event: Option<Event>,
+    runs: Vec<crate::record::Run>,
+    claims: Vec<(usize, DedupeClaim)>,
+}
+
+impl Prepared {
+    fn new(ingest: Ingest) -> Prepared {
+        let mut runs = ingest.runs;
+        for r in &mut runs {
+            r.id = RunId::generate();
+        }
+        Prepared {
+            event: ingest.event,
+            stored_event: ingest.stored_event,
+            runs,
+            claims: ingest.claims,
+        }
+    }
+
+    fn copy(&self) -> Prepared {
+        Prepared {
+            event: self.event.clone(),
+            stored_event: self.stored_event.clone(),
+            runs: self.runs.clone(),
+            claims: self.claims.clone(),
+        }
+    }
+}
+
+/// Write one batch in one transaction; the answers in batch order.
+async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingested>> {
+    let now = crate::record::Timestamp::now();
+    let mut client = get(&shared.pool).await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(pg("starting an ingest transaction"))?;
+
+    // Dedupe keys first: which ones this batch wins.
+    let claims: Vec<(usize, usize, &DedupeClaim)> = batch
+        .iter()
+        .enumerate()
+        .flat_map(|(b, p)| p.claims.iter().map(move |(i, c)| (b, *i, c)))
+        .collect();
+    let mut won: HashSet<(String, String)> = HashSet::new();
+    let mut holders: HashMap<(String, String), DedupeEntry> = HashMap::new();
+    if !claims.is_empty() {
+        let workflows: Vec<&str> = claims.iter().map(|(_, _, c)| c.workflow.as_str()).collect();
+        let keys: Vec<&str> = claims.iter().map(|(_, _, c)| c.key.as_str()).collect();
+        let events: Vec<&str> = claims
+            .iter()
+            .map(|(b, _, _)| batch[*b].event.id.as_str())
+            .collect();
+        let runs: Vec<String> = claims
+            .iter()
+            .map(|(b, _, _)| {
+                super::rows::to_json(&batch[*b].runs.iter().map(|r| &r.id).collect::<Vec<_>>())
+            })
+            .collect();
+        let expires: Vec<i64> = claims
+            .iter()
+            .map(|(_, _, c)| c.expires_at.0 as i64)
+            .collect();
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO hookflow.dedupe (workflow, key, event_id, runs, expires_at)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[])
+                 ON CONFLICT (workflow, key) DO UPDATE
+                   SET event_id = EXCLUDED.event_id, runs = EXCLUDED.runs, expires_at = EXCLUDED.expires_at
+                 WHERE hookflow.dedupe.expires_at <= $6
+                 RETURNING workflow, key",
+            )
+            .await
+            .map_err(pg("preparing the dedupe claim"))?;
+        let rows = tx
+            .query(
+                &stmt,
+                &[&workflows, &keys, &events, &runs, &expires, &(now.0 as i64)],
+            )
+            .await
+            .map_err(pg("claiming dedupe keys"))?;
+        won = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let lost: Vec<(&str, &str)> = claims
+            .iter()
+            .map(|(_, _, c)| (c.workflow.as_str(), c.key.as_str()))
+            .filter(|(w, k)| !won.contains(&(w.to_string(), k.to_string())))
+            .collect();
+        if !lost.is_empty() {
+            let (lw, lk): (Vec<&str>, Vec<&str>) = lost.into_iter().unzip();
+            let rows = tx
+                .query(
+                    "SELECT d.workflow, d.key, d.event_id, d.runs, d.expires_at
+                       FROM hookflow.dedupe d JOIN unnest($1::text[], $2::text[]) AS l(w, k)
+                         ON d.workflow = l.w AND d.key = l.k",
+                    &[&lw, &lk],
+                )
+                .await
+                .map_err(pg("reading dedupe holders"))?;
+            for r in rows {
+                let runs: String = r.get(3);
+                let expires: i64 = r.get(4);
+                holders.insert(
+                    (r.get(0), r.get(1)),
+                    DedupeEntry {
+                        event_id: crate::record::EventId(r.get(2)),
+                        runs: serde_json::from_str(&runs).unwrap_or_default(),
+                        expires_at: crate::record::Timestamp(expires.max(0) as u64),
+                    },
+                );
+            }
+        }
+    }
+    shared_crash_point("ingest.claims_written");
+
+    // Decide each ingest: its runs whose key is free (or that have none).
+    let mut answers: Vec<Ingested> = Vec::with_capacity(batch.len());
+    let mut stored: Vec<Prepared> = Vec::new();
+    let mut relink: Vec<(String, String, String)> = Vec::new();
+    for mut p in batch {
+        let mut keep = vec![true; p.runs.len()];
+        let mut holder: Option<DedupeEntry> = None;
+        for (i, c) in &p.claims {
+            let k = (c.workflow.clone(), c.key.clone());
+            if !won.contains(&k) {
+                if let Some(slot) = keep.get_mut(*i) {
+                    *slot = false;
+                }
+                if holder.is_none() {
+                    holder = holders.get(&k).cloned();
+                }
+            }
+        }
+        if !keep.iter().any(|k| *k) && !p.claims.is_empty() && !p.runs.is_empty() {
+            match holder {
+                Some(h) => {
+                    answers.push(Ingested::Duplicate {
+                        event_id: h.event_id,
+                        runs: h.runs,
+                    });
+                    continue;
+                }
+                None => {
+                    return Err(StoreError::Other(
+                        "a dedupe key was held but its holder could not be read".into(),
+                    ))
+                }
+            }
+        }
+        let partial = keep.iter().any(|k| !*k);
+        p.runs = p
+            .runs
+            .into_iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(r, _)| r)
+            .collect();
+        p.event.runs = p.runs.iter().map(|r| r.id.clone()).collect();
+        if let Some(s) = &mut p.stored_event {
+            s.runs = p.event.runs.clone();
+        }
+        if partial {
+            let runs = super::rows::to_json(&p.event.runs);
+            for (i, c) in &p.claims {
+                if keep.get(*i).copied().unwrap_or(false) {
+                    relink.push((c.workflow.clone(), c.key.clone(), runs.clone()));
+                }
+            }
+        }
+        answers.push(Ingested::Stored {
+            event_id: p.event.id.clone(),
+            runs: p.event.runs.clone(),
+        });
+        stored.push(p);
+    }
+    for (w, k, runs) in &relink {
+        tx.execute(
+            "UPDATE hookflow.dedupe SET runs = $3 WHERE workflow = $1 AND key = $2",
+            &[w, k, runs],
+        )
+        .await
+        .map_err(pg("linking dedupe keys to their runs"))?;
+    }
+
+    // Which fresh runs this node holds (kept in memory) and which go free.
+    let new_runs: usize = stored.iter().map(|p| p.runs.len()).sum();
+    let room = {
+        let held = shared.hot.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let reserved = shared.hot_reserved.load(Ordering::Relaxed) as usize;
+        MAX_HOT.saturating_sub(held + reserved).min(new_runs)
+    };
+    shared
+        .hot_reserved
+        .fetch_add(room as u64, Ordering::Relaxed);
+    let result = insert(shared, &tx, &stored, room).await;
+    let committed = match result {
+        Ok(tokens) => {
+            shared_crash_point("ingest.runs_written");
+            shared_crash_point("ingest.event_written");
+            tx.commit()
+                .await
+                .map_err(pg("committing an ingest"))
+                .map(|()| tokens)
+        }
+        Err(e) => Err(e),
+    };
+    shared
+        .hot_reserved
+        .fetch_sub(room as u64, Ordering::Relaxed);
+    let tokens = committed?;
+    shared_crash_point("ingest.flushed");
+
+    // Durable: hand the held runs to this node's dispatcher, tell others
+    // about the free ones, and the live stream about all.
+    let mut freed = false;
+    {
+        let mut hot = shared.hot.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tokens = tokens.into_iter();
+        for p in &stored {
+            let event = p.event.clone();
+            for r in &p.runs {
+                match tokens.next().flatten() {
+                    Some(token) => hot.push_back(HotRun {
+                        run: r.clone(),
+                        event: Some(event.clone()),
+                        token,
+                    }),
+                    None => freed = true,
+                }
+            }
+        }
+    }
+    for p in &stored {
+        for r in &p.runs {
+            feed::publish_local(shared, crate::record::RunUpdate::of(r));
+        }
+    }
+    shared.changed.notify_one();
+    if freed {
+        feed::notify_work(shared).await;
+    }
+    Ok(answers)
+}
+
+/// The crash points of an ingest (see the module doc of `postgres`).
+fn shared_crash_point(point: &str) {
+    if crate::fault::hits(point) {
+        crate::fault::crash(point);
+    }
+}
+
+/// Insert the events, runs and queue rows of the batch in one statement;
+/// the first `held` runs are held by this node. Returns each run's token
+/// (`None`: left free), in order.
+async fn insert(
+    shared: &Shared,
+    tx: &deadpool_postgres::Transaction<'_>,
+    stored: &[Prepared],
+    held: usize,
+) -> Result<Vec<Option<i64>>> {
+    let mut e_id = Vec::new();
+    let mut e_at = Vec::new();
+    let mut e_outcome = Vec::new();
+    let mut e_workflows = Vec::new();
+    let mut e_runs = Vec::new();
+    let mut e_bytes = Vec::new();
+    let mut e_record = Vec::new();
+    let mut r_id = Vec::new();
+    let mut r_event = Vec::new();
+    let mut r_workflow = Vec::new();
+    let mut r_status = Vec::new();
+    let mut r_created = Vec::new();
+    let mut r_bytes = Vec::new();
+    let mut r_plan = Vec::new();
+    let mut r_head = Vec::new();
+    let mut q_node: Vec<Option<&str>> = Vec::new();
+    let mut q_token: Vec<Option<i64>> = Vec::new();
+    let mut tokens = Vec::new();
+    for p in stored {
+        let shown = p.stored_event.as_ref().unwrap_or(&p.event);
+        let mut record = shown.clone();
+        record.runs = Vec::new();
+        let text = super::rows::to_json(&record);
+        e_id.push(p.event.id.as_str());
+        e_at.push(p.event.received_at.0 as i64);
+        e_outcome.push(p.event.outcome.as_str());
+        e_workflows.push(workflows_column(&p.event.workflows));
+        e_runs.push(
+            p.event
+                .runs
+                .iter()
+                .map(RunId::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        e_bytes.push(text.len() as i32);
+        e_record.push(text);
+        for r in &p.runs {
+            let head = super::rows::head_json(r);
+            let plan = super::rows::plan_json(r);
+            r_id.push(r.id.as_str());
+            r_event.push(r.event_id.as_str());
+            r_workflow.push(r.workflow.as_str());
+            r_status.push(r.status.as_str());
+            r_created.push(r.created_at.0 as i64);
+            r_bytes.push((head.len() + plan.len()) as i32);
+            r_plan.push(plan);
+            r_head.push(head);
+            let token = (tokens.len() < held).then(|| fastrand::i64((1 << 62)..i64::MAX));
+            q_node.push(token.map(|_| shared.node.as_str()));
+            q_token.push(token);
+            tokens.push(token);
+        }
+    }
+    let stmt = tx
+        .prepare_cached(
+            "WITH e AS (
+                INSERT INTO hookflow.events (id, received_at, outcome, workflows, runs, bytes, record)
+                SELECT id, at, outcome, workflows, string_to_array(runs, ','), bytes, record
+                  FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::text[])
+                       AS t(id, at, outcome, workflows, runs, bytes, record)
+             ), r AS (
+                INSERT INTO hookflow.runs (id, event_id, workflow, status, created_at, bytes, plan, head)
+                SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::int8[], $13::int4[], $14::text[], $15::text[])
+             )
+             INSERT INTO hookflow.queue (run_id, due, node, token, lease_until)
+             SELECT id, due, node, token,
+                    CASE WHEN node IS NULL THEN NULL ELSE now() + make_interval(secs => $18) END
+               FROM unnest($8::text[], $12::int8[], $16::text[], $17::int8[]) AS q(id, due, node, token)",
+        )
+        .await
+        .map_err(pg("preparing the ingest"))?;
+    tx.execute(
+        &stmt,
+        &[
+            &e_id,
+            &e_at,
+            &e_outcome,
+            &e_workflows,
+            &e_runs,
+            &e_bytes,
+            &e_record,
+            &r_id,
+            &r_event,
+            &r_workflow,
+            &r_status,
+            &r_created,
+            &r_bytes,
+            &r_plan,
+            &r_head,
+            &q_node,
+            &q_token,
+            &shared.lease.as_secs_f64(),
+        ],
+    )
+    .await
+    .map_err(pg("storing events and runs"))?;
+    Ok(tokens)
+}

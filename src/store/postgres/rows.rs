@@ -1,0 +1,333 @@
+//! A [`Run`] as rows and back: its head (every field but the steps), its
+//! plan (the step ids and kinds, so steps not reached yet need no row),
+//! one row per step record that left `pending`, one row per attempt.
+//!
+//! [`Written`] remembers what the store holds of a run its executor is
+//! saving, so that a save writes only the rows that changed: the head, the
+//! step records that differ, the attempts that are new.
+
+use crate::record::{Attempt, EventId, Run, RunId, RunStatus, StepKind, StepRecord, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// The head of a run as stored: every field of [`Run`] but the steps.
+#[derive(Serialize, Deserialize)]
+pub struct Head {
+    pub id: RunId,
+    pub workflow: String,
+    pub workflow_version: String,
+    pub event_id: EventId,
+    pub status: RunStatus,
+    pub attempt: u32,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub duration_ms: Option<u64>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub replay_of: Option<RunId>,
+    pub replays: Vec<RunId>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub summary: String,
+}
+
+/// The head of `run`, as JSON text.
+pub fn head_json(run: &Run) -> String {
+    #[derive(Serialize)]
+    struct HeadRef<'a> {
+        id: &'a RunId,
+        workflow: &'a str,
+        workflow_version: &'a str,
+        event_id: &'a EventId,
+        status: RunStatus,
+        attempt: u32,
+        created_at: Timestamp,
+        started_at: Option<Timestamp>,
+        finished_at: Option<Timestamp>,
+        duration_ms: Option<u64>,
+        next_attempt_at: Option<Timestamp>,
+        replay_of: Option<&'a RunId>,
+        replays: &'a [RunId],
+        error: Option<&'a str>,
+        summary: &'a str,
+    }
+    to_json(&HeadRef {
+        id: &run.id,
+        workflow: &run.workflow,
+        workflow_version: &run.workflow_version,
+        event_id: &run.event_id,
+        status: run.status,
+        attempt: run.attempt,
+        created_at: run.created_at,
+        started_at: run.started_at,
+        finished_at: run.finished_at,
+        duration_ms: run.duration_ms,
+        next_attempt_at: run.next_attempt_at,
+        replay_of: run.replay_of.as_ref(),
+        replays: &run.replays,
+        error: run.error.as_deref(),
+        summary: &run.summary,
+    })
+}
+
+/// The plan of `run`: its step ids and kinds, in order.
+pub fn plan_json(run: &Run) -> String {
+    let plan: Vec<(&str, StepKind)> = run.steps.iter().map(|s| (s.id.as_str(), s.kind)).collect();
+    to_json(&plan)
+}
+
+/// A step record as its row keeps it: without its attempts (they have
+/// rows of their own).
+pub fn step_json(step: &StepRecord) -> String {
+    #[derive(Serialize)]
+    struct StepRef<'a> {
+        id: &'a str,
+        kind: StepKind,
+        status: crate::record::StepStatus,
+        started_at: Option<Timestamp>,
+        duration_ms: Option<u64>,
+        output: &'a Option<serde_json::Value>,
+        error: &'a Option<String>,
+        logs: &'a [String],
+        attempts: [(); 0],
+        // As `StepRecord` writes them: only where they apply. A branch's
+        // and an item's steps keep their attempts inside.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        uses: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        branch: &'a Option<crate::record::Branch>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        steps: &'a Option<Vec<StepRecord>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        items: &'a Option<Vec<crate::record::ItemRecord>>,
+    }
+    to_json(&StepRef {
+        id: &step.id,
+        kind: step.kind,
+        status: step.status,
+        started_at: step.started_at,
+        duration_ms: step.duration_ms,
+        output: &step.output,
+        error: &step.error,
+        logs: &step.logs,
+        attempts: [],
+        uses: &step.uses,
+        branch: &step.branch,
+        steps: &step.steps,
+        items: &step.items,
+    })
+}
+
+pub fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("records are plain data and always serialize")
+}
+
+/// Put a run together from its rows. `steps` and `attempts` are this
+/// run's rows (in any order).
+pub fn assemble(
+    head: &str,
+    plan: &str,
+    steps: Vec<(i32, String)>,
+    mut attempts: Vec<(i32, i32, String)>,
+) -> Result<Run, String> {
+    let head: Head = serde_json::from_str(head).map_err(|e| format!("run head: {e}"))?;
+    let plan: Vec<(String, StepKind)> =
+        serde_json::from_str(plan).map_err(|e| format!("run plan: {e}"))?;
+    let mut records: Vec<StepRecord> = plan
+        .iter()
+        .map(|(id, kind)| StepRecord::pending(id, *kind))
+        .collect();
+    for (idx, text) in steps {
+        let rec: StepRecord =
+            serde_json::from_str(&text).map_err(|e| format!("step {idx}: {e}"))?;
+        match usize::try_from(idx).ok().and_then(|i| records.get_mut(i)) {
+            Some(slot) => *slot = rec,
+            None => return Err(format!("step row {idx} is beyond the plan")),
+        }
+    }
+    attempts.sort_by_key(|(s, n, _)| (*s, *n));
+    for (idx, _, text) in attempts {
+        let a: Attempt =
+            serde_json::from_str(&text).map_err(|e| format!("attempt of step {idx}: {e}"))?;
+        if let Some(slot) = usize::try_from(idx).ok().and_then(|i| records.get_mut(i)) {
+            slot.attempts.push(a);
+        }
+    }
+    Ok(Run {
+        id: head.id,
+        workflow: head.workflow,
+        workflow_version: head.workflow_version,
+        event_id: head.event_id,
+        status: head.status,
+        attempt: head.attempt,
+        created_at: head.created_at,
+        started_at: head.started_at,
+        finished_at: head.finished_at,
+        duration_ms: head.duration_ms,
+        next_attempt_at: head.next_attempt_at,
+        replay_of: head.replay_of,
+        replays: head.replays,
+        error: head.error,
+        summary: head.summary,
+        steps: records,
+    })
+}
+
+/// What the store holds of one run, as far as its executor knows.
+#[derive(Debug, Default, Clone)]
+pub struct Written {
+    /// Each step record as last written (without attempts), `None` while
+    /// it has no row.
+    steps: Vec<Option<String>>,
+    /// Attempts written, per step.
+    attempts: Vec<usize>,
+    plan: Option<String>,
+}
+
+/// The rows one save writes.
+#[derive(Debug, Default)]
+pub struct Delta {
+    pub head: String,
+    /// `Some` when the plan changed (a step was added by another version).
+    pub plan: Option<String>,
+    pub step_idx: Vec<i32>,
+    pub step_rows: Vec<String>,
+    pub attempt_step: Vec<i32>,
+    pub attempt_n: Vec<i32>,
+    pub attempt_rows: Vec<String>,
+    /// Bytes this save adds to the run's history.
+    pub bytes: i32,
+}
+
+impl Written {
+    /// Everything `run` holds is in the store (it was read from there, or
+    /// written whole).
+    pub fn all_of(run: &Run) -> Written {
+        let mut w = Written::default();
+        let _ = w.delta(run);
+        w
+    }
+
+    /// A fresh run as ingest stores it: a head and a plan, no step rows.
+    pub fn fresh(run: &Run) -> Written {
+        Written {
+            steps: vec![None; run.steps.len()],
+            attempts: vec![0; run.steps.len()],
+            plan: Some(plan_json(run)),
+        }
+    }
+
+    /// The rows that bring the store from what it holds to `run`; what it
+    /// then holds is remembered (call [`Written::forget`] with the old
+    /// state if the write fails).
+    pub fn delta(&mut self, run: &Run) -> Delta {
+        let mut d = Delta {
+            head: head_json(run),
+            ..Delta::default()
+        };
+        let plan = plan_json(run);
+        if self.plan.as_ref() != Some(&plan) {
+            d.bytes += plan.len() as i32;
+            d.plan = Some(plan.clone());
+            self.plan = Some(plan);
+        }
+        self.steps
+            .resize(run.steps.len().max(self.steps.len()), None);
+        self.attempts
+            .resize(run.steps.len().max(self.attempts.len()), 0);
+        for (i, step) in run.steps.iter().enumerate() {
+            if step.status != crate::record::StepStatus::Pending || self.steps[i].is_some() {
+                let row = step_json(step);
+                if self.steps[i].as_ref() != Some(&row) {
+                    d.bytes = d.bytes.saturating_add(row.len() as i32);
+                    d.step_idx.push(i as i32);
+                    d.step_rows.push(row.clone());
+                    self.steps[i] = Some(row);
+                }
+            }
+            for (n, a) in step.attempts.iter().enumerate().skip(self.attempts[i]) {
+                let row = to_json(a);
+                d.bytes = d.bytes.saturating_add(row.len() as i32);
+                d.attempt_step.push(i as i32);
+                d.attempt_n.push(n as i32);
+                d.attempt_rows.push(row);
+            }
+            self.attempts[i] = self.attempts[i].max(step.attempts.len());
+        }
+        d.bytes = d.bytes.saturating_add(d.head.len() as i32);
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::StepStatus;
+
+    fn run() -> Run {
+        serde_json::from_value(serde_json::json!({
+            "id": RunId::generate(), "workflow": "w", "workflow_version": "v",
+            "event_id": EventId::generate(), "status": "queued", "attempt": 0,
+            "created_at": Timestamp::now(), "started_at": null, "finished_at": null,
+            "duration_ms": null, "next_attempt_at": null, "replay_of": null,
+            "replays": [], "steps": [
+                {"id": "a", "kind": "transform", "status": "pending", "started_at": null,
+                 "duration_ms": null, "output": null, "error": null, "logs": [], "attempts": []},
+                {"id": "b", "kind": "http", "status": "pending", "started_at": null,
+                 "duration_ms": null, "output": null, "error": null, "logs": [], "attempts": []}
+            ]
+        }))
+        .expect("a run")
+    }
+
+    fn attempt(n: u32) -> Attempt {
+        serde_json::from_value(serde_json::json!({
+            "n": n, "started_at": Timestamp::now(), "duration_ms": 3,
+            "request": {"method": "POST", "url": "http://x", "headers": {}, "body": {"k": "\u{0}"}},
+            "response": null, "error": "HTTP 503"
+        }))
+        .expect("an attempt")
+    }
+
+    #[test]
+    fn a_save_writes_only_what_changed_and_assembles_back() {
+        let mut r = run();
+        let mut w = Written::fresh(&r);
+        let d = w.delta(&r);
+        assert!(d.step_rows.is_empty() && d.attempt_rows.is_empty() && d.plan.is_none());
+
+        r.steps[0].status = StepStatus::Succeeded;
+        r.steps[0].output = Some(serde_json::json!({"n": 1}));
+        r.steps[1].status = StepStatus::Retrying;
+        r.steps[1].attempts.push(attempt(1));
+        let d = w.delta(&r);
+        assert_eq!(d.step_idx, vec![0, 1]);
+        assert_eq!(
+            (d.attempt_step.clone(), d.attempt_n.clone()),
+            (vec![1], vec![0])
+        );
+
+        r.steps[1].status = StepStatus::Succeeded;
+        r.steps[1].attempts.push(attempt(2));
+        let d = w.delta(&r);
+        assert_eq!(d.step_idx, vec![1], "the first step did not change");
+        assert_eq!(d.attempt_n, vec![1], "only the new attempt");
+
+        // What the rows hold puts the run back together.
+        let mut all = Written::fresh(&run());
+        let full = all.delta(&r);
+        let steps = full.step_idx.iter().copied().zip(full.step_rows).collect();
+        let attempts = full
+            .attempt_step
+            .iter()
+            .zip(&full.attempt_n)
+            .zip(full.attempt_rows)
+            .map(|((s, n), t)| (*s, *n, t))
+            .collect();
+        let back = assemble(&full.head, &plan_json(&r), steps, attempts).expect("assembles");
+        assert_eq!(
+            serde_json::to_value(&back).expect("json"),
+            serde_json::to_value(&r).expect("json")
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! The PostgreSQL store on its own, through the storage interface the
+//! engine uses, with two stores on one database standing for two nodes:
+//! ingest and claims, fencing after a takeover, dedupe races, claims that
+//! never overlap, workflow state off the async runtime, the
+//! `synchronous_commit` check, and retention by whole days.
+
+mod common;
+
+use hookflow::record::{Event, EventId, Run, RunId, RunStatus, StepStatus, Timestamp};
+use hookflow::store::postgres::{schema, PgOptions};
+use hookflow::store::{DedupeClaim, Durability, Ingest, Ingested, Store, StoreError};
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::Duration;
+
+fn event() -> Event {
+    event_with_id(EventId::generate())
+}
+
+fn event_with_id(id: EventId) -> Event {
+    serde_json::from_value(json!({
+        "id": id, "received_at": Timestamp::now(),
+        "path": "/hooks/w", "method": "POST", "headers": {}, "query": {},
+        "body": {"k": "\u{0}"}, "outcome": "accepted", "reason": null,
+        "workflows": ["w"], "runs": []
+    }))
+    .expect("an event")
+}
+
+fn run_of(event: &Event) -> Run {
+    serde_json::from_value(json!({
+        "id": RunId::generate(), "workflow": "w", "workflow_version": "v1",
+        "event_id": event.id, "status": "queued", "attempt": 0,
+        "created_at": Timestamp::now(), "started_at": null, "finished_at": null,
+        "duration_ms": null, "next_attempt_at": null, "replay_of": null,
+        "replays": [], "steps": [
+            {"id": "shape", "kind": "transform", "status": "pending", "started_at": null,
+             "duration_ms": null, "output": null, "error": null, "logs": [], "attempts": []},
+            {"id": "deliver", "kind": "http", "status": "pending", "started_at": null,
+             "duration_ms": null, "output": null, "error": null, "logs": [], "attempts": []}
+        ]
+    }))
+    .expect("a run")
+}
+
+fn ingest_of(event: Event, key: Option<&str>) -> Ingest {
+    let run = run_of(&event);
+    let claims = key
+        .map(|k| {
+            vec![(
+                0,
+                DedupeClaim {
+                    workflow: "w".into(),
+                    key: k.into(),
+                    expires_at: Timestamp::now().plus(Duration::from_secs(3600)),
+                },
+            )]
+        })
+        .unwrap_or_default();
+    Ingest {
+        event,
+        stored_event: None,
+        runs: vec![run],
+        claims,
+    }
+}
+
+/// A store on `url` with this lease; its heartbeat is not started, so the
+/// runs it holds lapse after the lease unless a test starts it.
+async fn open(url: &str, lease: Duration) -> Store {
+    Store::open_postgres(
+        url,
+        &PgOptions {
+            lease,
+            accept_async_commit: false,
+        },
+    )
+    .await
+    .expect("the store opens")
+}
+
+fn stored_runs(i: &Ingested) -> Vec<RunId> {
+    match i {
+        Ingested::Stored { runs, .. } => runs.clone(),
+        Ingested::Duplicate { .. } => panic!("expected a stored event: {i:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingested_run_is_durable_held_by_its_node_and_assembled_from_rows() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let a = open(&url, Duration::from_secs(15)).await;
+    let e = event();
+    let answer = a.ingest(ingest_of(e.clone(), None)).await.expect("ingest");
+    let runs = stored_runs(&answer);
+    // Visible from another node at once (committed before the answer).
+    let b = open(&url, Duration::from_secs(15)).await;
+    let stored = b
+        .run(runs[0].as_str())
+        .await
+        .expect("read")
+        .expect("the run");
+    assert_eq!(stored.status, RunStatus::Queued);
+    assert_eq!(stored.steps.len(), 2);
+    let event = b
+        .event(e.id.as_str())
+        .await
+        .expect("read")
+        .expect("the event");
+    assert_eq!(event.runs, runs);
+    assert_eq!(event.body, json!({"k": "\u{0}"}), "any JSON is kept");
+    // Held by the ingesting node: the other finds nothing to claim.
+    let far = Timestamp::now().plus(Duration::from_secs(60));
+    assert!(b.claim(far, 10).await.expect("claim").is_empty());
+    let mut claims = a.claim(far, 10).await.expect("claim");
+    assert_eq!(claims.len(), 1);
+    let claim = claims.pop().expect("one");
+    let (mut run, _event) = a.load(&claim).await.expect("load").expect("a run");
+    // Saves write what changed; the run reads back the same.
+    run.status = RunStatus::Running;
+    run.steps[0].status = StepStatus::Succeeded;
+    run.steps[0].output = Some(json!({"n": 1}));
+    a.save(&claim, &run, Durability::Now).await.expect("save");
+    run.steps[1].status = StepStatus::Succeeded;
+    run.status = RunStatus::Succeeded;
+    a.finish(&claim, &run, Durability::Now)
+        .await
+        .expect("finish");
+    a.release(claim, false);
+    let back = b
+        .run(run.id.as_str())
+        .await
+        .expect("read")
+        .expect("the run");
+    assert_eq!(
+        serde_json::to_value(&back).expect("json"),
+        serde_json::to_value(&run).expect("json")
+    );
+    assert_eq!(
+        cluster.psql(&url, "SELECT count(*) FROM hookflow.queue"),
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_lease_was_taken_over_writes_nothing() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let lease = Duration::from_secs(1);
+    let a = open(&url, lease).await;
+    let b = open(&url, lease).await;
+    let answer = a.ingest(ingest_of(event(), None)).await.expect("ingest");
+    let run_id = stored_runs(&answer).remove(0);
+    let far = Timestamp::now().plus(Duration::from_secs(60));
+    let a_claim = a
+        .claim(far, 1)
+        .await
+        .expect("claim")
+        .pop()
+        .expect("held by a");
+    let (mut a_run, _) = a.load(&a_claim).await.expect("load").expect("run");
+    a.hold(&a_claim)
+        .await
+        .expect("a holds it while its lease lasts");
+    // A's heartbeat never runs: its lease lapses and B takes the run over.
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+    let b_claim = b
+        .claim(far, 1)
+        .await
+        .expect("claim")
+        .pop()
+        .expect("taken over");
+    assert_eq!(b_claim.run_id, run_id);
+    let (mut b_run, _) = b.load(&b_claim).await.expect("load").expect("run");
+    b_run.status = RunStatus::Succeeded;
+    b_run.steps[0].status = StepStatus::Succeeded;
+    b_run.steps[0].output = Some(json!("from b"));
+    b.finish(&b_claim, &b_run, Durability::Now)
+        .await
+        .expect("b finishes");
+
+    // A wakes up: every write fails as lost, and changes nothing.
+    assert!(matches!(
+        a.hold(&a_claim).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    a_run.status = RunStatus::Failed;
+    a_run.steps[0].status = StepStatus::Failed;
+    a_run.steps[0].error = Some("from a".into());
+    for outcome in [
+        a.save(&a_claim, &a_run, Durability::Now).await,
+        a.finish(&a_claim, &a_run, Durability::Now).await,
+    ] {
+        assert!(
+            matches!(outcome, Err(StoreError::LeaseLost { .. })),
+            "{outcome:?}"
+        );
+    }
+    a_run.next_attempt_at = Some(Timestamp::now());
+    a_run.status = RunStatus::Retrying;
+    assert!(matches!(
+        a.schedule(&a_claim, &a_run).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let stored = b.run(run_id.as_str()).await.expect("read").expect("run");
+    assert_eq!(stored.status, RunStatus::Succeeded);
+    assert_eq!(stored.steps[0].output, Some(json!("from b")));
+    assert_eq!(stored.steps[0].error, None);
+    assert_eq!(
+        cluster.psql(&url, "SELECT count(*) FROM hookflow.queue"),
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let a = open(&url, Duration::from_secs(15)).await;
+    let b = open(&url, Duration::from_secs(15)).await;
+    for round in 0..20 {
+        let key = format!("key-{round}");
+        let (x, y) = tokio::join!(
+            a.ingest(ingest_of(event(), Some(&key))),
+            b.ingest(ingest_of(event(), Some(&key)))
+        );
+        let (x, y) = (x.expect("a answers"), y.expect("b answers"));
+        let (stored, dup) = match (&x, &y) {
+            (Ingested::Stored { .. }, Ingested::Duplicate { .. }) => (&x, &y),
+            (Ingested::Duplicate { .. }, Ingested::Stored { .. }) => (&y, &x),
+            _ => panic!("round {round}: one stored, one duplicate: {x:?} {y:?}"),
+        };
+        let (
+            Ingested::Stored { event_id, runs },
+            Ingested::Duplicate {
+                event_id: first,
+                runs: first_runs,
+            },
+        ) = (stored, dup)
+        else {
+            unreachable!("matched above")
+        };
+        assert_eq!((event_id, runs), (first, first_runs), "round {round}");
+    }
+    assert_eq!(
+        cluster.psql(&url, "SELECT count(*) FROM hookflow.runs"),
+        "20"
+    );
+    // Within one node too, many at once.
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let a = a.clone();
+        tasks.push(tokio::spawn(async move {
+            a.ingest(ingest_of(event(), Some("shared"))).await
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        if let Ingested::Stored { .. } = t.await.expect("task").expect("answer") {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_runs_are_claimed_by_one_node_each() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let first = open(&url, Duration::from_secs(15)).await;
+    let mut ids = HashSet::new();
+    for _ in 0..120 {
+        let answer = first
+            .ingest(ingest_of(event(), None))
+            .await
+            .expect("ingest");
+        ids.extend(stored_runs(&answer));
+    }
+    // A clean stop lets go of what the node held: free for any node.
+    first.close().await.expect("close");
+    let a = open(&url, Duration::from_secs(15)).await;
+    let b = open(&url, Duration::from_secs(15)).await;
+    let far = Timestamp::now().plus(Duration::from_secs(60));
+    let mut seen: HashSet<RunId> = HashSet::new();
+    for _ in 0..20 {
+        let (x, y) = tokio::join!(a.claim(far, 7), b.claim(far, 7));
+        for c in x.expect("claims").into_iter().chain(y.expect("claims")) {
+            assert!(seen.insert(c.run_id.clone()), "{} claimed twice", c.run_id);
+        }
+        // Each poll that finds something lets the next one go at once.
+    }
+    while seen.len() < ids.len() {
+        let got = a.claim(far, 50).await.expect("claims");
+        if got.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for c in got {
+            assert!(seen.insert(c.run_id.clone()), "{} claimed twice", c.run_id);
+        }
+    }
+    assert_eq!(seen, ids.into_iter().collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_state_is_shared_and_waits_off_the_runtime() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let a = open(&url, Duration::from_secs(15)).await;
+    let b = open(&url, Duration::from_secs(15)).await;
+    let (sa, sb) = (a.state(), b.state());
+    assert!(sa.blocks(), "scripts that use it must not run inline");
+    assert!(!Store::temporary().expect("sled").state().blocks());
+    let got = tokio::task::spawn_blocking(move || {
+        sa.set("w", "count", &json!({"n": 2})).expect("set");
+        sb.get("w", "count").expect("get")
+    })
+    .await
+    .expect("blocking task");
+    assert_eq!(got, Some(json!({"n": 2})));
+    let sb = b.state();
+    let gone = tokio::task::spawn_blocking(move || {
+        sb.set("w", "count", &serde_json::Value::Null)
+            .expect("clear");
+        sb.get("w", "count").expect("get")
+    })
+    .await
+    .expect("blocking task");
+    assert_eq!(gone, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asynchronous_commit_is_refused_unless_accepted() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let db = url.rsplit('/').next().expect("a database name").to_string();
+    cluster.psql(
+        &url,
+        &format!("ALTER DATABASE {db} SET synchronous_commit = off"),
+    );
+    let refused = Store::open_postgres(&url, &PgOptions::default()).await;
+    let Err(e) = refused else {
+        panic!("a database that commits asynchronously was accepted")
+    };
+    assert!(e.to_string().contains("--accept-async-commit"), "{e}");
+    let accepted = Store::open_postgres(
+        &url,
+        &PgOptions {
+            accept_async_commit: true,
+            ..PgOptions::default()
+        },
+    )
+    .await;
+    assert!(accepted.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_whole_days_but_not_one_with_unfinished_runs() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let store = open(&url, Duration::from_secs(15)).await;
+    let day_ms = 24 * 3600 * 1000;
+    let today = schema::day_start(Timestamp::now().0);
+    // Two old days, each with its partitions and an event with a run; the
+    // run of the later one is unfinished (it has a queue row).
+    let mut old = Vec::new();
+    for back in [3, 2] {
+        let day = today - back * day_ms;
+        for (table, prefix) in schema::HISTORY {
+            cluster.psql(
+                &url,
+                &format!(
+                    "CREATE TABLE hookflow.{} PARTITION OF hookflow.{table} FOR VALUES FROM ('{}') TO ('{}')",
+                    schema::partition_name(table, day),
+                    schema::id_floor(prefix, day),
+                    schema::id_floor(prefix, day + day_ms)
+                ),
+            );
+        }
+        let event_id = format!("{}0000000000000001", schema::id_floor("evt_", day + 1000));
+        let run_id = format!("{}0000000000000001", schema::id_floor("run_", day + 1000));
+        cluster.psql(
+            &url,
+            &format!(
+                "INSERT INTO hookflow.events (id, received_at, outcome, workflows, runs, bytes, record)
+                 VALUES ('{event_id}', {t}, 'accepted', ',w,', ARRAY['{run_id}'], 10, '{{}}');
+                 INSERT INTO hookflow.runs (id, event_id, workflow, status, created_at, bytes, plan, head)
+                 VALUES ('{run_id}', '{event_id}', 'w', 'succeeded', {t}, 10, '[]', '{{}}');
+                 INSERT INTO hookflow.steps (run_id, idx, record) VALUES ('{run_id}', 0, '{{}}');",
+                t = day + 1000
+            ),
+        );
+        old.push((day, event_id, run_id));
+    }
+    cluster.psql(
+        &url,
+        &format!(
+            "INSERT INTO hookflow.queue (run_id, due) VALUES ('{}', 0)",
+            old[1].2
+        ),
+    );
+    // A recent event stays.
+    let recent = store
+        .ingest(ingest_of(event(), None))
+        .await
+        .expect("ingest");
+    let recent = stored_runs(&recent).remove(0);
+
+    let now = Timestamp::now();
+    let cutoff = Timestamp(now.0 - day_ms);
+    let pruned = store.prune(cutoff, u64::MAX, now).await.expect("prune");
+    assert_eq!((pruned.events, pruned.runs), (1, 1), "{pruned:?}");
+    let exists = |table: &str, day: u64| {
+        cluster.psql(
+            &url,
+            &format!(
+                "SELECT to_regclass('hookflow.{}') IS NOT NULL",
+                schema::partition_name(table, day)
+            ),
+        ) == "t"
+    };
+    for (table, _) in schema::HISTORY {
+        assert!(
+            !exists(table, old[0].0),
+            "{table} of the old day was dropped"
+        );
+        assert!(exists(table, old[1].0), "{table} of the busy day stays");
+    }
+    let count = |sql: String| cluster.psql(&url, &sql);
+    assert_eq!(
+        count(format!(
+            "SELECT count(*) FROM hookflow.runs WHERE id = '{}'",
+            old[1].2
+        )),
+        "1"
+    );
+    assert_eq!(
+        count(format!(
+            "SELECT count(*) FROM hookflow.events WHERE id = '{}'",
+            old[1].1
+        )),
+        "1"
+    );
+    assert!(store.run(recent.as_str()).await.expect("read").is_some());
+    // Partitions for the coming days are ready.
+    assert!(exists("events", today + day_ms));
+}
