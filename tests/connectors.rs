@@ -300,7 +300,8 @@ actions:
       count: {{ type: integer }}
     http:
       path: /send/{{{{ $.params.text }}}}
-      body: {{ text: "{{{{ $.params.text }}}}", count: "{{{{ $.params.count }}}}" }}
+      query: {{ n: "{{{{ $.params.count }}}}" }}
+      body: {{ text: "{{{{ $.params.text }}}}", count: "{{{{ $.params.count }}}}", meta: {{ count: "{{{{ $.params.count }}}}" }} }}
       retry: {{ attempts: 3, backoff: 10ms }}
     ok_when: {{ $.response.body.accepted: true }}
     error: "{{{{ $.response.body.reason }}}}"
@@ -340,8 +341,11 @@ async fn a_uses_step_retries_and_records_like_an_http_step() {
     assert_eq!(attempts[0]["error"], "HTTP 503: busy");
     let first = sink.next().await;
     let second = sink.next().await;
-    assert_eq!(first.uri, "/api/send/hi");
-    assert_eq!(first.json(), json!({"text": "hi", "count": 2}));
+    assert_eq!(first.uri, "/api/send/hi?n=2");
+    assert_eq!(
+        first.json(),
+        json!({"text": "hi", "count": 2, "meta": {"count": 2}})
+    );
     let key = format!("{}.send", run["id"].as_str().expect("id"));
     assert_eq!(first.headers["idempotency-key"], key);
     assert_eq!(second.headers["idempotency-key"], key);
@@ -362,7 +366,11 @@ async fn a_uses_step_retries_and_records_like_an_http_step() {
         run["steps"][0]["attempts"].as_array().map(Vec::len),
         Some(1)
     );
-    sink.next().await;
+    // A parameter the workflow left out is left out of the query and the
+    // body, and so is the object it alone filled.
+    let sent = sink.next().await;
+    assert_eq!(sent.uri, "/api/send/no");
+    assert_eq!(sent.json(), json!({"text": "no"}));
 
     // A parameter rendered to the wrong type fails before anything is sent.
     let run = server

@@ -116,6 +116,21 @@ impl Prepared {
         let url = redactor.redacted(self.url.as_str()).into_owned();
         let mut headers: BTreeMap<String, String> = self.headers.iter().cloned().collect();
         redactor.redact_map(&mut headers);
+        // A credential header is a secret whole: Basic's base64 of
+        // `user:secret` would otherwise keep a few characters around the
+        // redacted part (they encode the `:` and the secret's first bits).
+        for (name, value) in headers.iter_mut() {
+            if CREDENTIAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                let scheme = value
+                    .split_once(' ')
+                    .map(|(s, _)| s.to_string())
+                    .filter(|s| !s.contains(crate::record::REDACTED));
+                *value = match scheme {
+                    Some(s) => format!("{s} {}", crate::record::REDACTED),
+                    None => crate::record::REDACTED.to_string(),
+                };
+            }
+        }
         AttemptRequest {
             method: self.method.to_string(),
             url,
@@ -125,6 +140,10 @@ impl Prepared {
         }
     }
 }
+
+/// Request headers whose whole value is a credential, kept in the attempt
+/// record as `<scheme> [redacted]`.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization"];
 
 /// A received response.
 #[derive(Debug, Clone)]
@@ -172,7 +191,17 @@ impl HttpAction {
         if !self.query.is_empty() {
             let mut pairs = url.query_pairs_mut();
             for (k, t) in &self.query {
-                pairs.append_pair(k, &t.render_text(ctx));
+                let value = t.render_value(ctx);
+                // A connector names every query parameter an action takes;
+                // those a workflow leaves out are left out.
+                if value.is_null() && self.uses.is_some() {
+                    continue;
+                }
+                pairs.append_pair(k, &value_text(&value));
+            }
+            drop(pairs);
+            if url.query() == Some("") {
+                url.set_query(None);
             }
         }
         let mut headers = Vec::with_capacity(self.headers.len() + 2);
@@ -369,16 +398,24 @@ pub(super) fn settle(attempt: &mut Attempt, outcome: &Outcome, redactor: &Redact
     }
 }
 
-/// Remove the object entries whose value is null, at any depth (array
-/// items stay: a null there is a value, an empty cell say).
-fn prune_nulls(v: &mut Value) {
+/// Remove the object entries whose value is null, at any depth, and the
+/// objects that this empties (`priority: {name: …}` without a name goes
+/// whole); an object written empty stays, and array items stay (a null
+/// there is a value, an empty cell say). True when `v` was emptied.
+fn prune_nulls(v: &mut Value) -> bool {
     match v {
         Value::Object(m) => {
-            m.retain(|_, v| !v.is_null());
-            m.values_mut().for_each(prune_nulls);
+            let before = m.len();
+            m.retain(|_, v| !v.is_null() && !prune_nulls(v));
+            before > 0 && m.is_empty()
         }
-        Value::Array(items) => items.iter_mut().for_each(prune_nulls),
-        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+        Value::Array(items) => {
+            items.iter_mut().for_each(|i| {
+                prune_nulls(i);
+            });
+            false
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => false,
     }
 }
 
@@ -927,5 +964,57 @@ mod tests {
                 (Err(e), Ok(_)) => panic!("{url} with {event}: {e}"),
             }
         }
+    }
+
+    /// A connector body names every parameter; what a workflow leaves out
+    /// (null) goes, and so does an object left empty by that, while an
+    /// object written empty and array items stay.
+    #[test]
+    fn prune_nulls_drops_what_was_left_out() {
+        use serde_json::json;
+        let table = [
+            (json!({"a": null, "b": 1}), json!({"b": 1})),
+            (
+                json!({"fields": {"priority": {"name": null}, "summary": "s"}}),
+                json!({"fields": {"summary": "s"}}),
+            ),
+            (json!({"meta": {}}), json!({"meta": {}})),
+            (json!({"rows": [null, {"x": null}]}), json!({"rows": [null, {}]})),
+            (json!({"a": {"b": {"c": null}}}), json!({})),
+        ];
+        for (mut given, want) in table {
+            let shown = given.to_string();
+            prune_nulls(&mut given);
+            assert_eq!(given, want, "{shown}");
+        }
+    }
+
+    /// Basic's base64 of `user:secret` shares no substring with the secret
+    /// the redactor knows in every case, so a credential header is kept as
+    /// its scheme alone.
+    #[test]
+    fn a_credential_header_is_kept_as_its_scheme() {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode("AC0001:s3cr3t-token");
+        let p = Prepared {
+            method: reqwest::Method::POST,
+            url: reqwest::Url::parse("https://api.example.com/x").expect("valid"),
+            headers: vec![
+                ("Authorization".into(), format!("Basic {basic}")),
+                ("proxy-authorization".into(), "tok-only".into()),
+                ("X-Request-Id".into(), "r-1".into()),
+            ],
+            body: Vec::new(),
+            timeout: Duration::from_secs(1),
+            follow_redirects: false,
+        };
+        let r = crate::secret::Redactor::new([crate::secret::Secret::from("s3cr3t-token")]);
+        let kept = p.record(&r);
+        let h = |n: &str| kept.headers.get(n).cloned().unwrap_or_default();
+        assert_eq!(h("Authorization"), format!("Basic {}", crate::record::REDACTED));
+        assert_eq!(h("proxy-authorization"), crate::record::REDACTED);
+        assert_eq!(h("X-Request-Id"), "r-1");
+        let text = serde_json::to_string(&kept).expect("json");
+        assert!(!text.contains(&basic[..8]), "{text}");
     }
 }
