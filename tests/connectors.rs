@@ -35,6 +35,7 @@ actions:
         quantity: "{{ $.params.quantity }}"
         tags: "{{ $.params.tags }}"
         priority: "{{ $.params.priority }}"
+        channel: "{{ env.SHOP_CHANNEL ?? \"web\" }}"
 "#;
 
 const BROKEN_WITH: &str = r#"name: orders
@@ -275,6 +276,7 @@ fn the_connectors_command_lists_actions_and_their_params() {
         "integer",
         "priority",
         "low, high",
+        "SHOP_CHANNEL (optional)",
     ] {
         assert!(out.contains(words), "{words:?} missing in\n{out}");
     }
@@ -682,7 +684,10 @@ async fn the_api_shows_each_workflows_connectors_and_their_unset_variables() {
             "name": "shop",
             "actions": ["shop.create_order"],
             "found": true,
-            "env": [{"name": "SHOP_API_KEY", "set": false, "optional": false}]
+            "env": [
+                {"name": "SHOP_CHANNEL", "set": false, "optional": true},
+                {"name": "SHOP_API_KEY", "set": false, "optional": false}
+            ]
         }])
     );
     let one = common::get_at(&client, &server.url("/api/workflows/orders")).await;

@@ -142,6 +142,16 @@ pub enum YNode {
 }
 
 impl YNode {
+    /// Every string in the node, at any depth (map keys excluded).
+    pub fn strings<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            YNode::String(s) => out.push(s),
+            YNode::Seq(items) => items.iter().for_each(|i| i.value.strings(out)),
+            YNode::Map(entries) => entries.iter().for_each(|(_, v)| v.value.strings(out)),
+            YNode::Null | YNode::Bool(_) | YNode::Number(_) => {}
+        }
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value;
         match self {

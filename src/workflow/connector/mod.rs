@@ -628,6 +628,9 @@ impl Connector {
             }
             texts.extend(http.query.0.iter().map(|(_, v)| v.value.as_str()));
             texts.extend(http.headers.0.iter().map(|(_, v)| v.value.as_str()));
+            if let Some(body) = &http.body {
+                body.value.strings(&mut texts);
+            }
         }
         if needs_auth {
             if let Some(auth) = &spec.auth {
