@@ -58,7 +58,7 @@ async fn run(target: usize) {
             let chunk = (mark - stored).min(CHUNK);
             let before = delivered.get();
             // Bounded in time too: an hour is far more than any chunk needs.
-            let figures = load(server.url(), 3600, chunk, body.clone(), signer.clone()).await;
+            let figures = load(server.url(), 3600, chunk, signer.clone()).await;
             let got = || delivered.get() - before;
             drained(&got, figures.acks).await;
             assert_eq!(got(), figures.acks, "every acked event is delivered");

@@ -448,8 +448,7 @@ async fn postgres(b: &Bench, seconds: u64) {
         let delivered = || b.delivered.get() - delivered_before;
         let cpu_before: f64 = servers.iter().map(Server::cpu_seconds).sum();
         let started = Instant::now();
-        let figures =
-            load_spread(urls, seconds, MAX_REQUESTS, b.body.clone(), signer.clone()).await;
+        let figures = load_spread(urls, seconds, MAX_REQUESTS, signer.clone()).await;
         let load_end = Instant::now();
         let during = delivered() as f64 / figures.seconds;
         let last = drained(&delivered, figures.acks).await;
@@ -485,13 +484,12 @@ const KEPT_PACE_SECONDS: f64 = 0.25;
 /// The scenarios of one round, one after the other; hookflow on a fresh
 /// store for each.
 async fn round(b: &Bench, seconds: u64) -> Round {
-    let plain = Arc::new(|| vec![("content-type".to_string(), "application/json".to_string())]);
+    let plain = plain(b.body.clone());
     let signer = signer(b.body.clone());
     let ceiling = load(
         format!("{}/hooks/stripe", b.references.noop),
         b.reference_seconds,
         MAX_REQUESTS,
-        b.body.clone(),
         plain,
     )
     .await;
@@ -502,20 +500,13 @@ async fn round(b: &Bench, seconds: u64) -> Round {
             forwarder_url.clone(),
             b.reference_seconds,
             MAX_REQUESTS,
-            b.body.clone(),
             signer.clone(),
         ),
     )
     .await;
 
     let server = Server::start(b.root, &b.sink_url, &[]);
-    let scenario = load(
-        server.url(),
-        seconds,
-        MAX_REQUESTS,
-        b.body.clone(),
-        signer.clone(),
-    );
+    let scenario = load(server.url(), seconds, MAX_REQUESTS, signer.clone());
     let ours = measured(b, &server, scenario).await;
     server.stop();
 
@@ -527,13 +518,12 @@ async fn round(b: &Bench, seconds: u64) -> Round {
                 forwarder_url.clone(),
                 b.reference_seconds,
                 rate,
-                b.body.clone(),
                 signer.clone(),
             ),
         )
         .await;
         let server = Server::start(b.root, &b.sink_url, &[]);
-        let scenario = paced(server.url(), seconds, rate, b.body.clone(), signer.clone());
+        let scenario = paced(server.url(), seconds, rate, signer.clone());
         let ours = measured(b, &server, scenario).await;
         server.stop();
         paced_all.push((rate, fwd, ours));
@@ -580,13 +570,12 @@ async fn sync_answers(b: &Bench, seconds: u64) -> (Figures, Figures) {
     std::fs::write(workflows.join("ack.yaml"), ack).expect("write");
     std::fs::write(workflows.join("sync.yaml"), sync).expect("write");
     let server = Server::start_in(&dir.path().display().to_string(), &sink_url, &[]);
-    let plain = Arc::new(|| vec![("content-type".to_string(), "application/json".to_string())]);
+    let plain = plain(b.body.clone());
     let base = format!("http://{}", server.addr);
     let plain_202 = paced_answers(
         format!("{base}/hooks/ack"),
         seconds,
         SYNC_RATE,
-        b.body.clone(),
         plain.clone(),
         Some(202),
     )
@@ -595,7 +584,6 @@ async fn sync_answers(b: &Bench, seconds: u64) -> (Figures, Figures) {
         format!("{base}/hooks/sync"),
         seconds,
         SYNC_RATE,
-        b.body.clone(),
         plain,
         Some(200),
     )

@@ -31,21 +31,68 @@ pub fn fixture(root: &str) -> Vec<u8> {
     .expect("the bench fixture")
 }
 
-/// Makes the headers of each request (a fresh signature, say).
-pub type Headers = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
+/// Makes each request: its body and headers (a fresh event id and
+/// signature, say).
+pub type Payloads = Arc<dyn Fn() -> (Vec<u8>, Vec<(String, String)>) + Send + Sync>;
 
-/// Fresh Stripe signature headers for `body`, made with the demo secret.
-pub fn signer(body: Arc<Vec<u8>>) -> Headers {
+/// Where the fixture's event id sits, replaced in each request.
+const FIXTURE_EVENT_ID: &[u8] = b"evt_3PqTn2LkdIwHu7ix0Qz1abcd";
+
+/// Each request is `body` as Stripe would send a new event: an event id of
+/// its own (so Stripe's dedupe on the id keeps one run per event, as in
+/// production) and a fresh signature made with the demo secret.
+pub fn signer(body: Arc<Vec<u8>>) -> Payloads {
+    let at = body
+        .windows(FIXTURE_EVENT_ID.len())
+        .position(|w| w == FIXTURE_EVENT_ID);
+    let n = Arc::new(AtomicU64::new(0));
     Arc::new(move || {
+        let mut body = body.to_vec();
+        if let Some(at) = at {
+            let id = event_id(n.fetch_add(1, Ordering::Relaxed));
+            body[at..at + FIXTURE_EVENT_ID.len()].copy_from_slice(id.as_bytes());
+        }
         let t = unix_now();
         let mut signed = format!("{t}.").into_bytes();
         signed.extend_from_slice(&body);
         let sig = hex::encode(sign(Algorithm::Sha256, SECRET, &signed));
-        vec![
+        let headers = vec![
             ("content-type".to_string(), "application/json".to_string()),
             ("stripe-signature".to_string(), format!("t={t},v1={sig}")),
-        ]
+        ];
+        (body, headers)
     })
+}
+
+/// Each request is `body` as it is, unsigned, as JSON.
+pub fn plain(body: Arc<Vec<u8>>) -> Payloads {
+    Arc::new(move || {
+        let headers = vec![("content-type".to_string(), "application/json".to_string())];
+        (body.to_vec(), headers)
+    })
+}
+
+/// A Stripe-like event id: `evt_` and 24 letters and digits, 16 that look
+/// random (as Stripe's do, so they compress no better than real ones) and 8
+/// that spell `n`, so no two are alike.
+fn event_id(n: u64) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut id = String::from("evt_");
+    let mut digits = |mut x: u64| {
+        for _ in 0..8 {
+            id.push(ALPHABET[(x % 62) as usize] as char);
+            x /= 62;
+        }
+    };
+    for round in 1..=2u64 {
+        // splitmix64
+        let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(round));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        digits(z ^ (z >> 31));
+    }
+    digits(n);
+    id
 }
 
 pub fn unix_now() -> u64 {
@@ -76,15 +123,11 @@ impl Figures {
     }
 }
 
-/// A post of `body` to `url` with fresh headers.
-fn request(
-    client: &reqwest::Client,
-    url: &str,
-    body: &[u8],
-    headers: &Headers,
-) -> reqwest::RequestBuilder {
-    let mut req = client.post(url).body(body.to_vec());
-    for (k, v) in headers() {
+/// A post with a fresh body and headers.
+fn request(client: &reqwest::Client, url: &str, payloads: &Payloads) -> reqwest::RequestBuilder {
+    let (body, headers) = payloads();
+    let mut req = client.post(url).body(body);
+    for (k, v) in headers {
         req = req.header(k, v);
     }
     req
@@ -105,14 +148,8 @@ async fn answered(req: reqwest::RequestBuilder, since: Instant, want: Option<u16
 
 /// Closed-loop load: CONCURRENCY clients post for `seconds`, or until
 /// `max` requests were answered.
-pub async fn load(
-    url: String,
-    seconds: u64,
-    max: usize,
-    body: Arc<Vec<u8>>,
-    headers: Headers,
-) -> Figures {
-    load_spread(vec![url], seconds, max, body, headers).await
+pub async fn load(url: String, seconds: u64, max: usize, payloads: Payloads) -> Figures {
+    load_spread(vec![url], seconds, max, payloads).await
 }
 
 /// [`load`] with the clients spread over `urls` (several nodes).
@@ -120,8 +157,7 @@ pub async fn load_spread(
     urls: Vec<String>,
     seconds: u64,
     max: usize,
-    body: Arc<Vec<u8>>,
-    headers: Headers,
+    payloads: Payloads,
 ) -> Figures {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
@@ -132,11 +168,10 @@ pub async fn load_spread(
     let left = Arc::new(AtomicU64::new(max.min(MAX_REQUESTS) as u64));
     let mut tasks = Vec::new();
     for i in 0..CONCURRENCY {
-        let (client, url, body, headers, left) = (
+        let (client, url, payloads, left) = (
             client.clone(),
             urls[i % urls.len()].clone(),
-            body.clone(),
-            headers.clone(),
+            payloads.clone(),
             left.clone(),
         );
         tasks.push(tokio::spawn(async move {
@@ -146,7 +181,7 @@ pub async fn load_spread(
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                     .is_ok()
             {
-                let req = request(&client, &url, &body, &headers);
+                let req = request(&client, &url, &payloads);
                 lat.push(answered(req, Instant::now(), None).await);
             }
             lat
@@ -169,14 +204,8 @@ const MAX_IN_FLIGHT: usize = 512;
 /// from the moment it was handed to the client. The generator never waits
 /// for an answer before sending the next (up to [`MAX_IN_FLIGHT`]), so a
 /// server that falls behind shows as latency, not as fewer requests.
-pub async fn paced(
-    url: String,
-    seconds: u64,
-    rate: f64,
-    body: Arc<Vec<u8>>,
-    headers: Headers,
-) -> Figures {
-    paced_answers(url, seconds, rate, body, headers, None).await
+pub async fn paced(url: String, seconds: u64, rate: f64, payloads: Payloads) -> Figures {
+    paced_answers(url, seconds, rate, payloads, None).await
 }
 
 /// [`paced`], where every answer must have status `want` (when given).
@@ -184,8 +213,7 @@ pub async fn paced_answers(
     url: String,
     seconds: u64,
     rate: f64,
-    body: Arc<Vec<u8>>,
-    headers: Headers,
+    payloads: Payloads,
     want: Option<u16>,
 ) -> Figures {
     let client = reqwest::Client::builder()
@@ -207,7 +235,7 @@ pub async fn paced_answers(
                 .acquire_owned()
                 .await
                 .expect("the semaphore stays open");
-            let req = request(&client, &url, &body, &headers);
+            let req = request(&client, &url, &payloads);
             let latencies = Arc::clone(&latencies);
             let sent_at = Instant::now();
             tokio::spawn(async move {

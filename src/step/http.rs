@@ -120,7 +120,10 @@ impl Prepared {
         // `user:secret` would otherwise keep a few characters around the
         // redacted part (they encode the `:` and the secret's first bits).
         for (name, value) in headers.iter_mut() {
-            if CREDENTIAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            if CREDENTIAL_HEADERS
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+            {
                 let scheme = value
                     .split_once(' ')
                     .map(|(s, _)| s.to_string())
@@ -979,7 +982,10 @@ mod tests {
                 json!({"fields": {"summary": "s"}}),
             ),
             (json!({"meta": {}}), json!({"meta": {}})),
-            (json!({"rows": [null, {"x": null}]}), json!({"rows": [null, {}]})),
+            (
+                json!({"rows": [null, {"x": null}]}),
+                json!({"rows": [null, {}]}),
+            ),
             (json!({"a": {"b": {"c": null}}}), json!({})),
         ];
         for (mut given, want) in table {
@@ -1011,7 +1017,10 @@ mod tests {
         let r = crate::secret::Redactor::new([crate::secret::Secret::from("s3cr3t-token")]);
         let kept = p.record(&r);
         let h = |n: &str| kept.headers.get(n).cloned().unwrap_or_default();
-        assert_eq!(h("Authorization"), format!("Basic {}", crate::record::REDACTED));
+        assert_eq!(
+            h("Authorization"),
+            format!("Basic {}", crate::record::REDACTED)
+        );
         assert_eq!(h("proxy-authorization"), crate::record::REDACTED);
         assert_eq!(h("X-Request-Id"), "r-1");
         let text = serde_json::to_string(&kept).expect("json");
