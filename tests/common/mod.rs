@@ -138,7 +138,16 @@ impl TestServer {
         workflows: &[(&str, &str)],
         connectors: &[(&str, &str)],
     ) -> TestServer {
-        Self::start_with(workflows, &[], |c| {
+        Self::start_with_connectors_on(Backend::Sled, workflows, connectors).await
+    }
+
+    /// [`TestServer::start_with_connectors`] on a new store of `backend`.
+    pub async fn start_with_connectors_on(
+        backend: Backend,
+        workflows: &[(&str, &str)],
+        connectors: &[(&str, &str)],
+    ) -> TestServer {
+        Self::start_on(backend, workflows, &[], |c| {
             write_files(&c.workflows.with_file_name("connectors"), connectors)
         })
         .await
