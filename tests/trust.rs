@@ -519,8 +519,8 @@ async fn hostile_requests_get_clear_answers_and_the_server_stays_healthy(backend
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_refused_connection_does_not_reveal_a_secret_url() {
+both!(a_refused_connection_does_not_reveal_a_secret_url);
+async fn a_refused_connection_does_not_reveal_a_secret_url(backend: Backend) {
     // A loopback port with nothing listening: the connection is refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!(
@@ -537,12 +537,9 @@ async fn a_refused_connection_does_not_reveal_a_secret_url() {
             "trigger:\n  webhook: { path: /out }\nsteps:\n  - id: deliver\n    http:\n      url: '{{ env.DEST_URL }}'\n      retry: { attempts: 1 }\n",
         )],
     );
-    let (wf_arg, data) = (
-        wf_dir.display().to_string(),
-        dir.path().join("data").display().to_string(),
-    );
+    let (wf_arg, store) = (wf_dir.display().to_string(), backend.store_args(dir.path()));
     let server = common::BinServer::start(
-        &["--workflows", &wf_arg, "--data", &data],
+        &common::with_store(&["--workflows", &wf_arg], &store),
         &[("DEST_URL", &url), ("HOOKFLOW_LOG", "debug")],
     );
     let client = reqwest::Client::new();
@@ -620,8 +617,8 @@ async fn counting_proxy() -> (
     (addr, count)
 }
 
-#[tokio::test]
-async fn proxy_variables_do_not_route_requests_around_the_policy() {
+both!(proxy_variables_do_not_route_requests_around_the_policy);
+async fn proxy_variables_do_not_route_requests_around_the_policy(backend: Backend) {
     let mut sink = Sink::start().await;
     let (proxy, connections) = counting_proxy().await;
     let dir = tempfile::tempdir().expect("tmp");
@@ -645,13 +642,10 @@ async fn proxy_variables_do_not_route_requests_around_the_policy() {
             ),
         ],
     );
-    let (wf_arg, data) = (
-        wf_dir.display().to_string(),
-        dir.path().join("data").display().to_string(),
-    );
+    let (wf_arg, store) = (wf_dir.display().to_string(), backend.store_args(dir.path()));
     let proxy_url = format!("http://{proxy}");
     let server = common::BinServer::start(
-        &["--workflows", &wf_arg, "--data", &data],
+        &common::with_store(&["--workflows", &wf_arg], &store),
         &[
             ("HTTP_PROXY", &proxy_url),
             ("http_proxy", &proxy_url),
@@ -697,8 +691,8 @@ async fn proxy_variables_do_not_route_requests_around_the_policy() {
     server.terminate();
 }
 
-#[tokio::test]
-async fn event_data_cannot_move_a_request_to_another_port() {
+both!(event_data_cannot_move_a_request_to_another_port);
+async fn event_data_cannot_move_a_request_to_another_port(backend: Backend) {
     let mut right = Sink::start().await;
     let mut other = Sink::start().await;
     let dir = tempfile::tempdir().expect("tmp");
@@ -710,13 +704,10 @@ async fn event_data_cannot_move_a_request_to_another_port() {
             "trigger:\n  webhook: { path: /fwd }\nsteps:\n  - id: call\n    http:\n      url: \"{{ env.BASE }}{{ $.event.x }}\"\n      retry: { attempts: 1 }\n",
         )],
     );
-    let (wf_arg, data) = (
-        wf_dir.display().to_string(),
-        dir.path().join("data").display().to_string(),
-    );
+    let (wf_arg, store) = (wf_dir.display().to_string(), backend.store_args(dir.path()));
     let base = format!("http://{}", right.addr);
     let server = common::BinServer::start(
-        &["--workflows", &wf_arg, "--data", &data],
+        &common::with_store(&["--workflows", &wf_arg], &store),
         &[("BASE", &base)],
     );
     let client = reqwest::Client::new();
@@ -831,8 +822,8 @@ async fn verify_secrets_that_would_let_anyone_sign_are_refused(backend: Backend)
     server.stop().await;
 }
 
-#[tokio::test]
-async fn demo_secrets_are_not_served_on_a_network_address() {
+both!(demo_secrets_are_not_served_on_a_network_address);
+async fn demo_secrets_are_not_served_on_a_network_address(backend: Backend) {
     let root = env!("CARGO_MANIFEST_DIR");
     let data = tempfile::tempdir().expect("tmp");
     let extra = tempfile::tempdir().expect("tmp");
@@ -851,25 +842,26 @@ async fn demo_secrets_are_not_served_on_a_network_address() {
             std::fs::copy(&path, wf_dir.join(path.file_name().expect("name"))).expect("copy");
         }
     }
-    let (wf, sc, dd) = (
+    let (wf, sc, store) = (
         wf_dir.display().to_string(),
         format!("{root}/scripts"),
-        data.path().display().to_string(),
+        backend.store_args(data.path()),
     );
     // The examples' secret variables are left unset, so their demo
     // fallbacks are what the workflows would verify with.
     let server = common::BinServer::start_at(
         "0.0.0.0:0",
-        &[
-            "--workflows",
-            &wf,
-            "--scripts",
-            &sc,
-            "--data",
-            &dd,
-            "--api-token",
-            "net-t0ken",
-        ],
+        &common::with_store(
+            &[
+                "--workflows",
+                &wf,
+                "--scripts",
+                &sc,
+                "--api-token",
+                "net-t0ken",
+            ],
+            &store,
+        ),
         &[("HOOKFLOW_TEST_SET", "a-real-secret")],
     );
     let base = format!(
