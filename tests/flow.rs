@@ -581,8 +581,11 @@ steps:
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delay_survives_kill_9_and_fires_once_on_time() {
+both!(
+    a_delay_survives_kill_9_and_fires_once_on_time,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_delay_survives_kill_9_and_fires_once_on_time(backend: Backend) {
     let mut sink = Sink::start().await;
     let dir = tempfile::tempdir().expect("tmp");
     let wf = r#"
@@ -599,8 +602,8 @@ steps:
         &[("later.yaml", &with_sink(wf, &sink))],
     );
     let wf_dir = dir.path().join("workflows").display().to_string();
-    let data = dir.path().join("data").display().to_string();
-    let args = ["--workflows", wf_dir.as_str(), "--data", data.as_str()];
+    let store = [backend.store_args(dir.path()), backend.kill_args()].concat();
+    let args = common::with_store(&["--workflows", wf_dir.as_str()], &store);
     let server = BinServer::start(&args, &[]);
     let client = reqwest::Client::new();
     let answer = common::post_at(&client, &server.url("/hooks/later"), &json!({"n": 1})).await;
