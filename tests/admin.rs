@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{binary, Sink, TestServer};
+use common::{binary, Backend, Sink, TestServer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -75,9 +75,10 @@ fn status_of(answer: &str) -> u16 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn without_a_token_only_local_host_names_reach_the_api_and_ui() {
-    let server = TestServer::start(&[("in.yaml", &transform_wf("/in"))], &[]).await;
+both!(without_a_token_only_local_host_names_reach_the_api_and_ui);
+async fn without_a_token_only_local_host_names_reach_the_api_and_ui(backend: Backend) {
+    let server =
+        TestServer::start_on(backend, &[("in.yaml", &transform_wf("/in"))], &[], |_| {}).await;
     let addr = server.base.trim_start_matches("http://").to_string();
     let port = addr.rsplit(':').next().expect("port").to_string();
 
@@ -139,9 +140,9 @@ async fn without_a_token_only_local_host_names_reach_the_api_and_ui() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn with_a_token_the_token_decides_whatever_the_host_or_content_type() {
-    let server = TestServer::start_with(&[("in.yaml", &transform_wf("/in"))], &[], |c| {
+both!(with_a_token_the_token_decides_whatever_the_host_or_content_type);
+async fn with_a_token_the_token_decides_whatever_the_host_or_content_type(backend: Backend) {
+    let server = TestServer::start_on(backend, &[("in.yaml", &transform_wf("/in"))], &[], |c| {
         c.api_token = Some(TOKEN.into())
     })
     .await;
@@ -173,10 +174,11 @@ fn failing_forward(sink: &Sink) -> String {
     )
 }
 
-#[tokio::test]
-async fn a_cross_site_form_post_cannot_replay_runs() {
+both!(a_cross_site_form_post_cannot_replay_runs);
+async fn a_cross_site_form_post_cannot_replay_runs(backend: Backend) {
     let mut sink = Sink::start().await;
-    let server = TestServer::start(&[("w.yaml", &failing_forward(&sink))], &[]).await;
+    let server =
+        TestServer::start_on(backend, &[("w.yaml", &failing_forward(&sink))], &[], |_| {}).await;
     sink.answer("/out", vec![(500, vec![], "{}".into())]);
     let original = server.run_once("/hooks/in", &json!({"n": 1})).await;
     assert_eq!(original["status"], "failed");
@@ -268,8 +270,8 @@ impl GatedSink {
     }
 }
 
-#[tokio::test]
-async fn replay_of_a_run_that_is_not_finished_is_refused() {
+both!(replay_of_a_run_that_is_not_finished_is_refused);
+async fn replay_of_a_run_that_is_not_finished_is_refused(backend: Backend) {
     let mut gated = GatedSink::start().await;
     let retry_sink = Sink::start().await;
     let slow = format!(
@@ -280,7 +282,13 @@ async fn replay_of_a_run_that_is_not_finished_is_refused() {
         "name: later\ntrigger:\n  webhook: {{ path: /later }}\nsteps:\n  - id: call\n    http:\n      url: \"{}\"\n      retry: {{ attempts: 3, backoff: 10m }}\n",
         retry_sink.url("/busy")
     );
-    let server = TestServer::start(&[("slow.yaml", &slow), ("later.yaml", &later)], &[]).await;
+    let server = TestServer::start_on(
+        backend,
+        &[("slow.yaml", &slow), ("later.yaml", &later)],
+        &[],
+        |_| {},
+    )
+    .await;
 
     // A run waiting for its next attempt.
     retry_sink.answer("/busy", vec![(503, vec![], "{}".into())]);
@@ -333,9 +341,10 @@ async fn replay_of_a_run_that_is_not_finished_is_refused() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn readyz_answers_ready_on_a_healthy_server() {
-    let server = TestServer::start(&[("in.yaml", &transform_wf("/in"))], &[]).await;
+both!(readyz_answers_ready_on_a_healthy_server);
+async fn readyz_answers_ready_on_a_healthy_server(backend: Backend) {
+    let server =
+        TestServer::start_on(backend, &[("in.yaml", &transform_wf("/in"))], &[], |_| {}).await;
     for _ in 0..3 {
         assert_eq!(
             server.get("/readyz").await,
@@ -451,10 +460,13 @@ fn hook_head(len: usize) -> String {
     format!("POST /hooks/in HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bodies_in_flight_stay_within_the_byte_budget() {
+both!(
+    bodies_in_flight_stay_within_the_byte_budget,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+);
+async fn bodies_in_flight_stay_within_the_byte_budget(backend: Backend) {
     const BODY: usize = 60_000;
-    let server = TestServer::start_with(&[("in.yaml", &transform_wf("/in"))], &[], |c| {
+    let server = TestServer::start_on(backend, &[("in.yaml", &transform_wf("/in"))], &[], |c| {
         c.max_body = 64 * 1024;
         c.max_inflight_body = 128 * 1024;
     })

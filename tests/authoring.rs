@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{binary, write_files, BinServer, Sink, TestServer};
+use common::{binary, write_files, Backend, BinServer, Sink, TestServer};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -317,12 +317,15 @@ async fn a_recorded_run_becomes_a_passing_test_until_the_workflow_changes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hot_reload_swaps_versions_under_traffic() {
+both!(
+    hot_reload_swaps_versions_under_traffic,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn hot_reload_swaps_versions_under_traffic(backend: Backend) {
     let v = |tag: &str| {
         format!("name: hot\ntrigger:\n  webhook: {{ path: /hot }}\nsteps:\n  - id: tag\n    transform:\n      script: '\"{tag}\"'\n")
     };
-    let server = TestServer::start(&[("hot.yaml", &v("v1"))], &[]).await;
+    let server = TestServer::start_on(backend, &[("hot.yaml", &v("v1"))], &[], |_| {}).await;
     let wf_file = server.dir.path().join("workflows").join("hot.yaml");
     let version_of = |list: &Value| {
         list.as_array()

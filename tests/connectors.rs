@@ -9,7 +9,7 @@
 mod common;
 
 use common::standin::{Reply, Route, StandIn};
-use common::{binary, write_files, Sink, TestServer};
+use common::{binary, write_files, Backend, Sink, TestServer};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -314,13 +314,19 @@ actions:
 
 const USES_SINK: &str = "name: u\ntrigger:\n  webhook: { path: /u }\nsteps:\n  - id: send\n    uses: sinkapp.send\n    with:\n      text: \"{{ $.event.text }}\"\n      count: \"{{ $.event.count }}\"\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_uses_step_retries_and_records_like_an_http_step() {
+both!(
+    a_uses_step_retries_and_records_like_an_http_step,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_uses_step_retries_and_records_like_an_http_step(backend: Backend) {
     let mut sink = Sink::start().await;
     let conn = sink_connector(&sink, "");
-    let server =
-        TestServer::start_with_connectors(&[("u.yaml", USES_SINK)], &[("sinkapp.yaml", &conn)])
-            .await;
+    let server = TestServer::start_with_connectors_on(
+        backend,
+        &[("u.yaml", USES_SINK), ("gated.yaml", USES_GATED)],
+        &[("sinkapp.yaml", &conn)],
+    )
+    .await;
     sink.answer(
         "/api/send/hi",
         vec![
@@ -402,9 +408,18 @@ async fn a_uses_step_retries_and_records_like_an_http_step() {
             .is_some_and(|e| e.contains("`..`") && e.contains("nothing was sent")),
         "{run}"
     );
+    // A `uses` step the run never reached still names its action (SPEC
+    // §8: a `uses` step record adds `uses`), read back from the store.
+    let run = server.run_once("/hooks/gated", &json!({"go": false})).await;
+    assert_eq!(run["status"], "filtered", "{run}");
+    assert_eq!(run["steps"][1]["status"], "pending", "{run}");
+    assert_eq!(run["steps"][1]["uses"], "sinkapp.send", "{run}");
     assert!(sink.quiet_for(Duration::from_millis(300)).await);
     server.stop().await;
 }
+
+/// A gate, then a `uses` step (not reached when the gate filters).
+const USES_GATED: &str = "name: gated\ntrigger:\n  webhook: { path: /gated }\nsteps:\n  - id: gate\n    filter: { $.event.go: true }\n  - id: send\n    uses: sinkapp.send\n    with:\n      text: \"{{ $.event.text }}\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_uses_step_obeys_the_outbound_policy() {
@@ -498,12 +513,16 @@ cases:
     assert_eq!(text.lines().last(), Some("2 passed, 0 failed"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_connector_recompiles_the_workflows_that_use_it() {
+both!(
+    a_changed_connector_recompiles_the_workflows_that_use_it,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_changed_connector_recompiles_the_workflows_that_use_it(backend: Backend) {
     let mut sink = Sink::start().await;
     let conn = sink_connector(&sink, "");
     let other = "name: other\ntrigger:\n  webhook: { path: /other }\nsteps:\n  - id: t\n    transform: { script: '1' }\n";
-    let server = TestServer::start_with_connectors(
+    let server = TestServer::start_with_connectors_on(
+        backend,
         &[("u.yaml", USES_SINK), ("other.yaml", other)],
         &[("sinkapp.yaml", &conn)],
     )
@@ -694,16 +713,22 @@ async fn the_api_shows_each_workflows_connectors_and_their_unset_variables() {
     assert_eq!(one["connectors"], orders["connectors"]);
 }
 
+both!(
+    a_recorded_version_keeps_the_connector_it_was_built_with,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
 /// A workflow version keeps the connector files it was built with: after
 /// the connector changed and the server restarted (nothing in memory), a
 /// replay on the recorded version sends what the old connector said.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recorded_version_keeps_the_connector_it_was_built_with() {
+async fn a_recorded_version_keeps_the_connector_it_was_built_with(backend: Backend) {
     let mut sink = Sink::start().await;
     let conn = sink_connector(&sink, "");
-    let server =
-        TestServer::start_with_connectors(&[("u.yaml", USES_SINK)], &[("sinkapp.yaml", &conn)])
-            .await;
+    let server = TestServer::start_with_connectors_on(
+        backend,
+        &[("u.yaml", USES_SINK)],
+        &[("sinkapp.yaml", &conn)],
+    )
+    .await;
     sink.answer(
         "/api/send/a",
         vec![(200, vec![], "{\"accepted\":true}".into())],

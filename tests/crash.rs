@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{write_files, BinServer, Sink};
+use common::{write_files, Backend, BinServer, Sink};
 use hookflow::record::Timestamp;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -20,20 +20,23 @@ fn ts(v: &Value) -> u64 {
         .0
 }
 
-fn setup(workflow: &str) -> (tempfile::TempDir, Vec<String>) {
+/// The server's folder and arguments: a new store of `backend`, kept
+/// across kills (on PostgreSQL with a short lease, so a restarted server
+/// takes over the runs the killed one held within seconds).
+fn setup(backend: Backend, workflow: &str) -> (tempfile::TempDir, Vec<String>) {
     let dir = tempfile::tempdir().expect("tmp");
     write_files(&dir.path().join("workflows"), &[("w.yaml", workflow)]);
-    let args = vec![
+    let mut args = vec![
         "--workflows".to_string(),
         dir.path().join("workflows").display().to_string(),
-        "--data".to_string(),
-        dir.path().join("data").display().to_string(),
     ];
+    args.extend(backend.store_args(dir.path()));
+    args.extend(backend.kill_args());
     (dir, args)
 }
 
-#[tokio::test]
-async fn a_run_waiting_to_retry_survives_sigkill() {
+both!(a_run_waiting_to_retry_survives_sigkill);
+async fn a_run_waiting_to_retry_survives_sigkill(backend: Backend) {
     let mut sink = Sink::start().await;
     sink.answer(
         "/out",
@@ -43,7 +46,7 @@ async fn a_run_waiting_to_retry_survives_sigkill() {
         "trigger:\n  webhook: {{ path: /in }}\nsteps:\n  - id: deliver\n    http:\n      url: \"{}\"\n      body: \"{{{{ $.event }}}}\"\n      retry: {{ attempts: 3 }}\n",
         sink.url("/out")
     );
-    let (_dir, args) = setup(&wf);
+    let (_dir, args) = setup(backend, &wf);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let client = reqwest::Client::new();
     let server = BinServer::start(&args, &[]);
@@ -99,8 +102,11 @@ async fn a_run_waiting_to_retry_survives_sigkill() {
     server.terminate();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_acknowledged_event_is_lost_across_repeated_sigkills() {
+both!(
+    no_acknowledged_event_is_lost_across_repeated_sigkills,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn no_acknowledged_event_is_lost_across_repeated_sigkills(backend: Backend) {
     const EVENTS: usize = 1000;
     const CONCURRENCY: usize = 16;
     const KILLS: usize = 3;
@@ -109,7 +115,7 @@ async fn no_acknowledged_event_is_lost_across_repeated_sigkills() {
         "trigger:\n  webhook:\n    path: /in\n    dedupe: {{ key: \"{{{{ $.event.id }}}}\" }}\nsteps:\n  - id: shape\n    transform:\n      script: '#{{ id: event.id, doubled: event.n * 2 }}'\n  - id: deliver\n    http:\n      url: \"{}\"\n      body: \"{{{{ $.steps.shape }}}}\"\n      retry: {{ attempts: 20, backoff: 20ms, max_backoff: 300ms }}\n",
         sink.url("/out")
     );
-    let (_dir, args) = setup(&wf);
+    let (_dir, args) = setup(backend, &wf);
     let server = BinServer::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     let listen = server.addr();
     let base = server.base.clone();

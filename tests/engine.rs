@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Sink, TestServer};
+use common::{Backend, Sink, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -15,8 +15,8 @@ fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no step {id} in {run}"))
 }
 
-#[tokio::test]
-async fn inbound_answers_follow_the_contract() {
+both!(inbound_answers_follow_the_contract);
+async fn inbound_answers_follow_the_contract(backend: Backend) {
     let wf = r#"
 trigger:
   webhook:
@@ -29,7 +29,8 @@ steps:
     transform:
       script: "event"
 "#;
-    let server = TestServer::start_with(&[("orders.yaml", wf)], &[], |c| c.max_body = 1024).await;
+    let server =
+        TestServer::start_on(backend, &[("orders.yaml", wf)], &[], |c| c.max_body = 1024).await;
 
     let (code, body) = server
         .post_json("/hooks/orders", &json!({"kind": "order", "n": 1}))
@@ -124,8 +125,8 @@ steps:
     server.stop().await;
 }
 
-#[tokio::test]
-async fn templates_render_into_the_outbound_request() {
+both!(templates_render_into_the_outbound_request);
+async fn templates_render_into_the_outbound_request(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = format!(
         r#"
@@ -158,7 +159,7 @@ steps:
 "#,
         base = sink.url("")
     );
-    let server = TestServer::start(&[("t.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("t.yaml", &wf)], &[], |_| {}).await;
     let resp = server
         .client
         .post(server.url("/hooks/t"))
@@ -202,8 +203,8 @@ steps:
     server.stop().await;
 }
 
-#[tokio::test]
-async fn form_and_text_formats_and_a_custom_idempotency_key() {
+both!(form_and_text_formats_and_a_custom_idempotency_key);
+async fn form_and_text_formats_and_a_custom_idempotency_key(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = format!(
         r#"
@@ -224,7 +225,7 @@ steps:
 "#,
         base = sink.url("")
     );
-    let server = TestServer::start(&[("f.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("f.yaml", &wf)], &[], |_| {}).await;
     let run = server.run_once("/hooks/f", &json!({"a": 7})).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let form = sink.next().await;
@@ -240,8 +241,8 @@ steps:
     server.stop().await;
 }
 
-#[tokio::test]
-async fn every_status() {
+both!(every_status);
+async fn every_status(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = format!(
         r#"
@@ -268,7 +269,7 @@ steps:
 "#,
         base = sink.url("")
     );
-    let server = TestServer::start(&[("s.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("s.yaml", &wf)], &[], |_| {}).await;
 
     // filtered: the run ends at the filter; later steps are not reached.
     let run = server.run_once("/hooks/s", &json!({"go": false})).await;
@@ -360,15 +361,21 @@ steps:
     server.stop().await;
 }
 
-#[tokio::test]
-async fn fan_out_gives_each_matching_workflow_its_own_run() {
+both!(fan_out_gives_each_matching_workflow_its_own_run);
+async fn fan_out_gives_each_matching_workflow_its_own_run(backend: Backend) {
     let mk = |name: &str, when: &str| {
         format!("name: {name}\ntrigger:\n  webhook: {{ path: /shared }}\n  when: {when}\nsteps:\n  - id: s\n    transform:\n      script: 'workflow.name'\n")
     };
     let a = mk("alpha", "{ $.event.n: { gt: 1 } }");
     let b = mk("beta", "{ $.event.n: { gt: 5 } }");
     let c = mk("gamma", "{ $.event.n: { lt: 0 } }");
-    let server = TestServer::start(&[("a.yaml", &a), ("b.yaml", &b), ("c.yaml", &c)], &[]).await;
+    let server = TestServer::start_on(
+        backend,
+        &[("a.yaml", &a), ("b.yaml", &b), ("c.yaml", &c)],
+        &[],
+        |_| {},
+    )
+    .await;
     let (code, body) = server.post_json("/hooks/shared", &json!({"n": 10})).await;
     assert_eq!(code, 202);
     let runs = body["runs"].as_array().expect("runs").clone();
@@ -396,10 +403,10 @@ async fn fan_out_gives_each_matching_workflow_its_own_run() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn form_text_and_query_reach_the_context() {
+both!(form_text_and_query_reach_the_context);
+async fn form_text_and_query_reach_the_context(backend: Backend) {
     let wf = "trigger:\n  webhook: { path: /b }\nsteps:\n  - id: echo\n    transform:\n      script: '#{ event: event, query: request.query, method: request.method, path: request.path }'\n";
-    let server = TestServer::start(&[("b.yaml", wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("b.yaml", wf)], &[], |_| {}).await;
     let (code, body) = server
         .post_raw(
             "/hooks/b?src=x&n=1",
@@ -428,16 +435,18 @@ async fn form_text_and_query_reach_the_context() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn state_lasts_across_runs_and_is_per_workflow() {
+both!(state_lasts_across_runs_and_is_per_workflow);
+async fn state_lasts_across_runs_and_is_per_workflow(backend: Backend) {
     let counter = |name: &str| {
         format!("name: {name}\ntrigger:\n  webhook: {{ path: /{name} }}\nsteps:\n  - id: count\n    transform:\n      file: count.rhai\n")
     };
     let script =
         "let n = (state_get(\"seen\") ?? 0) + 1;\nstate_set(\"seen\", n);\nlog(`seen ${n}`);\nn\n";
-    let server = TestServer::start(
+    let server = TestServer::start_on(
+        backend,
         &[("one.yaml", &counter("one")), ("two.yaml", &counter("two"))],
         &[("count.rhai", script)],
+        |_| {},
     )
     .await;
     for expected in 1..=3 {
@@ -453,13 +462,14 @@ async fn state_lasts_across_runs_and_is_per_workflow() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_runaway_script_fails_only_its_own_run() {
+both!(a_runaway_script_fails_only_its_own_run);
+async fn a_runaway_script_fails_only_its_own_run(backend: Backend) {
     let looping = "trigger:\n  webhook: { path: /loop }\nsteps:\n  - id: spin\n    transform:\n      script: 'let x = 0; loop { x += 1; }'\n";
     let deep = "trigger:\n  webhook: { path: /deep }\nsteps:\n  - id: recurse\n    transform:\n      script: 'fn f(n) { f(n + 1) } f(0)'\n";
     let fine = "trigger:\n  webhook: { path: /fine }\nsteps:\n  - id: ok\n    transform:\n      script: '1 + 1'\n";
     // Operations are unbounded here, so the wall-time limit is what stops the loop.
-    let server = TestServer::start_with(
+    let server = TestServer::start_on(
+        backend,
         &[
             ("loop.yaml", looping),
             ("deep.yaml", deep),
@@ -499,11 +509,17 @@ async fn a_runaway_script_fails_only_its_own_run() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_broken_file_is_reported_and_the_others_keep_working() {
+both!(a_broken_file_is_reported_and_the_others_keep_working);
+async fn a_broken_file_is_reported_and_the_others_keep_working(backend: Backend) {
     let good = "trigger:\n  webhook: { path: /good }\nsteps:\n  - id: ok\n    transform:\n      script: '\"fine\"'\n";
     let broken = "name: broken\ntrigger:\n  webhook: { path: /broken }\nsteps:\n  - id: bad\n    filtr:\n      $.a: 1\n";
-    let server = TestServer::start(&[("good.yaml", good), ("broken.yaml", broken)], &[]).await;
+    let server = TestServer::start_on(
+        backend,
+        &[("good.yaml", good), ("broken.yaml", broken)],
+        &[],
+        |_| {},
+    )
+    .await;
     let (_, list) = server.get("/api/workflows").await;
     let items = list.as_array().expect("array");
     let broken_entry = items
@@ -535,11 +551,11 @@ async fn a_broken_file_is_reported_and_the_others_keep_working() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn history_lists_newest_first_with_filters_and_cursor() {
+both!(history_lists_newest_first_with_filters_and_cursor);
+async fn history_lists_newest_first_with_filters_and_cursor(backend: Backend) {
     let a = "name: a\ntrigger:\n  webhook: { path: /a }\nsteps:\n  - id: gate\n    filter: { $.event.ok: true }\n";
     let b = "name: b\ntrigger:\n  webhook: { path: /b }\nsteps:\n  - id: gate\n    filter: { $.event.ok: true }\n";
-    let server = TestServer::start(&[("a.yaml", a), ("b.yaml", b)], &[]).await;
+    let server = TestServer::start_on(backend, &[("a.yaml", a), ("b.yaml", b)], &[], |_| {}).await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let run = server

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{write_files, BinServer, Sink, TestServer};
+use common::{write_files, Backend, BinServer, Sink, TestServer};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -59,10 +59,16 @@ steps:
     transform: { script: 'steps.route' }
 "#;
 
-#[tokio::test]
-async fn switch_runs_the_first_case_that_holds_and_records_its_branch() {
+both!(switch_runs_the_first_case_that_holds_and_records_its_branch);
+async fn switch_runs_the_first_case_that_holds_and_records_its_branch(backend: Backend) {
     let mut sink = Sink::start().await;
-    let server = TestServer::start(&[("router.yaml", &with_sink(ROUTER, &sink))], &[]).await;
+    let server = TestServer::start_on(
+        backend,
+        &[("router.yaml", &with_sink(ROUTER, &sink))],
+        &[],
+        |_| {},
+    )
+    .await;
 
     let run = server
         .run_once(
@@ -123,8 +129,8 @@ async fn switch_runs_the_first_case_that_holds_and_records_its_branch() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_switch_with_no_matching_case_and_no_default_is_skipped() {
+both!(a_switch_with_no_matching_case_and_no_default_is_skipped);
+async fn a_switch_with_no_matching_case_and_no_default_is_skipped(backend: Backend) {
     let wf = r#"
 trigger:
   webhook: { path: /s }
@@ -139,7 +145,7 @@ steps:
   - id: next
     transform: { script: 'steps.route ?? "none"' }
 "#;
-    let server = TestServer::start(&[("s.yaml", wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("s.yaml", wf)], &[], |_| {}).await;
     let run = server.run_once("/hooks/s", &json!({"n": 2})).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let route = step(&run["steps"], "route");
@@ -167,11 +173,11 @@ steps:
     transform: { script: 'steps.lines.len()' }
 "#;
 
-#[tokio::test]
-async fn for_each_sends_100_items_at_concurrency_4() {
+both!(for_each_sends_100_items_at_concurrency_4);
+async fn for_each_sends_100_items_at_concurrency_4(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = with_sink(LOOP, &sink).replace("CONCURRENCY", "4");
-    let server = TestServer::start(&[("lines.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("lines.yaml", &wf)], &[], |_| {}).await;
     let items: Vec<Value> = (0..100)
         .map(|i| json!({"sku": format!("sku-{i}")}))
         .collect();
@@ -215,14 +221,14 @@ async fn for_each_sends_100_items_at_concurrency_4() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn for_each_at_concurrency_1_keeps_the_order_even_through_a_retry() {
+both!(for_each_at_concurrency_1_keeps_the_order_even_through_a_retry);
+async fn for_each_at_concurrency_1_keeps_the_order_even_through_a_retry(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = with_sink(LOOP, &sink).replace("CONCURRENCY", "1");
     // Item 3's first attempt is answered 503: it is retried, and item 4
     // still comes after it.
     sink.answer("/line/3", vec![(503, vec![], "{}".into())]);
-    let server = TestServer::start(&[("lines.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("lines.yaml", &wf)], &[], |_| {}).await;
     let items: Vec<Value> = (0..20).map(|i| json!(i)).collect();
     let run = server
         .run_once("/hooks/lines", &json!({ "items": items }))
@@ -245,8 +251,8 @@ async fn for_each_at_concurrency_1_keeps_the_order_even_through_a_retry() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn for_each_over_null_a_scalar_and_too_many_items() {
+both!(for_each_over_null_a_scalar_and_too_many_items);
+async fn for_each_over_null_a_scalar_and_too_many_items(backend: Backend) {
     let wf = r#"
 trigger:
   webhook: { path: /l }
@@ -258,7 +264,7 @@ steps:
       - id: double
         transform: { script: 'item * 2' }
 "#;
-    let server = TestServer::start(&[("l.yaml", wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("l.yaml", wf)], &[], |_| {}).await;
     let run = server.run_once("/hooks/l", &json!({})).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(step(&run["steps"], "each")["output"], json!([]));
@@ -300,15 +306,22 @@ steps:
     transform: { script: '"not reached"' }
 "#;
 
-#[tokio::test]
+both!(a_filter_ends_its_item_a_failed_item_fails_the_loop_after_the_others_and_a_replay_resends_only_it);
 async fn a_filter_ends_its_item_a_failed_item_fails_the_loop_after_the_others_and_a_replay_resends_only_it(
+    backend: Backend,
 ) {
     let mut sink = Sink::start().await;
     sink.answer(
         "/item/3",
         vec![(400, vec![], "{\"error\":\"bad sku\"}".into())],
     );
-    let server = TestServer::start(&[("picky.yaml", &with_sink(PICKY, &sink))], &[]).await;
+    let server = TestServer::start_on(
+        backend,
+        &[("picky.yaml", &with_sink(PICKY, &sink))],
+        &[],
+        |_| {},
+    )
+    .await;
     let items = json!([{"n": 1}, {"n": 2, "skip": true}, {"n": 3}, {"n": 4}]);
     let run = server
         .run_once("/hooks/picky", &json!({ "items": items }))
@@ -388,8 +401,8 @@ async fn a_filter_ends_its_item_a_failed_item_fails_the_loop_after_the_others_an
     server.stop().await;
 }
 
-#[tokio::test]
-async fn switch_and_for_each_nest_three_levels() {
+both!(switch_and_for_each_nest_three_levels);
+async fn switch_and_for_each_nest_three_levels(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = r#"
 trigger:
@@ -413,7 +426,8 @@ steps:
             - id: slow
               transform: { script: '"slow " + index' }
 "#;
-    let server = TestServer::start(&[("o.yaml", &with_sink(wf, &sink))], &[]).await;
+    let server =
+        TestServer::start_on(backend, &[("o.yaml", &with_sink(wf, &sink))], &[], |_| {}).await;
     let run = server
         .run_once(
             "/hooks/orders",
@@ -456,8 +470,8 @@ steps:
     server.stop().await;
 }
 
-#[tokio::test]
-async fn delay_waits_not_before_its_time_and_holds_no_worker() {
+both!(delay_waits_not_before_its_time_and_holds_no_worker);
+async fn delay_waits_not_before_its_time_and_holds_no_worker(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = r#"
 trigger:
@@ -476,7 +490,8 @@ steps:
     http: { url: "SINK/now", body: "{{ $.event }}" }
 "#;
     // One worker: a waiting run must not hold it.
-    let server = TestServer::start_with(
+    let server = TestServer::start_on(
+        backend,
         &[
             ("later.yaml", &with_sink(wf, &sink)),
             ("now.yaml", &with_sink(now, &sink)),
@@ -522,8 +537,8 @@ steps:
     server.stop().await;
 }
 
-#[tokio::test]
-async fn delay_until_a_time_in_the_past_goes_on_and_one_too_far_fails() {
+both!(delay_until_a_time_in_the_past_goes_on_and_one_too_far_fails);
+async fn delay_until_a_time_in_the_past_goes_on_and_one_too_far_fails(backend: Backend) {
     let wf = r#"
 trigger:
   webhook: { path: /until }
@@ -533,7 +548,7 @@ steps:
   - id: done
     transform: { script: '"done"' }
 "#;
-    let server = TestServer::start_with(&[("u.yaml", wf)], &[], |c| {
+    let server = TestServer::start_on(backend, &[("u.yaml", wf)], &[], |c| {
         c.max_delay = Duration::from_secs(3600)
     })
     .await;
@@ -566,8 +581,11 @@ steps:
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delay_survives_kill_9_and_fires_once_on_time() {
+both!(
+    a_delay_survives_kill_9_and_fires_once_on_time,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_delay_survives_kill_9_and_fires_once_on_time(backend: Backend) {
     let mut sink = Sink::start().await;
     let dir = tempfile::tempdir().expect("tmp");
     let wf = r#"
@@ -584,8 +602,8 @@ steps:
         &[("later.yaml", &with_sink(wf, &sink))],
     );
     let wf_dir = dir.path().join("workflows").display().to_string();
-    let data = dir.path().join("data").display().to_string();
-    let args = ["--workflows", wf_dir.as_str(), "--data", data.as_str()];
+    let store = [backend.store_args(dir.path()), backend.kill_args()].concat();
+    let args = common::with_store(&["--workflows", wf_dir.as_str()], &store);
     let server = BinServer::start(&args, &[]);
     let client = reqwest::Client::new();
     let answer = common::post_at(&client, &server.url("/hooks/later"), &json!({"n": 1})).await;
@@ -633,10 +651,16 @@ steps:
     http: { url: "SINK/after", body: "{{ $.event }}" }
 "#;
 
-#[tokio::test]
-async fn respond_answers_the_sender_from_the_run_which_then_goes_on() {
+both!(respond_answers_the_sender_from_the_run_which_then_goes_on);
+async fn respond_answers_the_sender_from_the_run_which_then_goes_on(backend: Backend) {
     let mut sink = Sink::start().await;
-    let server = TestServer::start(&[("slash.yaml", &with_sink(SLASH, &sink))], &[]).await;
+    let server = TestServer::start_on(
+        backend,
+        &[("slash.yaml", &with_sink(SLASH, &sink))],
+        &[],
+        |_| {},
+    )
+    .await;
     let resp = server
         .client
         .post(server.url("/hooks/slash"))
@@ -666,8 +690,8 @@ async fn respond_answers_the_sender_from_the_run_which_then_goes_on() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn respond_falls_back_to_202_on_timeout_and_when_the_run_ends_first() {
+both!(respond_falls_back_to_202_on_timeout_and_when_the_run_ends_first);
+async fn respond_falls_back_to_202_on_timeout_and_when_the_run_ends_first(backend: Backend) {
     let mut sink = Sink::start().await;
     let slow = r#"
 trigger:
@@ -687,9 +711,11 @@ steps:
   - id: reply
     respond: { body: big }
 "#;
-    let server = TestServer::start(
+    let server = TestServer::start_on(
+        backend,
         &[("slow.yaml", &with_sink(slow, &sink)), ("ends.yaml", ends)],
         &[],
+        |_| {},
     )
     .await;
     sink.set_delay(Some(Duration::from_millis(1500)));
@@ -735,15 +761,16 @@ steps:
     server.stop().await;
 }
 
-#[tokio::test]
-async fn when_several_workflows_respond_the_first_by_name_answers() {
+both!(when_several_workflows_respond_the_first_by_name_answers);
+async fn when_several_workflows_respond_the_first_by_name_answers(backend: Backend) {
     let wf = |name: &str| {
         format!(
             "name: {name}\ntrigger:\n  webhook: {{ path: /both }}\nsteps:\n  - id: reply\n    respond: {{ body: \"from {name}\" }}\n"
         )
     };
     let (a, b) = (wf("b-second"), wf("a-first"));
-    let server = TestServer::start(&[("b.yaml", &a), ("a.yaml", &b)], &[]).await;
+    let server =
+        TestServer::start_on(backend, &[("b.yaml", &a), ("a.yaml", &b)], &[], |_| {}).await;
     for _ in 0..3 {
         let resp = server
             .client
@@ -951,8 +978,8 @@ fn hookflow_run_traces_branches_and_items() {
     assert!(push_lines >= 2, "{text}");
 }
 
-#[tokio::test]
-async fn a_recorded_run_with_a_branch_and_items_becomes_a_passing_test_case() {
+both!(a_recorded_run_with_a_branch_and_items_becomes_a_passing_test_case);
+async fn a_recorded_run_with_a_branch_and_items_becomes_a_passing_test_case(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = r#"name: recorded
 trigger:
@@ -983,7 +1010,7 @@ steps:
             (201, vec![], "{\"n\":2}".into()),
         ],
     );
-    let server = TestServer::start(&[("recorded.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("recorded.yaml", &wf)], &[], |_| {}).await;
     let run = server
         .run_once(
             "/hooks/recorded",
@@ -1086,8 +1113,8 @@ steps:
     }
 }
 
-#[tokio::test]
-async fn a_respond_step_that_cannot_render_fails_and_the_sender_gets_202() {
+both!(a_respond_step_that_cannot_render_fails_and_the_sender_gets_202);
+async fn a_respond_step_that_cannot_render_fails_and_the_sender_gets_202(backend: Backend) {
     let wf = r#"
 trigger:
   webhook: { path: /r }
@@ -1098,7 +1125,7 @@ steps:
       headers: { X-Echo: "{{ $.event.echo }}" }
       body: ok
 "#;
-    let server = TestServer::start(&[("r.yaml", wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("r.yaml", wf)], &[], |_| {}).await;
     for (event, error) in [
         (
             json!({"code": 200, "echo": "a\r\nSet-Cookie: x=1"}),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{Backend, TestServer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -38,8 +38,8 @@ async fn workflow(server: &TestServer, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no workflow {name} in {list}"))
 }
 
-#[tokio::test]
-async fn sleep_is_refused_when_the_workflow_loads_and_when_called_by_name() {
+both!(sleep_is_refused_when_the_workflow_loads_and_when_called_by_name);
+async fn sleep_is_refused_when_the_workflow_loads_and_when_called_by_name(backend: Backend) {
     let direct = transform_at("/direct", "let a = 1;\nsleep(3);\na");
     let method = transform_at("/method", "3.sleep();\n1");
     let in_when = "trigger:\n  webhook: { path: /when }\n  when: { expr: 'sleep(1) == ()' }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
@@ -50,7 +50,8 @@ async fn sleep_is_refused_when_the_workflow_loads_and_when_called_by_name() {
     );
     // A script's own function named `sleep` is the script's business.
     let own = transform_at("/own", "fn sleep(s) { s * 2 }\nsleep(21)");
-    let server = TestServer::start_with(
+    let server = TestServer::start_on(
+        backend,
         &[
             ("direct.yaml", direct.as_str()),
             ("method.yaml", method.as_str()),
@@ -135,8 +136,8 @@ fn heavy_value(field: &str) -> Value {
     }
 }
 
-#[tokio::test]
-async fn a_loop_of_heavy_built_ins_stops_near_the_wall_time_limit() {
+both!(a_loop_of_heavy_built_ins_stops_near_the_wall_time_limit);
+async fn a_loop_of_heavy_built_ins_stops_near_the_wall_time_limit(backend: Backend) {
     let files: Vec<(String, String)> = HEAVY_LOOPS
         .iter()
         .map(|(name, script)| {
@@ -150,7 +151,7 @@ async fn a_loop_of_heavy_built_ins_stops_near_the_wall_time_limit() {
         .iter()
         .map(|(f, t)| (f.as_str(), t.as_str()))
         .collect();
-    let server = TestServer::start_with(&files, &[], |c| {
+    let server = TestServer::start_on(backend, &files, &[], |c| {
         c.script_timeout = LIMIT;
         // Only the wall-time limit may stop these loops.
         c.script_max_operations = u64::MAX / 2;
@@ -189,8 +190,11 @@ async fn a_loop_of_heavy_built_ins_stops_near_the_wall_time_limit() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expensive_when_is_stopped_and_other_requests_are_still_answered() {
+both!(
+    an_expensive_when_is_stopped_and_other_requests_are_still_answered,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn an_expensive_when_is_stopped_and_other_requests_are_still_answered(backend: Backend) {
     // An `expr` cannot loop, so this one is expensive by size: a thousand
     // hashes of a large value, more than its limit allows.
     let hashes = vec!["sha256(event.big)"; 1000].join(", ");
@@ -198,7 +202,8 @@ async fn an_expensive_when_is_stopped_and_other_requests_are_still_answered() {
         "trigger:\n  webhook: {{ path: /slow }}\n  when: {{ expr: '[{hashes}].len() == 0' }}\nsteps:\n  - id: s\n    transform: {{ script: '1' }}\n"
     );
     let fast = "trigger:\n  webhook: { path: /fast }\n  when: { $.event.ok: true }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
-    let server = TestServer::start_with(
+    let server = TestServer::start_on(
+        backend,
         &[("slow.yaml", slow.as_str()), ("fast.yaml", fast)],
         &[],
         |c| {
@@ -271,8 +276,8 @@ async fn an_expensive_when_is_stopped_and_other_requests_are_still_answered() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_steps_log_is_bounded_in_bytes() {
+both!(a_steps_log_is_bounded_in_bytes);
+async fn a_steps_log_is_bounded_in_bytes(backend: Backend) {
     let chatty = transform_at(
         "/chatty",
         "let line = \"\";\nline.pad(200, \"x\");\nfor i in 0..5000 { log(`${i} ${line}`); }\n1",
@@ -281,12 +286,14 @@ async fn a_steps_log_is_bounded_in_bytes() {
         "/long",
         "log(\"first\");\nlet s = \"\";\ns.pad(300000, \"é\");\nlog(s);\nlog(\"never kept\");\n1",
     );
-    let server = TestServer::start(
+    let server = TestServer::start_on(
+        backend,
         &[
             ("chatty.yaml", chatty.as_str()),
             ("long.yaml", one_long.as_str()),
         ],
         &[],
+        |_| {},
     )
     .await;
 
@@ -327,13 +334,19 @@ async fn a_steps_log_is_bounded_in_bytes() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn state_keys_and_values_are_bounded_in_bytes() {
+both!(state_keys_and_values_are_bounded_in_bytes);
+async fn state_keys_and_values_are_bounded_in_bytes(backend: Backend) {
     // The key is `event.key` repeated `event.n` times; the value a string
     // of `event.v` characters (its JSON form is two bytes longer). With
     // `event.read`, the script reads the key back instead.
     let script = "let k = \"\";\nk.pad(event.n, event.key);\nif event.read { state_get(k) } else { let v = \"\"; v.pad(event.v, \"v\"); state_set(k, v); \"written\" }";
-    let server = TestServer::start(&[("state.yaml", &transform_at("/state", script))], &[]).await;
+    let server = TestServer::start_on(
+        backend,
+        &[("state.yaml", &transform_at("/state", script))],
+        &[],
+        |_| {},
+    )
+    .await;
     let set = |key: &str, n: usize, v: usize| json!({ "key": key, "n": n, "v": v, "read": false });
     let get = |key: &str, n: usize| json!({ "key": key, "n": n, "v": 0, "read": true });
 

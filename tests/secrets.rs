@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use common::{BinServer, Sink, TestServer};
+use common::{Backend, BinServer, Sink, TestServer};
 use hookflow::signature::{sign, Algorithm};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
@@ -652,13 +652,13 @@ fn big_workflow(url: &str) -> String {
     format!("trigger:\n  webhook: {{ path: /big }}\nsteps:\n  - id: fetch\n    http:\n      url: {url}\n      timeout: 2s\n      retry: {{ attempts: 1 }}\n")
 }
 
-#[tokio::test]
-async fn a_response_cut_at_the_limit_keeps_its_full_size() {
+both!(a_response_cut_at_the_limit_keeps_its_full_size);
+async fn a_response_cut_at_the_limit_keeps_its_full_size(backend: Backend) {
     let sink = Sink::start().await;
     let size = 5 * 1024 * 1024 + 123;
     sink.answer("/big", vec![(200, vec![], "y".repeat(size))]);
     let wf = big_workflow(&sink.url("/big"));
-    let server = TestServer::start(&[("big.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("big.yaml", &wf)], &[], |_| {}).await;
     let run = server.run_once("/hooks/big", &json!({})).await;
     assert_eq!(run["status"], "succeeded", "{}", run["steps"][0]["error"]);
     let response = &run["steps"][0]["attempts"][0]["response"];
@@ -670,11 +670,11 @@ async fn a_response_cut_at_the_limit_keeps_its_full_size() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_chunked_response_cut_at_the_limit_keeps_its_full_size() {
+both!(a_chunked_response_cut_at_the_limit_keeps_its_full_size);
+async fn a_chunked_response_cut_at_the_limit_keeps_its_full_size(backend: Backend) {
     let echo = Echo::start().await;
     let wf = big_workflow(&format!("{}/chunked", echo.base));
-    let server = TestServer::start(&[("big.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("big.yaml", &wf)], &[], |_| {}).await;
     let run = server.run_once("/hooks/big", &json!({})).await;
     assert_eq!(run["status"], "succeeded", "{}", run["steps"][0]["error"]);
     let response = &run["steps"][0]["attempts"][0]["response"];
@@ -686,11 +686,11 @@ async fn a_chunked_response_cut_at_the_limit_keeps_its_full_size() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_response_that_stalls_past_the_limit_keeps_its_announced_size() {
+both!(a_response_that_stalls_past_the_limit_keeps_its_announced_size);
+async fn a_response_that_stalls_past_the_limit_keeps_its_announced_size(backend: Backend) {
     let echo = Echo::start().await;
     let wf = big_workflow(&format!("{}/stalled", echo.base));
-    let server = TestServer::start(&[("big.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("big.yaml", &wf)], &[], |_| {}).await;
     let run = server.run_once("/hooks/big", &json!({})).await;
     // The step read what it keeps before the stall: the answer counts.
     assert_eq!(run["status"], "succeeded", "{}", run["steps"][0]["error"]);

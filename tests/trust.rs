@@ -5,7 +5,7 @@
 mod common;
 
 use base64::Engine as _;
-use common::{binary, Sink, TestServer};
+use common::{binary, Backend, Sink, TestServer};
 use hookflow::signature::{sign, Algorithm};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -94,8 +94,8 @@ fn signed(scheme: &str, secret: &[u8], body: &[u8], t: u64) -> Vec<(String, Stri
     }
 }
 
-#[tokio::test]
-async fn every_signature_scheme_end_to_end() {
+both!(every_signature_scheme_end_to_end);
+async fn every_signature_scheme_end_to_end(backend: Backend) {
     let standard_secret = format!("whsec_{}", B64.encode(b"standard-key-bytes-0123456789"));
     let files = [
         ("stripe.yaml", wf("stripe", "stripe: { secret: whsec_stripe_test, tolerance: 5m }")),
@@ -106,7 +106,7 @@ async fn every_signature_scheme_end_to_end() {
         ("hmac.yaml", wf("hmac", "hmac: { secret: gen-secret, header: X-Signature, algorithm: sha512, encoding: base64, prefix: 'sha512=' }")),
     ];
     let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let server = TestServer::start(&refs, &[]).await;
+    let server = TestServer::start_on(backend, &refs, &[], |_| {}).await;
     let secrets: BTreeMap<&str, Vec<u8>> = [
         ("stripe", b"whsec_stripe_test".to_vec()),
         ("github", b"gh-secret".to_vec()),
@@ -220,11 +220,11 @@ async fn every_signature_scheme_end_to_end() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn admin_token_guards_the_api_not_the_hooks() {
+both!(admin_token_guards_the_api_not_the_hooks);
+async fn admin_token_guards_the_api_not_the_hooks(backend: Backend) {
     let wf =
         "trigger:\n  webhook: { path: /open }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
-    let server = TestServer::start_with(&[("w.yaml", wf)], &[], |c| {
+    let server = TestServer::start_on(backend, &[("w.yaml", wf)], &[], |c| {
         c.api_token = Some("t0ken-for-admins".into())
     })
     .await;
@@ -291,8 +291,8 @@ fn serve_refuses_an_open_api_on_the_network() {
     );
 }
 
-#[tokio::test]
-async fn outbound_policy_refuses_metadata_and_private_targets() {
+both!(outbound_policy_refuses_metadata_and_private_targets);
+async fn outbound_policy_refuses_metadata_and_private_targets(backend: Backend) {
     let mut sink = Sink::start().await;
     let step = |url: &str| {
         format!("\n  - id: call\n    http:\n      url: \"{url}\"\n      retry: {{ attempts: 1 }}\n")
@@ -341,7 +341,7 @@ async fn outbound_policy_refuses_metadata_and_private_targets() {
         .collect();
 
     // Default policy: metadata and link-local refused, loopback allowed.
-    let server = TestServer::start(&refs, &[]).await;
+    let server = TestServer::start_on(backend, &refs, &[], |_| {}).await;
     for path in ["/hooks/meta", "/hooks/ll6", "/hooks/mapped"] {
         let run = server.run_once(path, &json!({})).await;
         assert_eq!(run["status"], "failed", "{path}");
@@ -359,7 +359,7 @@ async fn outbound_policy_refuses_metadata_and_private_targets() {
     server.stop().await;
 
     // --deny-private-network: loopback refused, by address and by name.
-    let server = TestServer::start_with(&refs, &[], |c| c.deny_private_network = true).await;
+    let server = TestServer::start_on(backend, &refs, &[], |c| c.deny_private_network = true).await;
     for path in ["/hooks/loop", "/hooks/name"] {
         let run = server.run_once(path, &json!({})).await;
         assert_eq!(run["status"], "failed", "{path}");
@@ -376,11 +376,11 @@ async fn outbound_policy_refuses_metadata_and_private_targets() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn header_injection_is_refused_before_sending() {
+both!(header_injection_is_refused_before_sending);
+async fn header_injection_is_refused_before_sending(backend: Backend) {
     let mut sink = Sink::start().await;
     let wf = format!("trigger:\n  webhook: {{ path: /h }}\nsteps:\n  - id: call\n    http:\n      url: \"{}\"\n      headers: {{ X-Name: \"{{{{ $.event.name }}}}\" }}\n", sink.url("/x"));
-    let server = TestServer::start(&[("h.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("h.yaml", &wf)], &[], |_| {}).await;
     let run = server
         .run_once("/hooks/h", &json!({"name": "ok\r\nX-Injected: yes"}))
         .await;
@@ -417,11 +417,15 @@ fn raw(addr: &str, bytes: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_requests_get_clear_answers_and_the_server_stays_healthy() {
+both!(
+    hostile_requests_get_clear_answers_and_the_server_stays_healthy,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn hostile_requests_get_clear_answers_and_the_server_stays_healthy(backend: Backend) {
     let plain = "trigger:\n  webhook: { path: /in }\nsteps:\n  - id: s\n    transform: { script: 'event' }\n";
     let signed_wf = "trigger:\n  webhook:\n    path: /signed\n    verify: { github: { secret: x } }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
-    let server = TestServer::start_with(
+    let server = TestServer::start_on(
+        backend,
         &[("in.yaml", plain), ("signed.yaml", signed_wf)],
         &[],
         |c| {
@@ -515,8 +519,8 @@ async fn hostile_requests_get_clear_answers_and_the_server_stays_healthy() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_refused_connection_does_not_reveal_a_secret_url() {
+both!(a_refused_connection_does_not_reveal_a_secret_url);
+async fn a_refused_connection_does_not_reveal_a_secret_url(backend: Backend) {
     // A loopback port with nothing listening: the connection is refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!(
@@ -533,12 +537,9 @@ async fn a_refused_connection_does_not_reveal_a_secret_url() {
             "trigger:\n  webhook: { path: /out }\nsteps:\n  - id: deliver\n    http:\n      url: '{{ env.DEST_URL }}'\n      retry: { attempts: 1 }\n",
         )],
     );
-    let (wf_arg, data) = (
-        wf_dir.display().to_string(),
-        dir.path().join("data").display().to_string(),
-    );
+    let (wf_arg, store) = (wf_dir.display().to_string(), backend.store_args(dir.path()));
     let server = common::BinServer::start(
-        &["--workflows", &wf_arg, "--data", &data],
+        &common::with_store(&["--workflows", &wf_arg], &store),
         &[("DEST_URL", &url), ("HOOKFLOW_LOG", "debug")],
     );
     let client = reqwest::Client::new();
@@ -559,13 +560,13 @@ async fn a_refused_connection_does_not_reveal_a_secret_url() {
     assert!(!log.contains("tok-5e1d7a"), "the URL leaked into the log");
 }
 
-#[tokio::test]
-async fn hmac_refuses_a_bare_digest_when_a_prefix_is_set() {
+both!(hmac_refuses_a_bare_digest_when_a_prefix_is_set);
+async fn hmac_refuses_a_bare_digest_when_a_prefix_is_set(backend: Backend) {
     let wf = wf(
         "pre",
         "hmac: { secret: pre-secret, header: X-Signature, algorithm: sha256, encoding: hex, prefix: 'sha256=' }",
     );
-    let server = TestServer::start(&[("pre.yaml", &wf)], &[]).await;
+    let server = TestServer::start_on(backend, &[("pre.yaml", &wf)], &[], |_| {}).await;
     let body = br#"{"id":"evt_1"}"#;
     let digest = hex::encode(sign(Algorithm::Sha256, b"pre-secret", body));
     let post = |value: String| {
@@ -616,8 +617,8 @@ async fn counting_proxy() -> (
     (addr, count)
 }
 
-#[tokio::test]
-async fn proxy_variables_do_not_route_requests_around_the_policy() {
+both!(proxy_variables_do_not_route_requests_around_the_policy);
+async fn proxy_variables_do_not_route_requests_around_the_policy(backend: Backend) {
     let mut sink = Sink::start().await;
     let (proxy, connections) = counting_proxy().await;
     let dir = tempfile::tempdir().expect("tmp");
@@ -641,13 +642,10 @@ async fn proxy_variables_do_not_route_requests_around_the_policy() {
             ),
         ],
     );
-    let (wf_arg, data) = (
-        wf_dir.display().to_string(),
-        dir.path().join("data").display().to_string(),
-    );
+    let (wf_arg, store) = (wf_dir.display().to_string(), backend.store_args(dir.path()));
     let proxy_url = format!("http://{proxy}");
     let server = common::BinServer::start(
-        &["--workflows", &wf_arg, "--data", &data],
+        &common::with_store(&["--workflows", &wf_arg], &store),
         &[
             ("HTTP_PROXY", &proxy_url),
             ("http_proxy", &proxy_url),
@@ -693,8 +691,8 @@ async fn proxy_variables_do_not_route_requests_around_the_policy() {
     server.terminate();
 }
 
-#[tokio::test]
-async fn event_data_cannot_move_a_request_to_another_port() {
+both!(event_data_cannot_move_a_request_to_another_port);
+async fn event_data_cannot_move_a_request_to_another_port(backend: Backend) {
     let mut right = Sink::start().await;
     let mut other = Sink::start().await;
     let dir = tempfile::tempdir().expect("tmp");
@@ -706,13 +704,10 @@ async fn event_data_cannot_move_a_request_to_another_port() {
             "trigger:\n  webhook: { path: /fwd }\nsteps:\n  - id: call\n    http:\n      url: \"{{ env.BASE }}{{ $.event.x }}\"\n      retry: { attempts: 1 }\n",
         )],
     );
-    let (wf_arg, data) = (
-        wf_dir.display().to_string(),
-        dir.path().join("data").display().to_string(),
-    );
+    let (wf_arg, store) = (wf_dir.display().to_string(), backend.store_args(dir.path()));
     let base = format!("http://{}", right.addr);
     let server = common::BinServer::start(
-        &["--workflows", &wf_arg, "--data", &data],
+        &common::with_store(&["--workflows", &wf_arg], &store),
         &[("BASE", &base)],
     );
     let client = reqwest::Client::new();
@@ -745,8 +740,8 @@ async fn event_data_cannot_move_a_request_to_another_port() {
     server.terminate();
 }
 
-#[tokio::test]
-async fn verify_secrets_that_would_let_anyone_sign_are_refused() {
+both!(verify_secrets_that_would_let_anyone_sign_are_refused);
+async fn verify_secrets_that_would_let_anyone_sign_are_refused(backend: Backend) {
     let gh = |secret: &str, path: &str| {
         format!("trigger:\n  webhook:\n    path: {path}\n    verify:\n      github: {{ secret: '{secret}' }}\nsteps:\n  - id: ok\n    transform: {{ script: '1' }}\n")
     };
@@ -768,7 +763,7 @@ async fn verify_secrets_that_would_let_anyone_sign_are_refused() {
         ),
     ];
     let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let server = TestServer::start(&refs, &[]).await;
+    let server = TestServer::start_on(backend, &refs, &[], |_| {}).await;
     let body = br#"{"id":"evt_1"}"#.to_vec();
     let signed_with = |key: &[u8]| {
         format!(
@@ -827,8 +822,8 @@ async fn verify_secrets_that_would_let_anyone_sign_are_refused() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn demo_secrets_are_not_served_on_a_network_address() {
+both!(demo_secrets_are_not_served_on_a_network_address);
+async fn demo_secrets_are_not_served_on_a_network_address(backend: Backend) {
     let root = env!("CARGO_MANIFEST_DIR");
     let data = tempfile::tempdir().expect("tmp");
     let extra = tempfile::tempdir().expect("tmp");
@@ -847,25 +842,26 @@ async fn demo_secrets_are_not_served_on_a_network_address() {
             std::fs::copy(&path, wf_dir.join(path.file_name().expect("name"))).expect("copy");
         }
     }
-    let (wf, sc, dd) = (
+    let (wf, sc, store) = (
         wf_dir.display().to_string(),
         format!("{root}/scripts"),
-        data.path().display().to_string(),
+        backend.store_args(data.path()),
     );
     // The examples' secret variables are left unset, so their demo
     // fallbacks are what the workflows would verify with.
     let server = common::BinServer::start_at(
         "0.0.0.0:0",
-        &[
-            "--workflows",
-            &wf,
-            "--scripts",
-            &sc,
-            "--data",
-            &dd,
-            "--api-token",
-            "net-t0ken",
-        ],
+        &common::with_store(
+            &[
+                "--workflows",
+                &wf,
+                "--scripts",
+                &sc,
+                "--api-token",
+                "net-t0ken",
+            ],
+            &store,
+        ),
         &[("HOOKFLOW_TEST_SET", "a-real-secret")],
     );
     let base = format!(

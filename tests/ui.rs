@@ -8,7 +8,7 @@ mod common;
 
 use base64::Engine as _;
 use common::browser::Browser;
-use common::{Sink, TestServer};
+use common::{Backend, Sink, TestServer};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -18,8 +18,11 @@ fn shots() -> PathBuf {
         .join("ui-screenshots")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ui_answers_what_happened_to_my_webhook() {
+both!(
+    the_ui_answers_what_happened_to_my_webhook,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn the_ui_answers_what_happened_to_my_webhook(backend: Backend) {
     let Some(browser) = Browser::start().await else {
         return;
     };
@@ -29,8 +32,13 @@ async fn the_ui_answers_what_happened_to_my_webhook() {
         sink.url("/warehouse")
     );
     let broken = "name: broken\ntrigger:\n  webhook: { path: /broken }\nsteps:\n  - id: x\n    filtr: { $.a: 1 }\n";
-    let server =
-        TestServer::start(&[("orders.yaml", &deliver), ("broken.yaml", broken)], &[]).await;
+    let server = TestServer::start_on(
+        backend,
+        &[("orders.yaml", &deliver), ("broken.yaml", broken)],
+        &[],
+        |_| {},
+    )
+    .await;
     let dir = shots();
     println!("UI screenshots: {}", dir.display());
 
@@ -243,14 +251,17 @@ async fn the_ui_answers_what_happened_to_my_webhook() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ui_works_behind_the_api_token() {
+both!(
+    the_ui_works_behind_the_api_token,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn the_ui_works_behind_the_api_token(backend: Backend) {
     let Some(browser) = Browser::start().await else {
         return;
     };
     let wf =
         "trigger:\n  webhook: { path: /t }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
-    let server = TestServer::start_with(&[("t.yaml", wf)], &[], |c| {
+    let server = TestServer::start_on(backend, &[("t.yaml", wf)], &[], |c| {
         c.api_token = Some("ui-t0ken".into())
     })
     .await;
@@ -288,8 +299,11 @@ async fn the_ui_works_behind_the_api_token() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ui_shows_each_workflows_connectors_and_a_steps_action() {
+both!(
+    the_ui_shows_each_workflows_connectors_and_a_steps_action,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn the_ui_shows_each_workflows_connectors_and_a_steps_action(backend: Backend) {
     let Some(browser) = Browser::start().await else {
         return;
     };
@@ -301,7 +315,8 @@ async fn the_ui_shows_each_workflows_connectors_and_a_steps_action() {
     let keyed = "connector: keyed\nbase_url: https://keyed.example.com\nauth:\n  bearer: \"{{ env.HOOKFLOW_UI_TEST_UNSET_KEY }}\"\nactions:\n  ping:\n    http: { path: /ping }\n";
     let sends = "name: sends\ntrigger:\n  webhook: { path: /sends }\nsteps:\n  - id: tell\n    uses: sinkapp.send\n    with: { text: \"{{ $.event.text }}\" }\n";
     let locked = "name: locked\ntrigger:\n  webhook: { path: /locked }\nsteps:\n  - id: ping\n    uses: keyed.ping\n";
-    let server = TestServer::start_with_connectors(
+    let server = TestServer::start_with_connectors_on(
+        backend,
         &[("sends.yaml", sends), ("locked.yaml", locked)],
         &[("sinkapp.yaml", &app), ("keyed.yaml", keyed)],
     )
@@ -361,8 +376,11 @@ async fn the_ui_shows_each_workflows_connectors_and_a_steps_action() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ui_shows_the_branch_the_items_and_when_a_waiting_run_wakes() {
+both!(
+    the_ui_shows_the_branch_the_items_and_when_a_waiting_run_wakes,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn the_ui_shows_the_branch_the_items_and_when_a_waiting_run_wakes(backend: Backend) {
     let Some(browser) = Browser::start().await else {
         return;
     };
@@ -389,7 +407,13 @@ steps:
         sink.url("/push")
     );
     let later = "name: later\ntrigger:\n  webhook: { path: /later }\nsteps:\n  - id: nap\n    delay: 1h\n  - id: after\n    transform: { script: '1' }\n";
-    let server = TestServer::start(&[("lines.yaml", &flow), ("later.yaml", later)], &[]).await;
+    let server = TestServer::start_on(
+        backend,
+        &[("lines.yaml", &flow), ("later.yaml", later)],
+        &[],
+        |_| {},
+    )
+    .await;
     let dir = shots();
     // The second line is refused: its item fails, the others go through.
     sink.answer(

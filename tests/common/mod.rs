@@ -53,6 +53,17 @@ impl Backend {
         }
     }
 
+    /// `serve` arguments for a test that kills the binary and starts it
+    /// again on the same store: on PostgreSQL a short lease, so the new
+    /// process takes over the runs the killed one held within seconds (as
+    /// another node would); nothing on sled (one process owns the folder).
+    pub fn kill_args(self) -> Vec<String> {
+        match self {
+            Backend::Sled => Vec::new(),
+            Backend::Postgres => vec!["--lease".into(), "2s".into()],
+        }
+    }
+
     /// The `serve` arguments that put a binary server on a new store:
     /// `--data DIR/data` for sled, `--store URL` (a fresh database) for
     /// PostgreSQL. Keep them to restart on the same store.
@@ -62,6 +73,15 @@ impl Backend {
             Some(url) => vec!["--store".into(), url],
         }
     }
+}
+
+/// `args` then `store` (from [`Backend::store_args`]), as
+/// [`BinServer::start`] takes them.
+pub fn with_store<'a>(args: &[&'a str], store: &'a [String]) -> Vec<&'a str> {
+    args.iter()
+        .copied()
+        .chain(store.iter().map(String::as_str))
+        .collect()
 }
 
 /// Run a test on every backend: `both!(name)` (or `both!(name,
@@ -138,7 +158,16 @@ impl TestServer {
         workflows: &[(&str, &str)],
         connectors: &[(&str, &str)],
     ) -> TestServer {
-        Self::start_with(workflows, &[], |c| {
+        Self::start_with_connectors_on(Backend::Sled, workflows, connectors).await
+    }
+
+    /// [`TestServer::start_with_connectors`] on a new store of `backend`.
+    pub async fn start_with_connectors_on(
+        backend: Backend,
+        workflows: &[(&str, &str)],
+        connectors: &[(&str, &str)],
+    ) -> TestServer {
+        Self::start_on(backend, workflows, &[], |c| {
             write_files(&c.workflows.with_file_name("connectors"), connectors)
         })
         .await

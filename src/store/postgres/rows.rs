@@ -1,6 +1,9 @@
 //! A [`Run`] as rows and back: its head (every field but the steps), its
-//! plan (the step ids and kinds, so steps not reached yet need no row),
-//! one row per step record that left `pending`, one row per attempt.
+//! plan (what a step not reached yet is: its id, kind and, for a `uses`
+//! step, its action, so such steps need no row), one row per step record
+//! that is more than its plan says (it left `pending`, or it is pending
+//! with a recorded branch or items: a replay from a failed loop or switch),
+//! one row per attempt.
 //!
 //! [`Written`] remembers what the store holds of a run its executor is
 //! saving, so that a save writes only the rows that changed: the head, the
@@ -70,10 +73,42 @@ pub fn head_json(run: &Run) -> String {
     })
 }
 
-/// The plan of `run`: its step ids and kinds, in order.
+/// One step of a plan: `[id, kind]`, or `[id, kind, uses]` for a `uses`
+/// step (its record names the connector action before it runs too).
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Planned {
+    Uses(String, StepKind, String),
+    Plain(String, StepKind),
+}
+
+impl Planned {
+    fn of(step: &StepRecord) -> Planned {
+        match &step.uses {
+            Some(uses) => Planned::Uses(step.id.clone(), step.kind, uses.clone()),
+            None => Planned::Plain(step.id.clone(), step.kind),
+        }
+    }
+
+    /// The record of the step before it runs.
+    fn pending(&self) -> StepRecord {
+        match self {
+            Planned::Uses(id, kind, uses) => StepRecord::pending(id, *kind).with_uses(Some(uses)),
+            Planned::Plain(id, kind) => StepRecord::pending(id, *kind),
+        }
+    }
+}
+
+/// The plan of `run`: what each of its steps is before it runs, in order.
 pub fn plan_json(run: &Run) -> String {
-    let plan: Vec<(&str, StepKind)> = run.steps.iter().map(|s| (s.id.as_str(), s.kind)).collect();
+    let plan: Vec<Planned> = run.steps.iter().map(Planned::of).collect();
     to_json(&plan)
+}
+
+/// The record holds nothing its plan does not say: a step not reached.
+fn as_planned(step: &StepRecord) -> bool {
+    step.status == crate::record::StepStatus::Pending
+        && step_json(step) == step_json(&Planned::of(step).pending())
 }
 
 /// A step record as its row keeps it: without its attempts (they have
@@ -131,12 +166,8 @@ pub fn assemble(
     mut attempts: Vec<(i32, i32, String)>,
 ) -> Result<Run, String> {
     let head: Head = serde_json::from_str(head).map_err(|e| format!("run head: {e}"))?;
-    let plan: Vec<(String, StepKind)> =
-        serde_json::from_str(plan).map_err(|e| format!("run plan: {e}"))?;
-    let mut records: Vec<StepRecord> = plan
-        .iter()
-        .map(|(id, kind)| StepRecord::pending(id, *kind))
-        .collect();
+    let plan: Vec<Planned> = serde_json::from_str(plan).map_err(|e| format!("run plan: {e}"))?;
+    let mut records: Vec<StepRecord> = plan.iter().map(Planned::pending).collect();
     for (idx, text) in steps {
         let rec: StepRecord =
             serde_json::from_str(&text).map_err(|e| format!("step {idx}: {e}"))?;
@@ -236,7 +267,7 @@ impl Written {
         self.attempts
             .resize(run.steps.len().max(self.attempts.len()), 0);
         for (i, step) in run.steps.iter().enumerate() {
-            if step.status != crate::record::StepStatus::Pending || self.steps[i].is_some() {
+            if self.steps[i].is_some() || !as_planned(step) {
                 let row = step_json(step);
                 if self.steps[i].as_ref() != Some(&row) {
                     d.bytes = d.bytes.saturating_add(row.len() as i32);
@@ -329,5 +360,65 @@ mod tests {
             serde_json::to_value(&back).expect("json"),
             serde_json::to_value(&r).expect("json")
         );
+    }
+
+    /// The rows of a run as one write stores them, put back together.
+    fn round_trip(r: &Run, mut w: Written) -> (Delta, Run) {
+        let d = w.delta(r);
+        let steps = d
+            .step_idx
+            .iter()
+            .copied()
+            .zip(d.step_rows.clone())
+            .collect();
+        let back = assemble(&d.head, &plan_json(r), steps, Vec::new()).expect("assembles");
+        (d, back)
+    }
+
+    #[test]
+    fn a_step_not_reached_keeps_its_action_and_a_replayed_loop_its_items() {
+        let mut r = run();
+        r.steps[1] = StepRecord::pending("b", StepKind::Http).with_uses(Some("slack.post_message"));
+        let mut each = StepRecord::pending("c", StepKind::ForEach);
+        let mut done = crate::record::ItemRecord {
+            index: 0,
+            status: StepStatus::Succeeded,
+            steps: vec![StepRecord::pending("push", StepKind::Http)],
+        };
+        done.steps[0].status = StepStatus::Succeeded;
+        each.items = Some(vec![
+            done,
+            crate::record::ItemRecord {
+                index: 1,
+                status: StepStatus::Pending,
+                steps: vec![StepRecord::pending("push", StepKind::Http)],
+            },
+        ]);
+        r.steps.push(each);
+
+        // A fresh run: the plan says what the `uses` step is; the loop
+        // (pending, as a replay from its failed item leaves it) needs a row.
+        let (d, back) = round_trip(&r, Written::fresh(&r));
+        assert_eq!(d.step_idx, vec![2]);
+        assert_eq!(back.steps[1].uses.as_deref(), Some("slack.post_message"));
+        assert_eq!(
+            serde_json::to_value(&back).expect("json"),
+            serde_json::to_value(&r).expect("json")
+        );
+        // A replay is written whole.
+        let (_, back) = round_trip(&r, Written::default());
+        assert_eq!(
+            serde_json::to_value(&back).expect("json"),
+            serde_json::to_value(&r).expect("json")
+        );
+        // Plans stored before `uses` was kept still read.
+        let old = assemble(
+            &d.head,
+            r#"[["a","transform"],["b","http"]]"#,
+            vec![],
+            vec![],
+        )
+        .expect("an older plan reads");
+        assert_eq!(old.steps[1].kind, StepKind::Http);
     }
 }
