@@ -16,6 +16,7 @@
 //! faults fell from 5.6 to 0.9 per event, and peak RSS rose by about 10 MB.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Freed log buffers kept for reuse. With 4 or 16, most allocations still
@@ -40,6 +41,17 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
     len: 0,
 });
 
+/// Allocations of the log buffer's layout so far (pooled or not).
+static LOG_BUFFERS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many blocks of the log buffer's layout were asked for since the
+/// process started. The pool rests on sled asking for exactly this layout;
+/// `tests/alloc_pool.rs` checks that it still does (after a sled upgrade,
+/// say) by writing through the store and reading this count.
+pub fn log_buffers_allocated() -> usize {
+    LOG_BUFFERS.load(Ordering::Relaxed)
+}
+
 fn is_log_buffer(layout: Layout) -> bool {
     layout.size() == crate::store::sled::SEGMENT_SIZE && layout.align() == LOG_BUFFER_ALIGN
 }
@@ -50,6 +62,7 @@ fn is_log_buffer(layout: Layout) -> bool {
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if is_log_buffer(layout) {
+            LOG_BUFFERS.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut pool) = POOL.lock() {
                 if pool.len > 0 {
                     pool.len -= 1;

@@ -68,6 +68,7 @@ pub mod http;
 pub mod inbound;
 pub mod jsonpath;
 pub mod metrics;
+pub mod priority;
 pub mod ready;
 pub mod record;
 pub mod run;

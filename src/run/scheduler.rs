@@ -16,32 +16,13 @@ use tokio::sync::{watch, Semaphore};
 use tracing::error;
 
 /// How much lower than the HTTP threads' priority the run threads' is, as
-/// a nice value (each step is worth about 20% less CPU under contention),
-/// and how many run threads there are per core. Runs wait on the sink and
-/// on flushes, so with one thread per core a draining backlog left the CPU
-/// 15–20% idle; two per core keep it busy, and the larger nice value keeps
-/// the extra threads from taking CPU from acceptance. Measured under the
-/// load benchmark in nine alternating pairs against one thread per core at
-/// nice 2: runs/s median 6,430 against 5,630 (seven of nine pairs better),
-/// acks/s median 9,240 against 9,580 (four of nine better), peak RSS
-/// 5–10 MB higher (146 MB at most). Nice 10 gave fewer runs/s (5,020–
-/// 5,720) and peak RSS up to 147 MB. Earlier, with one thread per core:
-/// nice 0 gave 7,100–7,300 acks/s and 5,300–5,900 runs/s, 2 gave 7,800–
-/// 7,900 and 5,400–5,700, 5 gave 8,100–8,700 acks/s but 4,600–5,400.
-/// Once a run needed one save instead of three, runs took a larger share
-/// of the CPU at nice 7: nice 9 gave a median of 10,800 acks/s in fifteen
-/// single rounds against 10,000 in nine at nice 7, with the same runs/s
-/// within the noise. Its longer backlog took peak RSS up to 149 MB until
-/// the queue kept its ids packed (134–142 MB since).
-///
-/// Two stronger ways of putting requests first were measured and not kept,
-/// as each gives acks what it takes from runs: run threads under
-/// `SCHED_IDLE` (14,000 acks/s at p99 5.7–6.4 ms against 10,000 at 8.0–
-/// 8.5, but 2,100–2,400 runs/s while the load was on and peak RSS about
-/// 200 MB), and 100 µs time slices (`sched_setattr`, Linux 6.12+) for
-/// every thread but these (eleven pairs: acks/s higher in all, median
-/// +13%; ack p99 lower in ten, median −10%; but runs/s while the load was
-/// on lower in ten, median −19%, and peak RSS up to 149 MB).
+/// a nice value, and how many run threads there are per core. Runs wait
+/// on the sink and on flushes, so one thread per core leaves the CPU idle
+/// while a backlog drains; two per core keep it busy, and the nice value
+/// keeps the extra threads from taking CPU from acceptance. The value sets
+/// the split of the CPU between accepting and running under a backlog;
+/// the measurements behind it, and the stronger alternatives measured and
+/// not kept, are in `docs/performance.md`.
 const RUN_THREAD_NICE: i32 = 9;
 const RUN_THREADS_PER_CORE: usize = 2;
 
@@ -51,24 +32,9 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores * RUN_THREADS_PER_CORE)
         .thread_name("hookflow-run")
-        .on_thread_start(|| lower_priority(RUN_THREAD_NICE))
+        .on_thread_start(|| crate::priority::lower(RUN_THREAD_NICE))
         .enable_all()
         .build()
-}
-
-/// Raise the calling thread's nice value by `by`. Best effort: where it is
-/// not possible, runs simply compete with requests on equal terms.
-fn lower_priority(by: i32) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: integer arguments only; on Linux the nice value is per
-    // thread, and raising it needs no privilege.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, now.saturating_add(by).min(19));
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = by;
 }
 
 /// How long the scheduler sleeps at most when nothing is due: new work
@@ -159,4 +125,33 @@ pub async fn dispatch(
     // grace limit (and resume after the next start).
     let all = u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(grace, permits.acquire_many(all)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The split of the CPU between answering and running rests on the run
+    /// threads having their own, lower priority: this fails where the nice
+    /// value stops being per thread (then it would lower the whole process).
+    #[test]
+    fn run_threads_have_lower_priority_than_the_caller() {
+        let rt = runtime().expect("run runtime");
+        let here = crate::priority::current();
+        let (name, nice) = rt.block_on(async {
+            tokio::spawn(async {
+                (
+                    std::thread::current().name().map(str::to_string),
+                    crate::priority::current(),
+                )
+            })
+            .await
+            .expect("ran")
+        });
+        assert_eq!(name.as_deref(), Some("hookflow-run"));
+        if cfg!(target_os = "linux") {
+            assert_eq!(nice, (here + RUN_THREAD_NICE).min(19));
+            assert_eq!(crate::priority::current(), here, "the caller keeps its own");
+        }
+    }
 }

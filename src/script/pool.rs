@@ -45,7 +45,7 @@ impl ScriptPool {
             std::thread::Builder::new()
                 .name("hookflow-script".into())
                 .spawn(move || {
-                    lower_priority(SCRIPT_THREAD_NICE);
+                    crate::priority::lower(SCRIPT_THREAD_NICE);
                     serve(&rx);
                 })?;
         }
@@ -83,21 +83,6 @@ fn serve(rx: &Mutex<mpsc::Receiver<Job>>) {
     }
 }
 
-/// Raise the calling thread's nice value by `by`. Best effort: where it is
-/// not possible, the thread simply competes on equal terms.
-pub fn lower_priority(by: i32) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: integer arguments only; on Linux the nice value is per
-    // thread, and raising it needs no privilege.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, now.saturating_add(by).min(19));
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = by;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,23 +93,15 @@ mod tests {
         let (name, nice) = pool
             .run(|| {
                 let name = std::thread::current().name().map(str::to_string);
-                #[cfg(target_os = "linux")]
-                // SAFETY: integer arguments only.
-                let nice =
-                    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
-                #[cfg(not(target_os = "linux"))]
-                let nice = SCRIPT_THREAD_NICE;
-                (name, nice)
+                (name, crate::priority::current())
             })
             .await
             .expect("answered");
         assert_eq!(name.as_deref(), Some("hookflow-script"));
-        #[cfg(target_os = "linux")]
-        // SAFETY: integer arguments only.
-        let here = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
-        #[cfg(not(target_os = "linux"))]
-        let here = 0;
-        assert_eq!(nice, (here + SCRIPT_THREAD_NICE).min(19));
+        let here = crate::priority::current();
+        if cfg!(target_os = "linux") {
+            assert_eq!(nice, (here + SCRIPT_THREAD_NICE).min(19));
+        }
     }
 
     #[tokio::test]
