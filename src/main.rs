@@ -13,8 +13,9 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Keep memory low: no transparent huge pages for this process (with them,
 /// mimalloc's arenas take 2 MiB at a time), and freed memory goes back to
-/// the OS after 1 ms instead of mimalloc's default (1 s in mimalloc 3). Under the load benchmark this takes
-/// peak RSS from about 160 MB to about 120 MB at the same throughput.
+/// the OS after 1 ms instead of mimalloc's default (1 s in mimalloc 3).
+/// Under the load benchmark this took peak RSS from about 160 MB to about
+/// 120 MB at the same throughput.
 fn tune_memory() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with integer arguments only; failure leaves THP as it was.
