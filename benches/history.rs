@@ -67,8 +67,12 @@ async fn run(target: usize) {
         tokio::time::sleep(SETTLE).await;
         let rss = server.rss_mb();
         let disk = server.disk_bytes() as f64 / stored as f64;
+        let records = server
+            .record_bytes()
+            .await
+            .map_or(f64::NAN, |b| b as f64 / stored as f64);
         println!(
-            "{stored:>9} runs stored: RSS {rss:.1} MB (peak so far {:.1} MB), {disk:.0} bytes on disk per event",
+            "{stored:>9} runs stored: RSS {rss:.1} MB (peak so far {:.1} MB), {disk:.0} bytes on disk per event (records {records:.0})",
             server.peak_rss_mb()
         );
         marks.push(rss);

@@ -235,6 +235,8 @@ struct Ours {
     drain_seconds: f64,
     peak_rss_mb: f64,
     disk_bytes_per_event: f64,
+    /// Of those, the stored records themselves (compressed).
+    record_bytes_per_event: f64,
     cpu_us_per_event: f64,
 }
 
@@ -246,10 +248,11 @@ impl Ours {
             self.delivered, self.figures.acks, self.runs_per_second, self.runs_during_load, self.drain_seconds
         );
         println!(
-            "  peak RSS {:.1} MB; {:.0} bytes on disk per event ({:.2} per body byte); {:.0} us CPU per event",
+            "  peak RSS {:.1} MB; {:.0} bytes on disk per event ({:.2} per body byte; records {:.0}); {:.0} us CPU per event",
             self.peak_rss_mb,
             self.disk_bytes_per_event,
             self.disk_bytes_per_event / body_len as f64,
+            self.record_bytes_per_event,
             self.cpu_us_per_event
         );
     }
@@ -463,6 +466,7 @@ async fn postgres(b: &Bench, seconds: u64) {
             peak_rss_mb: servers.iter().map(Server::peak_rss_mb).fold(0.0, f64::max),
             // The data is in the database, not in the node's folder.
             disk_bytes_per_event: f64::NAN,
+            record_bytes_per_event: f64::NAN,
             cpu_us_per_event: cpu * 1e6 / figures.acks.max(1) as f64,
             figures,
         };
@@ -622,6 +626,10 @@ async fn measured(
         drain_seconds: last.saturating_duration_since(load_end).as_secs_f64(),
         peak_rss_mb: server.peak_rss_mb(),
         disk_bytes_per_event: server.disk_bytes() as f64 / figures.acks.max(1) as f64,
+        record_bytes_per_event: server
+            .record_bytes()
+            .await
+            .map_or(f64::NAN, |b| b as f64 / figures.acks.max(1) as f64),
         cpu_us_per_event: cpu * 1e6 / figures.acks.max(1) as f64,
         figures,
     }

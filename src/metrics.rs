@@ -127,6 +127,7 @@ impl Metrics {
             later: retry_backlog,
             waiting,
             unreadable,
+            record_bytes,
         } = store;
         let Ok(m) = self.inner.lock() else {
             return String::new();
@@ -222,6 +223,14 @@ impl Metrics {
             "# TYPE hookflow_store_unreadable_records_total counter"
         );
         let _ = writeln!(out, "hookflow_store_unreadable_records_total {unreadable}");
+        if let Some(bytes) = record_bytes {
+            let _ = writeln!(
+                out,
+                "# HELP hookflow_store_record_bytes Bytes of stored event and run records, as retention by size counts them (the data folder takes more: the log's free space and its index)."
+            );
+            let _ = writeln!(out, "# TYPE hookflow_store_record_bytes gauge");
+            let _ = writeln!(out, "hookflow_store_record_bytes {bytes}");
+        }
         out
     }
 }

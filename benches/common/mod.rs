@@ -440,6 +440,21 @@ impl Server {
         disk_usage(self.data.path())
     }
 
+    /// Bytes of event and run records the store holds (its
+    /// `hookflow_store_record_bytes` gauge): what the data folder would take
+    /// with no log overhead.
+    pub async fn record_bytes(&self) -> Option<u64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.addr))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("hookflow_store_record_bytes "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// CPU seconds (user + system) the server has used so far.
     pub fn cpu_seconds(&self) -> f64 {
         cpu_seconds(self.pid())

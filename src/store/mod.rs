@@ -174,6 +174,10 @@ pub struct QueueGauges {
     pub waiting: usize,
     /// Records skipped since start because they cannot be decoded.
     pub unreadable: u64,
+    /// Bytes of stored event and run records (keys and values, as stored:
+    /// compressed), what retention by size counts; `None` where the store
+    /// does not keep the count (PostgreSQL: the database reports its own).
+    pub record_bytes: Option<u64>,
 }
 
 /// The head of a run (what the UI's counts need), read without the rest.

@@ -971,6 +971,7 @@ impl PgStore {
             later: later.max(0) as usize,
             waiting: waiting.max(0) as usize,
             unreadable: self.shared.unreadable.load(Ordering::Relaxed),
+            record_bytes: None,
         }
     }
 

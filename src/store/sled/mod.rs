@@ -659,6 +659,7 @@ impl SledStore {
             later: self.queue.due_after(now),
             waiting: self.waiting.count.load(Ordering::Relaxed),
             unreadable: self.unreadable_records(),
+            record_bytes: Some(self.trees.live.load(Ordering::Relaxed).max(0) as u64),
         }
     }
 
