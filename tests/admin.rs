@@ -167,6 +167,93 @@ async fn with_a_token_the_token_decides_whatever_the_host_or_content_type(backen
     server.stop().await;
 }
 
+both!(with_a_token_a_basic_form_post_cannot_replay_runs);
+/// Browsers resend Basic credentials by themselves, so with a token a
+/// cross-site form post would carry them: a state-changing request
+/// authorized by Basic must be JSON, as tokenless ones must. Bearer (which
+/// no page can make a browser send cross-site) needs nothing more.
+async fn with_a_token_a_basic_form_post_cannot_replay_runs(backend: Backend) {
+    let mut sink = Sink::start().await;
+    let server = TestServer::start_on(backend, &[("w.yaml", &failing_forward(&sink))], &[], |c| {
+        c.api_token = Some(TOKEN.into())
+    })
+    .await;
+    sink.answer("/out", vec![(500, vec![], "{}".into())]);
+    let (code, answer) = server.post_json("/hooks/in", &json!({"n": 1})).await;
+    assert_eq!(code, 202, "{answer}");
+    sink.next().await;
+    let oid = answer["runs"][0].as_str().expect("run").to_string();
+    let one = format!("/api/runs/{oid}/replay");
+    let basic = |req: reqwest::RequestBuilder| req.basic_auth("admin", Some(TOKEN));
+    // The run has failed once it is listed as failed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = basic(server.client.get(server.url(&format!("/api/runs/{oid}"))))
+            .send()
+            .await
+            .expect("sent");
+        let run: Value = resp.json().await.unwrap_or(Value::Null);
+        if run["status"] == "failed" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never failed: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (path, ctype, body) in [
+        (
+            "/api/runs/replay?workflow=w&status=failed",
+            Some("application/x-www-form-urlencoded"),
+            "a=b",
+        ),
+        (one.as_str(), Some("text/plain"), "{\"from\": \"start\"}"),
+        (one.as_str(), None, ""),
+    ] {
+        let mut req = basic(server.client.post(server.url(path))).body(body.to_string());
+        if let Some(t) = ctype {
+            req = req.header("content-type", t);
+        }
+        let resp = req.send().await.expect("sent");
+        let code = resp.status().as_u16();
+        let answer: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(code, 403, "{path} with {ctype:?}: {answer}");
+        let msg = answer["error"].as_str().unwrap_or("");
+        assert!(
+            msg.contains("Content-Type: application/json") && msg.contains("Bearer"),
+            "{msg}"
+        );
+    }
+    let resp = basic(server.client.get(server.url(&format!("/api/runs/{oid}"))))
+        .send()
+        .await
+        .expect("sent");
+    let run: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(run["replays"], json!([]), "nothing was replayed: {run}");
+    assert!(sink.quiet_for(Duration::from_millis(300)).await);
+
+    // Basic with the JSON type, and Bearer with none, go through.
+    let resp = basic(server.client.post(server.url(&one)))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 201);
+    sink.next().await;
+    let resp = server
+        .client
+        .post(server.url(&one))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 201);
+    sink.next().await;
+    server.stop().await;
+}
+
 fn failing_forward(sink: &Sink) -> String {
     format!(
         "name: w\ntrigger:\n  webhook: {{ path: /in }}\nsteps:\n  - id: deliver\n    http:\n      url: \"{}\"\n      body: \"{{{{ $.event }}}}\"\n      retry: {{ attempts: 1 }}\n",

@@ -18,6 +18,14 @@
 //!   which a browser sends cross-site only after a CORS preflight that we
 //!   never grant.
 //!
+//! With a token, Bearer needs nothing more: a page cannot make a browser
+//! send that header cross-site without a preflight. Basic can: a browser
+//! that was given the credentials once (the UI's login prompt) resends them
+//! by itself with every request to us, a cross-site form post included. So
+//! a state-changing `/api` request authorized by Basic must say
+//! `application/json` too (stricter than SPEC §8, which states the rule
+//! for the tokenless case only; the UI always sends that type).
+//!
 //! `/hooks/*` stays public (protected per workflow by `verify`).
 
 use super::error::ApiError;
@@ -39,24 +47,42 @@ const TOKEN_VAR: &str = "HOOKFLOW_API_TOKEN";
 /// The admin routes' gate: the token when one is set, else [`local_only`].
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match &state.api_token {
-        Some(token) if !authorized(req.headers(), token.expose()) => {
-            let mut resp = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "this needs the API token: `Authorization: Bearer <token>`, or Basic with the token as password",
-            )
-            .into_response();
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Basic realm=\"hookflow\", charset=\"UTF-8\""),
-            );
-            resp
-        }
-        Some(_) => next.run(req).await,
+        Some(token) => match authorized(req.headers(), token.expose()) {
+            Some(Scheme::Basic) if cross_site_form_shaped(&req) => forbidden(format!(
+                "a {} to /api authorized with Basic (which browsers resend by themselves) must carry \
+                 `Content-Type: {JSON_TYPE}` (this keeps cross-site form posts out); send that header, \
+                 or use `Authorization: Bearer <token>`",
+                req.method()
+            ))
+            .into_response(),
+            Some(_) => next.run(req).await,
+            None => unauthorized(),
+        },
         None => match local_only(&req, state.listen) {
             Ok(()) => next.run(req).await,
             Err(e) => e.into_response(),
         },
     }
+}
+
+/// 401 with the Basic challenge (the UI's login prompt).
+fn unauthorized() -> Response {
+    let mut resp = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this needs the API token: `Authorization: Bearer <token>`, or Basic with the token as password",
+            )
+            .into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"hookflow\", charset=\"UTF-8\""),
+    );
+    resp
+}
+
+/// A state-changing `/api` request without the JSON type: what a
+/// cross-site form post looks like.
+fn cross_site_form_shaped(req: &Request) -> bool {
+    changes_state(req.method()) && req.uri().path().starts_with("/api/") && !is_json(req.headers())
 }
 
 /// The tokenless rules: a local `Host`, and a JSON `Content-Type` on every
@@ -86,10 +112,7 @@ pub fn local_only(req: &Request, listen: SocketAddr) -> Result<(), ApiError> {
              or a loopback IP; send one, or set {TOKEN_VAR}"
         )));
     }
-    if changes_state(req.method())
-        && req.uri().path().starts_with("/api/")
-        && !is_json(req.headers())
-    {
+    if cross_site_form_shaped(req) {
         return Err(forbidden(format!(
             "this server has no API token, so a {} to /api must carry `Content-Type: {JSON_TYPE}` \
              (this keeps cross-site form posts out); send that header, or set {TOKEN_VAR}",
@@ -172,32 +195,37 @@ fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
     Some((name, port))
 }
 
-/// Does the request carry `token`?
-pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let Some(value) = headers
+/// How a request carried the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer <token>`: never sent by a browser on its own.
+    Bearer,
+    /// HTTP Basic with the token as password: resent by browsers that
+    /// were given it once.
+    Basic,
+}
+
+/// Does the request carry `token`, and how?
+pub fn authorized(headers: &HeaderMap, token: &str) -> Option<Scheme> {
+    let value = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
+        .and_then(|v| v.to_str().ok())?;
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
-    let offered = if scheme.eq_ignore_ascii_case("bearer") {
-        rest.trim().to_string()
+    let (how, offered) = if scheme.eq_ignore_ascii_case("bearer") {
+        (Scheme::Bearer, rest.trim().to_string())
     } else if scheme.eq_ignore_ascii_case("basic") {
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest.trim()) else {
-            return false;
-        };
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
         let text = String::from_utf8_lossy(&decoded).into_owned();
-        match text.split_once(':') {
-            Some((_, password)) => password.to_string(),
-            None => return false,
-        }
+        let (_, password) = text.split_once(':')?;
+        (Scheme::Basic, password.to_string())
     } else {
-        return false;
+        return None;
     };
     let a = Sha256::digest(offered.as_bytes());
     let b = Sha256::digest(token.as_bytes());
-    a.ct_eq(&b).into()
+    bool::from(a.ct_eq(&b)).then_some(how)
 }
 
 #[cfg(test)]
@@ -213,13 +241,20 @@ mod tests {
     #[test]
     fn bearer_and_basic() {
         let basic = base64::engine::general_purpose::STANDARD.encode("admin:s3cret-token");
-        assert!(authorized(&with("Bearer s3cret-token"), "s3cret-token"));
-        assert!(authorized(&with(&format!("Basic {basic}")), "s3cret-token"));
-        assert!(!authorized(&with("Bearer s3cret-tokeN"), "s3cret-token"));
-        assert!(!authorized(&with("Bearer "), "s3cret-token"));
-        assert!(!authorized(&with("Digest x"), "s3cret-token"));
-        assert!(!authorized(&with("Basic !!!"), "s3cret-token"));
-        assert!(!authorized(&HeaderMap::new(), "s3cret-token"));
+        let t = "s3cret-token";
+        assert_eq!(
+            authorized(&with("Bearer s3cret-token"), t),
+            Some(Scheme::Bearer)
+        );
+        assert_eq!(
+            authorized(&with(&format!("Basic {basic}")), t),
+            Some(Scheme::Basic)
+        );
+        assert_eq!(authorized(&with("Bearer s3cret-tokeN"), t), None);
+        assert_eq!(authorized(&with("Bearer "), t), None);
+        assert_eq!(authorized(&with("Digest x"), t), None);
+        assert_eq!(authorized(&with("Basic !!!"), t), None);
+        assert_eq!(authorized(&HeaderMap::new(), t), None);
     }
 
     #[test]
