@@ -833,9 +833,13 @@ impl SledStore {
 }
 
 /// Retention by size keeps event and run records under the limit divided
-/// by this: sled cleans a segment of its log once half of it is garbage,
-/// so the log may take up to twice its live records on disk.
-const SIZE_HEADROOM: u64 = 2;
+/// by this. sled's log takes about three times its live records on disk
+/// without pruning (the history bench: 5,300–5,800 bytes on disk for
+/// 1,830 bytes of records per event), and more while pruned segments
+/// wait to be reused. Under a sustained load the log can still outgrow
+/// the limit: `tests/retention.rs` measures it, and is ignored until the
+/// store bounds its log itself.
+const SIZE_HEADROOM: u64 = 4;
 
 /// Events read per batch when pruning (memory stays bounded).
 const PRUNE_BATCH: usize = 1024;

@@ -1,0 +1,151 @@
+//! `--retention-size` is a promise about the disk: the data folder, as
+//! `du` counts it (every tree, sled's log with its free space, its
+//! snapshots), stays within the limit however much arrives. The store
+//! counts only its records' bytes, and sled's log takes several times
+//! that; this test holds the two together with the real binary, a real
+//! folder, and far more traffic than the limit holds.
+//!
+//! Ignored for now: the store keeps its records under a quarter of the
+//! limit, but under this load sled's log still grows to 2-4 times the
+//! limit (11-27 MB for 6 MiB here) before the segments that pruning
+//! frees are reused. It stays as the measurement of that open gap.
+//!
+//! sled only: on PostgreSQL the database's files are the operator's, and
+//! retention there is by day partitions and batched deletes
+//! (`tests/postgres.rs`).
+
+mod common;
+
+use common::{write_files, BinServer};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes the folder takes on disk: allocated blocks, as `du` counts them.
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        total += if m.is_dir() {
+            disk_usage(&e.path())
+        } else {
+            m.blocks() * 512
+        };
+    }
+    total
+}
+
+const LIMIT: u64 = 6 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails today: under a sustained load sled's log grows to 2-4 times the limit before pruned \
+            segments are reused (run with --ignored to measure)"]
+async fn the_data_folder_stays_within_the_retention_size() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let wf = "trigger:\n  webhook: { path: /in }\nsteps:\n  - id: shape\n    transform: { script: '#{ id: event.id, amount: event.data.object.amount }' }\n";
+    write_files(&dir.path().join("workflows"), &[("w.yaml", wf)]);
+    let data = dir.path().join("data");
+    let args = [
+        "--workflows".to_string(),
+        dir.path().join("workflows").display().to_string(),
+        "--data".to_string(),
+        data.display().to_string(),
+        "--retention-size".to_string(),
+        format!("{LIMIT}"),
+        "--prune-interval".to_string(),
+        "100ms".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = BinServer::start(&args, &[]);
+
+    // A 1.5 KB Stripe event, each with its own id and figures (as compressible
+    // as real traffic): about 8 times the limit in records, 20 in log.
+    let fixture = include_str!("../benches/fixtures/stripe_payment_intent_1500.json");
+    let template: serde_json::Value = serde_json::from_str(fixture).expect("fixture");
+    let sent = Arc::new(AtomicU64::new(0));
+    let peak = Arc::new(AtomicU64::new(0));
+    let watching = {
+        let (peak, data) = (peak.clone(), data.clone());
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(disk_usage(&data), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    const EVENTS: u64 = 24_000;
+    let client = reqwest::Client::new();
+    let mut senders = Vec::new();
+    for _ in 0..16 {
+        let (client, url, sent, template) = (
+            client.clone(),
+            server.url("/hooks/in"),
+            sent.clone(),
+            template.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            loop {
+                let n = sent.fetch_add(1, Ordering::Relaxed);
+                if n >= EVENTS {
+                    return;
+                }
+                let mut body = template.clone();
+                body["id"] = format!("evt_{n:024x}").into();
+                body["data"]["object"]["amount"] = (1000 + n * 7919 % 100_000).into();
+                body["data"]["object"]["id"] = format!("pi_{:032x}", n * 0x9E37_79B9).into();
+                let resp = client.post(&url).json(&body).send().await.expect("sent");
+                assert_eq!(resp.status().as_u16(), 202);
+            }
+        }));
+    }
+    for s in senders {
+        s.await.expect("sender");
+    }
+    // Let the last runs finish and pruning catch up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if text.contains("hookflow_queue_depth 0\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "runs never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    watching.abort();
+    let after = disk_usage(&data);
+    let peak = peak.load(Ordering::Relaxed).max(after);
+    let events = client
+        .get(server.url("/api/events?limit=1"))
+        .send()
+        .await
+        .expect("events")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json");
+    assert!(server.terminate().success());
+    println!(
+        "limit {LIMIT} B: data folder at most {peak} B during the load, {after} B after; newest kept {}",
+        events["items"][0]["id"]
+    );
+    assert!(
+        events["items"].as_array().is_some_and(|i| !i.is_empty()),
+        "the newest history is kept: {events}"
+    );
+    assert!(
+        peak <= LIMIT,
+        "the data folder took {peak} bytes on disk (limit {LIMIT})"
+    );
+}
