@@ -137,8 +137,8 @@ async fn airtable_errors_fail_the_step_with_airtables_message(backend: Backend) 
         .contains("patNotTheRightOne.0000"));
 }
 
-/// Airtable's 429 has no Retry-After ("wait 30 seconds"): the step is
-/// retried later, with the connector's 30-second backoff, and shows why.
+// Airtable's 429 has no Retry-After ("wait 30 seconds"): the step is
+// retried later, with the connector's 30-second backoff, and shows why.
 both!(
     a_rate_limited_record_is_retried_later,
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

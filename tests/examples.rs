@@ -423,12 +423,15 @@ async fn shipped_examples_deliver_what_they_promise(backend: Backend) {
     }
 }
 
+/// A delivery demo-inbox must get: what it is, and how to know it.
+type Wanted = (&'static str, fn(&Value) -> bool);
+
 /// Held by the test that serves on the examples' default address.
 static DEFAULT_ADDRESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// With no settings at all, `serve` on its default address runs every
-/// shipped example end to end (SPEC §2): each one's connector falls back
-/// to the built-in `demo-inbox` workflow, which records what it got.
+// With no settings at all, `serve` on its default address runs every
+// shipped example end to end (SPEC §2): each one's connector falls back
+// to the built-in `demo-inbox` workflow, which records what it got.
 both!(
     shipped_examples_run_end_to_end_with_no_settings,
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,7 +556,7 @@ async fn shipped_examples_run_end_to_end_with_no_settings(backend: Backend) {
 
     // Deliveries reach demo-inbox: Slack's message, the CI build, the ERP
     // order (and its lines) and the large-order alert, in any order.
-    let wanted: [(&str, fn(&Value) -> bool); 4] = [
+    let wanted: [Wanted; 4] = [
         ("the Slack message", |b| {
             *b == json!({"text": "Payment of 20 USD from jenny@example.com"})
         }),
