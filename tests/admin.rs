@@ -448,26 +448,29 @@ async fn readyz_answers_ready_on_a_healthy_server(backend: Backend) {
     server.stop().await;
 }
 
-/// A disk that refuses writes, for real: the server's file-size limit is
-/// lowered to zero while it runs (`prlimit`), so every write sled makes
-/// fails with `EFBIG`, as it would with `ENOSPC` on a full disk. SIGXFSZ is
-/// ignored in the child so the write fails instead of killing the process.
+// A store that refuses writes, for real. sled: the server's file-size
+// limit is lowered to zero while it runs (`prlimit`), so every write sled
+// makes fails with `EFBIG`, as it would with `ENOSPC` on a full disk
+// (SIGXFSZ is ignored in the child so the write fails instead of killing
+// the process). PostgreSQL: the database is made read-only and the
+// server's sessions ended, so every session it opens again refuses
+// writes, as a primary demoted to a standby would.
 #[cfg(target_os = "linux")]
-#[tokio::test]
-async fn readyz_says_why_when_the_store_cannot_take_writes() {
+both!(readyz_says_why_when_the_store_cannot_take_writes);
+#[cfg(target_os = "linux")]
+async fn readyz_says_why_when_the_store_cannot_take_writes(backend: Backend) {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().expect("tmp");
     common::write_files(
         &dir.path().join("workflows"),
         &[("in.yaml", &transform_wf("/in"))],
     );
-    let (workflows, data) = (dir.path().join("workflows"), dir.path().join("data"));
-    let args = [
-        "--workflows",
-        workflows.to_str().expect("utf-8 path"),
-        "--data",
-        data.to_str().expect("utf-8 path"),
-    ];
+    let workflows = dir.path().join("workflows");
+    let store = backend.store_args(dir.path());
+    let args = common::with_store(
+        &["--workflows", workflows.to_str().expect("utf-8 path")],
+        &store,
+    );
     let server = common::BinServer::start_tweaked("127.0.0.1:0", &args, &[], |cmd| {
         // SAFETY: between fork and exec, only an async-signal-safe call.
         unsafe {
@@ -488,14 +491,35 @@ async fn readyz_says_why_when_the_store_cannot_take_writes() {
         (200, json!({"status": "ready"}))
     );
 
-    let limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    let pid = libc::pid_t::try_from(server.child.id()).expect("pid");
-    // SAFETY: sets a resource limit of our own child; pointers are valid.
-    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
-    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    match backend {
+        Backend::Sled => {
+            let limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            let pid = libc::pid_t::try_from(server.child.id()).expect("pid");
+            // SAFETY: sets a resource limit of our own child; pointers are valid.
+            let rc =
+                unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+            assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+        }
+        Backend::Postgres => {
+            let cluster = common::pg::cluster().expect("PostgreSQL runs");
+            let url = &store[1];
+            let db = url.rsplit('/').next().expect("a database name");
+            cluster.psql(
+                url,
+                &format!("ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"),
+            );
+            cluster.psql(
+                url,
+                &format!(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                      WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+                ),
+            );
+        }
+    }
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {

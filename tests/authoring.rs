@@ -220,8 +220,11 @@ fn the_schema_is_fresh_accepts_the_examples_and_rejects_mistakes() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recorded_run_becomes_a_passing_test_until_the_workflow_changes() {
+both!(
+    a_recorded_run_becomes_a_passing_test_until_the_workflow_changes,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_recorded_run_becomes_a_passing_test_until_the_workflow_changes(backend: Backend) {
     let sink = Sink::start().await;
     let dir = tempfile::tempdir().expect("tmp");
     let wf_dir = dir.path().join("workflows");
@@ -231,11 +234,9 @@ async fn a_recorded_run_becomes_a_passing_test_until_the_workflow_changes() {
     );
     write_files(&wf_dir, &[("rec.yaml", &workflow)]);
     sink.answer("/rec", vec![(503, vec![], "{\"busy\":true}".into())]);
-    let (wf_arg, data) = (
-        wf_dir.display().to_string(),
-        dir.path().join("data").display().to_string(),
-    );
-    let server = BinServer::start(&["--workflows", &wf_arg, "--data", &data], &[]);
+    let wf_arg = wf_dir.display().to_string();
+    let store = backend.store_args(dir.path());
+    let server = BinServer::start(&common::with_store(&["--workflows", &wf_arg], &store), &[]);
     let client = reqwest::Client::new();
     let answer: Value = client
         .post(server.url("/hooks/rec"))

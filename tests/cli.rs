@@ -1,9 +1,10 @@
 //! The real binary: `validate` output and exit codes, and `serve` keeping
-//! history and workflow state across a restart on the same data folder.
+//! history and workflow state across a restart on the same store (sled
+//! folder or PostgreSQL database).
 
 mod common;
 
-use common::{binary, write_files, BinServer};
+use common::{binary, write_files, Backend, BinServer};
 use serde_json::json;
 use std::process::Command;
 
@@ -138,17 +139,17 @@ fn validate_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-#[tokio::test]
-async fn history_and_state_survive_a_restart() {
+both!(history_and_state_survive_a_restart);
+async fn history_and_state_survive_a_restart(backend: Backend) {
     let dir = tempfile::tempdir().expect("tmp");
     let wf = dir.path().join("workflows");
     write_files(
         &wf,
         &[("count.yaml", "trigger:\n  webhook: { path: /count }\nsteps:\n  - id: n\n    transform:\n      script: |\n        let n = (state_get(\"n\") ?? 0) + 1;\n        state_set(\"n\", n);\n        n\n")],
     );
-    let data = dir.path().join("data").display().to_string();
+    let store = backend.store_args(dir.path());
     let wf_arg = wf.display().to_string();
-    let args = ["--workflows", wf_arg.as_str(), "--data", data.as_str()];
+    let args = common::with_store(&["--workflows", wf_arg.as_str()], &store);
     let client = reqwest::Client::new();
 
     let server = BinServer::start(&args, &[]);

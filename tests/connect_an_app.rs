@@ -1,14 +1,15 @@
 //! The README's "Connect an app" section, followed as written: its
 //! workflow file (read from README.md), `validate`, `connectors`, the dry
 //! run, and then `serve` with a signed Stripe event reaching Slack's
-//! stand-in. If the README changes, this test follows it.
+//! stand-in (on sled and on PostgreSQL). If the README changes, this test
+//! follows it.
 
 mod common;
 #[path = "standins/slack.rs"]
 mod slack;
 
 use common::standin::StandIn;
-use common::{binary, wait_run_at, write_files, BinServer};
+use common::{binary, wait_run_at, with_store, write_files, Backend, BinServer};
 use hookflow::signature::{sign, Algorithm};
 use std::process::Command;
 
@@ -53,8 +54,11 @@ fn hookflow(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32,
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_connects_stripe_to_slack_in_one_file() {
+both!(
+    the_readme_connects_stripe_to_slack_in_one_file,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn the_readme_connects_stripe_to_slack_in_one_file(backend: Backend) {
     let dir = tempfile::tempdir().expect("tmp");
     let workflows = dir.path().join("workflows");
     write_files(&workflows, &[("stripe-to-slack.yaml", &readme_workflow())]);
@@ -123,16 +127,17 @@ async fn the_readme_connects_stripe_to_slack_in_one_file() {
 
     // Step 5: served, a signed Stripe event reaches Slack (its stand-in).
     let api = StandIn::start(slack::routes()).await;
-    let data = dir.path().join("data");
+    let store = backend.store_args(dir.path());
     let server = BinServer::start(
-        &[
-            "--workflows",
-            &workflows.display().to_string(),
-            "--connectors",
-            &format!("{}/connectors", env!("CARGO_MANIFEST_DIR")),
-            "--data",
-            &data.display().to_string(),
-        ],
+        &with_store(
+            &[
+                "--workflows",
+                &workflows.display().to_string(),
+                "--connectors",
+                &format!("{}/connectors", env!("CARGO_MANIFEST_DIR")),
+            ],
+            &store,
+        ),
         &[
             secrets[0],
             secrets[1],

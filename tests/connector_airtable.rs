@@ -10,6 +10,7 @@ mod common;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -36,9 +37,10 @@ steps:
       fields: { Status: Qualified }
 "#;
 
-async fn setup(token: &str) -> (StandIn, Harness) {
+async fn setup(backend: Backend, token: &str) -> (StandIn, Harness) {
     let api = StandIn::start(airtable::routes()).await;
     let h = Harness::start(
+        backend,
         WF,
         &[
             ("AIRTABLE_TOKEN", token),
@@ -48,9 +50,12 @@ async fn setup(token: &str) -> (StandIn, Harness) {
     (api, h)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_and_update_as_airtable_documents_them() {
-    let (api, h) = setup(airtable::TOKEN).await;
+both!(
+    create_and_update_as_airtable_documents_them,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn create_and_update_as_airtable_documents_them(backend: Backend) {
+    let (api, h) = setup(backend, airtable::TOKEN).await;
     let run = h.run("/in", &json!({"name": "Acme", "seats": 12})).await;
     assert_eq!(api.violations(), Vec::<String>::new());
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -87,9 +92,12 @@ async fn create_and_update_as_airtable_documents_them() {
     assert!(!h.history_and_log().await.contains(airtable::TOKEN));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn airtable_errors_fail_the_step_with_airtables_message() {
-    let (api, h) = setup(airtable::TOKEN).await;
+both!(
+    airtable_errors_fail_the_step_with_airtables_message,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn airtable_errors_fail_the_step_with_airtables_message(backend: Backend) {
+    let (api, h) = setup(backend, airtable::TOKEN).await;
     let event = json!({"name": "Acme", "seats": 3});
 
     // A field the table does not have.
@@ -117,7 +125,7 @@ async fn airtable_errors_fail_the_step_with_airtables_message() {
     assert_eq!(api.violations(), Vec::<String>::new());
 
     // A token Airtable does not accept.
-    let (_api, other) = setup("patNotTheRightOne.0000").await;
+    let (_api, other) = setup(backend, "patNotTheRightOne.0000").await;
     let run = other.run("/in", &event).await;
     assert_eq!(
         step(&run, "lead")["error"],
@@ -129,11 +137,14 @@ async fn airtable_errors_fail_the_step_with_airtables_message() {
         .contains("patNotTheRightOne.0000"));
 }
 
-/// Airtable's 429 has no Retry-After ("wait 30 seconds"): the step is
-/// retried later, with the connector's 30-second backoff, and shows why.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limited_record_is_retried_later() {
-    let (api, h) = setup(airtable::TOKEN).await;
+// Airtable's 429 has no Retry-After ("wait 30 seconds"): the step is
+// retried later, with the connector's 30-second backoff, and shows why.
+both!(
+    a_rate_limited_record_is_retried_later,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_rate_limited_record_is_retried_later(backend: Backend) {
+    let (api, h) = setup(backend, airtable::TOKEN).await;
     api.queue(
         airtable::CREATE,
         (0..5).map(|_| airtable::rate_limited()).collect(),

@@ -10,6 +10,7 @@ mod discord;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::json;
 
 const WF: &str = r#"name: deploys
@@ -29,16 +30,19 @@ fn webhook_url(api: &StandIn, id: &str, token: &str) -> String {
     api.url(&format!("/api/webhooks/{id}/{token}"))
 }
 
-async fn setup() -> (StandIn, Harness) {
+async fn setup(backend: Backend) -> (StandIn, Harness) {
     let api = StandIn::start(discord::routes()).await;
     let url = webhook_url(&api, discord::WEBHOOK_ID, discord::WEBHOOK_TOKEN);
-    let h = Harness::start(WF, &[("DEPLOYS_DISCORD_URL", &url)]);
+    let h = Harness::start(backend, WF, &[("DEPLOYS_DISCORD_URL", &url)]);
     (api, h)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_message_as_discord_documents_it() {
-    let (api, h) = setup().await;
+both!(
+    a_webhook_message_as_discord_documents_it,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_webhook_message_as_discord_documents_it(backend: Backend) {
+    let (api, h) = setup(backend).await;
     let run = h
         .run("/in", &json!({"version": "2.4.1", "author": "@everyone"}))
         .await;
@@ -71,8 +75,11 @@ async fn a_webhook_message_as_discord_documents_it() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thread_id_in_the_url_is_kept_and_mentions_can_be_allowed() {
+both!(
+    a_thread_id_in_the_url_is_kept_and_mentions_can_be_allowed,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_thread_id_in_the_url_is_kept_and_mentions_can_be_allowed(backend: Backend) {
     let api = StandIn::start(discord::routes()).await;
     let url = format!(
         "{}?thread_id=1187264000000000000",
@@ -82,7 +89,7 @@ async fn a_thread_id_in_the_url_is_kept_and_mentions_can_be_allowed() {
         "      username: Deploy bot\n",
         "      allowed_mentions: { parse: [users] }\n",
     );
-    let h = Harness::start(&wf, &[("DEPLOYS_DISCORD_URL", &url)]);
+    let h = Harness::start(backend, &wf, &[("DEPLOYS_DISCORD_URL", &url)]);
     let run = h
         .run(
             "/in",
@@ -104,9 +111,12 @@ async fn a_thread_id_in_the_url_is_kept_and_mentions_can_be_allowed() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn discord_errors_fail_the_step_with_its_message() {
-    let (api, h) = setup().await;
+both!(
+    discord_errors_fail_the_step_with_its_message,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn discord_errors_fail_the_step_with_its_message(backend: Backend) {
+    let (api, h) = setup(backend).await;
     api.queue(
         discord::EXECUTE,
         vec![
@@ -149,6 +159,7 @@ async fn discord_errors_fail_the_step_with_its_message() {
         ),
     ] {
         let other = Harness::start(
+            backend,
             WF,
             &[("DEPLOYS_DISCORD_URL", &webhook_url(&api, id, token))],
         );
@@ -162,9 +173,12 @@ async fn discord_errors_fail_the_step_with_its_message() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limited_message_waits_for_retry_after() {
-    let (api, h) = setup().await;
+both!(
+    a_rate_limited_message_waits_for_retry_after,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_rate_limited_message_waits_for_retry_after(backend: Backend) {
+    let (api, h) = setup(backend).await;
     api.queue(discord::EXECUTE, vec![discord::rate_limited(1)]);
     let run = h.run("/in", &json!({"version": "4", "author": "d"})).await;
     assert_eq!(run["status"], "succeeded", "{run}");

@@ -8,6 +8,7 @@ mod github;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::json;
 
 const WF: &str = r#"name: triage
@@ -39,9 +40,10 @@ steps:
       inputs: { payment: "{{ $.event.id }}" }
 "#;
 
-async fn setup() -> (StandIn, Harness) {
+async fn setup(backend: Backend) -> (StandIn, Harness) {
     let api = StandIn::start(github::routes()).await;
     let h = Harness::start(
+        backend,
         WF,
         &[
             ("GITHUB_TOKEN", github::TOKEN),
@@ -51,9 +53,12 @@ async fn setup() -> (StandIn, Harness) {
     (api, h)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_comment_and_dispatch_as_github_documents_them() {
-    let (api, h) = setup().await;
+both!(
+    issue_comment_and_dispatch_as_github_documents_them,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn issue_comment_and_dispatch_as_github_documents_them(backend: Backend) {
+    let (api, h) = setup(backend).await;
     let run = h
         .run(
             "/in",
@@ -97,9 +102,12 @@ async fn issue_comment_and_dispatch_as_github_documents_them() {
     assert!(!h.history_and_log().await.contains(github::TOKEN));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn github_errors_fail_the_step_with_githubs_message() {
-    let (api, h) = setup().await;
+both!(
+    github_errors_fail_the_step_with_githubs_message,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn github_errors_fail_the_step_with_githubs_message(backend: Backend) {
+    let (api, h) = setup(backend).await;
     api.queue(
         github::ISSUES,
         vec![github::validation_failed("Label", "name", "invalid")],
@@ -128,6 +136,7 @@ async fn github_errors_fail_the_step_with_githubs_message() {
 
     // A token GitHub does not accept.
     let other = Harness::start(
+        backend,
         WF,
         &[
             ("GITHUB_TOKEN", "ghp_wrong0000000000000000000000000000000"),
@@ -143,9 +152,12 @@ async fn github_errors_fail_the_step_with_githubs_message() {
     assert_eq!(step(&run, "issue")["error"], "HTTP 401: Bad credentials");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn event_data_in_a_path_parameter_stays_in_its_segment() {
-    let (api, h) = setup().await;
+both!(
+    event_data_in_a_path_parameter_stays_in_its_segment,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn event_data_in_a_path_parameter_stays_in_its_segment(backend: Backend) {
+    let (api, h) = setup(backend).await;
     let run = h
         .run(
             "/in",

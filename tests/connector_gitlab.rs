@@ -9,6 +9,7 @@ mod gitlab;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::json;
 
 const WF: &str = r#"name: incidents
@@ -31,9 +32,10 @@ steps:
       body: "Tracked by run {{ $.run.id }}"
 "#;
 
-async fn setup(token: &str) -> (StandIn, Harness) {
+async fn setup(backend: Backend, token: &str) -> (StandIn, Harness) {
     let api = StandIn::start(gitlab::routes()).await;
     let h = Harness::start(
+        backend,
         WF,
         &[
             ("GITLAB_TOKEN", token),
@@ -43,9 +45,12 @@ async fn setup(token: &str) -> (StandIn, Harness) {
     (api, h)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_and_note_as_gitlab_documents_them() {
-    let (api, h) = setup(gitlab::TOKEN).await;
+both!(
+    issue_and_note_as_gitlab_documents_them,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn issue_and_note_as_gitlab_documents_them(backend: Backend) {
+    let (api, h) = setup(backend, gitlab::TOKEN).await;
     let run = h
         .run(
             "/in",
@@ -111,9 +116,12 @@ async fn issue_and_note_as_gitlab_documents_them() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gitlab_errors_fail_the_step_with_gitlabs_message() {
-    let (api, h) = setup(gitlab::TOKEN).await;
+both!(
+    gitlab_errors_fail_the_step_with_gitlabs_message,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn gitlab_errors_fail_the_step_with_gitlabs_message(backend: Backend) {
+    let (api, h) = setup(backend, gitlab::TOKEN).await;
     let event = json!({"id": "pi_3", "project": "acme/gone", "severity": "p1"});
 
     // A project that does not exist (or that the token cannot see).
@@ -151,7 +159,7 @@ async fn gitlab_errors_fail_the_step_with_gitlabs_message() {
     assert_eq!(api.violations(), Vec::<String>::new());
 
     // A token GitLab does not accept.
-    let (api, other) = setup("glpat-not-the-right-one").await;
+    let (api, other) = setup(backend, "glpat-not-the-right-one").await;
     let run = other.run("/in", &event).await;
     assert_eq!(step(&run, "issue")["error"], "HTTP 401: 401 Unauthorized");
     assert_eq!(api.requests_to(gitlab::ISSUES).len(), 1);
@@ -161,9 +169,12 @@ async fn gitlab_errors_fail_the_step_with_gitlabs_message() {
         .contains("glpat-not-the-right-one"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limited_issue_waits_for_retry_after() {
-    let (api, h) = setup(gitlab::TOKEN).await;
+both!(
+    a_rate_limited_issue_waits_for_retry_after,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_rate_limited_issue_waits_for_retry_after(backend: Backend) {
+    let (api, h) = setup(backend, gitlab::TOKEN).await;
     api.queue(gitlab::ISSUES, vec![gitlab::rate_limited()]);
     let run = h
         .run(

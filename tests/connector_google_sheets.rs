@@ -11,6 +11,7 @@ mod google;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use google::Tokens;
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -46,8 +47,9 @@ async fn google() -> Google {
     }
 }
 
-fn serve(g: &Google, refresh_token: &str) -> Harness {
+fn serve(backend: Backend, g: &Google, refresh_token: &str) -> Harness {
     Harness::start(
+        backend,
         WF,
         &[
             ("GOOGLE_SHEETS_CLIENT_ID", google::CLIENT_ID),
@@ -70,10 +72,13 @@ fn assert_no_secret(text: &str, g: &Google) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn append_row_fetches_a_token_once_and_reuses_it_from_the_store() {
+both!(
+    append_row_fetches_a_token_once_and_reuses_it_from_the_store,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn append_row_fetches_a_token_once_and_reuses_it_from_the_store(backend: Backend) {
     let g = google().await;
-    let h = serve(&g, google::REFRESH_TOKEN);
+    let h = serve(backend, &g, google::REFRESH_TOKEN);
     let run = h
         .run(
             "/paid",
@@ -133,12 +138,15 @@ async fn append_row_fetches_a_token_once_and_reuses_it_from_the_store() {
     assert_no_secret(&h.history_and_log().await, &g);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_about_to_expire_is_refreshed_before_use() {
+both!(
+    a_token_about_to_expire_is_refreshed_before_use,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_token_about_to_expire_is_refreshed_before_use(backend: Backend) {
     let g = google().await;
     // Tokens that live 30 seconds: inside the refresh margin at once.
     g.tokens.expires_in.store(30, Ordering::SeqCst);
-    let h = serve(&g, google::REFRESH_TOKEN);
+    let h = serve(backend, &g, google::REFRESH_TOKEN);
     for i in 1..=3 {
         let run = h
             .run(
@@ -164,12 +172,15 @@ async fn a_token_about_to_expire_is_refreshed_before_use() {
     assert_no_secret(&h.history_and_log().await, &g);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_runs_at_once_share_one_refresh() {
+both!(
+    many_runs_at_once_share_one_refresh,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn many_runs_at_once_share_one_refresh(backend: Backend) {
     let g = google().await;
     // The token endpoint is slow, so the runs all want a token at once.
     g.oauth.delay(google::TOKEN, Duration::from_millis(600));
-    let h = serve(&g, google::REFRESH_TOKEN);
+    let h = serve(backend, &g, google::REFRESH_TOKEN);
     let mut ids = Vec::new();
     for i in 0..8 {
         let (status, answer) = h
@@ -189,10 +200,13 @@ async fn many_runs_at_once_share_one_refresh() {
     assert_eq!(g.sheets.requests_to(google::APPEND).len(), 8);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_401_refreshes_the_token_once_and_repeats_the_call() {
+both!(
+    a_401_refreshes_the_token_once_and_repeats_the_call,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_401_refreshes_the_token_once_and_repeats_the_call(backend: Backend) {
     let g = google().await;
-    let h = serve(&g, google::REFRESH_TOKEN);
+    let h = serve(backend, &g, google::REFRESH_TOKEN);
     let run = h
         .run(
             "/paid",
@@ -235,7 +249,7 @@ async fn a_401_refreshes_the_token_once_and_repeats_the_call() {
     // A 401 that persists after the refresh fails the step: refreshed once,
     // not in a loop.
     let g2 = google().await;
-    let h2 = serve(&g2, google::REFRESH_TOKEN);
+    let h2 = serve(backend, &g2, google::REFRESH_TOKEN);
     g2.sheets.queue(
         google::APPEND,
         vec![google::unauthenticated(), google::unauthenticated()],
@@ -260,10 +274,17 @@ async fn a_401_refreshes_the_token_once_and_repeats_the_call() {
     assert_no_secret(&h2.history_and_log().await, &g2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_refresh_token_fails_the_step_with_googles_reason() {
+both!(
+    a_revoked_refresh_token_fails_the_step_with_googles_reason,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_revoked_refresh_token_fails_the_step_with_googles_reason(backend: Backend) {
     let g = google().await;
-    let h = serve(&g, "1//0gThisRefreshTokenWasRevoked-0000000000000000");
+    let h = serve(
+        backend,
+        &g,
+        "1//0gThisRefreshTokenWasRevoked-0000000000000000",
+    );
     let run = h
         .run(
             "/paid",
@@ -294,10 +315,13 @@ async fn a_revoked_refresh_token_fails_the_step_with_googles_reason() {
     assert_eq!(g.sheets.requests_to(google::APPEND).len(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sheets_error_fails_the_step_with_googles_message() {
+both!(
+    a_sheets_error_fails_the_step_with_googles_message,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_sheets_error_fails_the_step_with_googles_message(backend: Backend) {
     let g = google().await;
-    let h = serve(&g, google::REFRESH_TOKEN);
+    let h = serve(backend, &g, google::REFRESH_TOKEN);
     g.sheets.queue(
         google::APPEND,
         vec![google::error(

@@ -11,6 +11,7 @@ mod hubspot;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use hubspot::Contacts;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -39,9 +40,10 @@ steps:
           types: [{ associationCategory: HUBSPOT_DEFINED, associationTypeId: 3 }]
 "#;
 
-async fn setup(token: &str) -> (StandIn, Harness) {
+async fn setup(backend: Backend, token: &str) -> (StandIn, Harness) {
     let api = StandIn::start(hubspot::routes(Arc::new(Contacts::default()))).await;
     let h = Harness::start(
+        backend,
         SIGNUP,
         &[
             ("HUBSPOT_ACCESS_TOKEN", token),
@@ -64,9 +66,12 @@ fn attempts(step: &Value) -> usize {
     step["attempts"].as_array().map_or(0, Vec::len)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upsert_creates_then_updates_a_contact_and_a_deal_is_associated_with_it() {
-    let (api, h) = setup(hubspot::TOKEN).await;
+both!(
+    upsert_creates_then_updates_a_contact_and_a_deal_is_associated_with_it,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn upsert_creates_then_updates_a_contact_and_a_deal_is_associated_with_it(backend: Backend) {
+    let (api, h) = setup(backend, hubspot::TOKEN).await;
     let run = h.run("/signup", &signup("ada@example.com", "lead")).await;
     assert_eq!(api.violations(), Vec::<String>::new());
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -138,11 +143,15 @@ async fn upsert_creates_then_updates_a_contact_and_a_deal_is_associated_with_it(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deal_without_associations_sends_the_empty_list_the_schema_requires() {
+both!(
+    a_deal_without_associations_sends_the_empty_list_the_schema_requires,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_deal_without_associations_sends_the_empty_list_the_schema_requires(backend: Backend) {
     let api = StandIn::start(hubspot::routes(Arc::new(Contacts::default()))).await;
     let wf = "name: deal\ntrigger:\n  webhook: { path: /d }\nsteps:\n  - id: deal\n    uses: hubspot.create_deal\n    with: { dealname: \"{{ $.event.name }}\" }\n";
     let h = Harness::start(
+        backend,
         wf,
         &[
             ("HUBSPOT_ACCESS_TOKEN", hubspot::TOKEN),
@@ -158,9 +167,12 @@ async fn a_deal_without_associations_sends_the_empty_list_the_schema_requires() 
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_lifecycle_stage_fails_with_hubspots_validation_error() {
-    let (api, h) = setup(hubspot::TOKEN).await;
+both!(
+    an_invalid_lifecycle_stage_fails_with_hubspots_validation_error,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn an_invalid_lifecycle_stage_fails_with_hubspots_validation_error(backend: Backend) {
+    let (api, h) = setup(backend, hubspot::TOKEN).await;
     let run = h.run("/signup", &signup("ada@example.com", "vip")).await;
     assert_eq!(api.violations(), Vec::<String>::new());
     assert_eq!(run["status"], "failed", "{run}");
@@ -181,9 +193,12 @@ async fn an_invalid_lifecycle_stage_fails_with_hubspots_validation_error() {
     assert!(api.requests_to(hubspot::DEALS).is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_207_multi_status_fails_the_step_with_the_inputs_error() {
-    let (api, h) = setup(hubspot::TOKEN).await;
+both!(
+    a_207_multi_status_fails_the_step_with_the_inputs_error,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_207_multi_status_fails_the_step_with_the_inputs_error(backend: Backend) {
+    let (api, h) = setup(backend, hubspot::TOKEN).await;
     api.queue(hubspot::UPSERT, vec![hubspot::multi_status(INVALID_EMAIL)]);
     let run = h.run("/signup", &signup("ada@example.com", "lead")).await;
     assert_eq!(run["status"], "failed", "{run}");
@@ -194,9 +209,12 @@ async fn a_207_multi_status_fails_the_step_with_the_inputs_error() {
     assert_eq!(contact["attempts"][0]["response"]["status"], 207);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_token_and_a_missing_scope_fail_with_hubspots_message() {
-    let (api, h) = setup("pat-na1-00000000-0000-0000-0000-000000000000").await;
+both!(
+    a_bad_token_and_a_missing_scope_fail_with_hubspots_message,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_bad_token_and_a_missing_scope_fail_with_hubspots_message(backend: Backend) {
+    let (api, h) = setup(backend, "pat-na1-00000000-0000-0000-0000-000000000000").await;
     let run = h.run("/signup", &signup("ada@example.com", "lead")).await;
     assert_eq!(run["status"], "failed", "{run}");
     let error = step(&run, "contact")["error"]
@@ -214,6 +232,7 @@ async fn a_bad_token_and_a_missing_scope_fail_with_hubspots_message() {
 
     // A token that may write contacts but not deals: 403 on the deal.
     let h = Harness::start(
+        backend,
         SIGNUP,
         &[
             ("HUBSPOT_ACCESS_TOKEN", hubspot::CONTACTS_ONLY),
@@ -232,9 +251,12 @@ async fn a_bad_token_and_a_missing_scope_fail_with_hubspots_message() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_secondly_limit_is_retried_with_backoff() {
-    let (api, h) = setup(hubspot::TOKEN).await;
+both!(
+    the_secondly_limit_is_retried_with_backoff,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn the_secondly_limit_is_retried_with_backoff(backend: Backend) {
+    let (api, h) = setup(backend, hubspot::TOKEN).await;
     api.queue(hubspot::DEALS, vec![hubspot::rate_limited()]);
     let run = h.run("/signup", &signup("ada@example.com", "lead")).await;
     assert_eq!(api.violations(), Vec::<String>::new());

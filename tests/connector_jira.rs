@@ -10,6 +10,7 @@ mod jira;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::json;
 
 const WF: &str = r#"name: support
@@ -33,9 +34,10 @@ steps:
       visibility: { type: role, value: Administrators }
 "#;
 
-async fn setup(email: &str, token: &str) -> (StandIn, Harness) {
+async fn setup(backend: Backend, email: &str, token: &str) -> (StandIn, Harness) {
     let api = StandIn::start(jira::routes()).await;
     let h = Harness::start(
+        backend,
         WF,
         &[
             ("JIRA_BASE_URL", &api.base),
@@ -46,9 +48,12 @@ async fn setup(email: &str, token: &str) -> (StandIn, Harness) {
     (api, h)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_and_comment_as_jira_documents_them() {
-    let (api, h) = setup(jira::EMAIL, jira::API_TOKEN).await;
+both!(
+    issue_and_comment_as_jira_documents_them,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn issue_and_comment_as_jira_documents_them(backend: Backend) {
+    let (api, h) = setup(backend, jira::EMAIL, jira::API_TOKEN).await;
     let run = h
         .run(
             "/in",
@@ -120,9 +125,12 @@ async fn issue_and_comment_as_jira_documents_them() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jira_errors_fail_the_step_with_jiras_messages() {
-    let (api, h) = setup(jira::EMAIL, jira::API_TOKEN).await;
+both!(
+    jira_errors_fail_the_step_with_jiras_messages,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn jira_errors_fail_the_step_with_jiras_messages(backend: Backend) {
+    let (api, h) = setup(backend, jira::EMAIL, jira::API_TOKEN).await;
     let event = json!({"id": "pi_3", "reason": "card declined", "severity": "p1"});
 
     // The reference's example: a message without a field.
@@ -169,7 +177,7 @@ async fn jira_errors_fail_the_step_with_jiras_messages() {
     assert_eq!(api.violations(), Vec::<String>::new());
 
     // A token Jira does not accept: 401, no body documented.
-    let (_api, other) = setup(jira::EMAIL, "ATATT-not-the-right-one").await;
+    let (_api, other) = setup(backend, jira::EMAIL, "ATATT-not-the-right-one").await;
     let run = other.run("/in", &event).await;
     assert_eq!(step(&run, "issue")["error"], "HTTP 401");
     assert!(!other
@@ -178,9 +186,12 @@ async fn jira_errors_fail_the_step_with_jiras_messages() {
         .contains("ATATT-not-the-right-one"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limited_comment_waits_for_retry_after() {
-    let (api, h) = setup(jira::EMAIL, jira::API_TOKEN).await;
+both!(
+    a_rate_limited_comment_waits_for_retry_after,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_rate_limited_comment_waits_for_retry_after(backend: Backend) {
+    let (api, h) = setup(backend, jira::EMAIL, jira::API_TOKEN).await;
     api.queue(jira::COMMENT, vec![jira::rate_limited()]);
     let run = h.run("/in", &json!({"id": "pi_4", "severity": "p2"})).await;
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -199,10 +210,14 @@ async fn a_rate_limited_comment_waits_for_retry_after() {
     assert_eq!(api.requests_to(jira::COMMENT).len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_workflow_without_the_jira_site_is_invalid_and_says_which_variable() {
+both!(
+    a_workflow_without_the_jira_site_is_invalid_and_says_which_variable,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_workflow_without_the_jira_site_is_invalid_and_says_which_variable(backend: Backend) {
     // Every Jira site has its own URL: the connector has no default.
     let h = Harness::start(
+        backend,
         WF,
         &[
             ("JIRA_EMAIL", jira::EMAIL),

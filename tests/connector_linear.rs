@@ -11,6 +11,7 @@ mod linear;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::json;
 
 const WF: &str = r#"name: triage
@@ -34,9 +35,10 @@ steps:
 
 const ISSUE_QUERY: &str = "mutation IssueCreate($input: IssueCreateInput!) { issueCreate(input: $input) { success issue { id identifier title url } } }";
 
-async fn setup(wf: &str, key: &str) -> (StandIn, Harness) {
+async fn setup(backend: Backend, wf: &str, key: &str) -> (StandIn, Harness) {
     let api = StandIn::start(linear::routes()).await;
     let h = Harness::start(
+        backend,
         wf,
         &[("LINEAR_API_KEY", key), ("LINEAR_BASE_URL", &api.base)],
     );
@@ -47,9 +49,12 @@ fn event(id: &str) -> serde_json::Value {
     json!({"id": id, "team": linear::TEAM, "reason": "card declined", "label": "bug-label-id"})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_and_comment_as_linear_documents_them() {
-    let (api, h) = setup(WF, linear::API_KEY).await;
+both!(
+    issue_and_comment_as_linear_documents_them,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn issue_and_comment_as_linear_documents_them(backend: Backend) {
+    let (api, h) = setup(backend, WF, linear::API_KEY).await;
     let run = h.run("/in", &event("pi_1")).await;
     assert_eq!(api.violations(), Vec::<String>::new());
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -102,9 +107,12 @@ async fn issue_and_comment_as_linear_documents_them() {
     assert!(!h.history_and_log().await.contains(linear::API_KEY));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graphql_errors_fail_the_step_with_linears_message() {
-    let (api, h) = setup(WF, linear::API_KEY).await;
+both!(
+    graphql_errors_fail_the_step_with_linears_message,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn graphql_errors_fail_the_step_with_linears_message(backend: Backend) {
+    let (api, h) = setup(backend, WF, linear::API_KEY).await;
     // A GraphQL error with HTTP 200: `ok_when` fails the step, and the
     // error is the user-presentable message.
     let missing_team = || {
@@ -147,7 +155,7 @@ async fn graphql_errors_fail_the_step_with_linears_message() {
     assert_eq!(api.violations(), Vec::<String>::new());
 
     // A key Linear does not accept.
-    let (_api, other) = setup(WF, "lin_api_not_the_right_one").await;
+    let (_api, other) = setup(backend, WF, "lin_api_not_the_right_one").await;
     let run = other.run("/in", &event("pi_7")).await;
     assert_eq!(
         step(&run, "issue")["error"],
@@ -170,9 +178,12 @@ steps:
       body: "{{ $.event.text }}"
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_comment_on_an_issue_linear_cannot_find_fails_with_its_message() {
-    let (api, h) = setup(COMMENT, linear::API_KEY).await;
+both!(
+    a_comment_on_an_issue_linear_cannot_find_fails_with_its_message,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_comment_on_an_issue_linear_cannot_find_fails_with_its_message(backend: Backend) {
+    let (api, h) = setup(backend, COMMENT, linear::API_KEY).await;
     let run = h
         .run("/in", &json!({"issue": "ENG-123", "text": "Refund sent"}))
         .await;
@@ -200,9 +211,12 @@ async fn a_comment_on_an_issue_linear_cannot_find_fails_with_its_message() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limited_request_waits_for_retry_after() {
-    let (api, h) = setup(WF, linear::API_KEY).await;
+both!(
+    a_rate_limited_request_waits_for_retry_after,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_rate_limited_request_waits_for_retry_after(backend: Backend) {
+    let (api, h) = setup(backend, WF, linear::API_KEY).await;
     api.queue(linear::GRAPHQL, vec![linear::rate_limited()]);
     let run = h.run("/in", &event("pi_8")).await;
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -235,9 +249,12 @@ steps:
       operation_name: Me
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_graphql_action_sends_the_document_and_fails_on_errors() {
-    let (api, h) = setup(RAW, linear::API_KEY).await;
+both!(
+    the_graphql_action_sends_the_document_and_fails_on_errors,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn the_graphql_action_sends_the_document_and_fails_on_errors(backend: Backend) {
+    let (api, h) = setup(backend, RAW, linear::API_KEY).await;
     let doc = "query Me($first: Int) { viewer { id name email } }";
     let run = h.run("/in", &json!({"query": doc})).await;
     assert_eq!(api.violations(), Vec::<String>::new());
@@ -276,10 +293,13 @@ async fn the_graphql_action_sends_the_document_and_fails_on_errors() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_priority_linear_does_not_have_is_refused_at_load() {
+both!(
+    a_priority_linear_does_not_have_is_refused_at_load,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_priority_linear_does_not_have_is_refused_at_load(backend: Backend) {
     let wf = WF.replace("priority: 2", "priority: 7");
-    let (api, h) = setup(&wf, linear::API_KEY).await;
+    let (api, h) = setup(backend, &wf, linear::API_KEY).await;
     let list = h.workflows().await;
     let triage = list
         .as_array()

@@ -11,6 +11,7 @@ mod notion;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::json;
 
 const WF: &str = r#"name: journal
@@ -35,9 +36,10 @@ steps:
 
 const PARENT: &str = "b55c9c91-384d-452b-81db-d1ef79372b75";
 
-async fn setup(wf: &str, token: &str) -> (StandIn, Harness) {
+async fn setup(backend: Backend, wf: &str, token: &str) -> (StandIn, Harness) {
     let api = StandIn::start(notion::routes()).await;
     let h = Harness::start(
+        backend,
         wf,
         &[
             ("NOTION_TOKEN", token),
@@ -47,9 +49,12 @@ async fn setup(wf: &str, token: &str) -> (StandIn, Harness) {
     (api, h)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn page_and_blocks_as_notion_documents_them() {
-    let (api, h) = setup(WF, notion::TOKEN).await;
+both!(
+    page_and_blocks_as_notion_documents_them,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn page_and_blocks_as_notion_documents_them(backend: Backend) {
+    let (api, h) = setup(backend, WF, notion::TOKEN).await;
     let run = h
         .run(
             "/in",
@@ -114,9 +119,12 @@ steps:
         Amount: { number: "{{ $.event.amount }}" }
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_in_a_database_sends_its_properties_as_notion_types_them() {
-    let (api, h) = setup(IN_DATABASE, notion::TOKEN).await;
+both!(
+    a_page_in_a_database_sends_its_properties_as_notion_types_them,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_page_in_a_database_sends_its_properties_as_notion_types_them(backend: Backend) {
+    let (api, h) = setup(backend, IN_DATABASE, notion::TOKEN).await;
     let db = "d9824bdc-8445-4327-be8b-5b47500af6ce";
     let run = h
         .run("/in", &json!({"db": db, "name": "Acme", "amount": 1500}))
@@ -158,9 +166,12 @@ async fn a_page_in_a_database_sends_its_properties_as_notion_types_them() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notion_errors_fail_the_step_with_notions_message() {
-    let (api, h) = setup(WF, notion::TOKEN).await;
+both!(
+    notion_errors_fail_the_step_with_notions_message,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn notion_errors_fail_the_step_with_notions_message(backend: Backend) {
+    let (api, h) = setup(backend, WF, notion::TOKEN).await;
     let event = json!({"id": "pi_2", "parent": PARENT, "amount": "5 EUR"});
 
     // A parent page not shared with the integration.
@@ -188,7 +199,7 @@ async fn notion_errors_fail_the_step_with_notions_message() {
     assert_eq!(api.violations(), Vec::<String>::new());
 
     // A token Notion does not accept.
-    let (_api, other) = setup(WF, "ntn_not_the_right_one").await;
+    let (_api, other) = setup(backend, WF, "ntn_not_the_right_one").await;
     let run = other.run("/in", &event).await;
     assert_eq!(
         step(&run, "page")["error"],
@@ -200,9 +211,12 @@ async fn notion_errors_fail_the_step_with_notions_message() {
         .contains("ntn_not_the_right_one"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limited_appends_wait_for_retry_after() {
-    let (api, h) = setup(WF, notion::TOKEN).await;
+both!(
+    rate_limited_appends_wait_for_retry_after,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn rate_limited_appends_wait_for_retry_after(backend: Backend) {
+    let (api, h) = setup(backend, WF, notion::TOKEN).await;
     api.queue(notion::CHILDREN, vec![notion::rate_limited()]);
     let run = h
         .run(

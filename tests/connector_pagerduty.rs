@@ -9,6 +9,7 @@ mod pagerduty;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::json;
 
 /// Page, then acknowledge and resolve the same alert by the dedup_key
@@ -35,9 +36,10 @@ steps:
     with: { dedup_key: "{{ $.steps.page.body.dedup_key }}" }
 "#;
 
-async fn setup(key: &str) -> (StandIn, Harness) {
+async fn setup(backend: Backend, key: &str) -> (StandIn, Harness) {
     let api = StandIn::start(pagerduty::routes()).await;
     let h = Harness::start(
+        backend,
         WF,
         &[
             ("PAGERDUTY_ROUTING_KEY", key),
@@ -47,9 +49,12 @@ async fn setup(key: &str) -> (StandIn, Harness) {
     (api, h)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trigger_acknowledge_and_resolve_as_pagerduty_documents_them() {
-    let (api, h) = setup(pagerduty::ROUTING_KEY).await;
+both!(
+    trigger_acknowledge_and_resolve_as_pagerduty_documents_them,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn trigger_acknowledge_and_resolve_as_pagerduty_documents_them(backend: Backend) {
+    let (api, h) = setup(backend, pagerduty::ROUTING_KEY).await;
     // No dedup_key from the event: PagerDuty makes one up, and the next
     // steps use the one it answered.
     let run = h
@@ -128,10 +133,13 @@ async fn trigger_acknowledge_and_resolve_as_pagerduty_documents_them() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_event_fails_the_step_with_pagerdutys_message() {
+both!(
+    a_refused_event_fails_the_step_with_pagerdutys_message,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_refused_event_fails_the_step_with_pagerdutys_message(backend: Backend) {
     // A routing key of the wrong length: PagerDuty's documented 400.
-    let (api, h) = setup("0123456789abcdef").await;
+    let (api, h) = setup(backend, "0123456789abcdef").await;
     let run = h
         .run(
             "/in",
@@ -153,9 +161,12 @@ async fn a_refused_event_fails_the_step_with_pagerdutys_message() {
     assert!(!h.history_and_log().await.contains("0123456789abcdef"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_severity_pagerduty_does_not_know_is_refused_before_sending() {
-    let (api, h) = setup(pagerduty::ROUTING_KEY).await;
+both!(
+    a_severity_pagerduty_does_not_know_is_refused_before_sending,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_severity_pagerduty_does_not_know_is_refused_before_sending(backend: Backend) {
+    let (api, h) = setup(backend, pagerduty::ROUTING_KEY).await;
     let run = h
         .run(
             "/in",
@@ -171,9 +182,12 @@ async fn a_severity_pagerduty_does_not_know_is_refused_before_sending() {
     assert!(api.requests().is_empty(), "nothing may be sent");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limited_event_is_sent_again() {
-    let (api, h) = setup(pagerduty::ROUTING_KEY).await;
+both!(
+    a_rate_limited_event_is_sent_again,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_rate_limited_event_is_sent_again(backend: Backend) {
+    let (api, h) = setup(backend, pagerduty::ROUTING_KEY).await;
     api.queue(
         pagerduty::ENQUEUE,
         vec![pagerduty::request_limit_exceeded()],

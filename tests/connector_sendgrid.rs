@@ -10,6 +10,7 @@ mod sendgrid;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::json;
 
 const MAIL: &str = r#"name: receipts
@@ -51,18 +52,22 @@ steps:
       list_ids: [ca7a3796-e8a8-4029-9ccb-df8937940562]
 "#;
 
-async fn setup(workflow: &str, key: &str) -> (StandIn, Harness) {
+async fn setup(backend: Backend, workflow: &str, key: &str) -> (StandIn, Harness) {
     let api = StandIn::start(sendgrid::routes()).await;
     let h = Harness::start(
+        backend,
         workflow,
         &[("SENDGRID_API_KEY", key), ("SENDGRID_BASE_URL", &api.base)],
     );
     (api, h)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mail_as_sendgrid_documents_it() {
-    let (api, h) = setup(MAIL, sendgrid::API_KEY).await;
+both!(
+    a_mail_as_sendgrid_documents_it,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_mail_as_sendgrid_documents_it(backend: Backend) {
+    let (api, h) = setup(backend, MAIL, sendgrid::API_KEY).await;
     let run = h
         .run(
             "/in",
@@ -110,9 +115,12 @@ async fn a_mail_as_sendgrid_documents_it() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_template_mail_and_a_contact_as_sendgrid_documents_them() {
-    let (api, h) = setup(TEMPLATE, sendgrid::API_KEY).await;
+both!(
+    a_template_mail_and_a_contact_as_sendgrid_documents_them,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_template_mail_and_a_contact_as_sendgrid_documents_them(backend: Backend) {
+    let (api, h) = setup(backend, TEMPLATE, sendgrid::API_KEY).await;
     let run = h
         .run(
             "/in",
@@ -159,9 +167,12 @@ async fn a_template_mail_and_a_contact_as_sendgrid_documents_them() {
     assert!(!h.history_and_log().await.contains(sendgrid::API_KEY));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sendgrid_errors_fail_the_step_with_its_messages() {
-    let (api, h) = setup(TEMPLATE, sendgrid::API_KEY).await;
+both!(
+    sendgrid_errors_fail_the_step_with_its_messages,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn sendgrid_errors_fail_the_step_with_its_messages(backend: Backend) {
+    let (api, h) = setup(backend, TEMPLATE, sendgrid::API_KEY).await;
     api.queue(
         sendgrid::MAIL_SEND,
         vec![sendgrid::errors(
@@ -217,7 +228,7 @@ async fn sendgrid_errors_fail_the_step_with_its_messages() {
     assert_eq!(api.violations(), Vec::<String>::new());
 
     // A key SendGrid does not accept.
-    let (api, other) = setup(TEMPLATE, "SG.not-a-key.really-not").await;
+    let (api, other) = setup(backend, TEMPLATE, "SG.not-a-key.really-not").await;
     let run = other
         .run(
             "/in",
@@ -236,9 +247,12 @@ async fn sendgrid_errors_fail_the_step_with_its_messages() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rate_limited_mail_is_sent_again() {
-    let (api, h) = setup(MAIL, sendgrid::API_KEY).await;
+both!(
+    a_rate_limited_mail_is_sent_again,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_rate_limited_mail_is_sent_again(backend: Backend) {
+    let (api, h) = setup(backend, MAIL, sendgrid::API_KEY).await;
     api.queue(sendgrid::MAIL_SEND, vec![sendgrid::too_many_requests()]);
     let run = h
         .run("/in", &json!({"id": "o-19", "email": "cy@example.com"}))

@@ -9,13 +9,15 @@ mod slack;
 
 use common::connector::{step, Harness};
 use common::standin::{Reply, StandIn};
+use common::Backend;
 use serde_json::json;
 
 const POST: &str = "name: notify\ntrigger:\n  webhook: { path: /in }\nsteps:\n  - id: post\n    uses: slack.post_message\n    with:\n      channel: \"{{ $.event.channel }}\"\n      text: \"Order {{ $.event.id }} was paid\"\n      blocks: \"{{ $.event.blocks }}\"\n";
 
-async fn post_message_setup() -> (StandIn, Harness) {
+async fn post_message_setup(backend: Backend) -> (StandIn, Harness) {
     let api = StandIn::start(slack::routes()).await;
     let h = Harness::start(
+        backend,
         POST,
         &[
             ("SLACK_BOT_TOKEN", slack::TOKEN),
@@ -25,9 +27,12 @@ async fn post_message_setup() -> (StandIn, Harness) {
     (api, h)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn post_message_sends_what_slack_documents_and_keeps_its_answer() {
-    let (api, h) = post_message_setup().await;
+both!(
+    post_message_sends_what_slack_documents_and_keeps_its_answer,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn post_message_sends_what_slack_documents_and_keeps_its_answer(backend: Backend) {
+    let (api, h) = post_message_setup(backend).await;
     let run = h
         .run("/in", &json!({"id": "o-17", "channel": "C123ABC456"}))
         .await;
@@ -82,9 +87,12 @@ async fn post_message_sends_what_slack_documents_and_keeps_its_answer() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn post_message_ok_false_fails_the_step_with_slacks_error() {
-    let (api, h) = post_message_setup().await;
+both!(
+    post_message_ok_false_fails_the_step_with_slacks_error,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn post_message_ok_false_fails_the_step_with_slacks_error(backend: Backend) {
+    let (api, h) = post_message_setup(backend).await;
     api.queue(
         slack::POST_MESSAGE,
         vec![slack::web_error("channel_not_found")],
@@ -103,6 +111,7 @@ async fn post_message_ok_false_fails_the_step_with_slacks_error() {
 
     // A token Slack does not accept: `invalid_auth`, also with HTTP 200.
     let other = Harness::start(
+        backend,
         POST,
         &[
             ("SLACK_BOT_TOKEN", "xoxb-not-the-right-one"),
@@ -119,9 +128,12 @@ async fn post_message_ok_false_fails_the_step_with_slacks_error() {
         .contains("xoxb-not-the-right-one"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn post_message_rate_limited_waits_for_retry_after() {
-    let (api, h) = post_message_setup().await;
+both!(
+    post_message_rate_limited_waits_for_retry_after,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn post_message_rate_limited_waits_for_retry_after(backend: Backend) {
+    let (api, h) = post_message_setup(backend).await;
     api.queue(
         slack::POST_MESSAGE,
         vec![
@@ -158,12 +170,15 @@ async fn post_message_rate_limited_waits_for_retry_after() {
 
 const WEBHOOK: &str = "name: hook\ntrigger:\n  webhook: { path: /in }\nsteps:\n  - id: tell\n    uses: slack.incoming_webhook\n    with:\n      url: \"{{ env.SALES_WEBHOOK_URL }}\"\n      text: \"Large order {{ $.event.id }}\"\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn incoming_webhook_posts_to_its_url_and_reports_slacks_errors() {
+both!(
+    incoming_webhook_posts_to_its_url_and_reports_slacks_errors,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn incoming_webhook_posts_to_its_url_and_reports_slacks_errors(backend: Backend) {
     let api = StandIn::start(slack::routes()).await;
     let url = api.url("/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX");
     // No bot token is needed for a webhook.
-    let h = Harness::start(WEBHOOK, &[("SALES_WEBHOOK_URL", &url)]);
+    let h = Harness::start(backend, WEBHOOK, &[("SALES_WEBHOOK_URL", &url)]);
     let run = h.run("/in", &json!({"id": "o-9"})).await;
     assert_eq!(api.violations(), Vec::<String>::new());
     assert_eq!(run["status"], "succeeded", "{run}");

@@ -11,6 +11,7 @@ mod stripe;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,9 +65,10 @@ steps:
       period_end: 1730419199
 "#;
 
-async fn serve(workflow: &str, key: &str) -> (StandIn, Harness) {
+async fn serve(backend: Backend, workflow: &str, key: &str) -> (StandIn, Harness) {
     let api = StandIn::start(stripe::routes(Arc::new(Account::default()))).await;
     let h = Harness::start(
+        backend,
         workflow,
         &[("STRIPE_API_KEY", key), ("STRIPE_BASE_URL", &api.base)],
     );
@@ -84,9 +86,12 @@ fn attempts(step: &Value) -> usize {
     step["attempts"].as_array().map_or(0, Vec::len)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_customer_and_an_invoice_item_as_stripe_documents_them() {
-    let (api, h) = serve(BILL, stripe::KEY).await;
+both!(
+    a_customer_and_an_invoice_item_as_stripe_documents_them,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_customer_and_an_invoice_item_as_stripe_documents_them(backend: Backend) {
+    let (api, h) = serve(backend, BILL, stripe::KEY).await;
     let run = h
         .run(
             "/signup",
@@ -148,9 +153,12 @@ async fn a_customer_and_an_invoice_item_as_stripe_documents_them() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invoice_item_for_an_unknown_customer_fails_with_resource_missing() {
-    let (api, h) = serve(ITEM, stripe::KEY).await;
+both!(
+    an_invoice_item_for_an_unknown_customer_fails_with_resource_missing,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn an_invoice_item_for_an_unknown_customer_fails_with_resource_missing(backend: Backend) {
+    let (api, h) = serve(backend, ITEM, stripe::KEY).await;
     let run = h
         .run(
             "/usage",
@@ -185,9 +193,12 @@ async fn an_invoice_item_for_an_unknown_customer_fails_with_resource_missing() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refund_succeeds_once_and_a_second_is_charge_already_refunded() {
-    let (api, h) = serve(REFUND, stripe::KEY).await;
+both!(
+    a_refund_succeeds_once_and_a_second_is_charge_already_refunded,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_refund_succeeds_once_and_a_second_is_charge_already_refunded(backend: Backend) {
+    let (api, h) = serve(backend, REFUND, stripe::KEY).await;
     let event = json!({"payment": "pi_3MtwBwLkdIwHu7ix28a3tqPa", "amount": 500, "reason": "requested_by_customer"});
     let run = h.run("/cancelled", &event).await;
     assert_eq!(api.violations(), Vec::<String>::new());
@@ -222,9 +233,12 @@ async fn a_refund_succeeds_once_and_a_second_is_charge_already_refunded() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reason_stripe_does_not_take_is_refused_before_sending() {
-    let (api, h) = serve(REFUND, stripe::KEY).await;
+both!(
+    a_reason_stripe_does_not_take_is_refused_before_sending,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_reason_stripe_does_not_take_is_refused_before_sending(backend: Backend) {
+    let (api, h) = serve(backend, REFUND, stripe::KEY).await;
     let run = h
         .run(
             "/cancelled",
@@ -243,9 +257,12 @@ async fn a_reason_stripe_does_not_take_is_refused_before_sending() {
     assert!(api.requests().is_empty(), "nothing reaches Stripe");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn too_many_requests_is_retried_with_the_same_idempotency_key() {
-    let (api, h) = serve(REFUND, stripe::KEY).await;
+both!(
+    too_many_requests_is_retried_with_the_same_idempotency_key,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn too_many_requests_is_retried_with_the_same_idempotency_key(backend: Backend) {
+    let (api, h) = serve(backend, REFUND, stripe::KEY).await;
     api.queue(stripe::REFUNDS, vec![stripe::too_many_requests()]);
     let run = h
         .run(
@@ -273,9 +290,13 @@ async fn too_many_requests_is_retried_with_the_same_idempotency_key() {
     assert_eq!(sent[0].form(), sent[1].form());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_stripe_does_not_know_fails_with_401() {
+both!(
+    a_key_stripe_does_not_know_fails_with_401,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_key_stripe_does_not_know_fails_with_401(backend: Backend) {
     let (_api, h) = serve(
+        backend,
         REFUND,
         "rk_test_51Nwrong0000000000000000000000000000000000000000",
     )

@@ -10,6 +10,7 @@ mod teams;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::json;
 
 const MESSAGE: &str = r#"name: builds
@@ -60,10 +61,14 @@ fn text_message(text: &str) -> serde_json::Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_to_a_connector_webhook_as_teams_documents_it() {
+both!(
+    a_message_to_a_connector_webhook_as_teams_documents_it,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_message_to_a_connector_webhook_as_teams_documents_it(backend: Backend) {
     let api = StandIn::start(teams::routes()).await;
     let h = Harness::start(
+        backend,
         MESSAGE,
         &[("OPS_TEAMS_URL", &api.url(teams::CONNECTOR_PATH))],
     );
@@ -82,10 +87,14 @@ async fn a_message_to_a_connector_webhook_as_teams_documents_it() {
     assert!(!h.history_and_log().await.contains(teams::CONNECTOR_SECRET));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_to_a_workflows_webhook_is_accepted_with_202() {
+both!(
+    a_message_to_a_workflows_webhook_is_accepted_with_202,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_message_to_a_workflows_webhook_is_accepted_with_202(backend: Backend) {
     let api = StandIn::start(teams::routes()).await;
     let h = Harness::start(
+        backend,
         MESSAGE,
         &[("OPS_TEAMS_URL", &api.url(teams::WORKFLOW_PATH))],
     );
@@ -104,10 +113,14 @@ async fn a_message_to_a_workflows_webhook_is_accepted_with_202() {
     assert!(!h.history_and_log().await.contains(teams::WORKFLOW_SECRET));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_throttled_connector_answers_200_and_the_step_fails_with_its_reason() {
+both!(
+    a_throttled_connector_answers_200_and_the_step_fails_with_its_reason,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_throttled_connector_answers_200_and_the_step_fails_with_its_reason(backend: Backend) {
     let api = StandIn::start(teams::routes()).await;
     let h = Harness::start(
+        backend,
         MESSAGE,
         &[("OPS_TEAMS_URL", &api.url(teams::CONNECTOR_PATH))],
     );
@@ -127,10 +140,17 @@ async fn a_throttled_connector_answers_200_and_the_step_fails_with_its_reason() 
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_card_is_posted_as_given() {
+both!(
+    a_card_is_posted_as_given,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_card_is_posted_as_given(backend: Backend) {
     let api = StandIn::start(teams::routes()).await;
-    let h = Harness::start(CARD, &[("OPS_TEAMS_URL", &api.url(teams::WORKFLOW_PATH))]);
+    let h = Harness::start(
+        backend,
+        CARD,
+        &[("OPS_TEAMS_URL", &api.url(teams::WORKFLOW_PATH))],
+    );
     let run = h
         .run(
             "/in",
@@ -185,7 +205,11 @@ async fn a_card_is_posted_as_given() {
     assert_eq!(card["attempts"].as_array().map(Vec::len), Some(1));
 
     // The same card to a connector's webhook, throttled there.
-    let other = Harness::start(CARD, &[("OPS_TEAMS_URL", &api.url(teams::CONNECTOR_PATH))]);
+    let other = Harness::start(
+        backend,
+        CARD,
+        &[("OPS_TEAMS_URL", &api.url(teams::CONNECTOR_PATH))],
+    );
     api.queue(teams::CONNECTOR, vec![teams::throttled()]);
     let run = other
         .run("/in", &json!({"id": "o-19", "customer": "Cy", "total": 5}))

@@ -9,6 +9,7 @@ mod telegram;
 
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::json;
 
 const WF: &str = r#"name: shipped
@@ -32,9 +33,10 @@ steps:
       reply_parameters: { message_id: "{{ $.steps.say.body.result.message_id }}" }
 "#;
 
-async fn setup(token: &str) -> (StandIn, Harness) {
+async fn setup(backend: Backend, token: &str) -> (StandIn, Harness) {
     let api = StandIn::start(telegram::routes()).await;
     let h = Harness::start(
+        backend,
         WF,
         &[
             ("TELEGRAM_BOT_TOKEN", token),
@@ -48,9 +50,12 @@ fn event(id: &str) -> serde_json::Value {
     json!({"id": id, "chat": -1001234567890_i64, "photo": "https://cdn.example.com/parcels/p-1.jpg"})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_and_photo_as_the_bot_api_documents_them() {
-    let (api, h) = setup(telegram::TOKEN).await;
+both!(
+    message_and_photo_as_the_bot_api_documents_them,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn message_and_photo_as_the_bot_api_documents_them(backend: Backend) {
+    let (api, h) = setup(backend, telegram::TOKEN).await;
     let run = h.run("/in", &event("o-17")).await;
     assert_eq!(api.violations(), Vec::<String>::new());
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -104,9 +109,12 @@ async fn message_and_photo_as_the_bot_api_documents_them() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn telegram_errors_fail_the_step_with_its_description() {
-    let (api, h) = setup(telegram::TOKEN).await;
+both!(
+    telegram_errors_fail_the_step_with_its_description,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn telegram_errors_fail_the_step_with_its_description(backend: Backend) {
+    let (api, h) = setup(backend, telegram::TOKEN).await;
     for (code, description) in [
         (400, "Bad Request: chat not found"),
         (403, "Forbidden: bot was blocked by the user"),
@@ -142,6 +150,7 @@ async fn telegram_errors_fail_the_step_with_its_description() {
 
     // A token Telegram does not know.
     let other = Harness::start(
+        backend,
         WF,
         &[
             ("TELEGRAM_BOT_TOKEN", "999:not-the-bots-token"),
@@ -158,9 +167,12 @@ async fn telegram_errors_fail_the_step_with_its_description() {
     assert_eq!(api.violations(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flood_control_waits_for_retry_after() {
-    let (api, h) = setup(telegram::TOKEN).await;
+both!(
+    flood_control_waits_for_retry_after,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn flood_control_waits_for_retry_after(backend: Backend) {
+    let (api, h) = setup(backend, telegram::TOKEN).await;
     api.queue(telegram::SEND_PHOTO, vec![telegram::too_many_requests(1)]);
     let run = h.run("/in", &event("o-21")).await;
     assert_eq!(run["status"], "succeeded", "{run}");

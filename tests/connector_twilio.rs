@@ -13,6 +13,7 @@ mod twilio;
 use base64::Engine as _;
 use common::connector::{step, Harness};
 use common::standin::StandIn;
+use common::Backend;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -64,9 +65,9 @@ fn env(api: &StandIn) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn serve(workflow: &str, env: &[(&'static str, String)]) -> Harness {
+fn serve(backend: Backend, workflow: &str, env: &[(&'static str, String)]) -> Harness {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Harness::start(workflow, &env)
+    Harness::start(backend, workflow, &env)
 }
 
 fn form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -80,10 +81,13 @@ fn attempts(step: &Value) -> usize {
     step["attempts"].as_array().map_or(0, Vec::len)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_sms_posts_a_form_with_basic_auth_and_keeps_the_message() {
+both!(
+    send_sms_posts_a_form_with_basic_auth_and_keeps_the_message,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn send_sms_posts_a_form_with_basic_auth_and_keeps_the_message(backend: Backend) {
     let api = StandIn::start(twilio::routes()).await;
-    let h = serve(SMS, &env(&api));
+    let h = serve(backend, SMS, &env(&api));
     let run = h
         .run(
             "/shipped",
@@ -148,10 +152,13 @@ async fn send_sms_posts_a_form_with_basic_auth_and_keeps_the_message() {
     assert!(!all.contains(&credentials), "the Basic credentials leaked");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_sms_through_a_messaging_service_with_media() {
+both!(
+    send_sms_through_a_messaging_service_with_media,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn send_sms_through_a_messaging_service_with_media(backend: Backend) {
     let api = StandIn::start(twilio::routes()).await;
-    let h = serve(SMS_SERVICE, &env(&api));
+    let h = serve(backend, SMS_SERVICE, &env(&api));
     let run = h.run("/promo", &json!({"phone": "+447700900123"})).await;
     assert_eq!(api.violations(), Vec::<String>::new());
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -172,10 +179,13 @@ async fn send_sms_through_a_messaging_service_with_media() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_sms_to_an_invalid_number_fails_with_twilios_21211() {
+both!(
+    send_sms_to_an_invalid_number_fails_with_twilios_21211,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn send_sms_to_an_invalid_number_fails_with_twilios_21211(backend: Backend) {
     let api = StandIn::start(twilio::routes()).await;
-    let h = serve(SMS, &env(&api));
+    let h = serve(backend, SMS, &env(&api));
     let run = h
         .run("/shipped", &json!({"phone": "555-0100", "order": "A-18"}))
         .await;
@@ -193,12 +203,15 @@ async fn send_sms_to_an_invalid_number_fails_with_twilios_21211() {
     assert_eq!(sms["attempts"][0]["response"]["body"]["code"], 21211);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_sms_with_a_wrong_auth_token_fails_with_twilios_20003() {
+both!(
+    send_sms_with_a_wrong_auth_token_fails_with_twilios_20003,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn send_sms_with_a_wrong_auth_token_fails_with_twilios_20003(backend: Backend) {
     let api = StandIn::start(twilio::routes()).await;
     let mut env = env(&api);
     env[1].1 = "0000000000000000000000000000dead".to_string();
-    let h = serve(SMS, &env);
+    let h = serve(backend, SMS, &env);
     let run = h
         .run(
             "/shipped",
@@ -218,11 +231,14 @@ async fn send_sms_with_a_wrong_auth_token_fails_with_twilios_20003() {
         .contains("0000000000000000000000000000dead"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_sms_too_many_requests_is_retried_with_backoff() {
+both!(
+    send_sms_too_many_requests_is_retried_with_backoff,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn send_sms_too_many_requests_is_retried_with_backoff(backend: Backend) {
     let api = StandIn::start(twilio::routes()).await;
     api.queue(twilio::MESSAGES, vec![twilio::too_many_requests()]);
-    let h = serve(SMS, &env(&api));
+    let h = serve(backend, SMS, &env(&api));
     let run = h
         .run(
             "/shipped",
@@ -245,10 +261,13 @@ async fn send_sms_too_many_requests_is_retried_with_backoff() {
     assert_eq!(got[0].form(), got[1].form());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_whatsapp_sends_a_template_between_whatsapp_addresses() {
+both!(
+    send_whatsapp_sends_a_template_between_whatsapp_addresses,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn send_whatsapp_sends_a_template_between_whatsapp_addresses(backend: Backend) {
     let api = StandIn::start(twilio::routes()).await;
-    let h = serve(WHATSAPP, &env(&api));
+    let h = serve(backend, WHATSAPP, &env(&api));
     let run = h
         .run(
             "/booked",

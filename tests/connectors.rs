@@ -421,23 +421,28 @@ async fn a_uses_step_retries_and_records_like_an_http_step(backend: Backend) {
 /// A gate, then a `uses` step (not reached when the gate filters).
 const USES_GATED: &str = "name: gated\ntrigger:\n  webhook: { path: /gated }\nsteps:\n  - id: gate\n    filter: { $.event.go: true }\n  - id: send\n    uses: sinkapp.send\n    with:\n      text: \"{{ $.event.text }}\"\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_uses_step_obeys_the_outbound_policy() {
+both!(
+    a_uses_step_obeys_the_outbound_policy,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_uses_step_obeys_the_outbound_policy(backend: Backend) {
     let sink = Sink::start().await;
     let conn = sink_connector(&sink, "");
     let dir = tempfile::tempdir().expect("tmp");
     write_files(&dir.path().join("workflows"), &[("u.yaml", USES_SINK)]);
     write_files(&dir.path().join("connectors"), &[("sinkapp.yaml", &conn)]);
+    let store = backend.store_args(dir.path());
     let server = common::BinServer::start(
-        &[
-            "--workflows",
-            &dir.path().join("workflows").display().to_string(),
-            "--connectors",
-            &dir.path().join("connectors").display().to_string(),
-            "--data",
-            &dir.path().join("data").display().to_string(),
-            "--deny-private-network",
-        ],
+        &common::with_store(
+            &[
+                "--workflows",
+                &dir.path().join("workflows").display().to_string(),
+                "--connectors",
+                &dir.path().join("connectors").display().to_string(),
+                "--deny-private-network",
+            ],
+            &store,
+        ),
         &[],
     );
     let client = reqwest::Client::new();
@@ -613,8 +618,11 @@ async fn a_changed_connector_recompiles_the_workflows_that_use_it(backend: Backe
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_credentials_without_a_refresh_token() {
+both!(
+    client_credentials_without_a_refresh_token,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn client_credentials_without_a_refresh_token(backend: Backend) {
     let token_api = StandIn::start(vec![Route::post("/oauth/token")
         .content_type("application/x-www-form-urlencoded")
         .check(|r| {
@@ -657,6 +665,7 @@ actions:
     let dir = tempfile::tempdir().expect("tmp");
     write_files(dir.path(), &[("ccapp.yaml", &conn)]);
     let h = common::connector::Harness::start_with(
+        backend,
         "name: cc\ntrigger:\n  webhook: { path: /cc }\nsteps:\n  - id: create\n    uses: ccapp.create\n",
         &[
             ("CCAPP_CLIENT_ID", "cc-client"),
@@ -672,21 +681,26 @@ actions:
     assert!(!all.contains("cc-access-token-0001") && !all.contains("cc-secret-value-77"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_api_shows_each_workflows_connectors_and_their_unset_variables() {
+both!(
+    the_api_shows_each_workflows_connectors_and_their_unset_variables,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn the_api_shows_each_workflows_connectors_and_their_unset_variables(backend: Backend) {
     let dir = tempfile::tempdir().expect("tmp");
     write_files(&dir.path().join("connectors"), &[("shop.yaml", SHOP)]);
     let wf = "name: orders\ntrigger:\n  webhook: { path: /o }\nsteps:\n  - id: n\n    uses: shop.create_order\n    with: { customer: c }\n";
     write_files(&dir.path().join("workflows"), &[("orders.yaml", wf)]);
+    let store = backend.store_args(dir.path());
     let server = common::BinServer::start(
-        &[
-            "--workflows",
-            &dir.path().join("workflows").display().to_string(),
-            "--connectors",
-            &dir.path().join("connectors").display().to_string(),
-            "--data",
-            &dir.path().join("data").display().to_string(),
-        ],
+        &common::with_store(
+            &[
+                "--workflows",
+                &dir.path().join("workflows").display().to_string(),
+                "--connectors",
+                &dir.path().join("connectors").display().to_string(),
+            ],
+            &store,
+        ),
         &[],
     );
     let client = reqwest::Client::new();

@@ -1,11 +1,12 @@
 //! The shipped example workflows, run by the real binary against a real
 //! sink, with real signatures: what each one delivers, and that secrets
-//! from the environment never show in the stored history.
+//! from the environment never show in the stored history; on sled and on
+//! PostgreSQL.
 
 mod common;
 
 use base64::Engine as _;
-use common::{BinServer, Sink};
+use common::{with_store, Backend, BinServer, Sink};
 use hookflow::signature::{sign, Algorithm};
 use serde_json::{json, Value};
 
@@ -48,16 +49,13 @@ async fn post_order(
     req.body(body).send().await.expect("sent")
 }
 
-#[tokio::test]
-async fn shipped_examples_deliver_what_they_promise() {
+both!(shipped_examples_deliver_what_they_promise);
+async fn shipped_examples_deliver_what_they_promise(backend: Backend) {
     let mut sink = Sink::start().await;
     let root = env!("CARGO_MANIFEST_DIR");
     let data = tempfile::tempdir().expect("tmp");
-    let (wf, sc, dd) = (
-        format!("{root}/workflows"),
-        format!("{root}/scripts"),
-        data.path().display().to_string(),
-    );
+    let (wf, sc) = (format!("{root}/workflows"), format!("{root}/scripts"));
+    let store = backend.store_args(data.path());
     let urls = [
         ("SLACK_WEBHOOK_URL", sink.url("/slack")),
         ("CI_TRIGGER_URL", sink.url("/ci")),
@@ -80,7 +78,10 @@ async fn shipped_examples_deliver_what_they_promise() {
         // Everything the server logs is searched for secrets below.
         ("HOOKFLOW_LOG", "debug"),
     ]);
-    let server = BinServer::start(&["--workflows", &wf, "--scripts", &sc, "--data", &dd], &env);
+    let server = BinServer::start(
+        &with_store(&["--workflows", &wf, "--scripts", &sc], &store),
+        &env,
+    );
     let client = reqwest::Client::new();
 
     // Stripe → Slack
@@ -422,11 +423,22 @@ async fn shipped_examples_deliver_what_they_promise() {
     }
 }
 
-/// With no settings at all, `serve` on its default address runs every
-/// shipped example end to end (SPEC §2): each one's connector falls back
-/// to the built-in `demo-inbox` workflow, which records what it got.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shipped_examples_run_end_to_end_with_no_settings() {
+/// A delivery demo-inbox must get: what it is, and how to know it.
+type Wanted = (&'static str, fn(&Value) -> bool);
+
+/// Held by the test that serves on the examples' default address.
+static DEFAULT_ADDRESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// With no settings at all, `serve` on its default address runs every
+// shipped example end to end (SPEC §2): each one's connector falls back
+// to the built-in `demo-inbox` workflow, which records what it got.
+both!(
+    shipped_examples_run_end_to_end_with_no_settings,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn shipped_examples_run_end_to_end_with_no_settings(backend: Backend) {
+    // One backend's run at a time: both need the default address.
+    let _port = DEFAULT_ADDRESS.lock().await;
     // The examples' fallbacks name the default address.
     if std::net::TcpListener::bind("127.0.0.1:8080").is_err() {
         assert!(
@@ -438,24 +450,18 @@ async fn shipped_examples_run_end_to_end_with_no_settings() {
     }
     let root = env!("CARGO_MANIFEST_DIR");
     let data = tempfile::tempdir().expect("tmp");
-    let (wf, sc, cn, dd) = (
+    let (wf, sc, cn) = (
         format!("{root}/workflows"),
         format!("{root}/scripts"),
         format!("{root}/connectors"),
-        data.path().display().to_string(),
     );
+    let store = backend.store_args(data.path());
     let server = BinServer::start_tweaked(
         "127.0.0.1:8080",
-        &[
-            "--workflows",
-            &wf,
-            "--scripts",
-            &sc,
-            "--connectors",
-            &cn,
-            "--data",
-            &dd,
-        ],
+        &with_store(
+            &["--workflows", &wf, "--scripts", &sc, "--connectors", &cn],
+            &store,
+        ),
         &[],
         |cmd| {
             for v in [
@@ -550,7 +556,7 @@ async fn shipped_examples_run_end_to_end_with_no_settings() {
 
     // Deliveries reach demo-inbox: Slack's message, the CI build, the ERP
     // order (and its lines) and the large-order alert, in any order.
-    let wanted: [(&str, fn(&Value) -> bool); 4] = [
+    let wanted: [Wanted; 4] = [
         ("the Slack message", |b| {
             *b == json!({"text": "Payment of 20 USD from jenny@example.com"})
         }),

@@ -2,12 +2,13 @@
 //! signature scheme and its secret variable, the dedupe key, the event type
 //! that `trigger.events` matches, and the run summary. Each provider is
 //! driven through the real binary with requests signed as the provider
-//! signs them; a wrong or stale signature gets `401`.
+//! signs them; a wrong or stale signature gets `401`. Every server test
+//! runs on sled and on PostgreSQL (dedupe answers come from the store).
 
 mod common;
 
 use base64::Engine as _;
-use common::{binary, wait_run_at, write_files, BinServer};
+use common::{binary, wait_run_at, with_store, write_files, Backend, BinServer};
 use hookflow::signature::{sign, Algorithm};
 use serde_json::{json, Value};
 use std::process::Command;
@@ -59,18 +60,20 @@ struct Server {
 }
 
 impl Server {
-    fn start(workflows: &[(&str, &str)]) -> Server {
+    fn start(backend: Backend, workflows: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tmp");
         write_files(&dir.path().join("workflows"), workflows);
+        let store = backend.store_args(dir.path());
         let bin = BinServer::start(
-            &[
-                "--workflows",
-                &dir.path().join("workflows").display().to_string(),
-                "--connectors",
-                &dir.path().join("connectors").display().to_string(),
-                "--data",
-                &dir.path().join("data").display().to_string(),
-            ],
+            &with_store(
+                &[
+                    "--workflows",
+                    &dir.path().join("workflows").display().to_string(),
+                    "--connectors",
+                    &dir.path().join("connectors").display().to_string(),
+                ],
+                &store,
+            ),
             SECRETS,
         );
         Server {
@@ -110,32 +113,38 @@ fn runs(answer: &Value) -> usize {
     answer["runs"].as_array().map(Vec::len).unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stripe_github_shopify_slack_and_standard_presets() {
-    let s = Server::start(&[
-        (
-            "stripe.yaml",
-            &wf(
-                "stripe",
-                "/stripe",
-                "stripe",
-                Some("[payment_intent.succeeded, \"charge.*\"]"),
+both!(
+    stripe_github_shopify_slack_and_standard_presets,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn stripe_github_shopify_slack_and_standard_presets(backend: Backend) {
+    let s = Server::start(
+        backend,
+        &[
+            (
+                "stripe.yaml",
+                &wf(
+                    "stripe",
+                    "/stripe",
+                    "stripe",
+                    Some("[payment_intent.succeeded, \"charge.*\"]"),
+                ),
             ),
-        ),
-        (
-            "github.yaml",
-            &wf("github", "/github", "github", Some("[push]")),
-        ),
-        (
-            "shopify.yaml",
-            &wf("shopify", "/shopify", "shopify", Some("[orders/create]")),
-        ),
-        (
-            "slack.yaml",
-            &wf("slack", "/slack", "slack", Some("[app_mention, /deploy]")),
-        ),
-        ("standard.yaml", &wf("standard", "/std", "standard", None)),
-    ]);
+            (
+                "github.yaml",
+                &wf("github", "/github", "github", Some("[push]")),
+            ),
+            (
+                "shopify.yaml",
+                &wf("shopify", "/shopify", "shopify", Some("[orders/create]")),
+            ),
+            (
+                "slack.yaml",
+                &wf("slack", "/slack", "slack", Some("[app_mention, /deploy]")),
+            ),
+            ("standard.yaml", &wf("standard", "/std", "standard", None)),
+        ],
+    );
 
     // Stripe: signed with STRIPE_WEBHOOK_SECRET, dedupe on the event id.
     let body = json!({"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_1"}}}).to_string();
@@ -336,25 +345,31 @@ async fn stripe_github_shopify_slack_and_standard_presets() {
     assert_eq!(code, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gitlab_twilio_linear_and_hubspot_presets() {
+both!(
+    gitlab_twilio_linear_and_hubspot_presets,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn gitlab_twilio_linear_and_hubspot_presets(backend: Backend) {
     let twilio_published = "name: twilio-published\ntrigger:\n  webhook:\n    path: /myapp\n    provider: twilio\n    verify:\n      twilio: { secret: \"12345\", url: \"https://mycompany.com/myapp.php?foo=1&bar=2\" }\nsteps:\n  - id: t\n    transform: { script: 'event.Digits' }\n";
-    let s = Server::start(&[
-        (
-            "gitlab.yaml",
-            &wf("gitlab", "/gitlab", "gitlab", Some("[Push Hook]")),
-        ),
-        ("twilio.yaml", &wf("twilio", "/sms", "twilio", None)),
-        ("twilio-published.yaml", twilio_published),
-        (
-            "linear.yaml",
-            &wf("linear", "/linear", "linear", Some("[Issue]")),
-        ),
-        (
-            "hubspot.yaml",
-            &wf("hubspot", "/hubspot", "hubspot", Some("[contact.creation]")),
-        ),
-    ]);
+    let s = Server::start(
+        backend,
+        &[
+            (
+                "gitlab.yaml",
+                &wf("gitlab", "/gitlab", "gitlab", Some("[Push Hook]")),
+            ),
+            ("twilio.yaml", &wf("twilio", "/sms", "twilio", None)),
+            ("twilio-published.yaml", twilio_published),
+            (
+                "linear.yaml",
+                &wf("linear", "/linear", "linear", Some("[Issue]")),
+            ),
+            (
+                "hubspot.yaml",
+                &wf("hubspot", "/hubspot", "hubspot", Some("[contact.creation]")),
+            ),
+        ],
+    );
 
     // GitLab: the token itself, compared in constant time.
     let body =
@@ -646,8 +661,11 @@ fn preset_mistakes_are_validation_errors() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connector_can_carry_its_providers_preset() {
+both!(
+    a_connector_can_carry_its_providers_preset,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_connector_can_carry_its_providers_preset(backend: Backend) {
     let conn = r#"connector: acme
 description: ACME's API, and the webhooks ACME sends
 base_url: https://api.acme.example.com
@@ -670,15 +688,17 @@ actions:
             &wf("a", "/acme", "acme", Some("[account.closed]")),
         )],
     );
+    let store = backend.store_args(dir.path());
     let bin = BinServer::start(
-        &[
-            "--workflows",
-            &dir.path().join("workflows").display().to_string(),
-            "--connectors",
-            &dir.path().join("connectors").display().to_string(),
-            "--data",
-            &dir.path().join("data").display().to_string(),
-        ],
+        &with_store(
+            &[
+                "--workflows",
+                &dir.path().join("workflows").display().to_string(),
+                "--connectors",
+                &dir.path().join("connectors").display().to_string(),
+            ],
+            &store,
+        ),
         &[("ACME_SIGNING_KEY", "acme-key-0010")],
     );
     let client = reqwest::Client::new();

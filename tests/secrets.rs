@@ -1,7 +1,9 @@
 //! Secrets (SPEC §3.2): no secret shows anywhere hookflow stores or shows
 //! data, in any encoding it may take on the way, while the data a step hands
 //! to the next one stays as it was; no secret-holding type prints one; and a
-//! response cut at the size limit keeps its full size.
+//! response cut at the size limit keeps its full size. The server tests run
+//! on sled and on PostgreSQL; the sweep searches each store its own way
+//! (sled's files and decoded records, PostgreSQL's table values).
 
 mod common;
 
@@ -391,8 +393,11 @@ steps:
 "#;
 
 // The binary runs while the receiver answers: the receiver needs a thread of its own.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leak_sweep_finds_no_secret_in_any_encoding_anywhere() {
+both!(
+    leak_sweep_finds_no_secret_in_any_encoding_anywhere,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn leak_sweep_finds_no_secret_in_any_encoding_anywhere(backend: Backend) {
     let mut echo = Echo::start().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let closed_url = format!("http://{}", closed.local_addr().expect("addr"));
@@ -416,12 +421,11 @@ async fn leak_sweep_finds_no_secret_in_any_encoding_anywhere() {
     let dir = tempfile::tempdir().expect("tmp");
     common::write_files(&dir.path().join("workflows"), &[("sweep.yaml", SWEEP)]);
     std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
-    let (wf, sc, data) = (
+    let (wf, sc) = (
         dir.path().join("workflows").display().to_string(),
         dir.path().join("scripts").display().to_string(),
-        dir.path().join("data"),
     );
-    let data_arg = data.display().to_string();
+    let store = backend.store_args(dir.path());
     let env: Vec<(String, String)> = vec![
         ("SWEEP_S1".into(), secret("S1")),
         ("SWEEP_S2".into(), secret("S2")),
@@ -434,7 +438,7 @@ async fn leak_sweep_finds_no_secret_in_any_encoding_anywhere() {
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = BinServer::start(
-        &["--workflows", &wf, "--scripts", &sc, "--data", &data_arg],
+        &common::with_store(&["--workflows", &wf, "--scripts", &sc], &store),
         &env,
     );
     let client = reqwest::Client::new();
@@ -572,22 +576,33 @@ async fn leak_sweep_finds_no_secret_in_any_encoding_anywhere() {
         found.extend(hits(path, text.as_bytes(), &secrets));
     }
     found.extend(hits("the log", log.as_bytes(), &secrets));
-    let mut files = Vec::new();
-    files_under(&data, &mut files);
-    for f in &files {
-        let bytes = std::fs::read(f).expect("read a store file");
-        found.extend(hits(&f.display().to_string(), &bytes, &secrets));
-    }
-    // Events and runs are stored compressed: read every record of every
-    // tree back as the store decodes it, and search that too.
+    // The store, read its backend's way. sled: every file of its folder
+    // as it is on disk, then (events and runs are stored compressed) every
+    // record of every tree as the store decodes it. PostgreSQL: every
+    // value of every column of its tables, as a client reads them.
+    let records = match backend {
+        Backend::Sled => {
+            let data = std::path::PathBuf::from(&store[1]);
+            let mut files = Vec::new();
+            files_under(&data, &mut files);
+            for f in &files {
+                let bytes = std::fs::read(f).expect("read a store file");
+                found.extend(hits(&f.display().to_string(), &bytes, &secrets));
+            }
+            store_records(&data)
+        }
+        Backend::Postgres => common::pg::cluster()
+            .expect("PostgreSQL runs")
+            .table_values(&store[1]),
+    };
     let mut marker_seen = false;
-    for (place, bytes) in store_records(&data) {
+    for (place, bytes) in records {
         marker_seen |= bytes.windows(marker.len()).any(|w| w == marker.as_bytes());
         found.extend(hits(&place, &bytes, &secrets));
     }
     assert!(
         marker_seen,
-        "the event's marker was not found in the decoded store: this sweep did not read it"
+        "the event's marker was not found in the store's records: this sweep did not read them"
     );
     assert!(
         found.is_empty(),
@@ -615,17 +630,20 @@ steps:
 "#;
 
 // The binary runs while the receiver answers: the receiver needs a thread of its own.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_env_value_is_redacted_in_history_but_reaches_later_steps_as_it_was() {
+both!(
+    a_short_env_value_is_redacted_in_history_but_reaches_later_steps_as_it_was,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+);
+async fn a_short_env_value_is_redacted_in_history_but_reaches_later_steps_as_it_was(
+    backend: Backend,
+) {
     let mut echo = Echo::start().await;
     let dir = tempfile::tempdir().expect("tmp");
     common::write_files(&dir.path().join("workflows"), &[("region.yaml", REGION)]);
-    let (wf, data) = (
-        dir.path().join("workflows").display().to_string(),
-        dir.path().join("data").display().to_string(),
-    );
+    let wf = dir.path().join("workflows").display().to_string();
+    let store = backend.store_args(dir.path());
     let server = BinServer::start(
-        &["--workflows", &wf, "--data", &data],
+        &common::with_store(&["--workflows", &wf], &store),
         &[("REGION_CODE", "eu"), ("REGION_ECHO", &echo.base)],
     );
     let client = reqwest::Client::new();

@@ -172,12 +172,15 @@ impl TokenSource {
         }
         let rotated = cached.and_then(|c| c.refresh_token).map(Secret::from);
         let fresh = self.fetch(env, rotated.as_ref()).await?;
-        let token = fresh.access_token.clone();
+        // Both tokens are secrets from the moment they arrive: learnt
+        // before the cache write, so nothing that write logs (a database
+        // driver's statement log, say) can show them.
+        let token = self.hand_out(fresh.access_token.clone());
         if let Some(r) = &fresh.refresh_token {
             crate::secret::learnt().mark(&self.key, &Secret::from(r.as_str()));
         }
         self.store(env, &fresh).await;
-        Ok(self.hand_out(token))
+        Ok(token)
     }
 
     fn hand_out(&self, token: String) -> Secret {

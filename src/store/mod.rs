@@ -163,6 +163,40 @@ pub struct Pruned {
     pub dedupe: usize,
 }
 
+/// Records a backend found undecodable (a bad disk, a bug of an older
+/// version): each is skipped wherever it comes up, so one bad record never
+/// stops start-up, a listing or pruning; counted for `/metrics` and logged
+/// once per record, however often a list or a polling UI reads past it.
+#[derive(Default)]
+pub struct Unreadable {
+    count: std::sync::atomic::AtomicU64,
+    logged: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// Unreadable keys remembered for "count and log once"; beyond this the
+/// memory is cleared and a record seen again is counted and logged again.
+const UNREADABLE_REMEMBERED: usize = 1024;
+
+impl Unreadable {
+    /// Note the record `key` of `table` that failed with `error`.
+    pub fn note(&self, table: &str, key: &str, error: &StoreError) {
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        if logged.insert(format!("{table}/{key}")) {
+            self.count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(table, key, error = %error, "skipping a record that cannot be read");
+        }
+        if logged.len() > UNREADABLE_REMEMBERED {
+            logged.clear();
+        }
+    }
+
+    /// Records noted since start.
+    pub fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// What `/metrics` shows of the store.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct QueueGauges {

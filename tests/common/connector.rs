@@ -1,10 +1,11 @@
 //! The harness of the connector tests: the real binary serving one
 //! workflow with the shipped connectors (`connectors/`), its environment
 //! set for the connector (tokens, and `<NAME>_BASE_URL` pointing the
-//! connector at its stand-in), and helpers to post an event and read the
-//! run, the events and the log back.
+//! connector at its stand-in), on a new store of the backend the test
+//! runs on (sled or PostgreSQL, see [`super::Backend`]), and helpers to
+//! post an event and read the run, the events and the log back.
 
-use super::{wait_run_at, BinServer};
+use super::{wait_run_at, Backend, BinServer};
 use serde_json::Value;
 
 pub struct Harness {
@@ -22,25 +23,31 @@ pub fn shipped() -> String {
 
 impl Harness {
     /// Serve `workflow` (YAML, served at the path it names) with the
-    /// shipped connectors and this environment.
-    pub fn start(workflow: &str, env: &[(&str, &str)]) -> Harness {
-        Self::start_with(workflow, env, &shipped())
+    /// shipped connectors and this environment, on a new store of
+    /// `backend`.
+    pub fn start(backend: Backend, workflow: &str, env: &[(&str, &str)]) -> Harness {
+        Self::start_with(backend, workflow, env, &shipped())
     }
 
     /// Like [`Harness::start`], with another connectors folder.
-    pub fn start_with(workflow: &str, env: &[(&str, &str)], connectors: &str) -> Harness {
+    pub fn start_with(
+        backend: Backend,
+        workflow: &str,
+        env: &[(&str, &str)],
+        connectors: &str,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("tmp");
         let wf = dir.path().join("workflows");
         super::write_files(&wf, &[("wf.yaml", workflow)]);
-        let data = dir.path().join("data");
-        let args = vec![
+        let mut args = vec![
             "--workflows".to_string(),
             wf.display().to_string(),
             "--connectors".to_string(),
             connectors.to_string(),
-            "--data".to_string(),
-            data.display().to_string(),
         ];
+        // Kept with the other arguments: a restart comes back on the same
+        // store (the same folder, or the same database).
+        args.extend(backend.store_args(dir.path()));
         let mut env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

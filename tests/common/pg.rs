@@ -261,6 +261,41 @@ impl Cluster {
 
     /// Run SQL in database `url` with psql; its output (unaligned, tuples
     /// only).
+    /// Every value of every column of every table (partitions included) in
+    /// the `hookflow` schema of database `url`, as the server hands it to
+    /// a client (unaligned: no quoting or escaping of its own), each with
+    /// where it came from: what a search of the PostgreSQL store reads.
+    pub fn table_values(&self, url: &str) -> Vec<(String, Vec<u8>)> {
+        let columns = self.psql(
+            url,
+            "SELECT c.relname || '.' || a.attname FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_attribute a ON a.attrelid = c.oid
+              WHERE n.nspname = 'hookflow' AND c.relkind IN ('r', 'p')
+                AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY 1",
+        );
+        columns
+            .lines()
+            .map(|place| {
+                let (table, column) = place.split_once('.').expect("table.column");
+                let out = command(&self.bin, "psql", None)
+                    .args([url, "-v", "ON_ERROR_STOP=1", "-AtXq", "-c"])
+                    .arg(format!(
+                        "SELECT \"{column}\"::text FROM hookflow.\"{table}\""
+                    ))
+                    .output()
+                    .expect("psql runs");
+                assert!(
+                    out.status.success(),
+                    "psql failed on {place}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                (format!("table {place}"), out.stdout)
+            })
+            .collect()
+    }
+
     pub fn psql(&self, url: &str, sql: &str) -> String {
         let out = command(&self.bin, "psql", None)
             .args([url, "-v", "ON_ERROR_STOP=1", "-AtXqc", sql])

@@ -154,7 +154,7 @@ pub(crate) struct Shared {
     /// `origin`).
     renewed_ms: AtomicU64,
     origin: Instant,
-    unreadable: AtomicU64,
+    unreadable: super::Unreadable,
     /// The earliest wake-up time this node scheduled (a retry), so its
     /// dispatcher looks again then.
     next_due: Mutex<Option<Timestamp>>,
@@ -336,7 +336,7 @@ impl PgStore {
             feed: feed::Outbox::default(),
             renewed_ms: AtomicU64::new(0),
             origin,
-            unreadable: AtomicU64::new(0),
+            unreadable: super::Unreadable::default(),
             next_due: Mutex::new(None),
         });
         let ingest = ingest::start(Arc::clone(&shared), &handle);
@@ -970,14 +970,13 @@ impl PgStore {
             depth: depth.max(0) as usize,
             later: later.max(0) as usize,
             waiting: waiting.max(0) as usize,
-            unreadable: self.shared.unreadable.load(Ordering::Relaxed),
+            unreadable: self.shared.unreadable.count(),
             record_bytes: None,
         }
     }
 
     fn note_unreadable(&self, table: &str, key: &str, e: &StoreError) {
-        self.shared.unreadable.fetch_add(1, Ordering::Relaxed);
-        warn!(table, key, error = %e, "skipping a record that cannot be read");
+        self.shared.unreadable.note(table, key, e);
     }
 
     // --- the change feed ----------------------------------------------------
