@@ -48,8 +48,10 @@ pub struct ServeConfig {
     /// Runs executed at once.
     #[arg(long, env = "HOOKFLOW_WORKERS", default_value_t = 64)]
     pub workers: usize,
-    /// sled page cache bound, in MiB.
-    #[arg(long, env = "HOOKFLOW_CACHE_MB", default_value_t = 64)]
+    /// sled page cache bound, in MiB. 32 by default: with 64 the stored
+    /// history bench held 26 MB more RSS at 60,000 runs, and the CPU per
+    /// event did not move beyond the noise (`docs/performance.md`).
+    #[arg(long, env = "HOOKFLOW_CACHE_MB", default_value_t = 32)]
     pub cache_mb: u64,
     /// How long SIGTERM waits for running steps before leaving them queued.
     #[arg(long, env = "HOOKFLOW_GRACE", default_value = "10s", value_parser = parse_duration)]
@@ -119,7 +121,7 @@ impl ServeConfig {
             max_body: 1024 * 1024,
             max_inflight_body: 64 * 1024 * 1024,
             workers: 64,
-            cache_mb: 64,
+            cache_mb: 32,
             grace: Duration::from_secs(10),
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_size: 1 << 30,
