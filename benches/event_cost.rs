@@ -156,8 +156,10 @@ fn main() {
                 s.run(&ctx, None).result.expect("runs")
             }
             Action::Http(h) => {
+                // A connector action (`uses:`) renders its parameters into
+                // `$.params` first, as the executor does.
                 measure(&format!("    render request `{id}`"), || {
-                    std::hint::black_box(h.prepare(&ctx, "run.key").expect("ok"));
+                    std::hint::black_box(h.render_request(&ctx, "run.key").expect("ok"));
                 });
                 Value::Null
             }
