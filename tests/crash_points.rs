@@ -331,25 +331,7 @@ async fn finish(
             "{point}: {run}"
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        if text.contains("hookflow_queue_depth 0\n") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{point}: the queue never emptied:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_queue_drained(client, &server.base, Duration::from_secs(10), point).await;
     let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
     // The runs that delivered each event the sender sent (by its own id):
     // one, or a replay besides.

@@ -22,7 +22,7 @@ use common::{write_files, BinServer};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bytes the folder takes on disk: allocated blocks, as `du` counts them.
 fn disk_usage(dir: &Path) -> u64 {
@@ -109,22 +109,7 @@ async fn the_data_folder_stays_within_the_retention_size() {
         s.await.expect("sender");
     }
     // Let the last runs finish and pruning catch up.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        if text.contains("hookflow_queue_depth 0\n") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "runs never finished");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_queue_drained(&client, &server.base, Duration::from_secs(60), "the load").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     watching.abort();
     let after = disk_usage(&data);
@@ -137,19 +122,9 @@ async fn the_data_folder_stays_within_the_retention_size() {
         .json::<serde_json::Value>()
         .await
         .expect("json");
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let records = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("hookflow_store_record_bytes "))
-        .unwrap_or("?")
-        .to_string();
+    let metrics = common::metrics_at(&client, &server.base).await;
+    let records = common::gauge(&metrics, "hookflow_store_record_bytes")
+        .map_or("?".to_string(), |b| b.to_string());
     assert!(server.terminate().success());
     println!("records {records} B");
     println!(

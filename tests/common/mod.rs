@@ -642,6 +642,48 @@ pub async fn get_at(client: &reqwest::Client, url: &str) -> Value {
         .expect("json")
 }
 
+/// The `/metrics` text of the server at `base`.
+pub async fn metrics_at(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// A gauge's or counter's value in a `/metrics` text.
+pub fn gauge(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Wait until the server at `base` has no unfinished run
+/// (`hookflow_queue_depth 0`); panics with `what` and the metrics after
+/// `within`.
+pub async fn wait_queue_drained(
+    client: &reqwest::Client,
+    base: &str,
+    within: Duration,
+    what: &str,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let text = metrics_at(client, base).await;
+        if gauge(&text, "hookflow_queue_depth") == Some(0) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: the queue never emptied:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Poll a run until it is final, over plain HTTP (for binary servers).
 pub async fn wait_run_at(client: &reqwest::Client, base: &str, run_id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
