@@ -68,10 +68,10 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
 /// 401 with the Basic challenge (the UI's login prompt).
 fn unauthorized() -> Response {
     let mut resp = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "this needs the API token: `Authorization: Bearer <token>`, or Basic with the token as password",
-            )
-            .into_response();
+        StatusCode::UNAUTHORIZED,
+        "this needs the API token: `Authorization: Bearer <token>`, or Basic with the token as password",
+    )
+    .into_response();
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Basic realm=\"hookflow\", charset=\"UTF-8\""),
