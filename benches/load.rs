@@ -35,6 +35,8 @@
 //! thousand runs). For profiling: `HOOKFLOW_BENCH_ONLY=hookflow` skips the
 //! two reference scenarios, `HOOKFLOW_BENCH_PACED=0` skips the paced ones,
 //! `HOOKFLOW_BENCH_BIN=path` runs another build of the binary,
+//! `HOOKFLOW_BENCH_ROOT=dir` serves another folder's workflows (to compare
+//! variants of the Stripe workflow),
 //! `HOOKFLOW_BENCH_ARGS` adds `serve` flags, and the server's PID is printed
 //! when it listens. Traffic stays on 127.0.0.1; every loop is bounded in
 //! time and count. The stored-history check is `benches/history.rs`.
@@ -279,6 +281,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// The reference servers and the sinks, shared by every round.
 struct Bench {
     root: &'static str,
+    /// The folder hookflow serves (its `workflows/`, `scripts/` and
+    /// `connectors/`): the project's, or `HOOKFLOW_BENCH_ROOT`.
+    served: &'static str,
     body: Arc<Vec<u8>>,
     delivered: Counter,
     sink_url: String,
@@ -310,8 +315,13 @@ async fn run(seconds: u64, rounds: usize) {
             Err(_) => DEFAULT_RATES.to_vec(),
         }
     };
+    let served: &'static str = match std::env::var("HOOKFLOW_BENCH_ROOT") {
+        Ok(dir) => Box::leak(dir.into_boxed_str()),
+        Err(_) => root,
+    };
     let bench = Bench {
         root,
+        served,
         body,
         delivered,
         sink_url,
@@ -444,7 +454,7 @@ async fn postgres(b: &Bench, seconds: u64) {
         };
         let url = format!("{server}/{db}");
         let servers: Vec<Server> = (0..nodes)
-            .map(|_| Server::start(b.root, &b.sink_url, &["--store", &url]))
+            .map(|_| Server::start(b.served, &b.sink_url, &["--store", &url]))
             .collect();
         let urls = servers.iter().map(Server::url).collect();
         let delivered_before = b.delivered.get();
@@ -509,7 +519,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
     )
     .await;
 
-    let server = Server::start(b.root, &b.sink_url, &[]);
+    let server = Server::start(b.served, &b.sink_url, &[]);
     let scenario = load(server.url(), seconds, MAX_REQUESTS, signer.clone());
     let ours = measured(b, &server, scenario).await;
     server.stop();
@@ -526,7 +536,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
             ),
         )
         .await;
-        let server = Server::start(b.root, &b.sink_url, &[]);
+        let server = Server::start(b.served, &b.sink_url, &[]);
         let scenario = paced(server.url(), seconds, rate, signer.clone());
         let ours = measured(b, &server, scenario).await;
         server.stop();

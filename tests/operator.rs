@@ -208,3 +208,72 @@ fn holds_event(backend: Backend, store: &[String], id: &str) -> bool {
         }
     }
 }
+
+/// Dedupe keys written by an earlier version (the key's text, the entry as
+/// JSON) still hold after an upgrade to hashed keys and compact entries:
+/// a sender's redelivery within the window is answered as a duplicate.
+/// sled only: the entry is planted in the store's own files; PostgreSQL's
+/// dedupe table did not change form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedupe_key_stored_in_the_earlier_form_still_holds_sled() {
+    let wf = "name: w\ntrigger:\n  webhook:\n    path: /in\n    dedupe: { key: '{{ $.event.id }}' }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
+    let dir = tempfile::tempdir().expect("tmp");
+    write_files(&dir.path().join("workflows"), &[("w.yaml", wf)]);
+    let data = dir.path().join("data");
+    let base_args = [
+        "--workflows".to_string(),
+        dir.path().join("workflows").display().to_string(),
+        "--data".to_string(),
+        data.display().to_string(),
+    ];
+    let args: Vec<&str> = base_args.iter().map(String::as_str).collect();
+    let client = reqwest::Client::new();
+    let server = BinServer::start(&args, &[]);
+    let first = common::post_at(&client, &server.url("/hooks/in"), &json!({"id": "a"})).await;
+    let run = first["runs"][0].as_str().expect("a run").to_string();
+    common::wait_run_at(&client, &server.base, &run).await;
+    assert!(server.terminate().success());
+
+    // Rewrite the key as an earlier version stored it.
+    {
+        let db = sled::open(&data).expect("the store opens");
+        let dedupe = db.open_tree("dedupe").expect("dedupe tree");
+        assert_eq!(dedupe.len(), 1, "one key was stored");
+        dedupe.clear().expect("cleared");
+        let entry = hookflow::store::DedupeEntry {
+            event_id: hookflow::record::EventId(first["event_id"].as_str().expect("id").into()),
+            runs: vec![hookflow::record::RunId(run.clone())],
+            expires_at: hookflow::record::Timestamp(
+                hookflow::record::Timestamp::now().0 + 3_600_000,
+            ),
+        };
+        dedupe
+            .insert(b"w\0a", serde_json::to_vec(&entry).expect("json"))
+            .expect("written");
+        db.flush().expect("flush");
+    }
+
+    let server = BinServer::start(&args, &[]);
+    let resp = client
+        .post(server.url("/hooks/in"))
+        .json(&json!({"id": "a"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200, "a redelivery is a duplicate");
+    let again: Value = resp.json().await.expect("json");
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["event_id"], first["event_id"], "{again}");
+    assert_eq!(again["runs"], json!([run]), "{again}");
+    // Another key is new, and stored in the current form.
+    let other = common::post_at(&client, &server.url("/hooks/in"), &json!({"id": "b"})).await;
+    assert_eq!(other["runs"].as_array().map(Vec::len), Some(1), "{other}");
+    let resp = client
+        .post(server.url("/hooks/in"))
+        .json(&json!({"id": "b"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 200, "and holds as well");
+    assert!(server.terminate().success());
+}

@@ -6,6 +6,7 @@
 //! | `{` | JSON, as earlier versions wrote every record (still read) |
 //! | [`RUN`] | a run: length (u32 LE) ++ zstd(JSON of the [`Run`]) |
 //! | [`EVENT`] | an event: length (u32 LE) ++ zstd(header length (u32 LE) ++ header JSON ++ body bytes) |
+//! | [`DEDUPE`] | a dedupe entry: expiry (ms, u64 LE) ++ event id ++ run count (u16 LE) ++ run ids; each id packed in 16 bytes when it is a generated one |
 //!
 //! The event header is the record without its body; the body follows as
 //! the bytes received, with the kind they were read as
@@ -31,8 +32,14 @@ use std::collections::BTreeMap;
 pub const RUN: u8 = 1;
 /// A compressed event record.
 pub const EVENT: u8 = 2;
+/// A dedupe entry (uncompressed: it is a few dozen bytes).
+pub const DEDUPE: u8 = 3;
 /// The first byte of a JSON record.
 const JSON: u8 = b'{';
+/// An id in a dedupe entry: a generated id packed in 16 bytes follows.
+const ID_PACKED: u8 = 0;
+/// An id in a dedupe entry: its length (u16 LE) and text follow.
+const ID_TEXT: u8 = 1;
 
 /// zstd's fastest regular level.
 const LEVEL: i32 = 1;
@@ -264,6 +271,113 @@ pub fn event_head(key: &str, bytes: &[u8]) -> Result<EventHead> {
     }
 }
 
+/// A dedupe entry in a few dozen bytes: this tree takes a write at a random
+/// place for every event with a dedupe key, so its size counts on disk.
+pub fn encode_dedupe(e: &crate::store::DedupeEntry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + 8 + 17 * (2 + e.runs.len()));
+    out.push(DEDUPE);
+    out.extend_from_slice(&e.expires_at.0.to_le_bytes());
+    put_id(&mut out, EventId::PREFIX, e.event_id.as_str());
+    let n = u16::try_from(e.runs.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&n.to_le_bytes());
+    for r in e.runs.iter().take(n as usize) {
+        put_id(&mut out, RunId::PREFIX, r.as_str());
+    }
+    out
+}
+
+/// A dedupe entry, in this form or as the JSON earlier versions wrote.
+pub fn decode_dedupe(key: &str, bytes: &[u8]) -> Result<crate::store::DedupeEntry> {
+    match bytes.first() {
+        Some(&DEDUPE) => {
+            let mut r = Reader { bytes, at: 1, key };
+            let expires_at = Timestamp(u64::from_le_bytes(r.array::<8>()?));
+            let event_id = EventId(r.id(EventId::PREFIX)?);
+            let n = u16::from_le_bytes(r.array::<2>()?);
+            let runs = (0..n)
+                .map(|_| r.id(RunId::PREFIX).map(RunId))
+                .collect::<Result<Vec<_>>>()?;
+            if r.at != bytes.len() {
+                return Err(corrupt(key, "the dedupe entry has bytes left over"));
+            }
+            Ok(crate::store::DedupeEntry {
+                event_id,
+                runs,
+                expires_at,
+            })
+        }
+        Some(&JSON) => serde_json::from_slice(bytes).map_err(|e| corrupt(key, e)),
+        _ => Err(corrupt(key, "not a dedupe entry")),
+    }
+}
+
+/// `prefix` and 32 lowercase hex digits (a generated id) as 16 bytes, any
+/// other id as its text.
+fn put_id(out: &mut Vec<u8>, prefix: &str, id: &str) {
+    let packed = id
+        .strip_prefix(prefix)
+        .filter(|hex| {
+            hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+        .and_then(|hex| {
+            Some((
+                u64::from_str_radix(&hex[..16], 16).ok()?,
+                u64::from_str_radix(&hex[16..], 16).ok()?,
+            ))
+        });
+    match packed {
+        Some((high, low)) => {
+            out.push(ID_PACKED);
+            out.extend_from_slice(&high.to_be_bytes());
+            out.extend_from_slice(&low.to_be_bytes());
+        }
+        None => {
+            let text = &id.as_bytes()[..id.len().min(u16::MAX as usize)];
+            out.push(ID_TEXT);
+            out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+            out.extend_from_slice(text);
+        }
+    }
+}
+
+/// Reads a dedupe entry's fields in order.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    key: &'a str,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let part = self
+            .bytes
+            .get(self.at..self.at + n)
+            .ok_or_else(|| corrupt(self.key, "the dedupe entry is cut short"))?;
+        self.at += n;
+        Ok(part)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("took exactly N bytes"))
+    }
+
+    fn id(&mut self, prefix: &str) -> Result<String> {
+        match self.array::<1>()?[0] {
+            ID_PACKED => {
+                let high = u64::from_be_bytes(self.array::<8>()?);
+                let low = u64::from_be_bytes(self.array::<8>()?);
+                Ok(format!("{prefix}{high:016x}{low:016x}"))
+            }
+            ID_TEXT => {
+                let len = u16::from_le_bytes(self.array::<2>()?) as usize;
+                let text = self.take(len)?;
+                String::from_utf8(text.to_vec()).map_err(|e| corrupt(self.key, e))
+            }
+            other => Err(corrupt(self.key, format!("unknown id form {other}"))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,5 +475,56 @@ mod tests {
         assert!(decode_event("k", &huge).is_err());
         assert!(decode_run::<Run>("k", &[RUN, 1, 2]).is_err());
         assert!(decode_run::<Run>("k", b"").is_err());
+    }
+
+    #[test]
+    fn a_dedupe_entry_round_trips_small_and_the_json_form_still_reads() {
+        use crate::store::DedupeEntry;
+        let entries = [
+            DedupeEntry {
+                event_id: EventId::generate(),
+                runs: vec![RunId::generate(), RunId::generate()],
+                expires_at: Timestamp(1_764_806_400_123),
+            },
+            // Ids that are not generated ones (older or hand-made) keep
+            // their text; no runs at all.
+            DedupeEntry {
+                event_id: EventId("evt_older-form".into()),
+                runs: vec![RunId("run_ABC".into())],
+                expires_at: Timestamp(0),
+            },
+            DedupeEntry {
+                event_id: EventId::generate(),
+                runs: vec![],
+                expires_at: Timestamp(253_402_300_799_000),
+            },
+        ];
+        for e in &entries {
+            let bytes = encode_dedupe(e);
+            let back = decode_dedupe("k", &bytes).expect("reads back");
+            assert_eq!(back.event_id, e.event_id);
+            assert_eq!(back.runs, e.runs);
+            assert_eq!(back.expires_at, e.expires_at);
+            let json = serde_json::to_vec(e).expect("json");
+            let old = decode_dedupe("k", &json).expect("the JSON form reads");
+            assert_eq!(old.runs, e.runs);
+        }
+        // One generated event id and one run: 1 + 8 + 17 + 2 + 17 bytes,
+        // against about 130 as JSON.
+        let one = DedupeEntry {
+            event_id: EventId::generate(),
+            runs: vec![RunId::generate()],
+            expires_at: Timestamp(1),
+        };
+        assert_eq!(encode_dedupe(&one).len(), 45);
+        // Damage is an error, never a panic.
+        let bytes = encode_dedupe(&entries[0]);
+        for cut in 0..bytes.len() {
+            assert!(decode_dedupe("k", &bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_dedupe("k", &longer).is_err());
+        assert!(decode_dedupe("k", &[DEDUPE, 1, 2]).is_err());
     }
 }

@@ -9,7 +9,7 @@
 //! | `queue`    | due time (ms, big-endian) ++ run id | empty                |
 //! | `state`    | workflow `\0` key             | JSON value (`state_set`)   |
 //! | `versions` | workflow version hash         | the workflow's source      |
-//! | `dedupe`   | workflow `\0` dedupe key      | [`DedupeEntry`] as JSON    |
+//! | `dedupe`   | 0 ++ SHA-256(workflow `\0` dedupe key)[..16] | [`DedupeEntry`], see [`codec`] |
 //! | `meta`     | `fresh_runs_from`             | a run id (see below)       |
 //! | `meta`     | `ready_probe`                 | time of the last readiness write |
 //! | `meta`     | `live_bytes`                  | bytes of event and run records (see below) |
@@ -117,6 +117,10 @@ pub(crate) struct Trees {
     rejected_count: Arc<AtomicI64>,
     /// Where the next sweep of expired dedupe keys starts.
     dedupe_cursor: Arc<std::sync::Mutex<Option<sled::IVec>>>,
+    /// The dedupe tree held keys in the earlier text form when the store
+    /// opened: a lookup that misses the hashed key tries that form too,
+    /// until the next start after they have expired and been swept.
+    legacy_dedupe_keys: bool,
 }
 
 /// Records that cannot be decoded (a bad disk, a bug of an older version):
@@ -217,13 +221,18 @@ impl SledStore {
             .name("hookflow-flush".into())
             .spawn(move || group_commit(flush_db, rx))
             .map_err(|e| StoreError::Flush(format!("cannot start the flusher thread: {e}")))?;
+        let dedupe = db.open_tree(DEDUPE)?;
+        // Hashed keys start with a zero byte and sort first: any key from
+        // byte 1 on is in the earlier form.
+        let legacy_dedupe_keys = dedupe.range([1u8]..).next().transpose()?.is_some();
         let trees = Trees {
+            legacy_dedupe_keys,
             events: db.open_tree(EVENTS)?,
             runs: db.open_tree(RUNS)?,
             queue: db.open_tree(QUEUE)?,
             state: db.open_tree(STATE)?,
             versions: db.open_tree(VERSIONS)?,
-            dedupe: db.open_tree(DEDUPE)?,
+            dedupe,
             meta: db.open_tree(META)?,
             rejected: db.open_tree(REJECTED)?,
             db,
@@ -353,9 +362,10 @@ impl SledStore {
                 runs: event.runs.clone(),
                 expires_at: c.expires_at,
             };
-            self.trees
-                .dedupe
-                .insert(dedupe_key(&c.workflow, &c.key), to_bytes(&entry))?;
+            self.trees.dedupe.insert(
+                dedupe_key(&c.workflow, &c.key),
+                codec::encode_dedupe(&entry),
+            )?;
         }
         self.crash_point("ingest.claims_written");
         self.trees.put(
@@ -398,11 +408,14 @@ impl SledStore {
         key: &str,
         now: Timestamp,
     ) -> Result<Option<DedupeEntry>> {
-        let k = dedupe_key(workflow, key);
-        let Some(b) = self.trees.dedupe.get(&k)? else {
+        let mut found = self.trees.dedupe.get(dedupe_key(workflow, key))?;
+        if found.is_none() && self.trees.legacy_dedupe_keys {
+            found = self.trees.dedupe.get(legacy_dedupe_key(workflow, key))?;
+        }
+        let Some(b) = found else {
             return Ok(None);
         };
-        let e: DedupeEntry = match from_bytes(key, &b) {
+        let e: DedupeEntry = match codec::decode_dedupe(key, &b) {
             Ok(e) => e,
             Err(err) => {
                 // An unreadable key holds nothing.
@@ -992,7 +1005,7 @@ impl Trees {
         for entry in range.take(DEDUPE_SWEEP) {
             let (k, v) = entry?;
             seen += 1;
-            match serde_json::from_slice::<DedupeEntry>(&v) {
+            match codec::decode_dedupe("", &v) {
                 Ok(e) if e.expires_at > now => {}
                 _ => {
                     self.dedupe.remove(&k)?;
@@ -1146,7 +1159,29 @@ fn id_time(id: &str) -> Option<Timestamp> {
         .map(|v| Timestamp(v >> 16))
 }
 
-fn dedupe_key(workflow: &str, key: &str) -> Vec<u8> {
+/// The first byte of a dedupe key as this version writes it: 16 bytes of
+/// SHA-256 of `workflow \0 key` follow. Keys are looked up, never listed,
+/// so their text need not be kept; a short key of fixed length keeps the
+/// tree small, and this tree is written at a random place for every event
+/// (its leaves are rewritten whole: smaller entries, fewer bytes on disk).
+/// Earlier versions wrote `workflow \0 key` as it is ([`legacy_dedupe_key`]),
+/// which never starts with this byte: workflow names are printable.
+const HASHED_DEDUPE_KEY: u8 = 0;
+
+fn dedupe_key(workflow: &str, key: &str) -> [u8; 17] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(workflow.as_bytes())
+        .chain_update([0])
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut k = [HASHED_DEDUPE_KEY; 17];
+    k[1..].copy_from_slice(&digest[..16]);
+    k
+}
+
+/// A dedupe key as versions before hashed keys wrote it.
+fn legacy_dedupe_key(workflow: &str, key: &str) -> Vec<u8> {
     let mut k = workflow.as_bytes().to_vec();
     k.push(0);
     k.extend_from_slice(key.as_bytes());
