@@ -280,7 +280,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The reference servers and the sinks, shared by every round.
 struct Bench {
-    root: &'static str,
     /// The folder hookflow serves (its `workflows/`, `scripts/` and
     /// `connectors/`): the project's, or `HOOKFLOW_BENCH_ROOT`.
     served: &'static str,
@@ -320,7 +319,6 @@ async fn run(seconds: u64, rounds: usize) {
         Err(_) => root,
     };
     let bench = Bench {
-        root,
         served,
         body,
         delivered,
