@@ -18,29 +18,11 @@
 
 mod common;
 
+use common::disk::disk_usage;
 use common::{write_files, BinServer};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Bytes the folder takes on disk: allocated blocks, as `du` counts them.
-fn disk_usage(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    for e in entries.flatten() {
-        let Ok(m) = e.metadata() else { continue };
-        total += if m.is_dir() {
-            disk_usage(&e.path())
-        } else {
-            m.blocks() * 512
-        };
-    }
-    total
-}
 
 const LIMIT: u64 = 6 * 1024 * 1024;
 

@@ -480,23 +480,9 @@ fn status_kb(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-/// Allocated bytes of every file under `dir`, recursively.
-pub fn disk_usage(dir: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    for e in entries.flatten() {
-        let Ok(meta) = e.metadata() else { continue };
-        if meta.is_dir() {
-            total += disk_usage(&e.path());
-        } else {
-            total += meta.blocks() * 512;
-        }
-    }
-    total
-}
+#[path = "../../tests/common/disk.rs"]
+mod disk;
+use disk::disk_usage;
 
 /// CPU seconds (user + system) the process has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {

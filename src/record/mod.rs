@@ -114,6 +114,23 @@ macro_rules! id_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// A generated id (the prefix and 32 lowercase hex digits) as
+            /// two numbers that sort as the id does; `None` for any other id.
+            pub fn packed(&self) -> Option<(u64, u64)> {
+                let hex = self.0.strip_prefix($prefix).filter(|hex| {
+                    hex.len() == 32
+                        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                })?;
+                let high = u64::from_str_radix(&hex[..16], 16).ok()?;
+                let low = u64::from_str_radix(&hex[16..], 16).ok()?;
+                Some((high, low))
+            }
+
+            /// The id [`Self::packed`] gave these numbers for.
+            pub fn from_packed(high: u64, low: u64) -> Self {
+                $name(format!("{}{high:016x}{low:016x}", $prefix))
+            }
         }
 
         impl fmt::Display for $name {
@@ -408,6 +425,9 @@ pub struct Run {
     /// One line saying what the event was (for lists).
     #[serde(default)]
     pub summary: String,
+    /// Always written; read as empty when absent (a stored run head whose
+    /// steps are kept apart, see `store::postgres::rows`).
+    #[serde(default)]
     pub steps: Vec<StepRecord>,
 }
 

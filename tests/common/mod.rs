@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub const FINAL: &[&str] = &["succeeded", "filtered", "failed"];
 
+pub mod disk;
 pub mod pg;
 
 /// The store a test runs on. A test that should hold on every backend

@@ -12,29 +12,8 @@
 use crate::record::{Attempt, EventId, Run, RunId, RunStatus, StepKind, StepRecord, Timestamp};
 use serde::{Deserialize, Serialize};
 
-/// The head of a run as stored: every field of [`Run`] but the steps.
-#[derive(Serialize, Deserialize)]
-pub struct Head {
-    pub id: RunId,
-    pub workflow: String,
-    pub workflow_version: String,
-    pub event_id: EventId,
-    pub status: RunStatus,
-    pub attempt: u32,
-    pub created_at: Timestamp,
-    pub started_at: Option<Timestamp>,
-    pub finished_at: Option<Timestamp>,
-    pub duration_ms: Option<u64>,
-    pub next_attempt_at: Option<Timestamp>,
-    pub replay_of: Option<RunId>,
-    pub replays: Vec<RunId>,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub summary: String,
-}
-
-/// The head of `run`, as JSON text.
+/// The head of `run`, as JSON text: every field of [`Run`] but the steps
+/// (read back as a `Run` whose steps are empty).
 pub fn head_json(run: &Run) -> String {
     #[derive(Serialize)]
     struct HeadRef<'a> {
@@ -165,7 +144,7 @@ pub fn assemble(
     steps: Vec<(i32, String)>,
     mut attempts: Vec<(i32, i32, String)>,
 ) -> Result<Run, String> {
-    let head: Head = serde_json::from_str(head).map_err(|e| format!("run head: {e}"))?;
+    let mut run: Run = serde_json::from_str(head).map_err(|e| format!("run head: {e}"))?;
     let plan: Vec<Planned> = serde_json::from_str(plan).map_err(|e| format!("run plan: {e}"))?;
     let mut records: Vec<StepRecord> = plan.iter().map(Planned::pending).collect();
     for (idx, text) in steps {
@@ -184,24 +163,8 @@ pub fn assemble(
             slot.attempts.push(a);
         }
     }
-    Ok(Run {
-        id: head.id,
-        workflow: head.workflow,
-        workflow_version: head.workflow_version,
-        event_id: head.event_id,
-        status: head.status,
-        attempt: head.attempt,
-        created_at: head.created_at,
-        started_at: head.started_at,
-        finished_at: head.finished_at,
-        duration_ms: head.duration_ms,
-        next_attempt_at: head.next_attempt_at,
-        replay_of: head.replay_of,
-        replays: head.replays,
-        error: head.error,
-        summary: head.summary,
-        steps: records,
-    })
+    run.steps = records;
+    Ok(run)
 }
 
 /// What the store holds of one run, as far as its executor knows.

@@ -277,11 +277,11 @@ pub fn encode_dedupe(e: &crate::store::DedupeEntry) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + 8 + 17 * (2 + e.runs.len()));
     out.push(DEDUPE);
     out.extend_from_slice(&e.expires_at.0.to_le_bytes());
-    put_id(&mut out, EventId::PREFIX, e.event_id.as_str());
+    put_id(&mut out, e.event_id.packed(), e.event_id.as_str());
     let n = u16::try_from(e.runs.len()).unwrap_or(u16::MAX);
     out.extend_from_slice(&n.to_le_bytes());
     for r in e.runs.iter().take(n as usize) {
-        put_id(&mut out, RunId::PREFIX, r.as_str());
+        put_id(&mut out, r.packed(), r.as_str());
     }
     out
 }
@@ -292,10 +292,10 @@ pub fn decode_dedupe(key: &str, bytes: &[u8]) -> Result<crate::store::DedupeEntr
         Some(&DEDUPE) => {
             let mut r = Reader { bytes, at: 1, key };
             let expires_at = Timestamp(u64::from_le_bytes(r.array::<8>()?));
-            let event_id = EventId(r.id(EventId::PREFIX)?);
+            let event_id = r.id(EventId::from_packed, EventId)?;
             let n = u16::from_le_bytes(r.array::<2>()?);
             let runs = (0..n)
-                .map(|_| r.id(RunId::PREFIX).map(RunId))
+                .map(|_| r.id(RunId::from_packed, RunId))
                 .collect::<Result<Vec<_>>>()?;
             if r.at != bytes.len() {
                 return Err(corrupt(key, "the dedupe entry has bytes left over"));
@@ -311,20 +311,9 @@ pub fn decode_dedupe(key: &str, bytes: &[u8]) -> Result<crate::store::DedupeEntr
     }
 }
 
-/// `prefix` and 32 lowercase hex digits (a generated id) as 16 bytes, any
-/// other id as its text.
-fn put_id(out: &mut Vec<u8>, prefix: &str, id: &str) {
-    let packed = id
-        .strip_prefix(prefix)
-        .filter(|hex| {
-            hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        })
-        .and_then(|hex| {
-            Some((
-                u64::from_str_radix(&hex[..16], 16).ok()?,
-                u64::from_str_radix(&hex[16..], 16).ok()?,
-            ))
-        });
+/// A generated id as its 16 bytes ([`RunId::packed`]), any other as its
+/// text.
+fn put_id(out: &mut Vec<u8>, packed: Option<(u64, u64)>, id: &str) {
     match packed {
         Some((high, low)) => {
             out.push(ID_PACKED);
@@ -361,17 +350,21 @@ impl Reader<'_> {
         Ok(self.take(N)?.try_into().expect("took exactly N bytes"))
     }
 
-    fn id(&mut self, prefix: &str) -> Result<String> {
+    /// An id as [`put_id`] wrote it: `packed` rebuilds a generated one,
+    /// `text` any other.
+    fn id<T>(&mut self, packed: fn(u64, u64) -> T, text: fn(String) -> T) -> Result<T> {
         match self.array::<1>()?[0] {
             ID_PACKED => {
                 let high = u64::from_be_bytes(self.array::<8>()?);
                 let low = u64::from_be_bytes(self.array::<8>()?);
-                Ok(format!("{prefix}{high:016x}{low:016x}"))
+                Ok(packed(high, low))
             }
             ID_TEXT => {
                 let len = u16::from_le_bytes(self.array::<2>()?) as usize;
-                let text = self.take(len)?;
-                String::from_utf8(text.to_vec()).map_err(|e| corrupt(self.key, e))
+                let bytes = self.take(len)?.to_vec();
+                String::from_utf8(bytes)
+                    .map(text)
+                    .map_err(|e| corrupt(self.key, e))
             }
             other => Err(corrupt(self.key, format!("unknown id form {other}"))),
         }

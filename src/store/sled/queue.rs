@@ -103,23 +103,15 @@ enum Key {
 
 impl Key {
     fn of(id: &RunId) -> Key {
-        let packed = id
-            .as_str()
-            .strip_prefix(RunId::PREFIX)
-            .filter(|hex| {
-                hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            })
-            .and_then(|hex| {
-                let high = u64::from_str_radix(&hex[..16], 16).ok()?;
-                let low = u64::from_str_radix(&hex[16..], 16).ok()?;
-                Some(Key::Packed(high, low))
-            });
-        packed.unwrap_or_else(|| Key::Text(id.as_str().into()))
+        match id.packed() {
+            Some((high, low)) => Key::Packed(high, low),
+            None => Key::Text(id.as_str().into()),
+        }
     }
 
     fn id(&self) -> RunId {
         match self {
-            Key::Packed(high, low) => RunId(format!("{}{high:016x}{low:016x}", RunId::PREFIX)),
+            Key::Packed(high, low) => RunId::from_packed(*high, *low),
             Key::Text(text) => RunId(text.to_string()),
         }
     }
