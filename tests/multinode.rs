@@ -82,23 +82,6 @@ fn deliveries(sink: &mut Sink) -> BTreeMap<String, Vec<Received>> {
     by_key
 }
 
-/// The queue of the shared database is empty (read through `node`).
-async fn drained(client: &reqwest::Client, node: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(r) = client.get(format!("{node}/metrics")).send().await {
-            if r.text()
-                .await
-                .is_ok_and(|t| t.contains("hookflow_queue_depth 0\n"))
-            {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "the queue never emptied");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Every run in the store, through the API of `node`.
 async fn all_runs(client: &reqwest::Client, node: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -230,7 +213,7 @@ async fn three_nodes_share_3000_events_while_one_is_killed_twice() {
     let acked = std::mem::take(&mut *acked.lock().expect("lock"));
     assert_eq!(acked.len(), EVENTS);
     let any = bases.lock().expect("lock")[1].clone();
-    drained(&client, &any, Duration::from_secs(120)).await;
+    common::wait_queue_drained(&client, &any, Duration::from_secs(120), "the shared queue").await;
 
     // Every acknowledged event has its one run, succeeded.
     let runs = all_runs(&client, &any).await;
@@ -351,7 +334,13 @@ async fn the_same_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
         );
         assert_eq!(x["runs"], y["runs"]);
     }
-    drained(&client, &a.base, Duration::from_secs(30)).await;
+    common::wait_queue_drained(
+        &client,
+        &a.base,
+        Duration::from_secs(30),
+        "the shared queue",
+    )
+    .await;
     assert_eq!(all_runs(&client, &b.base).await.len(), 10);
     for s in [a, b] {
         tokio::task::spawn_blocking(move || s.terminate())

@@ -664,7 +664,7 @@ pub fn gauge(text: &str, name: &str) -> Option<u64> {
 
 /// Wait until the server at `base` has no unfinished run
 /// (`hookflow_queue_depth 0`); panics with `what` and the metrics after
-/// `within`.
+/// `within`. A request that fails (a node starting again) is asked again.
 pub async fn wait_queue_drained(
     client: &reqwest::Client,
     base: &str,
@@ -673,7 +673,10 @@ pub async fn wait_queue_drained(
 ) {
     let deadline = std::time::Instant::now() + within;
     loop {
-        let text = metrics_at(client, base).await;
+        let text = match client.get(format!("{base}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => e.to_string(),
+        };
         if gauge(&text, "hookflow_queue_depth") == Some(0) {
             return;
         }
