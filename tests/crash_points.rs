@@ -301,7 +301,12 @@ async fn finish(
         let event = common::get_at(client, &server.url(&format!("/api/events/{event_id}"))).await;
         let ids: Vec<String> = event["runs"]
             .as_array()
-            .expect("runs")
+            .unwrap_or_else(|| {
+                let log = server.log.lock().expect("log").join("\n");
+                panic!(
+                    "{point}: acked event {event_id} ({answer}) reads back as {event}\nLOG:\n{log}"
+                )
+            })
             .iter()
             .filter_map(|r| r.as_str().map(String::from))
             .collect();

@@ -672,7 +672,7 @@ impl SledStore {
             later: self.queue.due_after(now),
             waiting: self.waiting.count.load(Ordering::Relaxed),
             unreadable: self.unreadable_records(),
-            record_bytes: Some(self.trees.live.load(Ordering::Relaxed).max(0) as u64),
+            record_bytes: Some(self.trees.live_bytes()),
         }
     }
 
@@ -827,8 +827,7 @@ impl SledStore {
         let mut pruned = Pruned::default();
         // By age, then by size: both from the oldest event.
         t.prune_oldest(&mut pruned, |key| {
-            id_time(key).is_some_and(|at| at < cutoff)
-                || t.live.load(Ordering::Relaxed) as u64 > max_bytes / SIZE_HEADROOM
+            id_time(key).is_some_and(|at| at < cutoff) || t.live_bytes() > max_bytes / SIZE_HEADROOM
         })?;
         // Rejected requests: only the newest are worth keeping.
         while t.rejected_count.load(Ordering::Relaxed) > MAX_REJECTED_KEPT as i64 {
@@ -909,6 +908,14 @@ impl Trees {
             Ordering::Relaxed,
         );
         Ok(())
+    }
+
+    /// Bytes of event and run records, as counted. After a crash the count
+    /// restarts from its last save and may fall below zero as records
+    /// written since are replaced or removed: that reads as none, never as
+    /// a huge number that would make pruning by size empty the store.
+    fn live_bytes(&self) -> u64 {
+        self.live.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// Keep the byte count with the fresh-runs mark (durable with the next
