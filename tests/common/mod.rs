@@ -598,6 +598,18 @@ impl BinServer {
         }
     }
 
+    /// SIGTERM and assert a clean exit, showing the exit status and the
+    /// server's log when it was not.
+    pub fn stop(self) {
+        let log = self.log.clone();
+        let status = self.terminate();
+        assert!(
+            status.success(),
+            "the server did not stop cleanly ({status}):\n{}",
+            log.lock().expect("log").join("\n")
+        );
+    }
+
     pub fn addr(&self) -> String {
         self.base.trim_start_matches("http://").to_string()
     }
