@@ -10,7 +10,8 @@
 //! times the limit (11–40 MB for 6 MiB): a segment of its log is reused
 //! only once every page in it has moved, and sled moves one page per node
 //! rewrite, slower than pruning frees them. It stays as the measurement of
-//! that open gap.
+//! that open gap; what was tried, and how a bare sled program with the
+//! same shape behaves, is in `docs/performance.md`.
 //!
 //! sled only: on PostgreSQL the database's files are the operator's, and
 //! retention there is by day partitions and batched deletes
