@@ -104,7 +104,9 @@ fn main() {
                 Action::Filter(c) => Value::Bool(c.eval(&ctx).expect("filter evaluates")),
                 Action::Transform(s) => s.run(&ctx, None).result.expect("script runs"),
                 Action::Http(h) => {
-                    let p = h.render_request(&ctx, "run.key").expect("request renders");
+                    let p = h
+                        .render_request(&mut ctx, "run.key")
+                        .expect("request renders");
                     sent += p.body.len();
                     Value::Null
                 }
@@ -159,7 +161,7 @@ fn main() {
                 // A connector action (`uses:`) renders its parameters into
                 // `$.params` first, as the executor does.
                 measure(&format!("    render request `{id}`"), || {
-                    std::hint::black_box(h.render_request(&ctx, "run.key").expect("ok"));
+                    std::hint::black_box(h.render_request(&mut ctx, "run.key").expect("ok"));
                 });
                 Value::Null
             }

@@ -497,7 +497,7 @@ impl Walk<'_> {
         let env = self.env(&scope.items);
         let clock = Instant::now();
         let attempts_before = work.attempts.len();
-        let (mut outcome, waited) = self.act(step, &scope.ctx, &env, &mut work).await?;
+        let (mut outcome, waited) = self.act(step, &mut scope.ctx, &env, &mut work).await?;
         self.exec.store.crash_point("step.acted");
         if let (Outcome::Wait { until }, true) = (&outcome, self.exec.skip_waits) {
             let until = until.to_rfc3339();
@@ -536,7 +536,7 @@ impl Walk<'_> {
     async fn act(
         &self,
         step: &Step,
-        ctx: &Value,
+        ctx: &mut Value,
         env: &StepEnv<'_>,
         work: &mut StepRecord,
     ) -> Result<(Outcome, bool), StoreError> {

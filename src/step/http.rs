@@ -278,7 +278,7 @@ impl HttpAction {
 
     pub(super) async fn run(
         &self,
-        ctx: &Value,
+        ctx: &mut Value,
         env: &StepEnv<'_>,
         record: &mut StepRecord,
     ) -> Outcome {
@@ -301,15 +301,13 @@ impl HttpAction {
     /// Render the request as the step would send it, a `uses` step's
     /// parameters included (its OAuth2 token aside): for tools that render
     /// without running.
-    pub fn render_request(&self, ctx: &Value, key: &str) -> Result<Prepared, String> {
+    pub fn render_request(&self, ctx: &mut Value, key: &str) -> Result<Prepared, String> {
         match &self.uses {
             None => self.prepare(ctx, key),
             Some(u) => {
-                let mut cx = ctx.clone();
-                if let Value::Object(m) = &mut cx {
-                    m.insert(super::uses::PARAMS.into(), u.render_params(ctx)?);
-                }
-                self.prepare(&cx, key)
+                let params = u.render_params(ctx)?;
+                let cx = super::uses::Scoped::add(ctx, super::uses::PARAMS, params);
+                self.prepare(cx.ctx(), key)
             }
         }
     }

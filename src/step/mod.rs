@@ -139,7 +139,14 @@ impl Step {
     /// Run the step against the run context, filling in `record`. A
     /// `switch` or `for_each` only decides here that it goes ahead: the
     /// executor walks the steps it holds.
-    pub async fn run(&self, ctx: &Value, env: &StepEnv<'_>, record: &mut StepRecord) -> Outcome {
+    /// `ctx` is lent mutably so a step can add a key for its own templates
+    /// for a while (a connector's `$.params`); it is as it was after.
+    pub async fn run(
+        &self,
+        ctx: &mut Value,
+        env: &StepEnv<'_>,
+        record: &mut StepRecord,
+    ) -> Outcome {
         if let Some(blocked) = self.blocked(ctx) {
             return blocked;
         }

@@ -244,21 +244,25 @@ impl Uses {
     }
 
     /// Apply `ok_when` to a success and `error` to a failure with an answer.
-    fn judge(&self, outcome: Outcome, result: &Result<Response, String>, mut cx: Value) -> Outcome {
+    fn judge(
+        &self,
+        outcome: Outcome,
+        result: &Result<Response, String>,
+        cx: &mut Scoped<'_>,
+    ) -> Outcome {
         let Ok(resp) = result else {
             return outcome;
         };
-        if let Value::Object(m) = &mut cx {
-            m.insert(RESPONSE.into(), output(resp));
-        }
+        let cx = cx.add_more(RESPONSE, output(resp));
+        let cx = cx.ctx();
         match outcome {
             Outcome::Succeeded(v) => {
                 let Some(check) = &self.ok_when else {
                     return Outcome::Succeeded(v);
                 };
-                match check.eval(&cx) {
+                match check.eval(cx) {
                     Ok(true) => Outcome::Succeeded(v),
-                    Ok(false) => Outcome::Failed(self.error_text(&cx).unwrap_or_else(|| {
+                    Ok(false) => Outcome::Failed(self.error_text(cx).unwrap_or_else(|| {
                         format!(
                             "HTTP {}: the answer does not pass the connector's `ok_when`",
                             resp.status
@@ -267,9 +271,9 @@ impl Uses {
                     Err(e) => Outcome::Failed(format!("ok_when could not be evaluated: {e}")),
                 }
             }
-            Outcome::Failed(e) => Outcome::Failed(self.detailed(e, resp.status, &cx)),
+            Outcome::Failed(e) => Outcome::Failed(self.detailed(e, resp.status, cx)),
             Outcome::Retry { error, at } => Outcome::Retry {
-                error: self.detailed(error, resp.status, &cx),
+                error: self.detailed(error, resp.status, cx),
                 at,
             },
             other @ (Outcome::Filtered
@@ -314,11 +318,55 @@ fn with_token<'a>(base: &'a Redactor, token: Option<&Secret>) -> Cow<'a, Redacto
     }
 }
 
+/// A key added to the run context for a while: the value it had before
+/// comes back when this goes, however the step ends (a step future
+/// dropped halfway included). Saves copying the whole context to add one
+/// key.
+pub(super) struct Scoped<'a> {
+    ctx: &'a mut Value,
+    key: &'static str,
+    before: Option<Value>,
+}
+
+impl<'a> Scoped<'a> {
+    pub(super) fn add(ctx: &'a mut Value, key: &'static str, value: Value) -> Scoped<'a> {
+        let before = match ctx {
+            Value::Object(m) => m.insert(key.to_string(), value),
+            _ => None,
+        };
+        Scoped { ctx, key, before }
+    }
+
+    pub(super) fn ctx(&self) -> &Value {
+        self.ctx
+    }
+
+    /// Add another key for a while, on top of this one.
+    fn add_more(&mut self, key: &'static str, value: Value) -> Scoped<'_> {
+        Scoped::add(self.ctx, key, value)
+    }
+}
+
+impl Drop for Scoped<'_> {
+    fn drop(&mut self) {
+        if let Value::Object(m) = self.ctx {
+            match self.before.take() {
+                Some(v) => {
+                    m.insert(self.key.to_string(), v);
+                }
+                None => {
+                    m.shift_remove(self.key);
+                }
+            }
+        }
+    }
+}
+
 /// Run a connector action: [`HttpAction::run`] hands `uses` steps here.
 pub(super) async fn run(
     http: &HttpAction,
     uses: &Uses,
-    ctx: &Value,
+    ctx: &mut Value,
     env: &StepEnv<'_>,
     record: &mut StepRecord,
 ) -> Outcome {
@@ -326,13 +374,10 @@ pub(super) async fn run(
         Ok(p) => p,
         Err(e) => return Outcome::Failed(e),
     };
-    // The connector's templates see the run context plus `$.params`.
-    let mut cx = ctx.clone();
-    if let Value::Object(m) = &mut cx {
-        m.insert(PARAMS.into(), params);
-    }
     let key = http.idempotency_key(ctx, env.items);
-    let mut prepared = match http.prepare(&cx, &key) {
+    // The connector's templates see the run context plus `$.params`.
+    let mut cx = Scoped::add(ctx, PARAMS, params);
+    let mut prepared = match http.prepare(cx.ctx(), &key) {
         Ok(p) => p,
         Err(e) => return Outcome::Failed(e),
     };
@@ -377,7 +422,7 @@ pub(super) async fn run(
     let outcome = if made_up {
         outcome
     } else {
-        uses.judge(outcome, &result, cx)
+        uses.judge(outcome, &result, &mut cx)
     };
     settle(&mut attempt, &outcome, &redactor);
     record.attempts.push(attempt);
@@ -432,6 +477,33 @@ fn token_failed(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_scoped_key_leaves_the_context_as_it_was() {
+        // A run context that happens to hold `params` of its own.
+        let mut ctx = json!({"event": {"a": 1}, "params": "mine", "steps": {}});
+        let before = ctx.clone();
+        {
+            let mut cx = Scoped::add(&mut ctx, PARAMS, json!({"p": 1}));
+            assert_eq!(cx.ctx()["params"], json!({"p": 1}));
+            {
+                let more = cx.add_more(RESPONSE, json!({"status": 200}));
+                assert_eq!(more.ctx()["response"]["status"], 200);
+                assert_eq!(more.ctx()["params"]["p"], 1);
+            }
+            assert!(cx.ctx().get(RESPONSE).is_none());
+        }
+        assert_eq!(ctx, before);
+        assert_eq!(
+            ctx.as_object()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["event".into(), "params".into(), "steps".into()]),
+            "in its order"
+        );
+        let mut bare = json!({"event": {}});
+        drop(Scoped::add(&mut bare, PARAMS, json!(1)));
+        assert_eq!(bare, json!({"event": {}}));
+    }
 
     #[test]
     fn types_accept_what_they_say() {
