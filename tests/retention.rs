@@ -21,6 +21,9 @@ mod common;
 
 use common::disk::disk_usage;
 use common::{write_files, BinServer};
+use hookflow::record::{Event, EventId, Run, RunId, RunStatus, Timestamp};
+use hookflow::store::{Durability, Ingest, Store};
+use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -122,4 +125,131 @@ async fn the_data_folder_stays_within_the_retention_size() {
         peak <= LIMIT,
         "the data folder took {peak} bytes on disk (limit {LIMIT})"
     );
+}
+
+/// The same promise with the store driven directly, no server: ingest a
+/// Stripe-sized event with one run, claim it, save it twice, finish it,
+/// with pruning every 100 ms beside, as the server prunes. At 16 MiB and
+/// 40,000 events the folder reached 19–20 MB here, growing slowly (13 MB
+/// at 5,000), against 44–85 MB for the same limit and 30,000–50,000
+/// events behind the server (the test above at that size): this test is
+/// where to take the pattern apart, one part at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails today: the folder grows past the limit with the store alone too, more slowly \
+            than behind the server (run with --ignored to measure)"]
+async fn the_store_alone_stays_within_the_retention_size() {
+    let total: u64 = 40_000;
+    let limit: u64 = 16 * 1024 * 1024;
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let store = Store::open_sled(&data, 32).expect("open");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tasks = store.start(stop_rx).await.expect("start");
+    let fixture = include_str!("../benches/fixtures/stripe_payment_intent_1500.json");
+    let template: Value = serde_json::from_str(fixture).expect("fixture");
+    let next = Arc::new(AtomicU64::new(0));
+    let peak = Arc::new(AtomicU64::new(0));
+    let pruner = {
+        let (store, next, peak, data) = (store.clone(), next.clone(), peak.clone(), data.clone());
+        tokio::spawn(async move {
+            loop {
+                let now = Timestamp::now();
+                store
+                    .prune(Timestamp(now.0 - 3_600_000), limit, now)
+                    .await
+                    .expect("prune");
+                peak.fetch_max(disk_usage(&data), Ordering::Relaxed);
+                if next.load(Ordering::Relaxed) >= total {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (store, next, template) = (store.clone(), next.clone(), template.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return;
+                }
+                let mut body = template.clone();
+                body["id"] = format!("evt_{n:024x}").into();
+                let e = event(&body);
+                let r = run_of(&e);
+                store
+                    .ingest(Ingest {
+                        event: e,
+                        stored_event: None,
+                        runs: vec![r],
+                        claims: vec![],
+                    })
+                    .await
+                    .expect("ingest");
+                for claim in store.claim(Timestamp::now(), 4).await.expect("claim") {
+                    let Some((mut run, _event)) = store.load(&claim).await.expect("load") else {
+                        store.release(claim, false);
+                        continue;
+                    };
+                    run.status = RunStatus::Running;
+                    store
+                        .save(&claim, &run, Durability::Lazy)
+                        .await
+                        .expect("save");
+                    run.steps[0].output = Some(json!({"id": n, "amount": 1234}));
+                    store
+                        .save(&claim, &run, Durability::Lazy)
+                        .await
+                        .expect("save");
+                    run.status = RunStatus::Succeeded;
+                    store
+                        .finish(&claim, &run, Durability::Lazy)
+                        .await
+                        .expect("finish");
+                    store.release(claim, false);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("worker");
+    }
+    pruner.await.expect("pruner");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    store.close().await.expect("close");
+    let peak = peak.load(Ordering::Relaxed).max(disk_usage(&data));
+    println!("the store alone, {total} events: data folder at most {peak} B (limit {limit} B)");
+    assert!(
+        peak <= limit,
+        "the data folder took {peak} bytes on disk (limit {limit})"
+    );
+}
+
+fn event(body: &Value) -> Event {
+    serde_json::from_value(json!({
+        "id": EventId::generate(), "received_at": Timestamp::now(),
+        "path": "/hooks/w", "method": "POST", "headers": {}, "query": {},
+        "body": body, "outcome": "accepted", "reason": null,
+        "workflows": ["w"], "runs": []
+    }))
+    .expect("an event")
+}
+
+fn run_of(event: &Event) -> Run {
+    serde_json::from_value(json!({
+        "id": RunId::generate(), "workflow": "w", "workflow_version": "v1",
+        "event_id": event.id, "status": "queued", "attempt": 0,
+        "created_at": Timestamp::now(), "started_at": null, "finished_at": null,
+        "duration_ms": null, "next_attempt_at": null, "replay_of": null,
+        "replays": [], "steps": [
+            {"id": "shape", "kind": "transform", "status": "pending", "started_at": null,
+             "duration_ms": null, "output": null, "error": null, "logs": [], "attempts": []}
+        ]
+    }))
+    .expect("a run")
 }
