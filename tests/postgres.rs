@@ -18,29 +18,11 @@ fn event() -> Event {
 }
 
 fn event_with_id(id: EventId) -> Event {
-    serde_json::from_value(json!({
-        "id": id, "received_at": Timestamp::now(),
-        "path": "/hooks/w", "method": "POST", "headers": {}, "query": {},
-        "body": {"k": "\u{0}"}, "outcome": "accepted", "reason": null,
-        "workflows": ["w"], "runs": []
-    }))
-    .expect("an event")
+    common::records::event(id, json!({"k": "\u{0}"}))
 }
 
 fn run_of(event: &Event) -> Run {
-    serde_json::from_value(json!({
-        "id": RunId::generate(), "workflow": "w", "workflow_version": "v1",
-        "event_id": event.id, "status": "queued", "attempt": 0,
-        "created_at": Timestamp::now(), "started_at": null, "finished_at": null,
-        "duration_ms": null, "next_attempt_at": null, "replay_of": null,
-        "replays": [], "steps": [
-            {"id": "shape", "kind": "transform", "status": "pending", "started_at": null,
-             "duration_ms": null, "output": null, "error": null, "logs": [], "attempts": []},
-            {"id": "deliver", "kind": "http", "status": "pending", "started_at": null,
-             "duration_ms": null, "output": null, "error": null, "logs": [], "attempts": []}
-        ]
-    }))
-    .expect("a run")
+    common::records::run_of(event, &[("shape", "transform"), ("deliver", "http")])
 }
 
 fn ingest_of(event: Event, key: Option<&str>) -> Ingest {

@@ -20,6 +20,7 @@ pub const FINAL: &[&str] = &["succeeded", "filtered", "failed"];
 
 pub mod disk;
 pub mod pg;
+pub mod records;
 
 /// The store a test runs on. A test that should hold on every backend
 /// takes one and is run once per backend by [`both!`].
