@@ -1,17 +1,24 @@
 //! `--retention-size` is a promise about the disk: the data folder, as
 //! `du` counts it (every tree, sled's log with its free space, its
-//! snapshots), stays within the limit however much arrives. The store
-//! counts only its records' bytes, and sled's log takes several times
-//! that; this test holds the two together with the real binary, a real
-//! folder, and far more traffic than the limit holds.
+//! snapshots), stays within the limit however much history arrives. The
+//! store keeps its records' bytes under a quarter of the limit; this test
+//! holds that against `du` with the real binary, a real folder, and about
+//! three times more traffic than the limit holds.
 //!
-//! Ignored for now: the store keeps its records under a quarter of the
-//! limit (1.5 MB here), but under this load sled's log grows to 2–7
-//! times the limit (11–40 MB for 6 MiB): a segment of its log is reused
-//! only once every page in it has moved, and sled moves one page per node
-//! rewrite, slower than pruning frees them. It stays as the measurement of
-//! that open gap; what was tried, and how a bare sled program with the
-//! same shape behaves, is in `docs/performance.md`.
+//! Runs not finished are never pruned (SPEC §6), so a backlog is held
+//! whatever the limit: the senders here pause while more than a few
+//! hundred runs wait, so that the test measures history, not the backlog.
+//! (Before they did, the backlog of this debug build reached 4,000 runs
+//! and took the folder to 19 MB at a 6 MiB limit, which had looked like a
+//! leak of sled's log.)
+//!
+//! Ignored for now: paced like this, at 16 MiB, the folder still reached
+//! 18.9–19.4 MB with the records held at 4.2 MB; sled's log grows slowly
+//! under steady pruning, faster than its space is reused. A records
+//! target that followed `du` down held the folder under the limit only by
+//! pruning the history to almost nothing (13.6–16.3 MB with 0.26 MB of
+//! records), so it was not kept. The figures and what else was tried are
+//! in `docs/performance.md`.
 //!
 //! sled only: on PostgreSQL the database's files are the operator's, and
 //! retention there is by day partitions and batched deletes
@@ -28,11 +35,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const LIMIT: u64 = 6 * 1024 * 1024;
+const LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Runs waiting, beyond which the senders pause.
+const MAX_BACKLOG: u64 = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails today: under a sustained load sled's log grows to 2-7 times the limit before pruned \
-            segments are reused (run with --ignored to measure)"]
+#[ignore = "fails today: under steady pruning sled's log grows past the limit, slowly \
+            (run with --ignored to measure)"]
 async fn the_data_folder_stays_within_the_retention_size() {
     let dir = tempfile::tempdir().expect("tmp");
     let wf = "trigger:\n  webhook: { path: /in }\nsteps:\n  - id: shape\n    transform: { script: '#{ id: event.id, amount: event.data.object.amount }' }\n";
@@ -52,16 +62,21 @@ async fn the_data_folder_stays_within_the_retention_size() {
     let server = BinServer::start(&args, &[]);
 
     // A 1.5 KB Stripe event, each with its own id and figures (as compressible
-    // as real traffic): about 8 times the limit in records, 20 in log.
+    // as real traffic): about 3 times the limit in records.
     let fixture = include_str!("../benches/fixtures/stripe_payment_intent_1500.json");
     let template: serde_json::Value = serde_json::from_str(fixture).expect("fixture");
     let sent = Arc::new(AtomicU64::new(0));
     let peak = Arc::new(AtomicU64::new(0));
+    let backlog = Arc::new(AtomicU64::new(0));
     let watching = {
-        let (peak, data) = (peak.clone(), data.clone());
+        let (peak, data, backlog) = (peak.clone(), data.clone(), backlog.clone());
+        let (client, base) = (reqwest::Client::new(), server.base.clone());
         tokio::spawn(async move {
             loop {
                 peak.fetch_max(disk_usage(&data), Ordering::Relaxed);
+                let metrics = common::metrics_at(&client, &base).await;
+                let waiting = common::gauge(&metrics, "hookflow_queue_depth").unwrap_or(0);
+                backlog.store(waiting, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -70,14 +85,18 @@ async fn the_data_folder_stays_within_the_retention_size() {
     let client = reqwest::Client::new();
     let mut senders = Vec::new();
     for _ in 0..16 {
-        let (client, url, sent, template) = (
+        let (client, url, sent, template, backlog) = (
             client.clone(),
             server.url("/hooks/in"),
             sent.clone(),
             template.clone(),
+            backlog.clone(),
         );
         senders.push(tokio::spawn(async move {
             loop {
+                while backlog.load(Ordering::Relaxed) > MAX_BACKLOG {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 let n = sent.fetch_add(1, Ordering::Relaxed);
                 if n >= EVENTS {
                     return;
