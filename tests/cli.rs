@@ -189,16 +189,12 @@ async fn history_and_state_survive_a_restart(backend: Backend) {
 /// this tries several times.
 #[test]
 fn a_sigterm_right_after_start_stops_the_server_cleanly() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let wf = dir.path().join("workflows");
-    write_files(
-        &wf,
+    let folder = common::SledFolder::new(
         &[("w.yaml", "trigger:\n  webhook: { path: /w }\nsteps:\n  - id: s\n    transform: { script: '1' }\n")],
+        &[],
     );
-    let data = dir.path().join("data");
-    let (wf, data) = (wf.display().to_string(), data.display().to_string());
     for _ in 0..8 {
-        BinServer::start(&["--workflows", &wf, "--data", &data], &[]).stop();
+        BinServer::start(&folder.args(), &[]).stop();
     }
 }
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{gauge, with_store, write_files, Backend, BinServer, Sink, TestServer};
+use common::{gauge, with_store, write_files, Backend, BinServer, Sink, SledFolder, TestServer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -234,16 +234,8 @@ fn holds_event(backend: Backend, store: &[String], id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedupe_key_stored_in_the_earlier_form_still_holds_sled() {
     let wf = "name: w\ntrigger:\n  webhook:\n    path: /in\n    dedupe: { key: '{{ $.event.id }}' }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
-    let dir = tempfile::tempdir().expect("tmp");
-    write_files(&dir.path().join("workflows"), &[("w.yaml", wf)]);
-    let data = dir.path().join("data");
-    let base_args = [
-        "--workflows".to_string(),
-        dir.path().join("workflows").display().to_string(),
-        "--data".to_string(),
-        data.display().to_string(),
-    ];
-    let args: Vec<&str> = base_args.iter().map(String::as_str).collect();
+    let folder = SledFolder::new(&[("w.yaml", wf)], &[]);
+    let (data, args) = (&folder.data, folder.args());
     let client = reqwest::Client::new();
     let server = BinServer::start(&args, &[]);
     let first = common::post_at(&client, &server.url("/hooks/in"), &json!({"id": "a"})).await;
@@ -253,7 +245,7 @@ async fn a_dedupe_key_stored_in_the_earlier_form_still_holds_sled() {
 
     // Rewrite the key as an earlier version stored it.
     {
-        let db = sled::open(&data).expect("the store opens");
+        let db = sled::open(data).expect("the store opens");
         let dedupe = db.open_tree("dedupe").expect("dedupe tree");
         assert_eq!(dedupe.len(), 1, "one key was stored");
         dedupe.clear().expect("cleared");
@@ -306,23 +298,13 @@ async fn a_dedupe_key_stored_in_the_earlier_form_still_holds_sled() {
 async fn a_byte_count_below_zero_after_a_crash_prunes_nothing_sled() {
     let wf =
         "trigger:\n  webhook: { path: /in }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
-    let dir = tempfile::tempdir().expect("tmp");
-    write_files(&dir.path().join("workflows"), &[("w.yaml", wf)]);
-    let data = dir.path().join("data");
-    let base_args = [
-        "--workflows".to_string(),
-        dir.path().join("workflows").display().to_string(),
-        "--data".to_string(),
-        data.display().to_string(),
-        "--prune-interval".to_string(),
-        "100ms".to_string(),
-    ];
-    let args: Vec<&str> = base_args.iter().map(String::as_str).collect();
+    let folder = SledFolder::new(&[("w.yaml", wf)], &["--prune-interval", "100ms"]);
+    let (data, args) = (&folder.data, folder.args());
     let client = reqwest::Client::new();
     let server = BinServer::start(&args, &[]);
     server.stop();
     {
-        let db = sled::open(&data).expect("the store opens");
+        let db = sled::open(data).expect("the store opens");
         let meta = db.open_tree("meta").expect("meta tree");
         meta.insert("live_bytes", &(-10_000_000i64).to_le_bytes()[..])
             .expect("written");

@@ -366,6 +366,37 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// A temp folder for the real binary on sled: `workflows/` with these
+/// files and `data/` beside it, and the `serve` arguments naming both
+/// (then `extra`).
+pub struct SledFolder {
+    pub dir: tempfile::TempDir,
+    pub data: std::path::PathBuf,
+    args: Vec<String>,
+}
+
+impl SledFolder {
+    pub fn new(files: &[(&str, &str)], extra: &[&str]) -> SledFolder {
+        let dir = tempfile::tempdir().expect("tmp");
+        let workflows = dir.path().join("workflows");
+        write_files(&workflows, files);
+        let data = dir.path().join("data");
+        let mut args = vec![
+            "--workflows".to_string(),
+            workflows.display().to_string(),
+            "--data".to_string(),
+            data.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        SledFolder { dir, data, args }
+    }
+
+    /// The arguments, as [`BinServer::start`] takes them.
+    pub fn args(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+}
+
 /// A request the sink received.
 #[derive(Debug, Clone)]
 pub struct Received {

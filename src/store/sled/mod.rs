@@ -847,11 +847,11 @@ impl SledStore {
 /// Retention by size keeps event and run records under the limit divided
 /// by this. sled's log takes about three times its live records on disk
 /// without pruning (the history bench: 5,300–5,800 bytes on disk for
-/// 1,830 bytes of records per event). Under churn it takes far more: a
-/// segment is reused only once every page in it has moved, and sled moves
-/// one page per node rewrite, so `tests/retention.rs` (records held at
-/// 1.5 MB) saw the log reach 11–40 MB. That test is ignored until the
-/// store bounds its log itself (history in files retention can delete).
+/// 1,830 bytes of records per event), and more under steady pruning: a
+/// segment is reused only once every page in it has moved, so
+/// `tests/retention.rs` (records held at 4.2 MB) saw the folder reach
+/// 19 MB at a 16 MiB limit. That test is ignored until the store bounds
+/// its log itself (history in files retention can delete).
 const SIZE_HEADROOM: u64 = 4;
 
 /// Events read per batch when pruning (memory stays bounded).
