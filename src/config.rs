@@ -159,11 +159,23 @@ impl ServeConfig {
         }
     }
 
-    /// Refuse limits that contradict each other: a budget for bodies in
-    /// flight smaller than one allowed body would refuse such a body
-    /// forever, and its sender would retry forever.
+    /// Refuse limits that contradict each other or cannot be kept: a
+    /// budget for bodies in flight smaller than one allowed body would
+    /// refuse such a body forever, and its sender would retry forever; a
+    /// sled store cannot keep its folder within a few MB.
     pub fn check_limits(&self) -> Result<(), String> {
-        self.location()?;
+        let location = self.location()?;
+        let min = crate::store::sled::MIN_RETENTION_SIZE;
+        if matches!(location, crate::store::Location::Sled(_)) && (self.retention_size as u64) < min
+        {
+            return Err(format!(
+                "--retention-size {} bytes is below the least the sled store can keep to ({} MiB): sled's log \
+                 keeps a few MB of segments in flight whatever the history. Use --retention-size 16MiB or more \
+                 (HOOKFLOW_RETENTION_SIZE), or --retention by age for a small store.",
+                self.retention_size,
+                min >> 20
+            ));
+        }
         if self.lease < Duration::from_secs(1) {
             return Err(format!(
                 "--lease {} is too short: a node renews its leases every third of it, and a lease shorter than a second \

@@ -128,6 +128,7 @@ impl Metrics {
             waiting,
             unreadable,
             record_bytes,
+            dedupe_bytes,
         } = store;
         let Ok(m) = self.inner.lock() else {
             return String::new();
@@ -230,6 +231,14 @@ impl Metrics {
             );
             let _ = writeln!(out, "# TYPE hookflow_store_record_bytes gauge");
             let _ = writeln!(out, "hookflow_store_record_bytes {bytes}");
+        }
+        if let Some(bytes) = dedupe_bytes {
+            let _ = writeln!(
+                out,
+                "# HELP hookflow_store_dedupe_bytes Bytes of stored dedupe keys and entries, counted against the retention size beside the records."
+            );
+            let _ = writeln!(out, "# TYPE hookflow_store_dedupe_bytes gauge");
+            let _ = writeln!(out, "hookflow_store_dedupe_bytes {bytes}");
         }
         out
     }

@@ -298,6 +298,14 @@ async fn prune_loop(store: Store, config: ServeConfig, mut stop: watch::Receiver
         let cutoff = crate::record::Timestamp(now.0.saturating_sub(retention.as_millis() as u64));
         match store.prune(cutoff, max, now).await {
             Ok(p) if p.events + p.runs + p.dedupe > 0 => {
+                if p.dedupe_early > 0 {
+                    warn!(
+                        dedupe_keys = p.dedupe_early,
+                        "dropped dedupe keys before their window ended: they outgrew their share of \
+                         --retention-size (a sixteenth); a duplicate of those events would run again. \
+                         Raise --retention-size or shorten the dedupe window"
+                    );
+                }
                 info!(
                     events = p.events,
                     runs = p.runs,

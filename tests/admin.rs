@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{binary, Backend, Sink, TestServer};
+use common::{Backend, Sink, TestServer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -719,32 +719,8 @@ async fn bodies_in_flight_stay_within_the_byte_budget(backend: Backend) {
 
 #[test]
 fn serve_refuses_a_budget_smaller_than_one_body() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut child = std::process::Command::new(binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-body", "2MiB"])
-        .args(["--max-inflight-body", "1MiB", "--data"])
-        .arg(dir.path().join("data"))
-        .arg("--workflows")
-        .arg(dir.path().join("none"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("runs");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve started with a budget smaller than --max-body");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
-        .expect("read");
+    let (status, err) =
+        common::serve_refused(&["--max-body", "2MiB", "--max-inflight-body", "1MiB"]);
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(
         err.contains("--max-inflight-body") && err.contains("--max-body"),

@@ -764,6 +764,11 @@ async fn a_recorded_version_keeps_the_connector_it_was_built_with(backend: Backe
         "the new connector gives a new version"
     );
 
+    // The answer is set before the replay: it may run before the 201.
+    sink.answer(
+        "/api/send/a",
+        vec![(200, vec![], "{\"accepted\":true}".into())],
+    );
     let resp = server
         .client
         .post(server.url(&format!(
@@ -777,10 +782,6 @@ async fn a_recorded_version_keeps_the_connector_it_was_built_with(backend: Backe
         .expect("sent");
     assert_eq!(resp.status().as_u16(), 201);
     let replay: Value = resp.json().await.expect("json");
-    sink.answer(
-        "/api/send/a",
-        vec![(200, vec![], "{\"accepted\":true}".into())],
-    );
     let replayed = server
         .wait_run(replay["run_id"].as_str().expect("run id"))
         .await;

@@ -226,9 +226,11 @@ fn holds_event(backend: Backend, store: &[String], id: &str) -> bool {
     }
 }
 
-/// Dedupe keys written by an earlier version (the key's text, the entry as
-/// JSON) still hold after an upgrade to hashed keys and compact entries:
-/// a sender's redelivery within the window is answered as a duplicate.
+/// Dedupe keys written by an earlier version (in the history's database,
+/// the key's text, the entry as JSON) still hold after an upgrade to hashed
+/// keys and compact entries in a database of their own: they are moved
+/// there at start, and a sender's redelivery within the window is answered
+/// as a duplicate.
 /// sled only: the entry is planted in the store's own files; PostgreSQL's
 /// dedupe table did not change form.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,10 +247,15 @@ async fn a_dedupe_key_stored_in_the_earlier_form_still_holds_sled() {
 
     // Rewrite the key as an earlier version stored it.
     {
+        let keys = sled::open(data.join("dedupe")).expect("the dedupe keys open");
+        for tree in ["keys", "expiry"] {
+            let tree = keys.open_tree(tree).expect("tree");
+            assert_eq!(tree.len(), 1, "one key was stored");
+            tree.clear().expect("cleared");
+        }
+        keys.flush().expect("flush");
         let db = sled::open(data).expect("the store opens");
         let dedupe = db.open_tree("dedupe").expect("dedupe tree");
-        assert_eq!(dedupe.len(), 1, "one key was stored");
-        dedupe.clear().expect("cleared");
         let entry = hookflow::store::DedupeEntry {
             event_id: hookflow::record::EventId(first["event_id"].as_str().expect("id").into()),
             runs: vec![hookflow::record::RunId(run.clone())],
@@ -285,6 +292,11 @@ async fn a_dedupe_key_stored_in_the_earlier_form_still_holds_sled() {
         .expect("sent");
     assert_eq!(resp.status().as_u16(), 200, "and holds as well");
     server.stop();
+    let db = sled::open(data).expect("the store opens");
+    assert!(
+        !db.tree_names().iter().any(|n| &n[..] == b"dedupe"),
+        "the earlier tree is gone once its keys moved"
+    );
 }
 
 /// The byte count retention by size weighs restarts after a crash from its

@@ -1,9 +1,11 @@
 //! `--retention-size` is a promise about the disk: the data folder, as
 //! `du` counts it (every tree, sled's log with its free space, its
 //! snapshots), stays within the limit however much history arrives. The
-//! store keeps its records' bytes under a quarter of the limit; this test
-//! holds that against `du` with the real binary, a real folder, and about
-//! three times more traffic than the limit holds.
+//! store keeps its records (events, runs, dedupe keys) within the share of
+//! the limit that sled's log leaves them (`records_budget`); these tests
+//! hold that against `du` at the smallest limit sled accepts, with the
+//! real binary and with the store alone, and many times more traffic than
+//! the limit holds.
 //!
 //! Runs not finished are never pruned (SPEC §6), so a backlog is held
 //! whatever the limit: the senders here pause while more than a few
@@ -11,14 +13,6 @@
 //! (Before they did, the backlog of this debug build reached 4,000 runs
 //! and took the folder to 19 MB at a 6 MiB limit, which had looked like a
 //! leak of sled's log.)
-//!
-//! Ignored for now: paced like this, at 16 MiB, the folder still reached
-//! 16.8–19.4 MB in three runs with the records held at 4.2 MB; sled's log grows slowly
-//! under steady pruning, faster than its space is reused. A records
-//! target that followed `du` down held the folder under the limit only by
-//! pruning the history to almost nothing (13.6–16.3 MB with 0.26 MB of
-//! records), so it was not kept. The figures and what else was tried are
-//! in `docs/performance.md`.
 //!
 //! sled only: on PostgreSQL the database's files are the operator's, and
 //! retention there is by day partitions and batched deletes
@@ -29,22 +23,21 @@ mod common;
 use common::disk::disk_usage;
 use common::{BinServer, SledFolder};
 use hookflow::record::{EventId, RunStatus, Timestamp};
-use hookflow::store::{Durability, Ingest, Store};
+use hookflow::store::{DedupeClaim, Durability, Ingest, Store};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const LIMIT: u64 = 16 * 1024 * 1024;
+/// The smallest limit sled accepts, where its log's fixed part weighs most.
+const LIMIT: u64 = hookflow::store::sled::MIN_RETENTION_SIZE;
 
 /// Runs waiting, beyond which the senders pause.
 const MAX_BACKLOG: u64 = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails today: under steady pruning sled's log grows past the limit, slowly \
-            (run with --ignored to measure)"]
 async fn the_data_folder_stays_within_the_retention_size() {
-    let wf = "trigger:\n  webhook: { path: /in }\nsteps:\n  - id: shape\n    transform: { script: '#{ id: event.id, amount: event.data.object.amount }' }\n";
+    let wf = "trigger:\n  webhook: { path: /in, dedupe: { key: '{{ $.event.id }}' } }\nsteps:\n  - id: shape\n    transform: { script: '#{ id: event.id, amount: event.data.object.amount }' }\n";
     let limit = LIMIT.to_string();
     let folder = SledFolder::new(
         &[("w.yaml", wf)],
@@ -53,10 +46,11 @@ async fn the_data_folder_stays_within_the_retention_size() {
     let data = folder.data.clone();
     let server = BinServer::start(&folder.args(), &[]);
 
-    // A 1.5 KB Stripe event, each with its own id and figures (as compressible
-    // as real traffic): about 3 times the limit in records.
+    // A 1.5 KB Stripe event, each with its own id (and so its own dedupe
+    // key) and figures (as compressible as real traffic): about three
+    // times the limit in records, twenty times what the limit keeps.
     let fixture = include_str!("../benches/fixtures/stripe_payment_intent_1500.json");
-    let template: serde_json::Value = serde_json::from_str(fixture).expect("fixture");
+    let template: Value = serde_json::from_str(fixture).expect("fixture");
     let sent = Arc::new(AtomicU64::new(0));
     let peak = Arc::new(AtomicU64::new(0));
     let backlog = Arc::new(AtomicU64::new(0));
@@ -93,10 +87,7 @@ async fn the_data_folder_stays_within_the_retention_size() {
                 if n >= EVENTS {
                     return;
                 }
-                let mut body = template.clone();
-                body["id"] = format!("evt_{n:024x}").into();
-                body["data"]["object"]["amount"] = (1000 + n * 7919 % 100_000).into();
-                body["data"]["object"]["id"] = format!("pi_{:032x}", n * 0x9E37_79B9).into();
+                let body = stripe_event(&template, n);
                 let resp = client.post(&url).json(&body).send().await.expect("sent");
                 assert_eq!(resp.status().as_u16(), 202);
             }
@@ -116,14 +107,38 @@ async fn the_data_folder_stays_within_the_retention_size() {
         .send()
         .await
         .expect("events")
-        .json::<serde_json::Value>()
+        .json::<Value>()
         .await
         .expect("json");
+    // The newest dedupe keys still hold: a sender's retry of the last
+    // event is answered as a duplicate, not run again.
+    let retry = client
+        .post(server.url("/hooks/in"))
+        .json(&stripe_event(&template, EVENTS - 1))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(retry.status().as_u16(), 200, "a retry of the newest event");
+    let retry: Value = retry.json().await.expect("json");
+    assert_eq!(retry["duplicate"], true, "{retry}");
     let metrics = common::metrics_at(&client, &server.base).await;
-    let records = common::gauge(&metrics, "hookflow_store_record_bytes")
-        .map_or("?".to_string(), |b| b.to_string());
+    let gauge = |name| common::gauge(&metrics, name).map_or("?".to_string(), |b| b.to_string());
+    let (records, dedupe) = (
+        gauge("hookflow_store_record_bytes"),
+        gauge("hookflow_store_dedupe_bytes"),
+    );
+    let log = server.log.clone();
     server.stop();
-    println!("records {records} B");
+    println!("records {records} B, dedupe keys {dedupe} B");
+    // The dedupe keys of 24,000 events within their window are more than
+    // a sixteenth of 16 MiB: the oldest were dropped early, and said so.
+    assert!(
+        log.lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains("dropped dedupe keys before their window ended")),
+        "the server says it dropped dedupe keys early"
+    );
     println!(
         "limit {LIMIT} B: data folder at most {peak} B during the load, {after} B after; newest kept {}",
         events["items"][0]["id"]
@@ -138,18 +153,24 @@ async fn the_data_folder_stays_within_the_retention_size() {
     );
 }
 
+/// A 1.5 KB Stripe event, the `n`th: its own id (and so its own dedupe
+/// key) and figures, as compressible as real traffic.
+fn stripe_event(template: &Value, n: u64) -> Value {
+    let mut body = template.clone();
+    body["id"] = format!("evt_{n:024x}").into();
+    body["data"]["object"]["amount"] = (1000 + n * 7919 % 100_000).into();
+    body["data"]["object"]["id"] = format!("pi_{:032x}", n * 0x9E37_79B9).into();
+    body
+}
+
 /// The same promise with the store driven directly, no server: ingest a
-/// Stripe-sized event with one run, claim it, save it twice, finish it,
-/// with pruning every 100 ms beside, as the server prunes. At 16 MiB and
-/// 40,000 events the folder peaked at 16.0–18.9 MB in four runs, at or
-/// just past the limit, against 44–85 MB for the same limit and
-/// 30,000–50,000 events behind the server (the test above at that size):
-/// this test is where to take the difference apart, one part at a time.
+/// Stripe-sized event with one run and a dedupe key, claim it, save it
+/// twice, finish it, with pruning every 100 ms beside, as the server
+/// prunes; with more events than the server test, as this is faster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails most runs: the folder peaks at or just past the limit (run with --ignored to measure)"]
 async fn the_store_alone_stays_within_the_retention_size() {
     let total: u64 = 40_000;
-    let limit: u64 = 16 * 1024 * 1024;
+    let limit = LIMIT;
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
     let store = Store::open_sled(&data, 32).expect("open");
@@ -185,16 +206,19 @@ async fn the_store_alone_stays_within_the_retention_size() {
                 if n >= total {
                     return;
                 }
-                let mut body = template.clone();
-                body["id"] = format!("evt_{n:024x}").into();
-                let e = common::records::event(EventId::generate(), body);
+                let e = common::records::event(EventId::generate(), stripe_event(&template, n));
                 let r = common::records::run_of(&e, &[("shape", "transform")]);
+                let dedupe = DedupeClaim {
+                    workflow: "w".into(),
+                    key: format!("evt_{n:024x}"),
+                    expires_at: Timestamp(e.received_at.0 + 3 * 24 * 3_600_000),
+                };
                 store
                     .ingest(Ingest {
                         event: e,
                         stored_event: None,
                         runs: vec![r],
-                        claims: vec![],
+                        claims: vec![(0, dedupe)],
                     })
                     .await
                     .expect("ingest");
@@ -237,5 +261,17 @@ async fn the_store_alone_stays_within_the_retention_size() {
     assert!(
         peak <= limit,
         "the data folder took {peak} bytes on disk (limit {limit})"
+    );
+}
+
+/// Below 16 MiB, sled's segments in flight alone would come close to the
+/// limit: `serve` says so and exits 2 instead of breaking the promise.
+#[test]
+fn serve_refuses_a_retention_size_sled_cannot_keep() {
+    let (status, err) = common::serve_refused(&["--retention-size", "8MiB"]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--retention-size") && err.contains("16 MiB"),
+        "{err}"
     );
 }

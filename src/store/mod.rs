@@ -161,6 +161,9 @@ pub struct Pruned {
     pub events: usize,
     pub runs: usize,
     pub dedupe: usize,
+    /// Of `dedupe`, keys dropped before their window ended, as they
+    /// outgrew their share of `--retention-size` (sled).
+    pub dedupe_early: usize,
 }
 
 /// Records a backend found undecodable (a bad disk, a bug of an older
@@ -212,6 +215,9 @@ pub struct QueueGauges {
     /// compressed), what retention by size counts; `None` where the store
     /// does not keep the count (PostgreSQL: the database reports its own).
     pub record_bytes: Option<u64>,
+    /// Bytes of stored dedupe keys and entries (sled; counted against
+    /// `--retention-size` beside the records).
+    pub dedupe_bytes: Option<u64>,
 }
 
 /// The head of a run (what the UI's counts need), read without the rest.
@@ -568,7 +574,9 @@ impl Store {
 }
 
 /// Run a blocking store call off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Other(format!("a store task was interrupted: {e}")))?

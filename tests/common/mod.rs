@@ -542,6 +542,39 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hookflow"))
 }
 
+/// `hookflow serve` with these args (and an empty temp folder for its data
+/// and workflows) that must refuse to start: its exit status and stderr.
+pub fn serve_refused(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = std::process::Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--workflows")
+        .arg(dir.path().join("none"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve started with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("read");
+    (status, err)
+}
+
 /// The real binary serving on an ephemeral port, ended by its PID on drop.
 pub struct BinServer {
     pub child: std::process::Child,

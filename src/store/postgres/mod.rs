@@ -972,6 +972,7 @@ impl PgStore {
             waiting: waiting.max(0) as usize,
             unreadable: self.shared.unreadable.count(),
             record_bytes: None,
+            dedupe_bytes: None,
         }
     }
 

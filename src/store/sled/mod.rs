@@ -9,10 +9,18 @@
 //! | `queue`    | due time (ms, big-endian) ++ run id | empty                |
 //! | `state`    | workflow `\0` key             | JSON value (`state_set`)   |
 //! | `versions` | workflow version hash         | the workflow's source      |
-//! | `dedupe`   | 0 ++ SHA-256(workflow `\0` dedupe key)[..16] | [`DedupeEntry`], see [`codec`] |
 //! | `meta`     | `fresh_runs_from`             | a run id (see below)       |
 //! | `meta`     | `ready_probe`                 | time of the last readiness write |
 //! | `meta`     | `live_bytes`                  | bytes of event and run records (see below) |
+//!
+//! Dedupe keys live in a database of their own, `DIR/dedupe` ([`dedupe`]).
+//! An ingest writes each key there and, in this database, to the
+//! `dedupe_journal` tree (event id ++ hashed key → entry), before the
+//! event: the journal is in the same log as the event, so an event on disk
+//! has its keys on disk, whatever the other database flushed. Every second
+//! the keys database is flushed and the journal up to that point cleared;
+//! at open, whatever the journal still holds is written into the keys
+//! database again.
 //!
 //! The `queue` tree holds runs waiting for a later time (retries, delays)
 //! and replays. Fresh runs of an ingest get no queue entry, which saves two
@@ -30,10 +38,9 @@
 //! oldest event and stops at the first one inside the window; pruning by
 //! size compares the bytes of event and run records — a running count
 //! (`live_bytes`), kept on every write and saved with the fresh-runs mark —
-//! with half the size limit, since sled's log may take up to twice its live
-//! records on disk before it reclaims a segment; rejected requests are
-//! found through their own index; expired dedupe keys are swept a bounded
-//! slice at a time. Durability goes through one flusher
+//! with what the limit leaves them after sled's log and the dedupe keys
+//! ([`records_budget`]); rejected requests are found through their own
+//! index; dedupe keys are swept in the order they expire. Durability goes through one flusher
 //! thread that serves every waiter with a single `flush` (group commit).
 //!
 //! There are no sled transactions: the first one puts every later sled
@@ -42,7 +49,7 @@
 //! instead so that any prefix of it is harmless (sled recovers a prefix of
 //! the writes), and each has its crash points ([`crate::fault`]):
 //!
-//! - ingest: runs, dedupe keys, then the event. The event is the commit
+//! - ingest: runs, dedupe keys (journal), then the event. The event is the commit
 //!   record: a run whose event is missing is discarded when it comes up, and
 //!   a dedupe key whose event is missing (and was not pruned) holds nothing.
 //! - retry and delay: the wake-up entry, then the run that waits for it,
@@ -54,6 +61,7 @@
 //! - replay: the entry, the run, then the links from its event and original.
 
 pub mod codec;
+pub(crate) mod dedupe;
 pub(crate) mod queue;
 
 use super::{
@@ -68,7 +76,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{mpsc, Arc};
 use tokio::sync::{broadcast, oneshot, watch};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 const EVENTS: &str = "events";
 const RUNS: &str = "runs";
@@ -76,11 +84,18 @@ const QUEUE: &str = "queue";
 const STATE: &str = "state";
 const VERSIONS: &str = "versions";
 const DEDUPE: &str = "dedupe";
+const DEDUPE_JOURNAL: &str = "dedupe_journal";
 const META: &str = "meta";
 const REJECTED: &str = "rejected";
 const LIVE_BYTES: &[u8] = b"live_bytes";
 const FRESH_RUNS_FROM: &[u8] = b"fresh_runs_from";
 const READY_PROBE: &[u8] = b"ready_probe";
+
+/// How often sled's flusher thread wakes to write out its buffer and to
+/// move pages out of mostly dead segments, for at most half of it
+/// (`tests/retention.rs`: without it, at a 16 MiB limit, 17.8 MB with it
+/// only on the dedupe keys' database, 13.6–15.2 MB with it on both).
+pub(crate) const SLED_CLEANER_EVERY_MS: u64 = 100;
 
 /// sled's segment size (its default, stated here because
 /// [`crate::alloc`] recycles the log buffers of exactly this size).
@@ -105,7 +120,9 @@ pub(crate) struct Trees {
     queue: Tree,
     state: Tree,
     versions: Tree,
-    dedupe: Tree,
+    dedupe: Arc<dedupe::DedupeKeys>,
+    /// Dedupe keys written since the keys database was last flushed.
+    dedupe_journal: Tree,
     meta: Tree,
     rejected: Tree,
     flusher: mpsc::Sender<oneshot::Sender<std::result::Result<(), String>>>,
@@ -115,12 +132,6 @@ pub(crate) struct Trees {
     live: Arc<AtomicI64>,
     /// Entries in the `rejected` index.
     rejected_count: Arc<AtomicI64>,
-    /// Where the next sweep of expired dedupe keys starts.
-    dedupe_cursor: Arc<std::sync::Mutex<Option<sled::IVec>>>,
-    /// The dedupe tree held keys in the earlier text form when the store
-    /// opened: a lookup that misses the hashed key tries that form too,
-    /// until the next start after they have expired and been swept.
-    legacy_dedupe_keys: bool,
 }
 
 /// Records that cannot be decoded (a bad disk, a bug of an older version):
@@ -198,41 +209,56 @@ impl Waiting {
 
 impl SledStore {
     pub fn open(dir: &Path, cache_mb: u64) -> Result<SledStore> {
+        let cache = cache_mb.saturating_mul(1024 * 1024);
+        // The dedupe keys are looked up once per event: an eighth of the
+        // cache holds their hot pages.
+        let dedupe_cache = (cache / 8).max(1024 * 1024);
         let db = sled::Config::new()
             .path(dir)
             .segment_size(SEGMENT_SIZE)
-            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
+            .cache_capacity(cache.saturating_sub(dedupe_cache).max(dedupe_cache))
             // Durability is ours: the group-commit flusher below decides
-            // when data reaches the disk, not a background timer.
-            .flush_every_ms(None)
+            // when an answer waits for the disk. sled's own flusher thread
+            // runs too, for its other task: moving the live pages out of
+            // mostly dead segments so that they can be reused (without it,
+            // a segment waits until every page in it has moved on by
+            // itself, and the folder outgrows `--retention-size`).
+            .flush_every_ms(Some(SLED_CLEANER_EVERY_MS))
             .open()?;
-        Self::from_db(db)
+        let dedupe = dedupe::DedupeKeys::open(&dir.join(DEDUPE), dedupe_cache)?;
+        Self::from_db(db, dedupe)
     }
 
     pub fn temporary() -> Result<SledStore> {
         let db = sled::Config::new().temporary(true).open()?;
-        Self::from_db(db)
+        Self::from_db(db, dedupe::DedupeKeys::temporary()?)
     }
 
-    fn from_db(db: sled::Db) -> Result<SledStore> {
+    fn from_db(db: sled::Db, dedupe: dedupe::DedupeKeys) -> Result<SledStore> {
+        let moved = dedupe.take_over(&db, DEDUPE)?;
+        if moved > 0 {
+            info!(
+                keys = moved,
+                "moved the dedupe keys into their own database"
+            );
+        }
+        let dedupe_journal = db.open_tree(DEDUPE_JOURNAL)?;
+        dedupe.replay(&dedupe_journal)?;
+        let dedupe = Arc::new(dedupe);
         let (tx, rx) = mpsc::channel::<oneshot::Sender<std::result::Result<(), String>>>();
         let flush_db = db.clone();
         std::thread::Builder::new()
             .name("hookflow-flush".into())
             .spawn(move || group_commit(flush_db, rx))
             .map_err(|e| StoreError::Flush(format!("cannot start the flusher thread: {e}")))?;
-        let dedupe = db.open_tree(DEDUPE)?;
-        // Hashed keys start with a zero byte and sort first: any key from
-        // byte 1 on is in the earlier form.
-        let legacy_dedupe_keys = dedupe.range([1u8]..).next().transpose()?.is_some();
         let trees = Trees {
-            legacy_dedupe_keys,
             events: db.open_tree(EVENTS)?,
             runs: db.open_tree(RUNS)?,
             queue: db.open_tree(QUEUE)?,
             state: db.open_tree(STATE)?,
             versions: db.open_tree(VERSIONS)?,
             dedupe,
+            dedupe_journal,
             meta: db.open_tree(META)?,
             rejected: db.open_tree(REJECTED)?,
             db,
@@ -240,7 +266,6 @@ impl SledStore {
             unreadable: Arc::default(),
             live: Arc::default(),
             rejected_count: Arc::default(),
-            dedupe_cursor: Arc::default(),
         };
         Ok(SledStore {
             trees,
@@ -362,10 +387,15 @@ impl SledStore {
                 runs: event.runs.clone(),
                 expires_at: c.expires_at,
             };
-            self.trees.dedupe.insert(
-                dedupe_key(&c.workflow, &c.key),
-                codec::encode_dedupe(&entry),
-            )?;
+            // The key, then its journal entry: a journal entry is cleared
+            // only by a flush that covers its key.
+            let key = dedupe_key(&c.workflow, &c.key);
+            self.trees.dedupe.put(&key, &entry)?;
+            let mut journal_key = event.id.as_str().as_bytes().to_vec();
+            journal_key.extend_from_slice(&key);
+            self.trees
+                .dedupe_journal
+                .insert(journal_key, codec::encode_dedupe(&entry))?;
         }
         self.crash_point("ingest.claims_written");
         self.trees.put(
@@ -408,11 +438,7 @@ impl SledStore {
         key: &str,
         now: Timestamp,
     ) -> Result<Option<DedupeEntry>> {
-        let mut found = self.trees.dedupe.get(dedupe_key(workflow, key))?;
-        if found.is_none() && self.trees.legacy_dedupe_keys {
-            found = self.trees.dedupe.get(legacy_dedupe_key(workflow, key))?;
-        }
-        let Some(b) = found else {
+        let Some(b) = self.trees.dedupe.get(&dedupe_key(workflow, key))? else {
             return Ok(None);
         };
         let e: DedupeEntry = match codec::decode_dedupe(key, &b) {
@@ -673,6 +699,7 @@ impl SledStore {
             waiting: self.waiting.count.load(Ordering::Relaxed),
             unreadable: self.unreadable_records(),
             record_bytes: Some(self.trees.live_bytes()),
+            dedupe_bytes: Some(self.trees.dedupe.bytes()),
         }
     }
 
@@ -826,8 +853,13 @@ impl SledStore {
         let t = &self.trees;
         let mut pruned = Pruned::default();
         // By age, then by size: both from the oldest event.
+        // The dedupe keys first: what they take is not the history's.
+        let swept = t.dedupe.sweep(now, dedupe_budget(max_bytes))?;
+        pruned.dedupe += swept.expired + swept.early;
+        pruned.dedupe_early += swept.early;
+        let records = records_budget(max_bytes, t.dedupe.bytes());
         t.prune_oldest(&mut pruned, |key| {
-            id_time(key).is_some_and(|at| at < cutoff) || t.live_bytes() > max_bytes / SIZE_HEADROOM
+            id_time(key).is_some_and(|at| at < cutoff) || t.live_bytes() > records
         })?;
         // Rejected requests: only the newest are worth keeping.
         while t.rejected_count.load(Ordering::Relaxed) > MAX_REJECTED_KEPT as i64 {
@@ -839,26 +871,56 @@ impl SledStore {
                 pruned.events += 1;
             }
         }
-        pruned.dedupe += t.sweep_dedupe(now)?;
         Ok(pruned)
     }
 }
 
-/// Retention by size keeps event and run records under the limit divided
-/// by this. sled's log takes about three times its live records on disk
-/// without pruning (the history bench: 5,300–5,800 bytes on disk for
-/// 1,830 bytes of records per event), and more under steady pruning: a
-/// segment is reused only once every page in it has moved, so
-/// `tests/retention.rs` (records held at 4.2 MB) saw the folder reach
-/// 19 MB at a 16 MiB limit. That test is ignored until the store bounds
-/// its log itself (history in files retention can delete).
-const SIZE_HEADROOM: u64 = 4;
+/// The bytes of event and run records that retention by size keeps, for
+/// a limit on the data folder as `du` counts it and the bytes the dedupe
+/// keys take now.
+///
+/// sled's log holds more than its records: leaves of time-ordered keys are
+/// about half full, a page is a base plus up to ten deltas, a segment is
+/// reused only once every page in it has moved on, and a few segments are
+/// always being written or drained. Measured under steady pruning
+/// (`tests/retention.rs`; figures in `docs/performance.md`), each database
+/// took a few MB plus three to five and a half times its records. So each
+/// gets a fixed part for its segments in flight, the dedupe keys a factor
+/// on their bytes, and the history a sixth of the rest.
+pub fn records_budget(limit: u64, dedupe_bytes: u64) -> u64 {
+    limit
+        .saturating_sub(LOG_IN_FLIGHT + DEDUPE_LOG_IN_FLIGHT)
+        .saturating_sub(dedupe_bytes.saturating_mul(DEDUPE_LOG_FACTOR))
+        / LOG_FACTOR
+}
+
+/// The bytes the dedupe keys may take, within their window: beyond, the
+/// keys that expire first are dropped early (and counted, and logged), so
+/// that the limit holds and the history keeps most of it.
+pub fn dedupe_budget(limit: u64) -> u64 {
+    limit / 16
+}
+
+/// The part of the history's log that does not shrink with the records:
+/// segments being written, drained or waiting to be reused.
+const LOG_IN_FLIGHT: u64 = 6 * 1024 * 1024;
+
+/// The same for the dedupe keys' own database.
+const DEDUPE_LOG_IN_FLIGHT: u64 = 2 * 1024 * 1024;
+
+/// Bytes of log, at most, for a byte of history records.
+const LOG_FACTOR: u64 = 6;
+
+/// Bytes of log, at most, for a byte of dedupe keys (written at random
+/// places, never pruned by age within their window).
+const DEDUPE_LOG_FACTOR: u64 = 4;
+
+/// The smallest `--retention-size` the sled store can hold to: below it,
+/// the segments in flight alone come close to the limit.
+pub const MIN_RETENTION_SIZE: u64 = 16 * 1024 * 1024;
 
 /// Events read per batch when pruning (memory stays bounded).
 const PRUNE_BATCH: usize = 1024;
-
-/// Dedupe keys looked at per pass (the sweep resumes where it stopped).
-const DEDUPE_SWEEP: usize = 20_000;
 
 impl Trees {
     /// Write an event or run record, keeping the byte count.
@@ -907,6 +969,20 @@ impl Trees {
             self.rejected.iter().keys().count() as i64,
             Ordering::Relaxed,
         );
+        Ok(())
+    }
+
+    /// Flush the dedupe keys' database, then clear the journal of the keys
+    /// that flush covered.
+    pub(crate) fn trim_dedupe_journal(&self) -> Result<()> {
+        let Some((last, _)) = self.dedupe_journal.last()? else {
+            return Ok(());
+        };
+        self.dedupe.flush()?;
+        for entry in self.dedupe_journal.range(..=last) {
+            let (k, _) = entry?;
+            self.dedupe_journal.remove(k)?;
+        }
         Ok(())
     }
 
@@ -993,37 +1069,6 @@ impl Trees {
             }
         }
         Ok(true)
-    }
-
-    /// Remove expired dedupe keys, looking at [`DEDUPE_SWEEP`] of them from
-    /// where the last sweep stopped.
-    fn sweep_dedupe(&self, now: Timestamp) -> Result<usize> {
-        let mut cursor = self.dedupe_cursor.lock().unwrap_or_else(|e| e.into_inner());
-        let range = match cursor.as_ref() {
-            Some(k) => self.dedupe.range::<&[u8], _>((
-                std::ops::Bound::Excluded(&k[..]),
-                std::ops::Bound::Unbounded,
-            )),
-            None => self.dedupe.iter(),
-        };
-        let mut removed = 0;
-        let mut seen = 0;
-        let mut last = None;
-        for entry in range.take(DEDUPE_SWEEP) {
-            let (k, v) = entry?;
-            seen += 1;
-            match codec::decode_dedupe("", &v) {
-                Ok(e) if e.expires_at > now => {}
-                _ => {
-                    self.dedupe.remove(&k)?;
-                    removed += 1;
-                }
-            }
-            last = Some(k);
-        }
-        // The end of the tree: start over next time.
-        *cursor = if seen < DEDUPE_SWEEP { None } else { last };
-        Ok(removed)
     }
 
     async fn flush(&self) -> Result<()> {
@@ -1171,11 +1216,12 @@ fn id_time(id: &str) -> Option<Timestamp> {
 /// so their text need not be kept; a short key of fixed length keeps the
 /// tree small, and this tree is written at a random place for every event
 /// (its leaves are rewritten whole: smaller entries, fewer bytes on disk).
-/// Earlier versions wrote `workflow \0 key` as it is ([`legacy_dedupe_key`]),
+/// Earlier versions wrote `workflow \0 key` as it is (moved over by
+/// [`dedupe::DedupeKeys::take_over`]),
 /// which never starts with this byte: workflow names are printable.
-const HASHED_DEDUPE_KEY: u8 = 0;
+pub(crate) const HASHED_DEDUPE_KEY: u8 = 0;
 
-fn dedupe_key(workflow: &str, key: &str) -> [u8; 17] {
+pub(crate) fn dedupe_key(workflow: &str, key: &str) -> [u8; 17] {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new()
         .chain_update(workflow.as_bytes())
@@ -1184,14 +1230,6 @@ fn dedupe_key(workflow: &str, key: &str) -> [u8; 17] {
         .finalize();
     let mut k = [HASHED_DEDUPE_KEY; 17];
     k[1..].copy_from_slice(&digest[..16]);
-    k
-}
-
-/// A dedupe key as versions before hashed keys wrote it.
-fn legacy_dedupe_key(workflow: &str, key: &str) -> Vec<u8> {
-    let mut k = workflow.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(key.as_bytes());
     k
 }
 

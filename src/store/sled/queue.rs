@@ -449,7 +449,9 @@ pub async fn checkpoint(queue: &Queue, store: &Trees) -> Result<(), StoreError> 
     let mark = queue.low_water(Timestamp::now());
     store.flush().await?;
     store.save_live_bytes()?;
-    store.set_fresh_runs_from(&mark)
+    store.set_fresh_runs_from(&mark)?;
+    let trees = store.clone();
+    crate::store::blocking(move || trees.trim_dedupe_journal()).await
 }
 
 /// [`checkpoint`] every second until `shutdown` turns true (the server
