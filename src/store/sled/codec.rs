@@ -152,6 +152,20 @@ struct HeaderOut<'a> {
     workflows: &'a [String],
     runs: &'a [RunId],
     source: &'a Option<String>,
+    /// The dedupe keys this event claimed (see [`ClaimedKey`]).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    dedupe: &'a [ClaimedKey],
+}
+
+/// A dedupe key an event claimed, kept in the event's record: the keys'
+/// own database is flushed once a second, so after a crash an event on
+/// disk may lack its key there, and the key is written again from here
+/// (`dedupe::DedupeKeys::recover`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedKey {
+    /// The hashed key, in hex.
+    pub key: String,
+    pub expires_at: Timestamp,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +192,11 @@ struct HeaderIn {
 }
 
 pub fn encode_event(event: &Event) -> Vec<u8> {
+    encode_event_claiming(event, &[])
+}
+
+/// An event record that also keeps the dedupe keys the event claimed.
+pub fn encode_event_claiming(event: &Event, dedupe: &[ClaimedKey]) -> Vec<u8> {
     let raw = event.raw_body.as_ref();
     let header = HeaderOut {
         id: &event.id,
@@ -194,6 +213,7 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
         workflows: &event.workflows,
         runs: &event.runs,
         source: &event.source,
+        dedupe,
     };
     let header = serde_json::to_vec(&header).expect("records are plain data and always serialize");
     let body = raw.map_or(&[][..], |r| &r.bytes[..]);
@@ -252,6 +272,8 @@ pub fn decode_event(key: &str, bytes: &[u8]) -> Result<Event> {
 pub struct EventHead {
     pub outcome: Outcome,
     pub runs: Vec<RunId>,
+    #[serde(default)]
+    pub dedupe: Vec<ClaimedKey>,
 }
 
 pub fn event_head(key: &str, bytes: &[u8]) -> Result<EventHead> {

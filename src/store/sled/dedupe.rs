@@ -15,9 +15,11 @@
 //! | `keys`    | 0 ++ SHA-256(workflow `\0` key)[..16] | [`DedupeEntry`], see [`codec`] |
 //! | `expiry`  | expiry (ms, big-endian) ++ that key   | empty            |
 //!
-//! The keys are made durable by the history's database's journal (see
-//! the module above), so this database is flushed once a second rather
-//! than before every answer.
+//! This database is flushed once a second, with a mark of the time its
+//! keys are on disk up to ([`DedupeKeys::mark_durable`]), rather than
+//! before every answer: the events list the keys they claimed, and at open
+//! the keys of the events since the mark are written again
+//! ([`DedupeKeys::recover`]).
 //!
 //! The expiry index lets the sweep walk keys in the order they expire, from
 //! the front, instead of scanning the whole tree; and lets retention by size
@@ -35,6 +37,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 const KEYS: &str = "keys";
 const EXPIRY: &str = "expiry";
+const META: &str = "meta";
+const DURABLE_UNTIL: &[u8] = b"durable_until";
 
 /// Index entries looked at per sweep (the next pass goes on).
 const SWEEP_BATCH: usize = 20_000;
@@ -53,6 +57,8 @@ pub(crate) struct DedupeKeys {
     db: sled::Db,
     keys: Tree,
     expiry: Tree,
+    /// `durable_until`: the time of the last flush's mark (ms, big-endian).
+    meta: Tree,
     /// Bytes of the `keys` tree's entries (keys and values).
     bytes: AtomicI64,
     /// Written since the last flush.
@@ -79,6 +85,7 @@ impl DedupeKeys {
     fn from_db(db: sled::Db) -> Result<DedupeKeys> {
         let keys = db.open_tree(KEYS)?;
         let expiry = db.open_tree(EXPIRY)?;
+        let meta = db.open_tree(META)?;
         let mut bytes = 0i64;
         for entry in keys.iter() {
             let (k, v) = entry?;
@@ -88,6 +95,7 @@ impl DedupeKeys {
             db,
             keys,
             expiry,
+            meta,
             bytes: AtomicI64::new(bytes),
             dirty: AtomicBool::new(false),
         })
@@ -126,32 +134,58 @@ impl DedupeKeys {
         Ok(())
     }
 
-    /// Write the keys a journal holds (keys whose event may be on disk
-    /// while they are not: a crash before the keys database was flushed),
-    /// unless a later claim of the same key is here; then flush and clear
-    /// the journal. Journal keys end with the hashed key.
-    pub(crate) fn replay(&self, journal: &Tree) -> Result<usize> {
+    /// Store `now` as the time up to which every key is on disk, and flush:
+    /// the keys written before the mark reach the disk with it (sled
+    /// recovers a prefix of its log).
+    pub(crate) fn mark_durable(&self, now: Timestamp) -> Result<()> {
+        self.meta.insert(DURABLE_UNTIL, &now.0.to_be_bytes())?;
+        self.dirty.store(true, Ordering::Relaxed);
+        self.flush()
+    }
+
+    /// After a crash, an event on disk may lack its keys here: this
+    /// database was flushed last at its mark. Write again the keys listed
+    /// by every event since the mark, less [`super::MAX_INGEST_MS`] (an
+    /// ingest takes no longer from its event's id to its record), unless a
+    /// later claim of the key is here; then mark `now`. How many it wrote.
+    pub(crate) fn recover(&self, events: &Tree, now: Timestamp) -> Result<usize> {
+        let mark = self
+            .meta
+            .get(DURABLE_UNTIL)?
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map(u64::from_be_bytes);
         let mut written = 0;
-        for entry in journal.iter() {
-            let (k, v) = entry?;
-            let Some(key) = k.len().checked_sub(17).map(|at| &k[at..]) else {
-                continue;
-            };
-            let Ok(e) = codec::decode_dedupe("", &v) else {
-                continue;
-            };
-            let newer_here = self
-                .keys
-                .get(key)?
-                .and_then(|b| codec::decode_dedupe("", &b).ok())
-                .is_some_and(|held| held.expires_at >= e.expires_at);
-            if !newer_here {
-                self.put(key, &e)?;
-                written += 1;
+        if let Some(mark) = mark {
+            let from =
+                crate::record::EventId::floor(Timestamp(mark.saturating_sub(super::MAX_INGEST_MS)));
+            for entry in events.range(from.as_str().as_bytes()..) {
+                let (k, v) = entry?;
+                let id = String::from_utf8_lossy(&k);
+                let Ok(head) = codec::event_head(&id, &v) else {
+                    continue;
+                };
+                for claimed in head.dedupe {
+                    let Ok(key) = hex::decode(&claimed.key) else {
+                        continue;
+                    };
+                    let newer_here = self
+                        .keys
+                        .get(&key)?
+                        .and_then(|b| codec::decode_dedupe("", &b).ok())
+                        .is_some_and(|held| held.expires_at >= claimed.expires_at);
+                    if !newer_here {
+                        let entry = DedupeEntry {
+                            event_id: crate::record::EventId(id.to_string()),
+                            runs: head.runs.clone(),
+                            expires_at: claimed.expires_at,
+                        };
+                        self.put(&key, &entry)?;
+                        written += 1;
+                    }
+                }
             }
         }
-        self.flush()?;
-        journal.clear()?;
+        self.mark_durable(now)?;
         Ok(written)
     }
 
@@ -367,28 +401,59 @@ mod tests {
     }
 
     #[test]
-    fn a_journal_restores_keys_lost_in_a_crash_but_not_over_a_later_claim() {
+    fn keys_an_event_lists_are_written_again_after_the_mark_but_not_over_a_later_claim() {
+        use crate::record::Event;
         let history = sled::Config::new().temporary(true).open().expect("open");
-        let journal = history.open_tree("dedupe_journal").expect("tree");
-        let (lost, claimed_again) = (
+        let events = history.open_tree("events").expect("tree");
+        let keys = DedupeKeys::temporary().expect("open");
+        // No mark yet (a new store): nothing to recover, and a mark is set.
+        assert_eq!(
+            keys.recover(&events, Timestamp(1_000_000))
+                .expect("recover"),
+            0
+        );
+        let (lost, claimed_again, old) = (
             super::super::dedupe_key("w", "lost"),
             super::super::dedupe_key("w", "again"),
+            super::super::dedupe_key("w", "old"),
         );
-        for (key, at) in [(lost, 5_000), (claimed_again, 5_000)] {
-            let mut k = b"evt_01".to_vec();
-            k.extend_from_slice(&key);
-            journal
-                .insert(k, codec::encode_dedupe(&entry(at)))
-                .expect("journal");
-        }
-        let keys = DedupeKeys::temporary().expect("open");
-        let later = entry(9_000);
+        let event_at = |at: u64, key: [u8; 17]| {
+            let mut e: Event = serde_json::from_value(serde_json::json!({
+                "id": crate::record::EventId::floor(Timestamp(at)), "received_at": Timestamp(at),
+                "path": "/hooks/w", "method": "POST", "headers": {}, "query": {},
+                "body": {}, "outcome": "accepted", "reason": null,
+                "workflows": ["w"], "runs": [RunId::generate()]
+            }))
+            .expect("an event");
+            e.id = crate::record::EventId(format!("{}{:04x}", e.id.as_str(), key[1]));
+            let claim = codec::ClaimedKey {
+                key: hex::encode(key),
+                expires_at: Timestamp(at + 5_000),
+            };
+            events
+                .insert(e.id.as_str(), codec::encode_event_claiming(&e, &[claim]))
+                .expect("event");
+        };
+        // Written after the mark (1,000,000 ms), their keys never flushed;
+        // one was claimed again later; one event is older than the mark
+        // less the longest ingest, and is left alone.
+        event_at(1_000_500, lost);
+        event_at(1_000_600, claimed_again);
+        event_at(1_000_000 - super::super::MAX_INGEST_MS - 1, old);
+        let later = entry(9_999_999);
         keys.put(&claimed_again, &later).expect("put");
-        assert_eq!(keys.replay(&journal).expect("replayed"), 1);
-        assert!(journal.is_empty(), "the journal is cleared");
+        assert_eq!(
+            keys.recover(&events, Timestamp(1_001_000))
+                .expect("recover"),
+            1
+        );
         assert!(
             keys.get(&lost).expect("get").is_some(),
             "the lost key is back"
+        );
+        assert!(
+            keys.get(&old).expect("get").is_none(),
+            "before the mark: on disk then"
         );
         let held = codec::decode_dedupe("", &keys.get(&claimed_again).expect("get").expect("held"))
             .expect("entry");

@@ -14,13 +14,12 @@
 //! | `meta`     | `live_bytes`                  | bytes of event and run records (see below) |
 //!
 //! Dedupe keys live in a database of their own, `DIR/dedupe` ([`dedupe`]).
-//! An ingest writes each key there and, in this database, to the
-//! `dedupe_journal` tree (event id ++ hashed key → entry), before the
-//! event: the journal is in the same log as the event, so an event on disk
-//! has its keys on disk, whatever the other database flushed. Every second
-//! the keys database is flushed and the journal up to that point cleared;
-//! at open, whatever the journal still holds is written into the keys
-//! database again.
+//! That database is flushed once a second, not before each answer, so an
+//! event's record also lists the keys it claimed: at open, the keys of the
+//! events written since the last flush of the keys (and up to
+//! [`MAX_INGEST_MS`] before it) are written again. An ingest that took
+//! longer than that from the event's id to its record fails instead (the
+//! sender retries), so none is missed.
 //!
 //! The `queue` tree holds runs waiting for a later time (retries, delays)
 //! and replays. Fresh runs of an ingest get no queue entry, which saves two
@@ -49,7 +48,7 @@
 //! instead so that any prefix of it is harmless (sled recovers a prefix of
 //! the writes), and each has its crash points ([`crate::fault`]):
 //!
-//! - ingest: runs, dedupe keys (journal), then the event. The event is the commit
+//! - ingest: runs, dedupe keys, then the event (listing its keys). The event is the commit
 //!   record: a run whose event is missing is discarded when it comes up, and
 //!   a dedupe key whose event is missing (and was not pruned) holds nothing.
 //! - retry and delay: the wake-up entry, then the run that waits for it,
@@ -84,7 +83,6 @@ const QUEUE: &str = "queue";
 const STATE: &str = "state";
 const VERSIONS: &str = "versions";
 const DEDUPE: &str = "dedupe";
-const DEDUPE_JOURNAL: &str = "dedupe_journal";
 const META: &str = "meta";
 const REJECTED: &str = "rejected";
 const LIVE_BYTES: &[u8] = b"live_bytes";
@@ -96,6 +94,10 @@ const READY_PROBE: &[u8] = b"ready_probe";
 /// (`tests/retention.rs`: without it, at a 16 MiB limit, 17.8 MB with it
 /// only on the dedupe keys' database, 13.6–15.2 MB with it on both).
 pub(crate) const SLED_CLEANER_EVERY_MS: u64 = 100;
+
+/// The longest an ingest may take from its event's id to writing the
+/// event's record, when the event claims dedupe keys; see the module doc.
+pub(crate) const MAX_INGEST_MS: u64 = 30_000;
 
 /// sled's segment size (its default, stated here because
 /// [`crate::alloc`] recycles the log buffers of exactly this size).
@@ -121,8 +123,6 @@ pub(crate) struct Trees {
     state: Tree,
     versions: Tree,
     dedupe: Arc<dedupe::DedupeKeys>,
-    /// Dedupe keys written since the keys database was last flushed.
-    dedupe_journal: Tree,
     meta: Tree,
     rejected: Tree,
     flusher: mpsc::Sender<oneshot::Sender<std::result::Result<(), String>>>,
@@ -242,8 +242,14 @@ impl SledStore {
                 "moved the dedupe keys into their own database"
             );
         }
-        let dedupe_journal = db.open_tree(DEDUPE_JOURNAL)?;
-        dedupe.replay(&dedupe_journal)?;
+        let events = db.open_tree(EVENTS)?;
+        let recovered = dedupe.recover(&events, Timestamp::now())?;
+        if recovered > 0 {
+            info!(
+                keys = recovered,
+                "wrote again the dedupe keys a crash had cut short"
+            );
+        }
         let dedupe = Arc::new(dedupe);
         let (tx, rx) = mpsc::channel::<oneshot::Sender<std::result::Result<(), String>>>();
         let flush_db = db.clone();
@@ -252,13 +258,12 @@ impl SledStore {
             .spawn(move || group_commit(flush_db, rx))
             .map_err(|e| StoreError::Flush(format!("cannot start the flusher thread: {e}")))?;
         let trees = Trees {
-            events: db.open_tree(EVENTS)?,
+            events,
             runs: db.open_tree(RUNS)?,
             queue: db.open_tree(QUEUE)?,
             state: db.open_tree(STATE)?,
             versions: db.open_tree(VERSIONS)?,
             dedupe,
-            dedupe_journal,
             meta: db.open_tree(META)?,
             rejected: db.open_tree(REJECTED)?,
             db,
@@ -381,27 +386,34 @@ impl SledStore {
                 .put(&self.trees.runs, r.id.as_str(), codec::encode_run(r))?;
         }
         self.crash_point("ingest.runs_written");
+        let mut claimed = Vec::with_capacity(claims.len());
         for c in &claims {
             let entry = DedupeEntry {
                 event_id: event.id.clone(),
                 runs: event.runs.clone(),
                 expires_at: c.expires_at,
             };
-            // The key, then its journal entry: a journal entry is cleared
-            // only by a flush that covers its key.
             let key = dedupe_key(&c.workflow, &c.key);
             self.trees.dedupe.put(&key, &entry)?;
-            let mut journal_key = event.id.as_str().as_bytes().to_vec();
-            journal_key.extend_from_slice(&key);
-            self.trees
-                .dedupe_journal
-                .insert(journal_key, codec::encode_dedupe(&entry))?;
+            claimed.push(codec::ClaimedKey {
+                key: hex::encode(key),
+                expires_at: c.expires_at,
+            });
         }
         self.crash_point("ingest.claims_written");
+        // Past this, a crash before the keys' next flush would not find
+        // this event among those whose keys it writes again.
+        let started = id_time(event.id.as_str()).unwrap_or(event.received_at);
+        if !claimed.is_empty() && Timestamp::now().0.saturating_sub(started.0) > MAX_INGEST_MS {
+            return Err(StoreError::Other(format!(
+                "the event took more than {} s to store (a slow disk?); the sender's retry will store it",
+                MAX_INGEST_MS / 1000
+            )));
+        }
         self.trees.put(
             &self.trees.events,
             event.id.as_str(),
-            codec::encode_event(stored_event.as_ref().unwrap_or(&event)),
+            codec::encode_event_claiming(stored_event.as_ref().unwrap_or(&event), &claimed),
         )?;
         self.crash_point("ingest.event_written");
         self.flush().await?;
@@ -972,18 +984,10 @@ impl Trees {
         Ok(())
     }
 
-    /// Flush the dedupe keys' database, then clear the journal of the keys
-    /// that flush covered.
-    pub(crate) fn trim_dedupe_journal(&self) -> Result<()> {
-        let Some((last, _)) = self.dedupe_journal.last()? else {
-            return Ok(());
-        };
-        self.dedupe.flush()?;
-        for entry in self.dedupe_journal.range(..=last) {
-            let (k, _) = entry?;
-            self.dedupe_journal.remove(k)?;
-        }
-        Ok(())
+    /// Flush the dedupe keys' database, with the time up to which its keys
+    /// are on disk.
+    pub(crate) fn flush_dedupe_keys(&self) -> Result<()> {
+        self.dedupe.mark_durable(Timestamp::now())
     }
 
     /// Bytes of event and run records, as counted. After a crash the count

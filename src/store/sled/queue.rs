@@ -451,7 +451,7 @@ pub async fn checkpoint(queue: &Queue, store: &Trees) -> Result<(), StoreError> 
     store.save_live_bytes()?;
     store.set_fresh_runs_from(&mark)?;
     let trees = store.clone();
-    crate::store::blocking(move || trees.trim_dedupe_journal()).await
+    crate::store::blocking(move || trees.flush_dedupe_keys()).await
 }
 
 /// [`checkpoint`] every second until `shutdown` turns true (the server
