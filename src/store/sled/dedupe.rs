@@ -118,6 +118,23 @@ impl DedupeKeys {
         Ok(())
     }
 
+    /// Remove a key this event claimed (an ingest that gave up), unless
+    /// another event holds it by now.
+    pub(crate) fn release(&self, key: &[u8], event: &crate::record::EventId) -> Result<()> {
+        let ours = self
+            .keys
+            .get(key)?
+            .and_then(|b| codec::decode_dedupe("", &b).ok())
+            .is_some_and(|e| &e.event_id == event);
+        if ours {
+            if let Some(old) = self.keys.remove(key)? {
+                self.bytes
+                    .fetch_sub((key.len() + old.len()) as i64, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes of the stored keys and entries.
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed).max(0) as u64
@@ -458,5 +475,22 @@ mod tests {
         let held = codec::decode_dedupe("", &keys.get(&claimed_again).expect("get").expect("held"))
             .expect("entry");
         assert_eq!(held, later, "the later claim stays");
+    }
+
+    #[test]
+    fn a_released_key_goes_only_while_its_event_holds_it() {
+        let keys = DedupeKeys::temporary().expect("open");
+        let k = super::super::dedupe_key("w", "evt_1");
+        let (mine, other) = (entry(5_000), entry(5_000));
+        keys.put(&k, &other).expect("put");
+        keys.release(&k, &mine.event_id).expect("release");
+        assert!(
+            keys.get(&k).expect("get").is_some(),
+            "another event's key stays"
+        );
+        keys.put(&k, &mine).expect("put");
+        keys.release(&k, &mine.event_id).expect("release");
+        assert!(keys.get(&k).expect("get").is_none());
+        assert_eq!(keys.bytes(), 0);
     }
 }

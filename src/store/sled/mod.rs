@@ -405,6 +405,13 @@ impl SledStore {
         // this event among those whose keys it writes again.
         let started = id_time(event.id.as_str()).unwrap_or(event.received_at);
         if !claimed.is_empty() && Timestamp::now().0.saturating_sub(started.0) > MAX_INGEST_MS {
+            // The keys go too: a key whose event is missing and older than
+            // every event kept would read as pruned, and hold the retry.
+            for c in &claims {
+                self.trees
+                    .dedupe
+                    .release(&dedupe_key(&c.workflow, &c.key), &event.id)?;
+            }
             return Err(StoreError::Other(format!(
                 "the event took more than {} s to store (a slow disk?); the sender's retry will store it",
                 MAX_INGEST_MS / 1000
