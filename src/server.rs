@@ -316,8 +316,17 @@ async fn prune_loop(store: Store, config: ServeConfig, mut stop: watch::Receiver
             Ok(_) => {}
             Err(e) => warn!(error = %e, "pruning failed; will try again"),
         }
+        let wanted = store.prune_wanted();
+        let woken = async {
+            match &wanted {
+                Some(w) => w.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(config.prune_interval) => {}
+            // Past the budget: prune again soon, at most ten times a second.
+            _ = woken => tokio::time::sleep(config.prune_interval.min(std::time::Duration::from_millis(100))).await,
             _ = stop.changed() => return,
         }
     }

@@ -132,6 +132,10 @@ pub(crate) struct Trees {
     live: Arc<AtomicI64>,
     /// Entries in the `rejected` index.
     rejected_count: Arc<AtomicI64>,
+    /// What retention by size keeps of the records, as the last pruning
+    /// set it; writes past it by an eighth wake `prune_wanted`.
+    records_target: Arc<std::sync::atomic::AtomicU64>,
+    prune_wanted: Arc<tokio::sync::Notify>,
 }
 
 /// Records that cannot be decoded (a bad disk, a bug of an older version):
@@ -271,6 +275,8 @@ impl SledStore {
             unreadable: Arc::default(),
             live: Arc::default(),
             rejected_count: Arc::default(),
+            records_target: Arc::new(u64::MAX.into()),
+            prune_wanted: Arc::default(),
         };
         Ok(SledStore {
             trees,
@@ -843,6 +849,10 @@ impl SledStore {
 
     // --- workflow state and versions ----------------------------------------
 
+    pub fn prune_wanted(&self) -> Arc<tokio::sync::Notify> {
+        self.trees.prune_wanted.clone()
+    }
+
     pub fn state(&self) -> SledState {
         SledState {
             tree: self.trees.state.clone(),
@@ -877,6 +887,7 @@ impl SledStore {
         pruned.dedupe += swept.expired + swept.early;
         pruned.dedupe_early += swept.early;
         let records = records_budget(max_bytes, t.dedupe.bytes());
+        t.records_target.store(records, Ordering::Relaxed);
         t.prune_oldest(&mut pruned, |key| {
             id_time(key).is_some_and(|at| at < cutoff) || t.live_bytes() > records
         })?;
@@ -947,7 +958,11 @@ impl Trees {
         let added = (key.len() + value.len()) as i64;
         let old = tree.insert(key.as_bytes(), value)?;
         let removed = old.map_or(0, |o| (key.len() + o.len()) as i64);
-        self.live.fetch_add(added - removed, Ordering::Relaxed);
+        let live = self.live.fetch_add(added - removed, Ordering::Relaxed) + added - removed;
+        let target = self.records_target.load(Ordering::Relaxed);
+        if live.max(0) as u64 > target.saturating_add(target / 8) {
+            self.prune_wanted.notify_one();
+        }
         Ok(())
     }
 
