@@ -559,9 +559,6 @@ impl Store {
 
     // --- retention ------------------------------------------------------------
 
-    /// Remove history older than `cutoff`, then the oldest history while the
-    /// store takes more than `max_bytes`; and expired dedupe keys. Runs that
-    /// are not final, and events with such runs, are never removed.
     /// Woken when the records pass what retention by size keeps, so that
     /// pruning follows the traffic rather than its timer (sled; PostgreSQL
     /// prunes on its timer).
@@ -572,6 +569,9 @@ impl Store {
         }
     }
 
+    /// Remove history older than `cutoff`, then the oldest history while the
+    /// store takes more than `max_bytes`; and expired dedupe keys. Runs that
+    /// are not final, and events with such runs, are never removed.
     pub async fn prune(&self, cutoff: Timestamp, max_bytes: u64, now: Timestamp) -> Result<Pruned> {
         match self {
             Store::Sled(s) => {

@@ -33,7 +33,7 @@ use crate::record::Timestamp;
 use crate::store::{DedupeEntry, Result};
 use sled::Tree;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 const KEYS: &str = "keys";
 const EXPIRY: &str = "expiry";
@@ -61,8 +61,6 @@ pub(crate) struct DedupeKeys {
     meta: Tree,
     /// Bytes of the `keys` tree's entries (keys and values).
     bytes: AtomicI64,
-    /// Written since the last flush.
-    dirty: AtomicBool,
 }
 
 impl DedupeKeys {
@@ -71,8 +69,8 @@ impl DedupeKeys {
             .path(dir)
             .segment_size(super::SEGMENT_SIZE)
             .cache_capacity(cache_bytes)
-            // Flushed by the store's group commit, before the history;
-            // sled's own flusher moves pages out of mostly dead segments.
+            // Flushed once a second with its mark (`mark_durable`); sled's
+            // own flusher moves pages out of mostly dead segments.
             .flush_every_ms(Some(super::SLED_CLEANER_EVERY_MS))
             .open()?;
         Self::from_db(db)
@@ -97,7 +95,6 @@ impl DedupeKeys {
             expiry,
             meta,
             bytes: AtomicI64::new(bytes),
-            dirty: AtomicBool::new(false),
         })
     }
 
@@ -106,9 +103,25 @@ impl DedupeKeys {
         Ok(self.keys.get(key)?)
     }
 
+    /// The entry held under a hashed key, if it reads.
+    fn held(&self, key: &[u8]) -> Result<Option<DedupeEntry>> {
+        Ok(self
+            .keys
+            .get(key)?
+            .and_then(|b| codec::decode_dedupe("", &b).ok()))
+    }
+
+    /// Remove a hashed key, keeping the byte count.
+    fn remove(&self, key: &[u8]) -> Result<()> {
+        if let Some(old) = self.keys.remove(key)? {
+            self.bytes
+                .fetch_sub((key.len() + old.len()) as i64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Store `entry` under a hashed key (replacing an expired one).
     pub(crate) fn put(&self, key: &[u8], entry: &DedupeEntry) -> Result<()> {
-        self.dirty.store(true, Ordering::Relaxed);
         self.expiry.insert(expiry_key(entry.expires_at, key), &[])?;
         let value = codec::encode_dedupe(entry);
         let added = (key.len() + value.len()) as i64;
@@ -121,16 +134,8 @@ impl DedupeKeys {
     /// Remove a key this event claimed (an ingest that gave up), unless
     /// another event holds it by now.
     pub(crate) fn release(&self, key: &[u8], event: &crate::record::EventId) -> Result<()> {
-        let ours = self
-            .keys
-            .get(key)?
-            .and_then(|b| codec::decode_dedupe("", &b).ok())
-            .is_some_and(|e| &e.event_id == event);
-        if ours {
-            if let Some(old) = self.keys.remove(key)? {
-                self.bytes
-                    .fetch_sub((key.len() + old.len()) as i64, Ordering::Relaxed);
-            }
+        if self.held(key)?.is_some_and(|e| &e.event_id == event) {
+            self.remove(key)?;
         }
         Ok(())
     }
@@ -140,24 +145,13 @@ impl DedupeKeys {
         self.bytes.load(Ordering::Relaxed).max(0) as u64
     }
 
-    /// Make every key written so far durable (nothing to do if none was).
-    pub(crate) fn flush(&self) -> Result<()> {
-        if self.dirty.swap(false, Ordering::Relaxed) {
-            if let Err(e) = self.db.flush() {
-                self.dirty.store(true, Ordering::Relaxed);
-                return Err(e.into());
-            }
-        }
-        Ok(())
-    }
-
     /// Store `now` as the time up to which every key is on disk, and flush:
     /// the keys written before the mark reach the disk with it (sled
     /// recovers a prefix of its log).
     pub(crate) fn mark_durable(&self, now: Timestamp) -> Result<()> {
         self.meta.insert(DURABLE_UNTIL, &now.0.to_be_bytes())?;
-        self.dirty.store(true, Ordering::Relaxed);
-        self.flush()
+        self.db.flush()?;
+        Ok(())
     }
 
     /// After a crash, an event on disk may lack its keys here: this
@@ -186,9 +180,7 @@ impl DedupeKeys {
                         continue;
                     };
                     let newer_here = self
-                        .keys
-                        .get(&key)?
-                        .and_then(|b| codec::decode_dedupe("", &b).ok())
+                        .held(&key)?
                         .is_some_and(|held| held.expires_at >= claimed.expires_at);
                     if !newer_here {
                         let entry = DedupeEntry {
@@ -230,10 +222,7 @@ impl DedupeKeys {
                 .get(key)?
                 .map(|v| codec::decode_dedupe("", &v).map(|e| e.expires_at.0));
             if matches!(current, Some(Ok(e)) if e == at) || matches!(current, Some(Err(_))) {
-                if let Some(old) = self.keys.remove(key)? {
-                    self.bytes
-                        .fetch_sub((key.len() + old.len()) as i64, Ordering::Relaxed);
-                }
+                self.remove(key)?;
                 if expired {
                     swept.expired += 1;
                 } else {
@@ -241,9 +230,6 @@ impl DedupeKeys {
                 }
             }
             self.expiry.remove(&k)?;
-        }
-        if swept.expired + swept.early > 0 {
-            self.dirty.store(true, Ordering::Relaxed);
         }
         Ok(swept)
     }
@@ -279,7 +265,7 @@ impl DedupeKeys {
             self.put(&key, &e)?;
             moved += 1;
         }
-        self.flush()?;
+        self.db.flush()?;
         history.drop_tree(name)?;
         Ok(moved)
     }

@@ -1374,3 +1374,73 @@ fn from_bytes<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::EventId;
+    use serde_json::json;
+
+    /// An event with one queued run of workflow `w`, and its dedupe claim.
+    fn ingest_of(id: EventId, key: &str) -> Ingest {
+        let event: Event = serde_json::from_value(json!({
+            "id": id, "received_at": Timestamp::now(),
+            "path": "/hooks/w", "method": "POST", "headers": {}, "query": {},
+            "body": {}, "outcome": "accepted", "reason": null,
+            "workflows": ["w"], "runs": []
+        }))
+        .expect("an event");
+        let run: Run = serde_json::from_value(json!({
+            "id": RunId::generate(), "workflow": "w", "workflow_version": "v1",
+            "event_id": event.id, "status": "queued", "attempt": 0,
+            "created_at": Timestamp::now(), "started_at": null, "finished_at": null,
+            "duration_ms": null, "next_attempt_at": null, "replay_of": null,
+            "replays": [], "steps": []
+        }))
+        .expect("a run");
+        let claim = DedupeClaim {
+            workflow: "w".into(),
+            key: key.into(),
+            expires_at: Timestamp(Timestamp::now().0 + 3_600_000),
+        };
+        Ingest {
+            event,
+            stored_event: None,
+            runs: vec![run],
+            claims: vec![(0, claim)],
+        }
+    }
+
+    /// An ingest that took longer than [`MAX_INGEST_MS`] fails, stores no
+    /// event, and leaves its dedupe key free: the sender's retry is stored,
+    /// not answered as a duplicate of an event that never was.
+    #[tokio::test]
+    async fn an_ingest_past_its_time_fails_and_frees_its_dedupe_key() {
+        let store = SledStore::temporary().expect("store");
+        // A newer event kept: a key whose event is missing and older than
+        // every event kept would read as pruned, and hold.
+        store
+            .ingest(ingest_of(EventId::generate(), "evt_other"))
+            .await
+            .expect("stored");
+        let late = EventId::floor(Timestamp(Timestamp::now().0 - MAX_INGEST_MS - 1_000));
+        let err = store
+            .ingest(ingest_of(late.clone(), "evt_a"))
+            .await
+            .expect_err("too late");
+        assert!(err.to_string().contains("to store"), "{err}");
+        assert!(!store
+            .trees
+            .events
+            .contains_key(late.as_str())
+            .expect("read"));
+        let retry = store
+            .ingest(ingest_of(EventId::generate(), "evt_a"))
+            .await
+            .expect("stored");
+        assert!(
+            matches!(retry, Ingested::Stored { ref runs, .. } if runs.len() == 1),
+            "{retry:?}"
+        );
+    }
+}
