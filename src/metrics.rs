@@ -129,6 +129,8 @@ impl Metrics {
             unreadable,
             record_bytes,
             dedupe_bytes,
+            disk_bytes,
+            pace_bytes,
         } = store;
         let Ok(m) = self.inner.lock() else {
             return String::new();
@@ -239,6 +241,22 @@ impl Metrics {
             );
             let _ = writeln!(out, "# TYPE hookflow_store_dedupe_bytes gauge");
             let _ = writeln!(out, "hookflow_store_dedupe_bytes {bytes}");
+        }
+        if let Some(bytes) = disk_bytes {
+            let _ = writeln!(
+                out,
+                "# HELP hookflow_store_disk_bytes Bytes the data folder takes on disk, as du counts them: what --retention-size limits."
+            );
+            let _ = writeln!(out, "# TYPE hookflow_store_disk_bytes gauge");
+            let _ = writeln!(out, "hookflow_store_disk_bytes {bytes}");
+        }
+        if let Some(bytes) = pace_bytes {
+            let _ = writeln!(
+                out,
+                "# HELP hookflow_store_ingest_pace_bytes Bytes of new events admitted per second while the data folder is close to --retention-size; 0 while not pacing."
+            );
+            let _ = writeln!(out, "# TYPE hookflow_store_ingest_pace_bytes gauge");
+            let _ = writeln!(out, "hookflow_store_ingest_pace_bytes {bytes}");
         }
         out
     }

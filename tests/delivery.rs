@@ -417,7 +417,10 @@ async fn retention_prunes_by_age_and_by_size(backend: Backend) {
     for n in 0..30 {
         runs.push(
             server
-                .run_once("/hooks/p", &json!({"n": n, "pad": noise(n, pad)}))
+                .run_once(
+                    "/hooks/p",
+                    &json!({"n": n, "pad": common::records::noise(n, pad)}),
+                )
                 .await["id"]
                 .as_str()
                 .expect("id")
@@ -441,20 +444,6 @@ async fn retention_prunes_by_age_and_by_size(backend: Backend) {
     let kept = page["items"].as_array().map(Vec::len).unwrap_or(0);
     assert!(kept < 30 && kept > 0, "kept {kept}");
     server.stop().await;
-}
-
-/// `len` characters that compress about as little as real payloads.
-fn noise(seed: u64, len: usize) -> String {
-    const DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            DIGITS[(x % 64) as usize] as char
-        })
-        .collect()
 }
 
 both!(metrics_count_events_runs_steps_and_attempts);

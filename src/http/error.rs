@@ -42,7 +42,18 @@ impl ApiError {
 
     /// The store failed: log the cause, tell the client only that it may retry.
     pub fn store(e: crate::store::StoreError) -> Self {
-        tracing::error!(error = %e, "store failure while answering a request");
+        match &e {
+            // Expected under a burst near the size limit, said once by the
+            // store when pacing starts: not an error per request.
+            crate::store::StoreError::Paced(_) => {
+                tracing::debug!(error = %e, "event refused");
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "new events are paced while the data folder is close to --retention-size; try again",
+                );
+            }
+            _ => tracing::error!(error = %e, "store failure while answering a request"),
+        }
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "storage is unavailable; try again",

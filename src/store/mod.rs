@@ -45,6 +45,10 @@ pub enum StoreError {
     Flush(String),
     #[error("store: {0}")]
     Other(String),
+    /// New events are paced near the size limit and this one's turn was
+    /// too far: nothing was stored (sled).
+    #[error("store: {0}")]
+    Paced(String),
     #[error("store: PostgreSQL, {doing}: {reason}")]
     Postgres { doing: &'static str, reason: String },
     /// Another process took the run over (this one's lease ran out): the
@@ -164,6 +168,9 @@ pub struct Pruned {
     /// Of `dedupe`, keys dropped before their window ended, as they
     /// outgrew their share of `--retention-size` (sled).
     pub dedupe_early: usize,
+    /// Bytes the data folder takes on disk after the pass, as `du` counts
+    /// them (sled).
+    pub disk_bytes: Option<u64>,
 }
 
 /// Records a backend found undecodable (a bad disk, a bug of an older
@@ -218,6 +225,11 @@ pub struct QueueGauges {
     /// Bytes of stored dedupe keys and entries (sled; counted against
     /// `--retention-size` beside the records).
     pub dedupe_bytes: Option<u64>,
+    /// Bytes the data folder takes on disk, as `du` counts them (sled).
+    pub disk_bytes: Option<u64>,
+    /// Bytes of new events admitted per second near the size limit, 0
+    /// while not pacing (sled).
+    pub pace_bytes: Option<u64>,
 }
 
 /// The head of a run (what the UI's counts need), read without the rest.

@@ -33,3 +33,17 @@ pub fn run_of(event: &Event, steps: &[(&str, &str)]) -> Run {
     }))
     .expect("a run")
 }
+
+/// `len` characters that compress about as little as real payloads.
+pub fn noise(seed: u64, len: usize) -> String {
+    const DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            DIGITS[(x % 64) as usize] as char
+        })
+        .collect()
+}

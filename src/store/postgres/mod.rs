@@ -973,6 +973,8 @@ impl PgStore {
             unreadable: self.shared.unreadable.count(),
             record_bytes: None,
             dedupe_bytes: None,
+            disk_bytes: None,
+            pace_bytes: None,
         }
     }
 

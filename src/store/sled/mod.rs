@@ -39,8 +39,11 @@
 //! (`live_bytes`), kept on every write and saved with the fresh-runs mark —
 //! with what the limit leaves them after sled's log and the dedupe keys
 //! ([`records_budget`]); rejected requests are found through their own
-//! index; dedupe keys are swept in the order they expire. Durability goes through one flusher
-//! thread that serves every waiter with a single `flush` (group commit).
+//! index; dedupe keys are swept in the order they expire. The folder
+//! itself is measured as `du` counts it, and near the limit new events are
+//! paced so that sled's log can keep up ([`pace`]). Durability goes through
+//! one flusher thread that serves every waiter with a single `flush`
+//! (group commit).
 //!
 //! There are no sled transactions: the first one puts every later sled
 //! operation of the process behind one global lock, which costs more than
@@ -61,6 +64,7 @@
 
 pub mod codec;
 pub(crate) mod dedupe;
+pub(crate) mod pace;
 pub(crate) mod queue;
 
 use super::{
@@ -136,6 +140,9 @@ pub(crate) struct Trees {
     /// set it; writes past it by an eighth wake `prune_wanted`.
     records_target: Arc<std::sync::atomic::AtomicU64>,
     prune_wanted: Arc<tokio::sync::Notify>,
+    /// The data folder's size on disk, and the pace it sets for new
+    /// events (none for a temporary store).
+    pace: Option<Arc<pace::DiskPace>>,
 }
 
 /// Records that cannot be decoded (a bad disk, a bug of an older version):
@@ -230,15 +237,22 @@ impl SledStore {
             .flush_every_ms(Some(SLED_CLEANER_EVERY_MS))
             .open()?;
         let dedupe = dedupe::DedupeKeys::open(&dir.join(DEDUPE), dedupe_cache)?;
-        Self::from_db(db, dedupe)
+        let pace = pace::DiskPace::start(dir).map_err(|e| {
+            StoreError::Other(format!("cannot start the disk measuring thread: {e}"))
+        })?;
+        Self::from_db(db, dedupe, Some(pace))
     }
 
     pub fn temporary() -> Result<SledStore> {
         let db = sled::Config::new().temporary(true).open()?;
-        Self::from_db(db, dedupe::DedupeKeys::temporary()?)
+        Self::from_db(db, dedupe::DedupeKeys::temporary()?, None)
     }
 
-    fn from_db(db: sled::Db, dedupe: dedupe::DedupeKeys) -> Result<SledStore> {
+    fn from_db(
+        db: sled::Db,
+        dedupe: dedupe::DedupeKeys,
+        pace: Option<Arc<pace::DiskPace>>,
+    ) -> Result<SledStore> {
         let moved = dedupe.take_over(&db, DEDUPE)?;
         if moved > 0 {
             info!(
@@ -277,6 +291,7 @@ impl SledStore {
             rejected_count: Arc::default(),
             records_target: Arc::new(u64::MAX.into()),
             prune_wanted: Arc::default(),
+            pace,
         };
         Ok(SledStore {
             trees,
@@ -347,6 +362,23 @@ impl SledStore {
             runs,
             claims,
         } = ingest;
+        // Near the size limit, wait for this event's slot before writing
+        // anything of it (see [`pace`]).
+        if let Some(p) = &self.trees.pace {
+            let cost = event.body_size as u64 + pace::RECORD_COST * (1 + runs.len() as u64);
+            match p.slot(cost) {
+                Ok(None) => {}
+                Ok(Some(at)) => tokio::time::sleep_until(at.into()).await,
+                Err(pace::TooFar(wait)) => {
+                    return Err(StoreError::Paced(format!(
+                        "the data folder is close to --retention-size and new events are paced; \
+                         this one's turn was {} s away (the longest wait is {} s)",
+                        wait.as_secs(),
+                        pace::MAX_WAIT.as_secs()
+                    )))
+                }
+            }
+        }
         // Before any run id exists: the fresh-runs mark must not pass the
         // runs this ingest creates.
         let _ingesting = self.queue.ingest();
@@ -725,6 +757,8 @@ impl SledStore {
             unreadable: self.unreadable_records(),
             record_bytes: Some(self.trees.live_bytes()),
             dedupe_bytes: Some(self.trees.dedupe.bytes()),
+            disk_bytes: self.trees.disk_bytes(),
+            pace_bytes: self.trees.pace.as_ref().map(|p| p.rate()),
         }
     }
 
@@ -881,6 +915,9 @@ impl SledStore {
     pub fn prune(&self, cutoff: Timestamp, max_bytes: u64, now: Timestamp) -> Result<Pruned> {
         let t = &self.trees;
         let mut pruned = Pruned::default();
+        if let Some(p) = &t.pace {
+            p.set_limit(max_bytes);
+        }
         // By age, then by size: both from the oldest event.
         // The dedupe keys first: what they take is not the history's.
         let swept = t.dedupe.sweep(now, dedupe_budget(max_bytes))?;
@@ -901,6 +938,7 @@ impl SledStore {
                 pruned.events += 1;
             }
         }
+        pruned.disk_bytes = t.disk_bytes();
         Ok(pruned)
     }
 }
@@ -1004,6 +1042,13 @@ impl Trees {
             Ordering::Relaxed,
         );
         Ok(())
+    }
+
+    /// Bytes the data folder takes on disk, as `du` counts them: every
+    /// file of both databases (the logs with their free space, snapshots,
+    /// blobs). `None` for a temporary store.
+    fn disk_bytes(&self) -> Option<u64> {
+        self.pace.as_ref().map(|p| p.used())
     }
 
     /// Flush the dedupe keys' database, with the time up to which its keys
