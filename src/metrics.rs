@@ -226,37 +226,34 @@ impl Metrics {
             "# TYPE hookflow_store_unreadable_records_total counter"
         );
         let _ = writeln!(out, "hookflow_store_unreadable_records_total {unreadable}");
-        if let Some(bytes) = record_bytes {
-            let _ = writeln!(
-                out,
-                "# HELP hookflow_store_record_bytes Bytes of stored event and run records, as retention by size counts them (the data folder takes more: the log's free space and its index)."
-            );
-            let _ = writeln!(out, "# TYPE hookflow_store_record_bytes gauge");
-            let _ = writeln!(out, "hookflow_store_record_bytes {bytes}");
-        }
-        if let Some(bytes) = dedupe_bytes {
-            let _ = writeln!(
-                out,
-                "# HELP hookflow_store_dedupe_bytes Bytes of stored dedupe keys and entries, counted against the retention size beside the records."
-            );
-            let _ = writeln!(out, "# TYPE hookflow_store_dedupe_bytes gauge");
-            let _ = writeln!(out, "hookflow_store_dedupe_bytes {bytes}");
-        }
-        if let Some(bytes) = disk_bytes {
-            let _ = writeln!(
-                out,
-                "# HELP hookflow_store_disk_bytes Bytes the data folder takes on disk, as du counts them: what --retention-size limits."
-            );
-            let _ = writeln!(out, "# TYPE hookflow_store_disk_bytes gauge");
-            let _ = writeln!(out, "hookflow_store_disk_bytes {bytes}");
-        }
-        if let Some(bytes) = pace_bytes {
-            let _ = writeln!(
-                out,
-                "# HELP hookflow_store_ingest_pace_bytes Bytes of new events admitted per second while the data folder is close to --retention-size; 0 while not pacing."
-            );
-            let _ = writeln!(out, "# TYPE hookflow_store_ingest_pace_bytes gauge");
-            let _ = writeln!(out, "hookflow_store_ingest_pace_bytes {bytes}");
+        // The store's sizes, where the backend keeps them (sled).
+        for (name, help, value) in [
+            (
+                "hookflow_store_record_bytes",
+                "Bytes of stored event and run records, as retention by size counts them (the data folder takes more: the log's free space and its index).",
+                record_bytes,
+            ),
+            (
+                "hookflow_store_dedupe_bytes",
+                "Bytes of stored dedupe keys and entries, counted against the retention size beside the records.",
+                dedupe_bytes,
+            ),
+            (
+                "hookflow_store_disk_bytes",
+                "Bytes the data folder takes on disk, as du counts them: what --retention-size limits.",
+                disk_bytes,
+            ),
+            (
+                "hookflow_store_ingest_pace_bytes",
+                "Bytes of new events admitted per second while the data folder is close to --retention-size; 0 while not pacing.",
+                pace_bytes,
+            ),
+        ] {
+            if let Some(v) = value {
+                let _ = writeln!(out, "# HELP {name} {help}");
+                let _ = writeln!(out, "# TYPE {name} gauge");
+                let _ = writeln!(out, "{name} {v}");
+            }
         }
         out
     }
