@@ -14,7 +14,7 @@
 //! So the folder's size is measured every [`MEASURE_EVERY`] (as `du`
 //! counts it: every file of both databases), and near the limit new events
 //! are paced: from the top tenth of the limit (at least [`ZONE_MIN`]) to
-//! [`HEADROOM`] below it, the bytes of new events admitted per second fall
+//! [`HEADROOM`] below it (or a 64th of the limit), the bytes of new events admitted per second fall
 //! from [`RATE_MAX`] to [`RATE_MIN`], evenly on a log scale, and stay at the
 //! floor beyond. At the floor the cleaner gains on the writes and the folder
 //! shrinks again. Within the zone the pace is raised step by step while the
@@ -40,7 +40,11 @@ use tracing::{info, warn};
 const MEASURE_EVERY: Duration = Duration::from_millis(10);
 const MEASURE_FAR_EVERY: Duration = Duration::from_millis(50);
 
-/// Below the limit by this much, the rate is at its floor.
+/// Below the limit by this much (or a 64th of the limit, if more), the
+/// rate is at its floor: room for what lands between two measures, the
+/// segments sled allocates ahead (512 KiB in each database), and a new
+/// snapshot of its page table written beside the old one (at 32 MiB the
+/// folder went 1 MB past the floor's start).
 const HEADROOM: u64 = 2 * 1024 * 1024;
 
 /// The pacing zone is the top tenth of the limit, and at least this.
@@ -145,7 +149,7 @@ pub(crate) fn rate_for(used: u64, limit: u64) -> Option<u64> {
 
 /// Where pacing starts and where it reaches its floor, for a limit.
 fn zone(limit: u64) -> (u64, u64) {
-    let end = limit.saturating_sub(HEADROOM);
+    let end = limit.saturating_sub(HEADROOM.max(limit / 64));
     (end.saturating_sub((limit / 10).max(ZONE_MIN)), end)
 }
 
@@ -288,10 +292,11 @@ mod tests {
             assert!(r <= last, "the rate never rises as the folder grows");
             last = r;
         }
-        // A large limit: the zone is its top tenth.
         let limit = 1024 * MIB;
-        assert_eq!(rate_for(910 * MIB, limit), None);
-        assert!(rate_for(930 * MIB, limit).is_some());
+        // A large limit: the zone is its top tenth, ending a 64th below it.
+        assert_eq!(rate_for(900 * MIB, limit), None);
+        assert!(rate_for(910 * MIB, limit).is_some_and(|r| r > RATE_MIN));
+        assert_eq!(rate_for(1008 * MIB, limit), Some(RATE_MIN));
     }
 
     #[test]
