@@ -279,11 +279,11 @@ async fn the_store_alone_stays_within_the_retention_size() {
     );
 }
 
-/// A folder already past the limit (history written under a larger one)
-/// cannot shrink at once, as sled's log file shrinks only from its end:
-/// the server prunes the history to its share, reports the folder's real
-/// size in `/metrics`, tells the operator, and paces new events at the
-/// floor rate until the log catches up. An event whose turn is further
+/// A folder past the limit, here by the workflows' state (which
+/// retention never prunes; history written under a larger limit is
+/// pruned at once, but the log file shrinks only from its end): the server
+/// reports the folder's real size in `/metrics`, tells the operator, and
+/// paces new events at the floor rate. An event whose turn is further
 /// than the longest wait is refused with 503 (nothing stored); every one
 /// admitted is stored and runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,8 +296,14 @@ async fn a_folder_past_the_limit_is_reported_and_paces_new_events() {
         let store = Store::open_sled(&folder.data, 32).expect("open");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let tasks = store.start(stop_rx).await.expect("start");
-        // 1,600 events with 16 KB of noise each: about 20 MB of records.
-        for n in 0..1_600u64 {
+        // 1,300 state values of 16 KB of noise each: about 21 MB.
+        let state = store.state();
+        for n in 0..1_300u64 {
+            let value = json!(common::records::noise(n, 16 * 1024));
+            state.set("w", &format!("k{n}"), &value).expect("state");
+        }
+        // And some history, which retention prunes to its share.
+        for n in 0..400u64 {
             let body = json!({ "n": n, "pad": common::records::noise(n, 16 * 1024) });
             let event = common::records::event(EventId::generate(), body);
             store
@@ -351,7 +357,7 @@ async fn a_folder_past_the_limit_is_reported_and_paces_new_events() {
     println!(
         "before {before} B; reported {reported} B on disk, records {records} B, pace {pace} B/s"
     );
-    // The history was pruned to its share at once; the folder was not.
+    // The history was pruned to its share at once; the folder cannot be.
     assert!(
         records <= hookflow::store::sled::records_budget(LIMIT, 0),
         "records {records} B"
