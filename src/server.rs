@@ -356,10 +356,11 @@ impl OverLimit {
             warn!(
                 disk_bytes = disk,
                 limit_bytes = limit,
-                "the data folder takes more than --retention-size on disk: the write rate \
-                 outran the reuse of sled's log (see hookflow_store_disk_bytes). The history is \
-                 pruned to its share; the folder stops growing once traffic slows, and its file \
-                 shrinks only from its end. Give --retention-size more room for bursts"
+                "the data folder takes more than --retention-size on disk \
+                 (hookflow_store_disk_bytes): the history is pruned to its share, and new events \
+                 are paced at the floor until sled's log has caught up. If what fills the folder \
+                 is what retention never prunes (workflow state, runs not finished), give \
+                 --retention-size more room"
             );
         } else {
             info!(
