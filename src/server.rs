@@ -292,16 +292,11 @@ pub async fn run(
 /// Prune old history in the background, off the async runtime, so ingest
 /// never waits for it.
 async fn prune_loop(store: Store, config: ServeConfig, mut stop: watch::Receiver<bool>) {
-    let mut over = OverLimit::default();
     loop {
         let (retention, max) = (config.retention, config.retention_size as u64);
         let now = crate::record::Timestamp::now();
         let cutoff = crate::record::Timestamp(now.0.saturating_sub(retention.as_millis() as u64));
-        let pruned = store.prune(cutoff, max, now).await;
-        if let Some(disk) = pruned.as_ref().ok().and_then(|p| p.disk_bytes) {
-            over.check(disk, max);
-        }
-        match pruned {
+        match store.prune(cutoff, max, now).await {
             Ok(p) if p.events + p.runs + p.dedupe > 0 => {
                 if p.dedupe_early > 0 {
                     warn!(
@@ -337,42 +332,6 @@ async fn prune_loop(store: Store, config: ServeConfig, mut stop: watch::Receiver
     }
 }
 
-/// Whether the data folder was past `--retention-size` at the last pruning
-/// pass: the operator is told once when it passes, and once when it is
-/// back within.
-#[derive(Default)]
-struct OverLimit(bool);
-
-impl OverLimit {
-    /// Compare the folder's size on disk with the limit; whether this pass
-    /// changed the state (and so logged).
-    fn check(&mut self, disk: u64, limit: u64) -> bool {
-        let over = disk > limit;
-        if over == self.0 {
-            return false;
-        }
-        self.0 = over;
-        if over {
-            warn!(
-                disk_bytes = disk,
-                limit_bytes = limit,
-                "the data folder takes more than --retention-size on disk \
-                 (hookflow_store_disk_bytes): the history is pruned to its share, and new events \
-                 are paced at the floor until sled's log has caught up. If what fills the folder \
-                 is what retention never prunes (workflow state, runs not finished), give \
-                 --retention-size more room"
-            );
-        } else {
-            info!(
-                disk_bytes = disk,
-                limit_bytes = limit,
-                "the data folder is within --retention-size again"
-            );
-        }
-        true
-    }
-}
-
 /// Recompile every workflow file and swap the new set in atomically.
 async fn reload(workflows: &Workflows, config: &ServeConfig, engine: &Engine, serving: Serving) {
     let old = workflows.current();
@@ -404,21 +363,5 @@ async fn reload(workflows: &Workflows, config: &ServeConfig, engine: &Engine, se
     }
     if let Err(e) = go_live(workflows, merged, config).await {
         warn!(error = %e, "cannot record the reloaded workflow versions; keeping the previous set");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::OverLimit;
-
-    #[test]
-    fn passing_the_retention_size_is_said_once_each_way() {
-        let mut over = OverLimit::default();
-        assert!(!over.check(10, 16), "within from the start: nothing to say");
-        assert!(over.check(17, 16), "past the limit: said");
-        assert!(!over.check(20, 16), "still past: not said again");
-        assert!(over.check(16, 16), "back at the limit is within: said");
-        assert!(!over.check(12, 16), "still within: not said again");
-        assert!(over.check(17, 16), "past again: said again");
     }
 }

@@ -270,15 +270,8 @@ async fn a_dedupe_key_stored_in_the_earlier_form_still_holds_sled() {
     }
 
     let server = BinServer::start(&args, &[]);
-    let resp = client
-        .post(server.url("/hooks/in"))
-        .json(&json!({"id": "a"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status().as_u16(), 200, "a redelivery is a duplicate");
-    let again: Value = resp.json().await.expect("json");
-    assert_eq!(again["duplicate"], true, "{again}");
+    let again =
+        common::post_duplicate(&client, &server.url("/hooks/in"), &json!({"id": "a"})).await;
     assert_eq!(again["event_id"], first["event_id"], "{again}");
     assert_eq!(again["runs"], json!([run]), "{again}");
     // Another key is new, and stored in the current form.

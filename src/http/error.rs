@@ -10,6 +10,8 @@ use serde_json::json;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header: when the client may try again.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -17,7 +19,14 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to try again in `secs` seconds.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -40,20 +49,21 @@ impl ApiError {
         )
     }
 
-    /// The store failed: log the cause, tell the client only that it may retry.
+    /// The store failed: log the cause, tell the client only that it may
+    /// retry. An event refused while new events are paced is expected under
+    /// a burst near the size limit (the store says once that pacing
+    /// started): not an error per request, and it may come back once the
+    /// longest wait for a turn has passed.
     pub fn store(e: crate::store::StoreError) -> Self {
-        match &e {
-            // Expected under a burst near the size limit, said once by the
-            // store when pacing starts: not an error per request.
-            crate::store::StoreError::Paced(_) => {
-                tracing::debug!(error = %e, "event refused");
-                return Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "new events are paced while the data folder is close to --retention-size; try again",
-                );
-            }
-            _ => tracing::error!(error = %e, "store failure while answering a request"),
+        if let crate::store::StoreError::Paced(_) = e {
+            tracing::debug!(error = %e, "event refused");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "new events are paced while the data folder is close to --retention-size; try again",
+            )
+            .retry_after(crate::store::sled::pace::MAX_WAIT.as_secs());
         }
+        tracing::error!(error = %e, "store failure while answering a request");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "storage is unavailable; try again",
@@ -63,7 +73,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        r
     }
 }
 

@@ -19,10 +19,6 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-/// The `Retry-After` sent with an event refused while new events are
-/// paced near `--retention-size`: the longest wait for a turn.
-const PACED_RETRY_AFTER_SECS: u64 = crate::store::sled::pace::MAX_WAIT.as_secs();
-
 pub fn router() -> Router<AppState> {
     Router::new().route("/hooks/{*path}", any(receive))
 }
@@ -34,19 +30,7 @@ async fn receive(State(state): State<AppState>, req: Request<Body>) -> Response 
     match read(&state, req, &mut held).await {
         Ok(inbound) => match state.inbox.accept(inbound).await {
             Ok(answer) => answer_response(answer),
-            Err(e) => {
-                // Paced near the size limit: the sender may come back once
-                // the longest wait has passed.
-                let paced = matches!(e, crate::store::StoreError::Paced(_));
-                let mut r = ApiError::store(e).into_response();
-                if paced {
-                    r.headers_mut().insert(
-                        header::RETRY_AFTER,
-                        HeaderValue::from(PACED_RETRY_AFTER_SECS),
-                    );
-                }
-                r
-            }
+            Err(e) => ApiError::store(e).into_response(),
         },
         Err(e) => e.into_response(),
     }
@@ -71,19 +55,15 @@ impl IntoResponse for Unread {
     fn into_response(self) -> Response {
         match self {
             Unread::Api(e) => e.into_response(),
-            Unread::Busy { budget } => {
-                let mut r = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "too many request bodies are being received at once (the budget is {budget} bytes); \
-                         retry in {RETRY_AFTER_SECS}s"
-                    ),
-                )
-                .into_response();
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-                r
-            }
+            Unread::Busy { budget } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "too many request bodies are being received at once (the budget is {budget} bytes); \
+                     retry in {RETRY_AFTER_SECS}s"
+                ),
+            )
+            .retry_after(RETRY_AFTER_SECS)
+            .into_response(),
         }
     }
 }

@@ -168,9 +168,6 @@ pub struct Pruned {
     /// Of `dedupe`, keys dropped before their window ended, as they
     /// outgrew their share of `--retention-size` (sled).
     pub dedupe_early: usize,
-    /// Bytes the data folder takes on disk after the pass, as `du` counts
-    /// them (sled).
-    pub disk_bytes: Option<u64>,
 }
 
 /// Records a backend found undecodable (a bad disk, a bug of an older

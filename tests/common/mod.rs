@@ -708,6 +708,16 @@ pub async fn post_at(client: &reqwest::Client, url: &str, body: &Value) -> Value
         .expect("json")
 }
 
+/// POST JSON that the server must answer as a duplicate of an event it
+/// stored (`200`, `"duplicate": true`); the answer (for binary servers).
+pub async fn post_duplicate(client: &reqwest::Client, url: &str, body: &Value) -> Value {
+    let resp = client.post(url).json(body).send().await.expect("sent");
+    assert_eq!(resp.status().as_u16(), 200, "a redelivery is a duplicate");
+    let again: Value = resp.json().await.expect("json");
+    assert_eq!(again["duplicate"], true, "{again}");
+    again
+}
+
 /// GET and read the JSON answer (for binary servers).
 pub async fn get_at(client: &reqwest::Client, url: &str) -> Value {
     client

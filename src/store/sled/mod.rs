@@ -366,18 +366,7 @@ impl SledStore {
         // anything of it (see [`pace`]).
         if let Some(p) = &self.trees.pace {
             let cost = event.body_size as u64 + pace::RECORD_COST * (1 + runs.len() as u64);
-            match p.slot(cost) {
-                Ok(None) => {}
-                Ok(Some(at)) => tokio::time::sleep_until(at.into()).await,
-                Err(pace::TooFar(wait)) => {
-                    return Err(StoreError::Paced(format!(
-                        "the data folder is close to --retention-size and new events are paced; \
-                         this one's turn was {} s away (the longest wait is {} s)",
-                        wait.as_secs(),
-                        pace::MAX_WAIT.as_secs()
-                    )))
-                }
-            }
+            p.wait_turn(cost).await?;
         }
         // Before any run id exists: the fresh-runs mark must not pass the
         // runs this ingest creates.
@@ -938,7 +927,6 @@ impl SledStore {
                 pruned.events += 1;
             }
         }
-        pruned.disk_bytes = t.disk_bytes();
         Ok(pruned)
     }
 }

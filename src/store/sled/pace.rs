@@ -29,6 +29,7 @@
 //! The operator is told once when pacing starts and once when it ends, and
 //! `/metrics` shows the rate (`hookflow_store_ingest_pace_bytes`).
 
+use crate::store::StoreError;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -129,6 +130,26 @@ impl DiskPace {
     }
 }
 
+impl DiskPace {
+    /// Wait for the turn of an event of `cost` bytes (at once while not
+    /// pacing); refused when it is further than [`MAX_WAIT`] away.
+    pub(crate) async fn wait_turn(&self, cost: u64) -> Result<(), StoreError> {
+        match self.slot(cost) {
+            Ok(None) => Ok(()),
+            Ok(Some(at)) => {
+                tokio::time::sleep_until(at.into()).await;
+                Ok(())
+            }
+            Err(TooFar(wait)) => Err(StoreError::Paced(format!(
+                "the data folder is close to --retention-size and new events are paced; \
+                 this one's turn was {} s away (the longest wait is {} s)",
+                wait.as_secs(),
+                MAX_WAIT.as_secs()
+            ))),
+        }
+    }
+}
+
 /// Bytes of new events admitted per second with the folder at `used` bytes
 /// of `limit`: `None` below the pacing zone.
 pub(crate) fn rate_for(used: u64, limit: u64) -> Option<u64> {
@@ -209,10 +230,14 @@ impl Pacer {
 fn measure(pace: Weak<DiskPace>, dir: &Path) {
     let mut pacing = false;
     let mut pacer = Pacer::new(Instant::now());
+    let mut over = OverLimit::default();
     while let Some(p) = pace.upgrade() {
         let used = folder_bytes(dir);
         p.used.store(used, Ordering::Relaxed);
         let limit = p.limit.load(Ordering::Relaxed);
+        if limit > 0 {
+            over.check(used, limit);
+        }
         let rate = pacer.rate(used, limit, Instant::now());
         p.rate.store(rate.unwrap_or(0), Ordering::Relaxed);
         if rate.is_some() != pacing {
@@ -243,6 +268,42 @@ fn measure(pace: Weak<DiskPace>, dir: &Path) {
         } else {
             MEASURE_EVERY
         });
+    }
+}
+
+/// Whether the data folder was past `--retention-size` when last
+/// measured: the operator is told once when it passes, and once when it
+/// is back within.
+#[derive(Default)]
+struct OverLimit(bool);
+
+impl OverLimit {
+    /// Compare the folder's size on disk with the limit; whether this pass
+    /// changed the state (and so logged).
+    fn check(&mut self, disk: u64, limit: u64) -> bool {
+        let over = disk > limit;
+        if over == self.0 {
+            return false;
+        }
+        self.0 = over;
+        if over {
+            warn!(
+                disk_bytes = disk,
+                limit_bytes = limit,
+                "the data folder takes more than --retention-size on disk \
+                 (hookflow_store_disk_bytes): the history is pruned to its share, and new events \
+                 are paced at the floor until sled's log has caught up. If what fills the folder \
+                 is what retention never prunes (workflow state, runs not finished), give \
+                 --retention-size more room"
+            );
+        } else {
+            info!(
+                disk_bytes = disk,
+                limit_bytes = limit,
+                "the data folder is within --retention-size again"
+            );
+        }
+        true
     }
 }
 
@@ -335,6 +396,17 @@ mod tests {
         assert_eq!(pacer.rate(63 * MIB, limit, at(4_100)), Some(RATE_MIN));
         // Below the zone: no pacing.
         assert_eq!(pacer.rate(10 * MIB, limit, at(4_200)), None);
+    }
+
+    #[test]
+    fn passing_the_retention_size_is_said_once_each_way() {
+        let mut over = OverLimit::default();
+        assert!(!over.check(10, 16), "within from the start: nothing to say");
+        assert!(over.check(17, 16), "past the limit: said");
+        assert!(!over.check(20, 16), "still past: not said again");
+        assert!(over.check(16, 16), "back at the limit is within: said");
+        assert!(!over.check(12, 16), "still within: not said again");
+        assert!(over.check(17, 16), "past again: said again");
     }
 
     #[test]
