@@ -27,7 +27,9 @@
 //! slot is further than [`MAX_WAIT`] away is refused (`503`, nothing
 //! stored: the sender's retry stores it), so waiting requests stay bounded.
 //! The operator is told once when pacing starts and once when it ends, and
-//! `/metrics` shows the rate (`hookflow_store_ingest_pace_bytes`).
+//! once when the folder passes the limit and once when it is back within;
+//! `/metrics` shows the folder's size (`hookflow_store_disk_bytes`) and the
+//! rate (`hookflow_store_ingest_pace_bytes`).
 
 use crate::store::StoreError;
 use std::path::Path;
