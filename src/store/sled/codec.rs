@@ -4,8 +4,8 @@
 //! | first byte | record |
 //! |---|---|
 //! | `{` | JSON, as earlier versions wrote every record (still read) |
-//! | [`RUN_D1`] | a run: length (u32 LE) ++ zstd with [`DICTIONARY_1`](JSON of the [`Run`]) |
-//! | [`EVENT_D1`] | an event: length (u32 LE) ++ zstd with [`DICTIONARY_1`](header length (u32 LE) ++ header JSON ++ body bytes) |
+//! | [`RUN_D1`] | a run: length (u32 LE) ++ zstd(JSON of the [`Run`]) against [`DICTIONARY_1`] |
+//! | [`EVENT_D1`] | an event: length (u32 LE) ++ zstd(header length (u32 LE) ++ header JSON ++ body bytes) against [`DICTIONARY_1`] |
 //! | [`RUN`], [`EVENT`] | the same without a dictionary, as earlier versions wrote them (still read) |
 //! | [`DEDUPE`] | a dedupe entry: expiry (ms, u64 LE) ++ event id ++ run count (u16 LE) ++ run ids; each id packed in 16 bytes when it is a generated one |
 //!
@@ -83,7 +83,7 @@ fn corrupt(key: &str, reason: impl std::fmt::Display) -> StoreError {
 /// The length field's top bit: the payload is not compressed.
 const STORED: u32 = 1 << 31;
 
-/// `tag` ++ length ++ zstd with [`DICTIONARY_1`](`plain`).
+/// `tag` ++ length ++ zstd(`plain`) against [`DICTIONARY_1`].
 fn pack(tag: u8, plain: &[u8]) -> Vec<u8> {
     let compressed = COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
