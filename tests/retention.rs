@@ -350,15 +350,10 @@ async fn a_folder_past_the_limit_is_reported_and_paces_new_events() {
     // The history is pruned to its share from start-up on, in batches: on a
     // slow machine that takes a moment after the log lines above.
     let budget = hookflow::store::sled::records_budget(LIMIT, 0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let metrics = loop {
-        let metrics = common::metrics_at(&client, &server.base).await;
-        let records = common::gauge(&metrics, "hookflow_store_record_bytes").unwrap_or(u64::MAX);
-        if records <= budget || std::time::Instant::now() > deadline {
-            break metrics;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let metrics = common::metrics_once(&client, &server.base, Duration::from_secs(30), |m| {
+        common::gauge(m, "hookflow_store_record_bytes").is_some_and(|r| r <= budget)
+    })
+    .await;
     let reported = common::gauge(&metrics, "hookflow_store_disk_bytes").expect("the disk gauge");
     let records = common::gauge(&metrics, "hookflow_store_record_bytes").expect("records");
     let pace = common::gauge(&metrics, "hookflow_store_ingest_pace_bytes").expect("the pace");
@@ -415,15 +410,10 @@ async fn a_folder_past_the_limit_is_reported_and_paces_new_events() {
         "hookflow_events_total{workflow=\"w\",outcome=\"accepted\"}",
         "hookflow_runs_total{workflow=\"w\",status=\"succeeded\"}",
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let metrics = loop {
-        let metrics = common::metrics_at(&client, &server.base).await;
-        let done = common::gauge(&metrics, succeeded).unwrap_or(0) >= stored.len() as u64;
-        if done || std::time::Instant::now() > deadline {
-            break metrics;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let metrics = common::metrics_once(&client, &server.base, Duration::from_secs(30), |m| {
+        common::gauge(m, succeeded).unwrap_or(0) >= stored.len() as u64
+    })
+    .await;
     assert_eq!(
         common::gauge(&metrics, accepted),
         Some(stored.len() as u64),

@@ -55,13 +55,16 @@ impl ApiError {
     /// started): not an error per request, and it may come back once the
     /// longest wait for a turn has passed.
     pub fn store(e: crate::store::StoreError) -> Self {
-        if let crate::store::StoreError::Paced(_) = e {
+        if let crate::store::StoreError::Paced {
+            retry_after_secs, ..
+        } = e
+        {
             tracing::debug!(error = %e, "event refused");
             return Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "new events are paced while the data folder is close to --retention-size; try again",
             )
-            .retry_after(crate::store::sled::pace::MAX_WAIT.as_secs());
+            .retry_after(retry_after_secs);
         }
         tracing::error!(error = %e, "store failure while answering a request");
         Self::new(

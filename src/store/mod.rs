@@ -46,9 +46,13 @@ pub enum StoreError {
     #[error("store: {0}")]
     Other(String),
     /// New events are paced near the size limit and this one's turn was
-    /// too far: nothing was stored (sled).
-    #[error("store: {0}")]
-    Paced(String),
+    /// too far: nothing was stored (sled). The sender may try again after
+    /// `retry_after_secs`.
+    #[error("store: {reason}")]
+    Paced {
+        reason: String,
+        retry_after_secs: u64,
+    },
     #[error("store: PostgreSQL, {doing}: {reason}")]
     Postgres { doing: &'static str, reason: String },
     /// Another process took the run over (this one's lease ran out): the

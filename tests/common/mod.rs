@@ -749,6 +749,25 @@ pub fn gauge(text: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The `/metrics` text of the server at `base` once `ready` holds for it,
+/// or the last one read after `within` (the caller's assertions then say
+/// what is missing).
+pub async fn metrics_once(
+    client: &reqwest::Client,
+    base: &str,
+    within: Duration,
+    ready: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let text = metrics_at(client, base).await;
+        if ready(&text) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Wait until the server at `base` has no unfinished run
 /// (`hookflow_queue_depth 0`); panics with `what` and the metrics after
 /// `within`. A request that fails (a node starting again) is asked again.

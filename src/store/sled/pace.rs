@@ -67,7 +67,7 @@ const RATE_MIN: u64 = 256 * 1024;
 pub(crate) const RECORD_COST: u64 = 1024;
 
 /// The longest an event waits for its slot; beyond, it is refused.
-pub(crate) const MAX_WAIT: Duration = Duration::from_secs(10);
+const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// The folder's size and the pace it sets.
 #[derive(Default)]
@@ -142,12 +142,15 @@ impl DiskPace {
                 tokio::time::sleep_until(at.into()).await;
                 Ok(())
             }
-            Err(TooFar(wait)) => Err(StoreError::Paced(format!(
-                "the data folder is close to --retention-size and new events are paced; \
-                 this one's turn was {} s away (the longest wait is {} s)",
-                wait.as_secs(),
-                MAX_WAIT.as_secs()
-            ))),
+            Err(TooFar(wait)) => Err(StoreError::Paced {
+                reason: format!(
+                    "the data folder is close to --retention-size and new events are paced; \
+                     this one's turn was {} s away (the longest wait is {} s)",
+                    wait.as_secs(),
+                    MAX_WAIT.as_secs()
+                ),
+                retry_after_secs: MAX_WAIT.as_secs(),
+            }),
         }
     }
 }
