@@ -34,6 +34,7 @@
 //! `-- 60 1` is the long round, whose backlog reaches several hundred
 //! thousand runs). For profiling: `HOOKFLOW_BENCH_ONLY=hookflow` skips the
 //! two reference scenarios, `HOOKFLOW_BENCH_PACED=0` skips the paced ones,
+//! `HOOKFLOW_BENCH_ONLY=postgres` runs only the PostgreSQL scenarios,
 //! `HOOKFLOW_BENCH_BIN=path` runs another build of the binary,
 //! `HOOKFLOW_BENCH_ROOT=dir` serves another folder's workflows (to compare
 //! variants of the Stripe workflow),
@@ -45,7 +46,9 @@
 //! §10): one node, then two nodes on one database with the clients split
 //! between them. The database is `HOOKFLOW_BENCH_PG_URL` (a fresh database
 //! is made in it) or a private cluster started here from the installed
-//! server binaries, with `fsync` on; `HOOKFLOW_BENCH_PG=off` skips these.
+//! server binaries, with `fsync` on; `HOOKFLOW_BENCH_PG=off` skips these,
+//! and `HOOKFLOW_BENCH_PG_NODES=1` (a comma-separated list) picks the node
+//! counts.
 //! Compare with the database's own ceiling for the same statements:
 //! `benches/pg/run.sh` (pgbench).
 
@@ -335,6 +338,10 @@ async fn run(seconds: u64, rounds: usize) {
         "then paced at {:?} events/s, offered whatever the answers (open loop)",
         bench.rates
     );
+    if std::env::var("HOOKFLOW_BENCH_ONLY").is_ok_and(|v| v == "postgres") {
+        postgres(&bench, seconds).await;
+        return;
+    }
     let mut all = Vec::new();
     for n in 1..=rounds {
         let r = round(&bench, seconds).await;
@@ -432,7 +439,14 @@ async fn postgres(b: &Bench, seconds: u64) {
     };
     let signer = signer(b.body.clone());
     let body_len = b.body.len();
-    for nodes in [1usize, 2] {
+    let counts: Vec<usize> = match std::env::var("HOOKFLOW_BENCH_PG_NODES") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect(),
+        Err(_) => vec![1, 2],
+    };
+    for nodes in counts {
         // A fresh database for each scenario.
         let db = format!("bench_{}_{nodes}", std::process::id());
         let admin = tokio_postgres::connect(&base_url, tokio_postgres::NoTls).await;

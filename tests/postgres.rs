@@ -199,6 +199,132 @@ async fn a_node_whose_lease_was_taken_over_writes_nothing() {
     );
 }
 
+/// Writes of many runs at once are group-committed; each is still fenced
+/// on its own and fails on its own: a run whose lease was taken over
+/// writes nothing, a run whose write the database refuses fails alone
+/// (and its rows are written by its next write), and the others are
+/// written whatever their kind (a save, a retry, an end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_many_runs_at_once_are_fenced_and_fail_each_alone() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let a = open(&url, Duration::from_secs(15)).await;
+    for _ in 0..12 {
+        a.ingest(ingest_of(event(), None)).await.expect("ingest");
+    }
+    let far = Timestamp::now().plus(Duration::from_secs(60));
+    let claims = a.claim(far, 12).await.expect("claim");
+    assert_eq!(claims.len(), 12);
+    let mut runs = Vec::new();
+    for c in &claims {
+        runs.push(a.load(c).await.expect("load").expect("a run").0);
+    }
+    let ids: Vec<String> = runs.iter().map(|r| r.id.to_string()).collect();
+    let id = |i: usize| ids[i].clone();
+    // Run 3 was taken over (its token changed); run 7's write is refused
+    // by the database (its byte count would overflow).
+    cluster.psql(
+        &url,
+        &format!(
+            "UPDATE hookflow.queue SET token = token + 1000000 WHERE run_id = '{}'",
+            id(3)
+        ),
+    );
+    cluster.psql(
+        &url,
+        &format!(
+            "UPDATE hookflow.runs SET bytes = 2147483647 WHERE id = '{}'",
+            id(7)
+        ),
+    );
+    let retry_at = Timestamp::now().plus(Duration::from_secs(600));
+    for (i, run) in runs.iter_mut().enumerate() {
+        run.steps[0].status = StepStatus::Succeeded;
+        run.steps[0].output = Some(json!({"run": i}));
+        run.status = match i % 3 {
+            0 => RunStatus::Succeeded,
+            1 => RunStatus::Running,
+            _ => {
+                run.next_attempt_at = Some(retry_at);
+                RunStatus::Retrying
+            }
+        };
+    }
+    let writes = claims.iter().zip(&runs).map(|(c, r)| {
+        let a = &a;
+        async move {
+            match r.status {
+                RunStatus::Succeeded => a.finish(c, r, Durability::Now).await,
+                RunStatus::Running => a.save(c, r, Durability::Now).await,
+                _ => a.schedule(c, r).await,
+            }
+        }
+    });
+    let outcomes = futures_util::future::join_all(writes).await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match i {
+            3 => assert!(
+                matches!(outcome, Err(StoreError::LeaseLost { .. })),
+                "run 3: {outcome:?}"
+            ),
+            7 => assert!(
+                matches!(outcome, Err(e) if !matches!(e, StoreError::LeaseLost { .. })),
+                "run 7: {outcome:?}"
+            ),
+            _ => assert!(outcome.is_ok(), "run {i}: {outcome:?}"),
+        }
+    }
+    for (i, run) in runs.iter().enumerate() {
+        let stored = a.run(&id(i)).await.expect("read").expect("the run");
+        let queue = cluster.psql(
+            &url,
+            &format!(
+                "SELECT coalesce(node, '-') || ' ' || due FROM hookflow.queue WHERE run_id = '{}'",
+                id(i)
+            ),
+        );
+        if i == 3 || i == 7 {
+            assert_eq!(stored.status, RunStatus::Queued, "run {i} wrote nothing");
+            assert_eq!(stored.steps[0].output, None, "run {i} wrote nothing");
+            continue;
+        }
+        assert_eq!(
+            serde_json::to_value(&stored).expect("json"),
+            serde_json::to_value(run).expect("json"),
+            "run {i} reads back as written"
+        );
+        match run.status {
+            RunStatus::Succeeded => assert_eq!(queue, "", "run {i}: its queue row is gone"),
+            RunStatus::Running => {
+                assert!(queue.starts_with("node_"), "run {i}: still held: {queue}")
+            }
+            _ => assert_eq!(
+                queue,
+                format!("- {}", retry_at.0),
+                "run {i}: freed for its retry"
+            ),
+        }
+    }
+    // Run 7 once the database takes it: its next write carries every row
+    // the refused one had.
+    cluster.psql(
+        &url,
+        &format!("UPDATE hookflow.runs SET bytes = 0 WHERE id = '{}'", id(7)),
+    );
+    let mut seven = runs[7].clone();
+    seven.status = RunStatus::Succeeded;
+    a.finish(&claims[7], &seven, Durability::Now)
+        .await
+        .expect("run 7 is written now");
+    let stored = a.run(&id(7)).await.expect("read").expect("run 7");
+    assert_eq!(
+        serde_json::to_value(&stored).expect("json"),
+        serde_json::to_value(&seven).expect("json")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
     let Some(cluster) = common::pg::cluster() else {

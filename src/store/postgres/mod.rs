@@ -43,6 +43,7 @@ mod feed;
 mod ingest;
 mod rows;
 pub mod schema;
+mod writes;
 
 use super::{
     Claim, Durability, EventQuery, Ingest, Ingested, Page, Pruned, QueueGauges, Result, RunHead,
@@ -59,6 +60,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio_postgres::types::ToSql;
 use tracing::{info, warn};
+use writes::Fence;
 
 /// Fresh runs a node keeps in memory (held, with their event) at most;
 /// beyond that an ingest leaves its runs free for any node.
@@ -172,6 +174,7 @@ struct HotRun {
 pub struct PgStore {
     shared: Arc<Shared>,
     ingest: mpsc::Sender<ingest::Pending>,
+    writes: mpsc::Sender<writes::Pending>,
     poll: Arc<Mutex<Poll>>,
     /// Where the connections and the background work run (the runtime
     /// that opened the store outlives the others).
@@ -340,9 +343,11 @@ impl PgStore {
             next_due: Mutex::new(None),
         });
         let ingest = ingest::start(Arc::clone(&shared), &handle);
+        let writes = writes::start(Arc::clone(&shared), &handle);
         Ok(PgStore {
             shared,
             ingest,
+            writes,
             poll: Arc::new(Mutex::new(Poll {
                 next: Instant::now(),
                 backoff: POLL_MIN,
@@ -724,8 +729,9 @@ impl PgStore {
         Ok(())
     }
 
-    /// One fenced statement: the queue row is checked (and renewed, freed
-    /// or deleted), then the run's changed rows are written, or nothing.
+    /// One fenced write, group-committed with other runs' (`writes.rs`):
+    /// the queue row is checked (and renewed, freed or deleted), then the
+    /// run's changed rows are written, or nothing.
     async fn write_run(&self, claim: &Claim, run: &Run, fence: Fence) -> Result<()> {
         let t = Self::ticket(claim)?;
         let (delta, before) = {
@@ -733,78 +739,30 @@ impl PgStore {
             let before = w.clone();
             (w.delta(run), before)
         };
-        let (fence_sql, fence_param): (&str, Box<dyn ToSql + Sync + Send>) = match fence {
-            Fence::Renew => (
-                "UPDATE hookflow.queue SET lease_until = now() + make_interval(secs => $12)
-                  WHERE run_id = $1 AND token = $2 RETURNING run_id",
-                Box::new(self.shared.lease.as_secs_f64()),
-            ),
-            Fence::Reschedule(due) => (
-                "UPDATE hookflow.queue SET due = $12, node = NULL, token = NULL, lease_until = NULL
-                  WHERE run_id = $1 AND token = $2 RETURNING run_id",
-                Box::new(due.0 as i64),
-            ),
-            Fence::Finish => (
-                "DELETE FROM hookflow.queue WHERE run_id = $1 AND token = $2 AND $12::int4 = 0 RETURNING run_id",
-                Box::new(0i32),
-            ),
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let pending = writes::Pending {
+            write: writes::Write {
+                run_id: run.id.to_string(),
+                token: t.token,
+                status: run.status.as_str(),
+                fence,
+                delta,
+            },
+            answer,
         };
-        let sql = format!(
-            "WITH fence AS ({fence_sql}),
-             head AS (
-                UPDATE hookflow.runs SET head = $3, status = $4, bytes = bytes + $5, plan = COALESCE($6, plan)
-                 WHERE id = $1 AND EXISTS (SELECT 1 FROM fence)
-             ), st AS (
-                INSERT INTO hookflow.steps (run_id, idx, record)
-                SELECT $1, i, r FROM unnest($7::int4[], $8::text[]) AS t(i, r)
-                 WHERE EXISTS (SELECT 1 FROM fence)
-                ON CONFLICT (run_id, idx) DO UPDATE SET record = EXCLUDED.record
-             ), at AS (
-                INSERT INTO hookflow.attempts (run_id, step_idx, n, record)
-                SELECT $1, s, n, r FROM unnest($9::int4[], $10::int4[], $11::text[]) AS t(s, n, r)
-                 WHERE EXISTS (SELECT 1 FROM fence)
-                ON CONFLICT DO NOTHING
-             )
-             SELECT count(*) FROM fence"
-        );
-        let result = async {
-            let client = self.client().await?;
-            let stmt = client
-                .prepare_cached(&sql)
-                .await
-                .map_err(pg("preparing a run write"))?;
-            let row = client
-                .query_one(
-                    &stmt,
-                    &[
-                        &run.id.as_str(),
-                        &t.token,
-                        &delta.head,
-                        &run.status.as_str(),
-                        &delta.bytes,
-                        &delta.plan,
-                        &delta.step_idx,
-                        &delta.step_rows,
-                        &delta.attempt_step,
-                        &delta.attempt_n,
-                        &delta.attempt_rows,
-                        &*fence_param,
-                    ],
-                )
-                .await
-                .map_err(pg("writing a run"))?;
-            let n: i64 = row.get(0);
-            Ok::<i64, StoreError>(n)
-        }
-        .await;
+        let closed = || StoreError::Other("the store is closing".into());
+        let result = match self.writes.send(pending).await {
+            Ok(()) => answered.await.unwrap_or_else(|_| Err(closed())),
+            Err(_) => Err(closed()),
+        };
         match result {
-            Ok(0) => {
+            Ok(false) => {
                 t.settled.store(true, Ordering::Relaxed);
                 Err(StoreError::LeaseLost {
                     run_id: run.id.to_string(),
                 })
             }
-            Ok(_) => {
+            Ok(true) => {
                 if !matches!(fence, Fence::Renew) {
                     t.settled.store(true, Ordering::Relaxed);
                 }
@@ -1336,17 +1294,6 @@ impl PgStore {
         }
         Ok(pruned)
     }
-}
-
-/// How a run write checks and changes its queue row.
-#[derive(Clone, Copy)]
-enum Fence {
-    /// The run goes on: renew the lease.
-    Renew,
-    /// The run waits: the row is freed, due at this time.
-    Reschedule(Timestamp),
-    /// The run ended: the row goes.
-    Finish,
 }
 
 async fn get(pool: &Pool) -> Result<Object> {
