@@ -205,7 +205,7 @@ pub async fn listen(
             warn!(error = %e, "lost the connection that hears the other nodes; connecting again");
         }
         // Whatever was missed meanwhile is found by polling.
-        shared.changed.notify_one();
+        shared.wake_for_db_work();
         tokio::select! {
             _ = tokio::time::sleep(RECONNECT) => {}
             _ = stop.changed() => return,
@@ -243,12 +243,16 @@ async fn listen_once(shared: &Shared, config: &tokio_postgres::Config) -> Result
         .map_err(pg("listening for other nodes"))?;
     while let Some(n) = rx.recv().await {
         match n.channel() {
-            WORK => shared.changed.notify_one(),
+            WORK => shared.wake_for_db_work(),
             RUNS => {
+                // Read only while someone here listens (the UI's live view).
+                if shared.updates.receiver_count() == 0 {
+                    continue;
+                }
                 let Ok(p) = serde_json::from_str::<Payload>(n.payload()) else {
                     continue;
                 };
-                if p.node == shared.node || shared.updates.receiver_count() == 0 {
+                if p.node == shared.node {
                     continue;
                 }
                 for u in p.updates {

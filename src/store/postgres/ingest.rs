@@ -383,9 +383,11 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
             feed::publish_local(shared, crate::record::RunUpdate::of(r));
         }
     }
-    shared.changed.notify_one();
     if freed {
+        shared.wake_for_db_work();
         feed::notify_work(shared).await;
+    } else {
+        shared.changed.notify_one();
     }
     Ok(answers)
 }

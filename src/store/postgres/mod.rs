@@ -149,7 +149,13 @@ pub(crate) struct Shared {
     hot: Mutex<VecDeque<HotRun>>,
     /// Places in `hot` promised to ingests being written.
     hot_reserved: AtomicU64,
+    /// Wakes this node's dispatcher: fresh runs are held, or runs may be
+    /// waiting in the database.
     changed: Notify,
+    /// Runs this node could claim may be waiting in the database (another
+    /// node's hint, a run let go, runs an ingest left free): the wake-up
+    /// polls at once. Fresh runs held in memory need no poll.
+    db_work: AtomicBool,
     updates: broadcast::Sender<RunUpdate>,
     feed: feed::Outbox,
     /// When the heartbeat last renewed this node's leases (ms since
@@ -335,6 +341,7 @@ impl PgStore {
             hot: Mutex::default(),
             hot_reserved: AtomicU64::new(0),
             changed: Notify::new(),
+            db_work: AtomicBool::new(false),
             updates: broadcast::channel(FEED_CAPACITY).0,
             feed: feed::Outbox::default(),
             renewed_ms: AtomicU64::new(0),
@@ -579,7 +586,9 @@ impl PgStore {
 
     pub async fn work_arrived(&self) {
         self.shared.changed.notified().await;
-        self.hint();
+        if self.shared.db_work.swap(false, Ordering::Relaxed) {
+            self.hint();
+        }
     }
 
     fn ticket(claim: &Claim) -> Result<&Ticket> {
@@ -805,7 +814,7 @@ impl PgStore {
             }
             .await;
             match freed {
-                Ok(_) => changed.changed.notify_one(),
+                Ok(_) => changed.wake_for_db_work(),
                 // The lease runs out by itself; another node takes it then.
                 Err(e) => warn!(run_id = %claim.run_id, error = %e, "cannot let go of a run; it is taken over when its lease ends"),
             }
@@ -1293,6 +1302,14 @@ impl PgStore {
             }
         }
         Ok(pruned)
+    }
+}
+
+impl Shared {
+    /// Runs may be waiting in the database: wake the dispatcher to poll.
+    fn wake_for_db_work(&self) {
+        self.db_work.store(true, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 }
 
