@@ -325,6 +325,70 @@ async fn writes_of_many_runs_at_once_are_fenced_and_fail_each_alone() {
     );
 }
 
+/// The heartbeat renews every run its node holds without waiting for a
+/// run being written at that moment: a batch of run writes holds several
+/// rows' locks, and a heartbeat that waited for one of them while holding
+/// the others deadlocked with it. The row being written is left to its
+/// write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_does_not_wait_for_a_run_being_written() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let a = open(&url, Duration::from_secs(15)).await;
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let answer = a.ingest(ingest_of(event(), None)).await.expect("ingest");
+        runs.extend(stored_runs(&answer));
+    }
+    // Leases from long ago, so a renewal shows.
+    cluster.psql(
+        &url,
+        "UPDATE hookflow.queue SET lease_until = now() - interval '1 hour'",
+    );
+    // Run 0's row is being written (locked in an open transaction).
+    let (mut writer, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let connection = tokio::spawn(connection);
+    let tx = writer.transaction().await.expect("begin");
+    tx.execute(
+        "SELECT 1 FROM hookflow.queue WHERE run_id = $1 FOR UPDATE",
+        &[&runs[0].as_str()],
+    )
+    .await
+    .expect("lock the row");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    // `start` renews every lease once before it returns.
+    let started = tokio::time::timeout(Duration::from_secs(5), a.start(stop)).await;
+    let tasks = started
+        .expect("the heartbeat waited for a row being written")
+        .expect("the store starts");
+    let renewed = |run: &RunId| {
+        cluster.psql(
+            &url,
+            &format!(
+                "SELECT lease_until > now() FROM hookflow.queue WHERE run_id = '{}'",
+                run.as_str()
+            ),
+        )
+    };
+    assert_eq!(renewed(&runs[1]), "t", "the other run's lease is renewed");
+    assert_eq!(
+        renewed(&runs[0]),
+        "f",
+        "the row being written is left to its write"
+    );
+    tx.rollback().await.expect("rollback");
+    drop(writer);
+    let _ = connection.await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
     let Some(cluster) = common::pg::cluster() else {

@@ -85,12 +85,18 @@ pub async fn notify_work(shared: &Shared) {
     }
 }
 
-/// Renew the lease of every run this node holds.
+/// Renew the lease of every run this node holds, except the rows being
+/// written right now: a batch of run writes (`writes.rs`) renews, frees or
+/// deletes those itself, and waiting for it while holding the others would
+/// deadlock with it (each locks several rows, in no common order). A row
+/// whose write fails is renewed by the next heartbeat, well within the
+/// lease.
 pub async fn renew(shared: &Shared) -> Result<()> {
     let client = get(&shared.pool).await?;
     client
         .execute(
-            "UPDATE hookflow.queue SET lease_until = now() + make_interval(secs => $2) WHERE node = $1",
+            "UPDATE hookflow.queue SET lease_until = now() + make_interval(secs => $2)
+              WHERE run_id IN (SELECT run_id FROM hookflow.queue WHERE node = $1 FOR UPDATE SKIP LOCKED)",
             &[&shared.node, &shared.lease.as_secs_f64()],
         )
         .await

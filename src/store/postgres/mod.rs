@@ -392,12 +392,14 @@ impl PgStore {
     }
 
     /// Let go of every run this node holds, so other nodes take them at
-    /// once instead of after the lease.
+    /// once instead of after the lease (a row being written right now is
+    /// left to its write, as the heartbeat does: see `feed::renew`).
     pub async fn close(&self) -> Result<()> {
         let client = self.client().await?;
         client
             .execute(
-                "UPDATE hookflow.queue SET node = NULL, token = NULL, lease_until = NULL WHERE node = $1",
+                "UPDATE hookflow.queue SET node = NULL, token = NULL, lease_until = NULL
+                  WHERE run_id IN (SELECT run_id FROM hookflow.queue WHERE node = $1 FOR UPDATE SKIP LOCKED)",
                 &[&self.shared.node],
             )
             .await
