@@ -61,28 +61,10 @@ pub fn workflows_column(names: &[String]) -> String {
 async fn writer(shared: Arc<Shared>, rx: Arc<AsyncMutex<mpsc::Receiver<Pending>>>) {
     let mut carried: Vec<Pending> = Vec::new();
     loop {
-        let mut batch = std::mem::take(&mut carried);
-        // With ingests carried over, take only what is queued already (the
-        // other writer may be waiting on the channel, holding it).
-        let rx = if batch.is_empty() {
-            Some(rx.lock().await)
-        } else {
-            rx.try_lock().ok()
+        let Some(batch) = super::next_batch(&rx, std::mem::take(&mut carried), MAX_BATCH).await
+        else {
+            return;
         };
-        if let Some(mut rx) = rx {
-            if batch.is_empty() {
-                match rx.recv().await {
-                    Some(p) => batch.push(p),
-                    None => return,
-                }
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
-            }
-        }
         // One claimant per dedupe key in a batch; the others go next.
         let mut keys = HashSet::new();
         let (now, later): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| {

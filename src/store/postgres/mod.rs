@@ -1315,6 +1315,36 @@ impl Shared {
     }
 }
 
+/// The next batch of a group-commit writer (`ingest.rs`, `writes.rs`):
+/// what was carried over from the last one, then whatever is queued, up to
+/// `max`; with nothing carried over, it waits for the first. With
+/// something carried over it takes only what is queued already (the other
+/// writer may be waiting on the channel, holding it). `None` once the
+/// channel is closed and nothing is carried.
+async fn next_batch<T>(
+    rx: &tokio::sync::Mutex<mpsc::Receiver<T>>,
+    mut batch: Vec<T>,
+    max: usize,
+) -> Option<Vec<T>> {
+    let rx = if batch.is_empty() {
+        Some(rx.lock().await)
+    } else {
+        rx.try_lock().ok()
+    };
+    if let Some(mut rx) = rx {
+        if batch.is_empty() {
+            batch.push(rx.recv().await?);
+        }
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+    }
+    Some(batch)
+}
+
 async fn get(pool: &Pool) -> Result<Object> {
     pool.get().await.map_err(|e| StoreError::Postgres {
         doing: "getting a database connection",

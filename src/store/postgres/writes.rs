@@ -94,28 +94,10 @@ pub fn start(shared: Arc<Shared>, handle: &tokio::runtime::Handle) -> mpsc::Send
 async fn writer(shared: Arc<Shared>, rx: Arc<AsyncMutex<mpsc::Receiver<Pending>>>) {
     let mut carried: Vec<Pending> = Vec::new();
     loop {
-        let mut batch = std::mem::take(&mut carried);
-        // With writes carried over, take only what is queued already (the
-        // other writer may be waiting on the channel, holding it).
-        let rx = if batch.is_empty() {
-            Some(rx.lock().await)
-        } else {
-            rx.try_lock().ok()
+        let Some(batch) = super::next_batch(&rx, std::mem::take(&mut carried), MAX_BATCH).await
+        else {
+            return;
         };
-        if let Some(mut rx) = rx {
-            if batch.is_empty() {
-                match rx.recv().await {
-                    Some(p) => batch.push(p),
-                    None => return,
-                }
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
-            }
-        }
         // Each run once per batch; a second write of one goes next.
         let mut runs = HashSet::new();
         let (now, later): (Vec<Pending>, Vec<Pending>) = batch
