@@ -389,6 +389,69 @@ async fn the_heartbeat_does_not_wait_for_a_run_being_written() {
     }
 }
 
+/// Ingests that arrive together are one transaction; when it fails (here
+/// one event's id is already stored), each ingest is written again on its
+/// own, exactly as it came: the one that cannot be stored fails alone, and
+/// every other is stored with its run, held by this node, whose event
+/// names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_ingests_that_fails_is_written_one_by_one() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let a = open(&url, Duration::from_secs(15)).await;
+    let taken = event();
+    a.ingest(ingest_of(taken.clone(), None))
+        .await
+        .expect("the first ingest");
+    let far = Timestamp::now().plus(Duration::from_secs(60));
+    let first = a.claim(far, 10).await.expect("claim");
+    assert_eq!(first.len(), 1);
+    let mut events: Vec<Event> = (0..15).map(|_| event()).collect();
+    events.insert(7, event_with_id(taken.id.clone()));
+    let answers = futures_util::future::join_all(
+        events
+            .iter()
+            .map(|e| a.ingest(ingest_of(e.clone(), Some(&format!("key-{}", e.id))))),
+    )
+    .await;
+    let mut stored = std::collections::HashMap::new();
+    for (i, answer) in answers.iter().enumerate() {
+        if i == 7 {
+            assert!(answer.is_err(), "an event id already stored: {answer:?}");
+            continue;
+        }
+        let answer = answer.as_ref().expect("stored");
+        let runs = stored_runs(answer);
+        assert_eq!(runs.len(), 1, "event {i}");
+        stored.insert(runs[0].clone(), events[i].id.clone());
+    }
+    let claims = a.claim(far, 100).await.expect("claim");
+    assert_eq!(claims.len(), 15, "every stored run is held by this node");
+    for c in &claims {
+        let (run, event) = a.load(c).await.expect("load").expect("a run");
+        let event_id = stored.get(&run.id).expect("a run of a stored event");
+        assert_eq!(&event.id, event_id);
+        assert_eq!(event.runs, vec![run.id.clone()], "its event names the run");
+        let row = a
+            .event(event_id.as_str())
+            .await
+            .expect("read")
+            .expect("the event is stored");
+        assert_eq!(row.runs, vec![run.id.clone()]);
+    }
+    // The refused event's dedupe key was not kept: its retry is not a
+    // duplicate of anything.
+    let retry = event();
+    let key = format!("key-{}", taken.id);
+    let again = a
+        .ingest(ingest_of(retry, Some(&key)))
+        .await
+        .expect("the retry");
+    assert_eq!(stored_runs(&again).len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
     let Some(cluster) = common::pg::cluster() else {

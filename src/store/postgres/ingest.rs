@@ -16,13 +16,13 @@
 //! and other nodes are told after the commit (`NOTIFY`, never inside the
 //! transaction: it would serialize commits across the database).
 
-use super::{feed, get, pg, HotRun, Shared, MAX_HOT};
-use crate::record::{Event, RunId};
+use super::{batch, feed, get, pg, HotRun, Shared, MAX_HOT};
+use crate::record::{Event, Run, RunId};
 use crate::store::{DedupeClaim, DedupeEntry, Ingest, Ingested, Result, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex};
+use tokio::sync::oneshot;
 use tracing::warn;
 
 /// An ingest waiting for its batch.
@@ -31,38 +31,17 @@ pub struct Pending {
     pub answer: oneshot::Sender<Result<Ingested>>,
 }
 
-/// Ingests one batch takes at most.
-const MAX_BATCH: usize = 256;
-
-/// Batches being written at once: one commits while the next fills.
-const WRITERS: usize = 2;
-
-/// Ingests waiting for a writer at most (beyond, senders wait).
-const QUEUED: usize = 4096;
-
-/// Start the writers; the channel closes (and they end) with the last
-/// store handle.
-pub fn start(shared: Arc<Shared>, handle: &tokio::runtime::Handle) -> mpsc::Sender<Pending> {
-    let (tx, rx) = mpsc::channel(QUEUED);
-    let rx = Arc::new(AsyncMutex::new(rx));
-    for _ in 0..WRITERS {
-        let (shared, rx) = (Arc::clone(&shared), Arc::clone(&rx));
-        handle.spawn(async move { writer(shared, rx).await });
-    }
-    tx
-}
-
 /// `a,b` as the events table keeps the workflow names: `,a,b,` (names
 /// never hold a comma), so `LIKE '%,a,%'` finds one.
 pub fn workflows_column(names: &[String]) -> String {
     format!(",{},", names.join(","))
 }
 
-async fn writer(shared: Arc<Shared>, rx: Arc<AsyncMutex<mpsc::Receiver<Pending>>>) {
+/// One writer: batches of ingests until the channel closes.
+pub async fn writer(shared: Arc<Shared>, rx: batch::Queue<Pending>) {
     let mut carried: Vec<Pending> = Vec::new();
     loop {
-        let Some(batch) = super::next_batch(&rx, std::mem::take(&mut carried), MAX_BATCH).await
-        else {
+        let Some(batch) = batch::next(&rx, std::mem::take(&mut carried)).await else {
             return;
         };
         // One claimant per dedupe key in a batch; the others go next.
@@ -91,19 +70,16 @@ async fn writer(shared: Arc<Shared>, rx: Arc<AsyncMutex<mpsc::Receiver<Pending>>
 async fn write_and_answer(shared: &Arc<Shared>, batch: Vec<Pending>) {
     let (ingests, answers): (Vec<Ingest>, Vec<oneshot::Sender<Result<Ingested>>>) =
         batch.into_iter().map(|p| (p.ingest, p.answer)).unzip();
-    let prepared: Vec<Prepared> = ingests.into_iter().map(Prepared::new).collect();
-    if prepared.len() == 1 {
-        let result = write(shared, prepared).await;
-        answer(answers, result);
-        return;
-    }
-    let copies: Vec<Prepared> = prepared.iter().map(Prepared::copy).collect();
-    match write(shared, prepared).await {
+    let mut prepared: Vec<Prepared> = ingests.into_iter().map(Prepared::new).collect();
+    let single = prepared.len() == 1;
+    match write(shared, &mut prepared).await {
         Ok(results) => answer(answers, Ok(results)),
+        Err(e) if single => answer(answers, Err(e)),
         Err(e) => {
+            // The batch is given back as it came (nothing of it was kept).
             warn!(error = %e, "a batch of ingests failed; writing them one by one");
-            for (p, a) in copies.into_iter().zip(answers) {
-                let result = write(shared, vec![p]).await;
+            for (p, a) in prepared.into_iter().zip(answers) {
+                let result = write(shared, &mut vec![p]).await;
                 answer(vec![a], result);
             }
         }
@@ -147,19 +123,12 @@ impl Prepared {
             claims: ingest.claims,
         }
     }
-
-    fn copy(&self) -> Prepared {
-        Prepared {
-            event: self.event.clone(),
-            stored_event: self.stored_event.clone(),
-            runs: self.runs.clone(),
-            claims: self.claims.clone(),
-        }
-    }
 }
 
-/// Write one batch in one transaction; the answers in batch order.
-async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingested>> {
+/// Write one batch in one transaction; the answers in batch order. Once
+/// committed, the batch is taken (its runs go to this node's dispatcher);
+/// on an error it is left as it came, to be written again.
+async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<Ingested>> {
     let now = crate::record::Timestamp::now();
     let mut client = get(&shared.pool).await?;
     let tx = client
@@ -243,11 +212,12 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
     }
     shared_crash_point("ingest.claims_written");
 
-    // Decide each ingest: its runs whose key is free (or that have none).
+    // Decide each ingest: its runs whose key is free (or that have none);
+    // `None` for a duplicate, which stores nothing.
     let mut answers: Vec<Ingested> = Vec::with_capacity(batch.len());
-    let mut stored: Vec<Prepared> = Vec::new();
+    let mut kept: Vec<Option<Vec<bool>>> = Vec::with_capacity(batch.len());
     let mut relink: Vec<(String, String, String)> = Vec::new();
-    for mut p in batch {
+    for p in batch.iter() {
         let mut keep = vec![true; p.runs.len()];
         let mut holder: Option<DedupeEntry> = None;
         for (i, c) in &p.claims {
@@ -268,6 +238,7 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
                         event_id: h.event_id,
                         runs: h.runs,
                     });
+                    kept.push(None);
                     continue;
                 }
                 None => {
@@ -278,19 +249,15 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
             }
         }
         let partial = keep.iter().any(|k| !*k);
-        p.runs = p
+        let run_ids: Vec<RunId> = p
             .runs
-            .into_iter()
+            .iter()
             .zip(&keep)
             .filter(|(_, k)| **k)
-            .map(|(r, _)| r)
+            .map(|(r, _)| r.id.clone())
             .collect();
-        p.event.runs = p.runs.iter().map(|r| r.id.clone()).collect();
-        if let Some(s) = &mut p.stored_event {
-            s.runs = p.event.runs.clone();
-        }
         if partial {
-            let runs = super::rows::to_json(&p.event.runs);
+            let runs = super::rows::to_json(&run_ids);
             for (i, c) in &p.claims {
                 if keep.get(*i).copied().unwrap_or(false) {
                     relink.push((c.workflow.clone(), c.key.clone(), runs.clone()));
@@ -299,9 +266,9 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
         }
         answers.push(Ingested::Stored {
             event_id: p.event.id.clone(),
-            runs: p.event.runs.clone(),
+            runs: run_ids,
         });
-        stored.push(p);
+        kept.push(Some(keep));
     }
     for (w, k, runs) in &relink {
         tx.execute(
@@ -313,7 +280,11 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
     }
 
     // Which fresh runs this node holds (kept in memory) and which go free.
-    let new_runs: usize = stored.iter().map(|p| p.runs.len()).sum();
+    let new_runs: usize = kept
+        .iter()
+        .flatten()
+        .map(|keep| keep.iter().filter(|k| **k).count())
+        .sum();
     let room = {
         let held = shared.hot.lock().unwrap_or_else(|e| e.into_inner()).len();
         let reserved = shared.hot_reserved.load(Ordering::Relaxed) as usize;
@@ -322,7 +293,7 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
     shared
         .hot_reserved
         .fetch_add(room as u64, Ordering::Relaxed);
-    let result = insert(shared, &tx, &stored, room).await;
+    let result = insert(shared, &tx, batch, &kept, room).await;
     let committed = match result {
         Ok(tokens) => {
             shared_crash_point("ingest.runs_written");
@@ -340,31 +311,45 @@ async fn write(shared: &Arc<Shared>, batch: Vec<Prepared>) -> Result<Vec<Ingeste
     let tokens = committed?;
     shared_crash_point("ingest.flushed");
 
-    // Durable: hand the held runs to this node's dispatcher, tell others
-    // about the free ones, and the live stream about all.
+    // Durable: hand the held runs to this node's dispatcher (moved, with
+    // their event: a second copy only for an event with several runs),
+    // tell others about the free ones, and the live stream about all.
     let mut freed = false;
-    {
-        let mut hot = shared.hot.lock().unwrap_or_else(|e| e.into_inner());
-        let mut tokens = tokens.into_iter();
-        for p in &stored {
-            let event = p.event.clone();
-            for r in &p.runs {
-                match tokens.next().flatten() {
-                    Some(token) => hot.push_back(HotRun {
-                        run: r.clone(),
-                        event: Some(event.clone()),
-                        token,
-                    }),
-                    None => freed = true,
+    let mut held: Vec<HotRun> = Vec::new();
+    let mut tokens = tokens.into_iter();
+    for (p, keep) in std::mem::take(batch).into_iter().zip(kept) {
+        let Some(keep) = keep else { continue };
+        let runs: Vec<Run> = p
+            .runs
+            .into_iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(r, _)| r)
+            .collect();
+        let mut event = p.event;
+        event.runs = runs.iter().map(|r| r.id.clone()).collect();
+        let last = runs.len().saturating_sub(1);
+        let mut event = Some(event);
+        for (i, run) in runs.into_iter().enumerate() {
+            feed::publish_local(shared, crate::record::RunUpdate::of(&run));
+            match tokens.next().flatten() {
+                Some(token) => {
+                    let event = if i == last {
+                        event.take()
+                    } else {
+                        event.clone()
+                    };
+                    held.push(HotRun { run, event, token });
                 }
+                None => freed = true,
             }
         }
     }
-    for p in &stored {
-        for r in &p.runs {
-            feed::publish_local(shared, crate::record::RunUpdate::of(r));
-        }
-    }
+    shared
+        .hot
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(held);
     if freed {
         shared.wake_for_db_work();
         feed::notify_work(shared).await;
@@ -387,7 +372,8 @@ fn shared_crash_point(point: &str) {
 async fn insert(
     shared: &Shared,
     tx: &deadpool_postgres::Transaction<'_>,
-    stored: &[Prepared],
+    batch: &mut [Prepared],
+    kept: &[Option<Vec<bool>>],
     held: usize,
 ) -> Result<Vec<Option<i64>>> {
     let mut e_id = Vec::new();
@@ -408,26 +394,45 @@ async fn insert(
     let mut q_node: Vec<Option<&str>> = Vec::new();
     let mut q_token: Vec<Option<i64>> = Vec::new();
     let mut tokens = Vec::new();
-    for p in stored {
-        let shown = p.stored_event.as_ref().unwrap_or(&p.event);
-        let mut record = shown.clone();
-        record.runs = Vec::new();
-        let text = super::rows::to_json(&record);
+    // The record as shown, without its runs (a column of their own),
+    // written out without copying the event.
+    let mut records = Vec::new();
+    for (p, keep) in batch.iter_mut().zip(kept) {
+        if keep.is_none() {
+            continue;
+        }
+        let shown = match &mut p.stored_event {
+            Some(s) => s,
+            None => &mut p.event,
+        };
+        let runs = std::mem::take(&mut shown.runs);
+        records.push(super::rows::to_json(&*shown));
+        shown.runs = runs;
+    }
+    let mut records = records.into_iter();
+    for (p, keep) in batch.iter().zip(kept) {
+        let Some(keep) = keep else { continue };
+        let text = records.next().unwrap_or_default();
+        let runs: Vec<&Run> = p
+            .runs
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| **k)
+            .map(|(r, _)| r)
+            .collect();
         e_id.push(p.event.id.as_str());
         e_at.push(p.event.received_at.0 as i64);
         e_outcome.push(p.event.outcome.as_str());
         e_workflows.push(workflows_column(&p.event.workflows));
         e_runs.push(
-            p.event
-                .runs
-                .iter()
-                .map(RunId::as_str)
+            runs.iter()
+                .map(|r| r.id.as_str())
                 .collect::<Vec<_>>()
                 .join(","),
         );
         e_bytes.push(text.len() as i32);
         e_record.push(text);
-        for r in &p.runs {
+        for r in runs {
             let head = super::rows::head_json(r);
             let plan = super::rows::plan_json(r);
             r_id.push(r.id.as_str());

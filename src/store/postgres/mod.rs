@@ -1,7 +1,8 @@
 //! The PostgreSQL backend (SPEC §10): any number of `serve` processes on
 //! one database share the work. The tables are described in `schema.rs`;
-//! a run's rows in `rows.rs`; the group-committing ingest writer in
-//! `ingest.rs`; heartbeats, wake-up hints and the shared live stream in
+//! a run's rows in `rows.rs`; the group-committing writers of ingests in
+//! `ingest.rs` and of run writes in `writes.rs` (what they share in
+//! `batch.rs`); heartbeats, wake-up hints and the shared live stream in
 //! `feed.rs`.
 //!
 //! **Queue and leases.** Every unfinished run has a row in the small
@@ -25,11 +26,12 @@
 //! itself, so a paused node that wakes up does not send a request the new
 //! owner is sending too.
 //!
-//! **Writes.** Statements are single and atomic: a save writes the run's
-//! head, the step records that changed and the new attempts (see
-//! `rows::Written`); `schedule` frees the row at its new due time (any node
-//! may pick the retry up); `finish` deletes the row. Everything commits
-//! with `synchronous_commit` on, which `open` checks.
+//! **Writes.** Each write of a run is atomic, and the writes of many runs
+//! that arrive together are one statement and one commit (`writes.rs`): a
+//! save writes the run's head, the step records that changed and the new
+//! attempts (see `rows::Written`); `schedule` frees the row at its new due
+//! time (any node may pick the retry up); `finish` deletes the row.
+//! Everything commits with `synchronous_commit` on, which `open` checks.
 //!
 //! **Crash points** (see [`crate::fault`]): a retry, a delay, the end of a
 //! run and a replay are each one statement, all or nothing, so every point
@@ -39,6 +41,7 @@
 //! (a crash there rolls it back: the sender gets no answer and sends
 //! again) and `ingest.flushed` after the commit.
 
+mod batch;
 mod feed;
 mod ingest;
 mod rows;
@@ -349,8 +352,8 @@ impl PgStore {
             unreadable: super::Unreadable::default(),
             next_due: Mutex::new(None),
         });
-        let ingest = ingest::start(Arc::clone(&shared), &handle);
-        let writes = writes::start(Arc::clone(&shared), &handle);
+        let ingest = batch::start(&shared, &handle, ingest::writer);
+        let writes = batch::start(&shared, &handle, writes::writer);
         Ok(PgStore {
             shared,
             ingest,
@@ -1313,36 +1316,6 @@ impl Shared {
         self.db_work.store(true, Ordering::Relaxed);
         self.changed.notify_one();
     }
-}
-
-/// The next batch of a group-commit writer (`ingest.rs`, `writes.rs`):
-/// what was carried over from the last one, then whatever is queued, up to
-/// `max`; with nothing carried over, it waits for the first. With
-/// something carried over it takes only what is queued already (the other
-/// writer may be waiting on the channel, holding it). `None` once the
-/// channel is closed and nothing is carried.
-async fn next_batch<T>(
-    rx: &tokio::sync::Mutex<mpsc::Receiver<T>>,
-    mut batch: Vec<T>,
-    max: usize,
-) -> Option<Vec<T>> {
-    let rx = if batch.is_empty() {
-        Some(rx.lock().await)
-    } else {
-        rx.try_lock().ok()
-    };
-    if let Some(mut rx) = rx {
-        if batch.is_empty() {
-            batch.push(rx.recv().await?);
-        }
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-    }
-    Some(batch)
 }
 
 async fn get(pool: &Pool) -> Result<Object> {

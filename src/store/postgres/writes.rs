@@ -16,12 +16,12 @@
 //! be stored fails alone.
 
 use super::rows::Delta;
-use super::{get, pg, Shared};
+use super::{batch, get, pg, Shared};
 use crate::record::Timestamp;
 use crate::store::{Result, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex};
+use tokio::sync::oneshot;
 use tracing::warn;
 
 /// How a run write checks and changes its queue row.
@@ -70,32 +70,11 @@ pub struct Pending {
     pub answer: oneshot::Sender<Result<bool>>,
 }
 
-/// Writes one batch takes at most.
-const MAX_BATCH: usize = 256;
-
-/// Batches being written at once: one commits while the next fills.
-const WRITERS: usize = 2;
-
-/// Writes waiting for a writer at most (beyond, executors wait).
-const QUEUED: usize = 4096;
-
-/// Start the writers; the channel closes (and they end) with the last
-/// store handle.
-pub fn start(shared: Arc<Shared>, handle: &tokio::runtime::Handle) -> mpsc::Sender<Pending> {
-    let (tx, rx) = mpsc::channel(QUEUED);
-    let rx = Arc::new(AsyncMutex::new(rx));
-    for _ in 0..WRITERS {
-        let (shared, rx) = (Arc::clone(&shared), Arc::clone(&rx));
-        handle.spawn(async move { writer(shared, rx).await });
-    }
-    tx
-}
-
-async fn writer(shared: Arc<Shared>, rx: Arc<AsyncMutex<mpsc::Receiver<Pending>>>) {
+/// One writer: batches of run writes until the channel closes.
+pub async fn writer(shared: Arc<Shared>, rx: batch::Queue<Pending>) {
     let mut carried: Vec<Pending> = Vec::new();
     loop {
-        let Some(batch) = super::next_batch(&rx, std::mem::take(&mut carried), MAX_BATCH).await
-        else {
+        let Some(batch) = batch::next(&rx, std::mem::take(&mut carried)).await else {
             return;
         };
         // Each run once per batch; a second write of one goes next.
