@@ -22,7 +22,7 @@ use crate::store::{DedupeClaim, DedupeEntry, Ingest, Ingested, Result, StoreErro
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 /// An ingest waiting for its batch.
@@ -38,10 +38,10 @@ pub fn workflows_column(names: &[String]) -> String {
 }
 
 /// One writer: batches of ingests until the channel closes.
-pub async fn writer(shared: Arc<Shared>, rx: batch::Queue<Pending>) {
+pub async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
     let mut carried: Vec<Pending> = Vec::new();
     loop {
-        let Some(batch) = batch::next(&rx, std::mem::take(&mut carried)).await else {
+        let Some(batch) = batch::next(&mut rx, std::mem::take(&mut carried)).await else {
             return;
         };
         // One claimant per dedupe key in a batch; the others go next.

@@ -21,7 +21,7 @@ use crate::record::Timestamp;
 use crate::store::{Result, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 /// How a run write checks and changes its queue row.
@@ -71,10 +71,10 @@ pub struct Pending {
 }
 
 /// One writer: batches of run writes until the channel closes.
-pub async fn writer(shared: Arc<Shared>, rx: batch::Queue<Pending>) {
+pub async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
     let mut carried: Vec<Pending> = Vec::new();
     loop {
-        let Some(batch) = batch::next(&rx, std::mem::take(&mut carried)).await else {
+        let Some(batch) = batch::next(&mut rx, std::mem::take(&mut carried)).await else {
             return;
         };
         // Each run once per batch; a second write of one goes next.
