@@ -83,7 +83,8 @@ const STATE_WAIT: Duration = Duration::from_secs(10);
 
 /// Polls for claimable runs back off from this …
 const POLL_MIN: Duration = Duration::from_millis(20);
-/// … to this while they find nothing; a wake-up hint starts over.
+/// … to this (or a quarter of the lease, if less) while they find
+/// nothing; a wake-up hint starts over.
 const POLL_MAX: Duration = Duration::from_secs(1);
 
 /// Events (or runs) one pruning statement deletes at most.
@@ -474,8 +475,15 @@ impl PgStore {
 
     // --- the queue ----------------------------------------------------------
 
+    /// Runs to execute, at most `limit`: when a poll is due, first those
+    /// waiting in the database (retries, runs let go, a dead node's runs),
+    /// for up to half the places, so a steady stream of fresh runs held in
+    /// memory never starves them; then the held ones.
     pub async fn claim(&self, now: Timestamp, limit: usize) -> Result<Vec<Claim>> {
         let mut out = Vec::new();
+        if limit > 0 && self.poll_due() {
+            out = self.poll_db(now, (limit / 2).max(1)).await?;
+        }
         {
             let mut hot = self.shared.hot.lock().unwrap_or_else(|e| e.into_inner());
             while out.len() < limit {
@@ -497,10 +505,13 @@ impl PgStore {
                 });
             }
         }
-        if out.len() >= limit || !self.poll_due() {
-            return Ok(out);
-        }
-        let want = (limit - out.len()) as i64;
+        Ok(out)
+    }
+
+    /// Claim up to `want` free or lapsed runs from the database.
+    async fn poll_db(&self, now: Timestamp, want: usize) -> Result<Vec<Claim>> {
+        let mut out = Vec::new();
+        let want = want as i64;
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
@@ -558,7 +569,9 @@ impl PgStore {
         let mut p = self.poll.lock().unwrap_or_else(|e| e.into_inner());
         if empty {
             p.next = Instant::now() + p.backoff;
-            p.backoff = (p.backoff * 2).min(POLL_MAX);
+            // At most a quarter of the lease apart, so a dead node's runs
+            // are found soon after its lease runs out.
+            p.backoff = (p.backoff * 2).min(POLL_MAX.min(self.shared.lease / 4));
         } else {
             p.next = Instant::now();
             p.backoff = POLL_MIN;
