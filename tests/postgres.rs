@@ -452,6 +452,52 @@ async fn a_batch_of_ingests_that_fails_is_written_one_by_one() {
     assert_eq!(stored_runs(&again).len(), 1);
 }
 
+/// A node busy with fresh runs of its own still takes the runs waiting in
+/// the database (a dead node's, retries): a due poll comes first, for up
+/// to half the places.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_waiting_in_the_database_are_not_starved_by_fresh_ones() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let a = open(&url, Duration::from_secs(15)).await;
+    let b = open(&url, Duration::from_secs(15)).await;
+    for _ in 0..6 {
+        a.ingest(ingest_of(event(), None))
+            .await
+            .expect("ingest on a");
+    }
+    // A run of b's, let go: it waits in the database for any node.
+    let waiting = stored_runs(
+        &b.ingest(ingest_of(event(), None))
+            .await
+            .expect("ingest on b"),
+    )
+    .remove(0);
+    cluster.psql(
+        &url,
+        &format!(
+            "UPDATE hookflow.queue SET node = NULL, token = NULL, lease_until = NULL WHERE run_id = '{}'",
+            waiting.as_str()
+        ),
+    );
+    let far = Timestamp::now().plus(Duration::from_secs(60));
+    let claims = a.claim(far, 2).await.expect("claim");
+    assert_eq!(claims.len(), 2);
+    assert!(
+        claims.iter().any(|c| c.run_id == waiting),
+        "the waiting run is taken beside a's own: {:?}",
+        claims
+            .iter()
+            .map(|c| c.run_id.to_string())
+            .collect::<Vec<_>>()
+    );
+    // The rest of a's own runs follow.
+    let rest = a.claim(far, 10).await.expect("claim");
+    assert_eq!(rest.len(), 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
     let Some(cluster) = common::pg::cluster() else {

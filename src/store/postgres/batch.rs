@@ -42,11 +42,21 @@ pub async fn next<T>(rx: &mut mpsc::Receiver<T>, mut batch: Vec<T>) -> Option<Ve
     if batch.is_empty() {
         batch.push(rx.recv().await?);
     }
+    drain(rx, &mut batch);
+    if batch.len() > 1 {
+        // Busy: let the tasks already running (requests being read, runs
+        // ending) add theirs before the batch goes.
+        tokio::task::yield_now().await;
+        drain(rx, &mut batch);
+    }
+    Some(batch)
+}
+
+fn drain<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) {
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(p) => batch.push(p),
             Err(_) => break,
         }
     }
-    Some(batch)
 }
