@@ -325,13 +325,13 @@ async fn writes_of_many_runs_at_once_are_fenced_and_fail_each_alone() {
     );
 }
 
-/// The heartbeat renews every run its node holds without waiting for a
-/// run being written at that moment: a batch of run writes holds several
-/// rows' locks, and a heartbeat that waited for one of them while holding
-/// the others deadlocked with it. The row being written is left to its
-/// write.
+/// The heartbeat renews every run its node holds, and closing lets go of
+/// every one, without waiting for a run being written at that moment: a
+/// batch of run writes holds several rows' locks, and a heartbeat that
+/// waited for one of them while holding the others deadlocked with it.
+/// The row being written is left to its write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_heartbeat_does_not_wait_for_a_run_being_written() {
+async fn the_heartbeat_and_close_do_not_wait_for_a_run_being_written() {
     let Some(cluster) = common::pg::cluster() else {
         return;
     };
@@ -378,6 +378,24 @@ async fn the_heartbeat_does_not_wait_for_a_run_being_written() {
     assert_eq!(
         renewed(&runs[0]),
         "f",
+        "the row being written is left to its write"
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), a.close()).await;
+    closed
+        .expect("close waited for a row being written")
+        .expect("close");
+    let holder = |run: &RunId| {
+        cluster.psql(
+            &url,
+            &format!(
+                "SELECT coalesce(node, '-') FROM hookflow.queue WHERE run_id = '{}'",
+                run.as_str()
+            ),
+        )
+    };
+    assert_eq!(holder(&runs[1]), "-", "the other run is let go");
+    assert!(
+        holder(&runs[0]).starts_with("node_"),
         "the row being written is left to its write"
     );
     tx.rollback().await.expect("rollback");

@@ -249,13 +249,7 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
             }
         }
         let partial = keep.iter().any(|k| !*k);
-        let run_ids: Vec<RunId> = p
-            .runs
-            .iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(r, _)| r.id.clone())
-            .collect();
+        let run_ids: Vec<RunId> = kept_runs(&p.runs, &keep).map(|r| r.id.clone()).collect();
         if partial {
             let runs = super::rows::to_json(&run_ids);
             for (i, c) in &p.claims {
@@ -319,13 +313,7 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
     let mut tokens = tokens.into_iter();
     for (p, keep) in std::mem::take(batch).into_iter().zip(kept) {
         let Some(keep) = keep else { continue };
-        let runs: Vec<Run> = p
-            .runs
-            .into_iter()
-            .zip(keep)
-            .filter(|(_, k)| *k)
-            .map(|(r, _)| r)
-            .collect();
+        let runs: Vec<Run> = kept_runs(p.runs, &keep).collect();
         let mut event = p.event;
         event.runs = runs.iter().map(|r| r.id.clone()).collect();
         let last = runs.len().saturating_sub(1);
@@ -357,6 +345,18 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
         shared.changed.notify_one();
     }
     Ok(answers)
+}
+
+/// The runs an ingest keeps (whose dedupe keys it won, or that have none),
+/// in order: `keep` is the decision for each of `runs`.
+fn kept_runs<'a, T>(
+    runs: impl IntoIterator<Item = T> + 'a,
+    keep: &'a [bool],
+) -> impl Iterator<Item = T> + 'a {
+    runs.into_iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(r, _)| r)
 }
 
 /// The crash points of an ingest (see the module doc of `postgres`).
@@ -409,17 +409,12 @@ async fn insert(
         records.push(super::rows::to_json(&*shown));
         shown.runs = runs;
     }
-    let mut records = records.into_iter();
-    for (p, keep) in batch.iter().zip(kept) {
-        let Some(keep) = keep else { continue };
-        let text = records.next().unwrap_or_default();
-        let runs: Vec<&Run> = p
-            .runs
-            .iter()
-            .zip(keep)
-            .filter(|(_, k)| **k)
-            .map(|(r, _)| r)
-            .collect();
+    let stored = batch
+        .iter()
+        .zip(kept)
+        .filter_map(|(p, keep)| Some((p, keep.as_ref()?)));
+    for ((p, keep), text) in stored.zip(records) {
+        let runs: Vec<&Run> = kept_runs(&p.runs, keep).collect();
         e_id.push(p.event.id.as_str());
         e_at.push(p.event.received_at.0 as i64);
         e_outcome.push(p.event.outcome.as_str());
