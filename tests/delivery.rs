@@ -482,3 +482,89 @@ async fn metrics_count_events_runs_steps_and_attempts(backend: Backend) {
     }
     server.stop().await;
 }
+
+both!(any_text_is_a_key_and_a_lookup_with_a_nul_finds_nothing);
+/// A sender's event id (a dedupe key here) and a script's state key are
+/// any JSON string, NUL and all, and a dedupe key of any length
+/// (PostgreSQL's text cannot hold NUL, and an index entry holds 2.7 KB, so
+/// the store escapes the one and hashes the other):
+/// each is stored, told apart from the same text without it, and found
+/// again; an API lookup or filter with a NUL finds nothing instead of
+/// failing, and a filter's `_` or `%` is a character, not a pattern.
+async fn any_text_is_a_key_and_a_lookup_with_a_nul_finds_nothing(backend: Backend) {
+    let wf = "trigger:\n  webhook:\n    path: /n\n    dedupe: { key: \"{{ $.event.id }}\" }\nsteps:\n  - id: count\n    transform:\n      script: |\n        let before = state_get(event.key);\n        state_set(event.key, (before ?? 0) + 1);\n        before\n";
+    let other =
+        "trigger:\n  webhook: { path: /m }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
+    let server =
+        TestServer::start_on(backend, &[("n.yaml", wf), ("n-m.yaml", other)], &[], |_| {}).await;
+    // A filter is a name, not a pattern: `_` matches only itself.
+    server.run_once("/hooks/m", &json!({})).await;
+    for (name, found) in [("n-m", 1), ("n_m", 0), ("n%", 0)] {
+        let (code, page) = server.get(&format!("/api/events?workflow={name}")).await;
+        assert_eq!(code, 200, "{page}");
+        assert_eq!(
+            page["items"].as_array().map(Vec::len),
+            Some(found),
+            "{name}: {page}"
+        );
+    }
+    // Dedupe keys past what an index entry holds (incompressible), told
+    // apart from one that differs in its last character only. (State keys
+    // are at most 256 bytes.)
+    let long: String = (0..20_000).map(|_| fastrand::alphanumeric()).collect();
+    let (long_a, long_b) = (format!("{long}a"), format!("{long}b"));
+    // (event id, state key, the count read before this run's)
+    let sent: Vec<(&str, &str, Value)> = vec![
+        ("evt_\u{0}a", "k\u{0}", Value::Null),
+        ("evt_\u{0}b", "k\u{0}", json!(1)),
+        ("evt_", "k", Value::Null),
+        ("\u{1}evt_\u{0}a", "\u{1}k\u{0}", Value::Null),
+        ("\u{1}\u{3}", "\u{1}\u{1}\u{3}", Value::Null),
+        ("\u{1}\u{1}\u{3}", "\u{1}\u{3}", Value::Null),
+        ("evt_\u{0}\u{0}", "k\u{0}", json!(2)),
+        (&long_a, "long", Value::Null),
+        (&long_b, "long", json!(1)),
+        (&long, "long", json!(2)),
+    ];
+    let mut first = Vec::new();
+    for (id, key, before) in &sent {
+        let run = server
+            .run_once("/hooks/n", &json!({"id": id, "key": key}))
+            .await;
+        let shown = |s: &str| s.chars().take(40).collect::<String>();
+        assert_eq!(
+            run["status"],
+            "succeeded",
+            "{:?}: {}",
+            shown(id),
+            run["error"]
+        );
+        let count = &run["steps"][0]["output"];
+        assert_eq!(count, before, "{:?} read {key:?}", shown(id));
+        first.push(run["event_id"].clone());
+    }
+    // Each id again: a duplicate of its own first event, and of no other.
+    for ((id, key, _), event_id) in sent.iter().zip(&first) {
+        let (code, again) = server
+            .post_json("/hooks/n", &json!({"id": id, "key": key}))
+            .await;
+        let id: String = id.chars().take(40).collect();
+        assert_eq!(code, 200, "{id:?}: {}", again["error"]);
+        assert_eq!(&again["event_id"], event_id, "{id:?}");
+    }
+    // Lookups and filters with a NUL find nothing, and say so.
+    for path in ["/api/runs?workflow=n%00", "/api/events?workflow=%00n"] {
+        let (code, page) = server.get(path).await;
+        assert_eq!(code, 200, "{path}: {page}");
+        assert_eq!(page["items"], json!([]), "{path}");
+    }
+    for path in ["/api/runs?before=%00", "/api/events?before=%00"] {
+        let (code, page) = server.get(path).await;
+        assert!(code == 200 || code == 400, "{path}: {code} {page}");
+    }
+    for path in ["/api/runs/run_%00", "/api/events/evt_%00"] {
+        let (code, answer) = server.get(path).await;
+        assert!(code == 404 || code == 400, "{path}: {code} {answer}");
+    }
+    server.stop().await;
+}

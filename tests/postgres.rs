@@ -470,6 +470,57 @@ async fn a_batch_of_ingests_that_fails_is_written_one_by_one() {
     assert_eq!(stored_runs(&again).len(), 1);
 }
 
+/// An ingest transaction goes in two round trips (BEGIN with the dedupe
+/// claim, the insert with COMMIT): one that fails at its claim is rolled
+/// back before its connection serves anyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_that_fails_at_its_claim_leaves_no_transaction_open() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let a = open(&url, Duration::from_secs(15)).await;
+    a.ingest(ingest_of(event(), Some("warm-up")))
+        .await
+        .expect("the first ingest");
+    cluster.psql(
+        &url,
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN IF NEW.key = 'refused' THEN RAISE EXCEPTION 'refused key'; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON hookflow.dedupe FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
+    for round in 0..3 {
+        let keys: Vec<String> = (0..12)
+            .map(|i| {
+                if i == 5 {
+                    "refused".to_string()
+                } else {
+                    format!("key-{round}-{i}")
+                }
+            })
+            .collect();
+        let answers = futures_util::future::join_all(
+            keys.iter().map(|k| a.ingest(ingest_of(event(), Some(k)))),
+        )
+        .await;
+        for (k, answer) in keys.iter().zip(&answers) {
+            match answer {
+                Err(e) if k == "refused" => {
+                    assert!(e.to_string().contains("refused key"), "{e}")
+                }
+                Ok(i) => assert_eq!(stored_runs(i).len(), 1, "{k}"),
+                other => panic!("{k}: {other:?}"),
+            }
+        }
+        // Every connection of the pool, at once, answers outside any
+        // transaction (one left in the failed one would refuse).
+        let reads = futures_util::future::join_all((0..48).map(|_| a.event("evt_none"))).await;
+        for r in reads {
+            assert_eq!(r.expect("a read on a clean connection").map(|e| e.id), None);
+        }
+    }
+}
+
 /// A node busy with fresh runs of its own still takes the runs waiting in
 /// the database (a dead node's, retries): a due poll comes first, for up
 /// to half the places.

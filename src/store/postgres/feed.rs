@@ -7,15 +7,18 @@
 //! listeners at once, and sends them to the others over `NOTIFY
 //! hookflow_runs`, gathered for up to [`GATHER`] into payloads of at most
 //! [`PAYLOAD_MAX`] bytes, so that a busy node sends a few notifications a
-//! second rather than one per update. Every node listens on a connection of
+//! second rather than one per update. Within a gathering only the latest
+//! update of each run is sent: a run goes through several states in a few
+//! ms, and a remote view shows where it is. Every node listens on a connection of
 //! its own and hands what other nodes sent to its listeners. Polling stays
 //! the baseline for work: a hint only makes a node poll sooner.
 
 use super::{describe, get, pg, Shared};
-use crate::record::RunUpdate;
+use crate::record::{RunId, RunUpdate};
 use crate::store::{Result, StoreError};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -139,18 +142,19 @@ pub async fn publish(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             u = rx.recv() => match u { Some(u) => u, None => return },
             _ = stop.changed() => return,
         };
-        let mut updates = vec![first];
+        // The latest update of each run in the window: a remote live view
+        // shows where a run is, and a run passes through several states
+        // (queued, running, each step saved, its end) within a few ms.
+        let mut latest = Latest::default();
+        latest.push(first);
         let deadline = tokio::time::Instant::now() + GATHER;
-        let mut size = 0;
-        while size < PAYLOAD_MAX {
+        while latest.size < PAYLOAD_MAX {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(u)) => {
-                    size += u.id.as_str().len() + u.workflow.len() + u.event_id.len() + 60;
-                    updates.push(u);
-                }
+                Ok(Some(u)) => latest.push(u),
                 Ok(None) | Err(_) => break,
             }
         }
+        let updates = latest.updates;
         for payload in payloads(&shared.node, updates) {
             let sent = async {
                 let client = get(&shared.pool).await?;
@@ -167,32 +171,56 @@ pub async fn publish(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Split updates into payloads PostgreSQL takes.
-fn payloads(node: &str, updates: Vec<RunUpdate>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut chunk: Vec<RunUpdate> = Vec::new();
-    let mut size = 0;
-    for u in updates {
-        let one = serde_json::to_string(&u).map_or(0, |s| s.len()) + 1;
-        if size + one > PAYLOAD_MAX && !chunk.is_empty() {
-            out.push(std::mem::take(&mut chunk));
-            size = 0;
+/// The latest update of each run, in the order runs first appeared, and
+/// about how many bytes they take in a payload.
+#[derive(Default)]
+struct Latest {
+    updates: Vec<RunUpdate>,
+    index: HashMap<RunId, usize>,
+    size: usize,
+}
+
+impl Latest {
+    fn push(&mut self, u: RunUpdate) {
+        match self.index.get(&u.id) {
+            Some(&i) => self.updates[i] = u,
+            None => {
+                self.size += u.id.as_str().len() + u.workflow.len() + u.event_id.len() + 60;
+                self.index.insert(u.id.clone(), self.updates.len());
+                self.updates.push(u);
+            }
         }
-        size += one;
-        chunk.push(u);
     }
-    if !chunk.is_empty() {
-        out.push(chunk);
+}
+
+/// Split updates into payloads PostgreSQL takes, each update serialized
+/// once.
+fn payloads(node: &str, updates: Vec<RunUpdate>) -> Vec<String> {
+    let Ok(node) = serde_json::to_string(node) else {
+        return Vec::new();
+    };
+    let head = format!("{{\"node\":{node},\"updates\":[");
+    let mut out = Vec::new();
+    let mut payload = head.clone();
+    for u in updates {
+        let Ok(one) = serde_json::to_string(&u) else {
+            continue;
+        };
+        let fresh = payload.len() == head.len();
+        if !fresh && payload.len() + one.len() + 2 > PAYLOAD_MAX {
+            payload.push_str("]}");
+            out.push(std::mem::replace(&mut payload, head.clone()));
+        }
+        if payload.len() > head.len() {
+            payload.push(',');
+        }
+        payload.push_str(&one);
     }
-    out.into_iter()
-        .filter_map(|updates| {
-            serde_json::to_string(&Payload {
-                node: node.to_string(),
-                updates,
-            })
-            .ok()
-        })
-        .collect()
+    if payload.len() > head.len() {
+        payload.push_str("]}");
+        out.push(payload);
+    }
+    out
 }
 
 /// Listen for the other nodes' hints and updates until `stop`, on a
@@ -282,7 +310,7 @@ async fn listen_once(shared: &Shared, config: &tokio_postgres::Config) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{RunId, RunStatus};
+    use crate::record::RunStatus;
 
     #[test]
     fn payloads_stay_under_the_limit_and_keep_every_update() {
@@ -305,5 +333,30 @@ mod tests {
                 .len();
         }
         assert_eq!(n, 500);
+    }
+
+    #[test]
+    fn a_gathering_keeps_the_latest_update_of_each_run_in_first_seen_order() {
+        let update = |id: &RunId, status| RunUpdate {
+            id: id.clone(),
+            workflow: "orders".into(),
+            status,
+            event_id: "evt_1".into(),
+        };
+        let (a, b) = (RunId::generate(), RunId::generate());
+        let mut latest = Latest::default();
+        latest.push(update(&a, RunStatus::Queued));
+        latest.push(update(&b, RunStatus::Queued));
+        latest.push(update(&a, RunStatus::Running));
+        let one_each = latest.size;
+        latest.push(update(&a, RunStatus::Succeeded));
+        latest.push(update(&b, RunStatus::Failed));
+        assert_eq!(latest.size, one_each, "a run counts once");
+        let out = payloads("node \"a\"", latest.updates);
+        assert_eq!(out.len(), 1);
+        let p: Payload = serde_json::from_str(&out[0]).expect("json");
+        assert_eq!(p.node, "node \"a\"");
+        let got: Vec<_> = p.updates.iter().map(|u| (u.id.clone(), u.status)).collect();
+        assert_eq!(got, vec![(a, RunStatus::Succeeded), (b, RunStatus::Failed)]);
     }
 }

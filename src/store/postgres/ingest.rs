@@ -16,14 +16,17 @@
 //! and other nodes are told after the commit (`NOTIFY`, never inside the
 //! transaction: it would serialize commits across the database).
 
-use super::{batch, feed, get, pg, HotRun, Shared, MAX_HOT};
+use super::{batch, describe, feed, get, pg, rows, HotRun, Shared, MAX_HOT};
 use crate::record::{Event, Run, RunId};
 use crate::store::{DedupeClaim, DedupeEntry, Ingest, Ingested, Result, StoreError};
+use futures_util::future::join;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use tokio_postgres::types::ToSql;
+use tracing::{debug, warn};
 
 /// An ingest waiting for its batch.
 pub struct Pending {
@@ -32,7 +35,7 @@ pub struct Pending {
 }
 
 /// `a,b` as the events table keeps the workflow names: `,a,b,` (names
-/// never hold a comma), so `LIKE '%,a,%'` finds one.
+/// never hold a comma), so `strpos(workflows, ',a,')` finds one.
 pub fn workflows_column(names: &[String]) -> String {
     format!(",{},", names.join(","))
 }
@@ -130,11 +133,7 @@ impl Prepared {
 /// on an error it is left as it came, to be written again.
 async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<Ingested>> {
     let now = crate::record::Timestamp::now();
-    let mut client = get(&shared.pool).await?;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(pg("starting an ingest transaction"))?;
+    let tx = Open::new(get(&shared.pool).await?);
 
     // Dedupe keys first: which ones this batch wins.
     let claims: Vec<(usize, usize, &DedupeClaim)> = batch
@@ -146,7 +145,7 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
     let mut holders: HashMap<(String, String), DedupeEntry> = HashMap::new();
     if !claims.is_empty() {
         let workflows: Vec<&str> = claims.iter().map(|(_, _, c)| c.workflow.as_str()).collect();
-        let keys: Vec<&str> = claims.iter().map(|(_, _, c)| c.key.as_str()).collect();
+        let keys: Vec<String> = claims.iter().map(|(_, _, c)| stored_key(c).1).collect();
         let events: Vec<&str> = claims
             .iter()
             .map(|(b, _, _)| batch[*b].event.id.as_str())
@@ -162,6 +161,7 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
             .map(|(_, _, c)| c.expires_at.0 as i64)
             .collect();
         let stmt = tx
+            .client()
             .prepare_cached(
                 "INSERT INTO hookflow.dedupe (workflow, key, event_id, runs, expires_at)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[])
@@ -172,22 +172,22 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
             )
             .await
             .map_err(pg("preparing the dedupe claim"))?;
+        // BEGIN and the claim in one round trip.
+        let params: [&(dyn ToSql + Sync); 6] =
+            [&workflows, &keys, &events, &runs, &expires, &(now.0 as i64)];
         let rows = tx
-            .query(
-                &stmt,
-                &[&workflows, &keys, &events, &runs, &expires, &(now.0 as i64)],
-            )
-            .await
-            .map_err(pg("claiming dedupe keys"))?;
+            .begin_with(tx.client().query(&stmt, &params), "claiming dedupe keys")
+            .await?;
         won = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        let lost: Vec<(&str, &str)> = claims
+        let lost: Vec<(String, String)> = claims
             .iter()
-            .map(|(_, _, c)| (c.workflow.as_str(), c.key.as_str()))
-            .filter(|(w, k)| !won.contains(&(w.to_string(), k.to_string())))
+            .map(|(_, _, c)| stored_key(c))
+            .filter(|k| !won.contains(k))
             .collect();
         if !lost.is_empty() {
-            let (lw, lk): (Vec<&str>, Vec<&str>) = lost.into_iter().unzip();
+            let (lw, lk): (Vec<String>, Vec<String>) = lost.into_iter().unzip();
             let rows = tx
+                .client()
                 .query(
                     "SELECT d.workflow, d.key, d.event_id, d.runs, d.expires_at
                        FROM hookflow.dedupe d JOIN unnest($1::text[], $2::text[]) AS l(w, k)
@@ -221,7 +221,7 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
         let mut keep = vec![true; p.runs.len()];
         let mut holder: Option<DedupeEntry> = None;
         for (i, c) in &p.claims {
-            let k = (c.workflow.clone(), c.key.clone());
+            let k = stored_key(c);
             if !won.contains(&k) {
                 if let Some(slot) = keep.get_mut(*i) {
                     *slot = false;
@@ -254,7 +254,8 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
             let runs = super::rows::to_json(&run_ids);
             for (i, c) in &p.claims {
                 if keep.get(*i).copied().unwrap_or(false) {
-                    relink.push((c.workflow.clone(), c.key.clone(), runs.clone()));
+                    let (w, k) = stored_key(c);
+                    relink.push((w, k, runs.clone()));
                 }
             }
         }
@@ -265,12 +266,13 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
         kept.push(Some(keep));
     }
     for (w, k, runs) in &relink {
-        tx.execute(
-            "UPDATE hookflow.dedupe SET runs = $3 WHERE workflow = $1 AND key = $2",
-            &[w, k, runs],
-        )
-        .await
-        .map_err(pg("linking dedupe keys to their runs"))?;
+        tx.client()
+            .execute(
+                "UPDATE hookflow.dedupe SET runs = $3 WHERE workflow = $1 AND key = $2",
+                &[w, k, runs],
+            )
+            .await
+            .map_err(pg("linking dedupe keys to their runs"))?;
     }
 
     // Which fresh runs this node holds (kept in memory) and which go free.
@@ -287,18 +289,8 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
     shared
         .hot_reserved
         .fetch_add(room as u64, Ordering::Relaxed);
-    let result = insert(shared, &tx, batch, &kept, room).await;
-    let committed = match result {
-        Ok(tokens) => {
-            shared_crash_point("ingest.runs_written");
-            shared_crash_point("ingest.event_written");
-            tx.commit()
-                .await
-                .map_err(pg("committing an ingest"))
-                .map(|()| tokens)
-        }
-        Err(e) => Err(e),
-    };
+    let committed = insert(shared, &tx, batch, &kept, room).await;
+    drop(tx);
     shared
         .hot_reserved
         .fetch_sub(room as u64, Ordering::Relaxed);
@@ -347,6 +339,12 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
     Ok(answers)
 }
 
+/// A claim's workflow and key as the dedupe table holds them (see
+/// [`rows::key`]).
+fn stored_key(c: &DedupeClaim) -> (String, String) {
+    (c.workflow.clone(), rows::key(&c.key).into_owned())
+}
+
 /// The runs an ingest keeps (whose dedupe keys it won, or that have none),
 /// in order: `keep` is the decision for each of `runs`.
 fn kept_runs<'a, T>(
@@ -371,7 +369,7 @@ fn shared_crash_point(point: &str) {
 /// (`None`: left free), in order.
 async fn insert(
     shared: &Shared,
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Open,
     batch: &mut [Prepared],
     kept: &[Option<Vec<bool>>],
     held: usize,
@@ -445,6 +443,7 @@ async fn insert(
         }
     }
     let stmt = tx
+        .client()
         .prepare_cached(
             "WITH e AS (
                 INSERT INTO hookflow.events (id, received_at, outcome, workflows, runs, bytes, record)
@@ -462,30 +461,123 @@ async fn insert(
         )
         .await
         .map_err(pg("preparing the ingest"))?;
-    tx.execute(
-        &stmt,
-        &[
-            &e_id,
-            &e_at,
-            &e_outcome,
-            &e_workflows,
-            &e_runs,
-            &e_bytes,
-            &e_record,
-            &r_id,
-            &r_event,
-            &r_workflow,
-            &r_status,
-            &r_created,
-            &r_bytes,
-            &r_plan,
-            &r_head,
-            &q_node,
-            &q_token,
-            &shared.lease.as_secs_f64(),
-        ],
+    let params: [&(dyn ToSql + Sync); 18] = [
+        &e_id,
+        &e_at,
+        &e_outcome,
+        &e_workflows,
+        &e_runs,
+        &e_bytes,
+        &e_record,
+        &r_id,
+        &r_event,
+        &r_workflow,
+        &r_status,
+        &r_created,
+        &r_bytes,
+        &r_plan,
+        &r_head,
+        &q_node,
+        &q_token,
+        &shared.lease.as_secs_f64(),
+    ];
+    // Inside the transaction: a crash here rolls it back.
+    shared_crash_point("ingest.runs_written");
+    shared_crash_point("ingest.event_written");
+    // The insert and the COMMIT in one round trip (with BEGIN too when the
+    // batch claimed no dedupe key).
+    tx.finish_with(
+        tx.client().execute(&stmt, &params),
+        "storing events and runs",
     )
-    .await
-    .map_err(pg("storing events and runs"))?;
+    .await?;
     Ok(tokens)
+}
+
+/// An ingest transaction sent in as few round trips as its statements
+/// allow: BEGIN goes with the first statement, COMMIT with the last (the
+/// client sends requests made together without waiting for each answer).
+/// A statement that fails aborts the transaction, so the COMMIT sent behind
+/// it rolls back; the statement's own error is what is reported. Dropped
+/// while open (an error between the two), it rolls back before its
+/// connection goes back to the pool.
+struct Open {
+    client: Option<deadpool_postgres::Object>,
+    /// BEGIN sent, COMMIT not yet.
+    open: AtomicBool,
+}
+
+impl Open {
+    fn new(client: deadpool_postgres::Object) -> Open {
+        Open {
+            client: Some(client),
+            open: AtomicBool::new(false),
+        }
+    }
+
+    fn client(&self) -> &deadpool_postgres::Object {
+        match &self.client {
+            Some(c) => c,
+            // Taken only by `drop`.
+            None => {
+                unreachable!("the connection of an open ingest transaction is taken on drop only")
+            }
+        }
+    }
+
+    /// BEGIN, then `first` (which is `doing`), in one round trip:
+    /// `first`'s answer.
+    async fn begin_with<T>(
+        &self,
+        first: impl Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+        doing: &'static str,
+    ) -> Result<T> {
+        self.open.store(true, Ordering::Relaxed);
+        let (begun, answer) = join(self.client().batch_execute("BEGIN"), first).await;
+        begun.map_err(pg(BEGIN))?;
+        answer.map_err(pg(doing))
+    }
+
+    /// `last` (which is `doing`) then COMMIT, with BEGIN before them if not
+    /// sent yet, in one round trip: `last`'s answer once committed. Closed
+    /// either way.
+    async fn finish_with<T>(
+        &self,
+        last: impl Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+        doing: &'static str,
+    ) -> Result<T> {
+        let client = self.client();
+        let (begun, (answer, committed)) = if self.open.load(Ordering::Relaxed) {
+            (Ok(()), join(last, client.batch_execute("COMMIT")).await)
+        } else {
+            let begin = client.batch_execute("BEGIN");
+            join(begin, join(last, client.batch_execute("COMMIT"))).await
+        };
+        // Committed, or rolled back by the COMMIT behind a failure.
+        self.open.store(false, Ordering::Relaxed);
+        begun.map_err(pg(BEGIN))?;
+        let answer = answer.map_err(pg(doing))?;
+        committed.map_err(pg("committing an ingest"))?;
+        Ok(answer)
+    }
+}
+
+const BEGIN: &str = "starting an ingest transaction";
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if !*self.open.get_mut() {
+            return;
+        }
+        let (Some(client), Ok(handle)) =
+            (self.client.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        handle.spawn(async move {
+            if let Err(e) = client.batch_execute("ROLLBACK").await {
+                debug!(error = %describe(&e), "cannot roll back an ingest transaction");
+            }
+        });
+    }
 }

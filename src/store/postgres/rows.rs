@@ -11,6 +11,8 @@
 
 use crate::record::{Attempt, EventId, Run, RunId, RunStatus, StepKind, StepRecord, Timestamp};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 /// The head of `run`, as JSON text: every field of [`Run`] but the steps
 /// (read back as a `Run` whose steps are empty).
@@ -130,6 +132,52 @@ pub fn step_json(step: &StepRecord) -> String {
         steps: &step.steps,
         items: &step.items,
     })
+}
+
+/// Text a sender, a script or an API caller chose (a dedupe key, a state
+/// key, an id or filter looked up) as a PostgreSQL text column can hold
+/// it: text there cannot hold NUL, which any JSON string can. Text without
+/// NUL that does not start with U+0001 is kept as it is; any other is
+/// written as U+0001, then the text with U+0001 as U+0001 U+0002 and NUL as
+/// U+0001 U+0003. One to one: two texts are equal in the database only if
+/// they were equal.
+pub fn text(s: &str) -> Cow<'_, str> {
+    if !s.contains('\0') && !s.starts_with('\u{1}') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 4);
+    out.push('\u{1}');
+    for c in s.chars() {
+        match c {
+            '\u{1}' => out.push_str("\u{1}\u{2}"),
+            '\0' => out.push_str("\u{1}\u{3}"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The longest key an indexed column keeps as it is (with a workflow's
+/// name beside it, well under the 2,704 bytes PostgreSQL allows an index
+/// entry).
+const KEY_MAX: usize = 2048;
+
+/// A dedupe or state key as its indexed column holds it: as [`text`] has
+/// it, or, when that is longer than [`KEY_MAX`] bytes, U+0001 `#` and the
+/// key's SHA-256 in hex (which no output of [`text`] is: one that starts
+/// with U+0001 has a NUL or a U+0001 escaped in it). Two keys share an
+/// entry only if they are equal, or if SHA-256 collides.
+pub fn key(s: &str) -> Cow<'_, str> {
+    if s.len() <= KEY_MAX {
+        let t = text(s);
+        if t.len() <= KEY_MAX {
+            return t;
+        }
+    }
+    Cow::Owned(format!(
+        "\u{1}#{}",
+        hex::encode(Sha256::digest(s.as_bytes()))
+    ))
 }
 
 pub fn to_json<T: Serialize>(v: &T) -> String {
@@ -257,6 +305,73 @@ impl Written {
 mod tests {
     use super::*;
     use crate::record::StepStatus;
+
+    #[test]
+    fn text_holds_no_nul_keeps_plain_text_and_tells_every_text_apart() {
+        assert!(matches!(text("evt_1 é"), Cow::Borrowed("evt_1 é")));
+        let tricky = [
+            "",
+            "\0",
+            "\0\0",
+            "a\0",
+            "\u{1}",
+            "\u{1}\u{1}",
+            "\u{1}\u{2}",
+            "\u{1}\u{3}",
+            "\u{1}\u{1}\u{3}",
+            "\u{1}\u{1}\u{2}\u{3}",
+            "\u{2}",
+            "\u{3}",
+            "a\u{1}",
+            "a\u{1}\u{3}",
+            "\u{1}a\0",
+            "\u{1}a\u{1}\u{3}",
+        ];
+        let mut seen = std::collections::HashMap::new();
+        for t in tricky {
+            let stored = text(t).into_owned();
+            assert!(!stored.contains('\0'), "{t:?} -> {stored:?}");
+            if let Some(other) = seen.insert(stored.clone(), t) {
+                panic!("{t:?} and {other:?} are both stored as {stored:?}");
+            }
+        }
+        // Every string of up to three of the characters that matter.
+        let alphabet = ['\0', '\u{1}', '\u{2}', '\u{3}', 'a'];
+        let mut all = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = all
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(longer);
+        }
+        all.sort();
+        all.dedup();
+        let stored: std::collections::HashSet<String> =
+            all.iter().map(|s| text(s).into_owned()).collect();
+        assert_eq!(stored.len(), all.len(), "one to one");
+        assert!(stored.iter().all(|s| !s.contains('\0')));
+    }
+
+    #[test]
+    fn a_long_key_is_kept_as_its_hash_and_told_apart() {
+        let short = "k".repeat(KEY_MAX);
+        assert!(matches!(key(&short), Cow::Borrowed(_)));
+        let long = "k".repeat(KEY_MAX + 1);
+        let other = format!("{}j", "k".repeat(KEY_MAX));
+        let (a, b) = (key(&long), key(&other));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 2 + 64);
+        assert!(a.starts_with("\u{1}#"));
+        // A short key that escapes to more than the limit is hashed too.
+        let nul = "\0".repeat(KEY_MAX / 2 + 1);
+        assert!(key(&nul).starts_with("\u{1}#"));
+        // No short key is stored as a hash looks.
+        let looks_like = format!("\u{1}#{}", &a[2..]);
+        assert_ne!(key(&looks_like), a);
+        let hex_only = format!("#{}", &a[2..]);
+        assert_ne!(key(&hex_only), a);
+    }
 
     fn run() -> Run {
         serde_json::from_value(serde_json::json!({
