@@ -11,6 +11,14 @@ static GLOBAL: hookflow::alloc::Allocator = hookflow::alloc::Allocator;
 /// bindings do not name. The test below fails if the number stops naming it.
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// How long freed memory waits before it goes back to the OS on a node
+/// whose store is PostgreSQL, in ms. Such a node keeps no store in memory
+/// (about 40 MB under the load bench), and with the 1 ms that keeps a sled
+/// server small it faulted a page back in about once per event: a tenth of
+/// its CPU with two nodes on one machine. At 100 ms it takes a third of the
+/// page faults for about 3 MB more (`docs/performance.md`).
+const POSTGRES_PURGE_DELAY_MS: std::ffi::c_long = 100;
+
 /// Keep memory low: no transparent huge pages for this process (with them,
 /// mimalloc's arenas take 2 MiB at a time), and freed memory goes back to
 /// the OS after 1 ms instead of mimalloc's default (1 s in mimalloc 3).
@@ -60,6 +68,15 @@ fn main() {
         }
         Command::Serve(mut config) => {
             config.log_secrets = log_secrets;
+            if matches!(
+                config.location(),
+                Ok(hookflow::store::Location::Postgres(_))
+            ) {
+                // SAFETY: a plain setter of a process-wide allocator option.
+                unsafe {
+                    libmimalloc_sys::mi_option_set(PURGE_DELAY, POSTGRES_PURGE_DELAY_MS);
+                }
+            }
             if let Err(e) = config.check_exposure().and_then(|()| config.check_limits()) {
                 eprintln!("hookflow serve: {e}");
                 std::process::exit(cli::EXIT_USAGE);
