@@ -49,7 +49,8 @@
 //! server binaries, with `fsync` on and its write-ahead log warmed up (see
 //! `warm_wal`); `HOOKFLOW_BENCH_PG=off` skips these,
 //! and `HOOKFLOW_BENCH_PG_NODES=1` (a comma-separated list) picks the node
-//! counts.
+//! counts; a list that repeats them (`1,2,2,1`) ends with the median acks/s
+//! of each count and their ratio to one node's.
 //! Compare with the database's own ceiling for the same statements:
 //! `benches/pg/run.sh` (pgbench).
 
@@ -279,7 +280,12 @@ struct Round {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// The reference servers and the sinks, shared by every round.
@@ -479,9 +485,10 @@ async fn postgres(b: &Bench, seconds: u64) {
             .collect(),
         Err(_) => vec![1, 2],
     };
-    for nodes in counts {
+    let mut measured: Vec<(usize, f64)> = Vec::new();
+    for (i, nodes) in counts.into_iter().enumerate() {
         // A fresh database for each scenario.
-        let db = format!("bench_{}_{nodes}", std::process::id());
+        let db = format!("bench_{}_{i}_{nodes}", std::process::id());
         let admin = tokio_postgres::connect(&base_url, tokio_postgres::NoTls).await;
         let Ok((client, connection)) = admin else {
             println!("postgres: cannot connect to {base_url}");
@@ -529,8 +536,33 @@ async fn postgres(b: &Bench, seconds: u64) {
             &format!("postgres, {nodes} node(s) (durable ack)"),
             body_len,
         );
+        measured.push((nodes, ours.figures.acks as f64 / ours.figures.seconds));
         for s in servers {
             s.stop();
+        }
+    }
+    // With each node count run more than once (`1,2,2,1`, say, so that a
+    // drift of the machine weighs on both alike): medians and their ratio.
+    let mut seen: Vec<usize> = measured.iter().map(|(n, _)| *n).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    let medians: Vec<(usize, f64, usize)> = seen
+        .into_iter()
+        .map(|n| {
+            let of_n: Vec<f64> = measured
+                .iter()
+                .filter(|(m, _)| *m == n)
+                .map(|(_, a)| *a)
+                .collect();
+            let count = of_n.len();
+            (n, median(of_n), count)
+        })
+        .collect();
+    if measured.len() > medians.len() {
+        let one = medians.iter().find(|(n, _, _)| *n == 1).map(|(_, m, _)| *m);
+        for (n, m, count) in &medians {
+            let ratio = one.map_or(String::new(), |o| format!(", {:.2} of one node", m / o));
+            println!("postgres, {n} node(s): median of {count}: {m:.0} acks/s{ratio}");
         }
     }
 }
