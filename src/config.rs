@@ -48,10 +48,11 @@ pub struct ServeConfig {
     /// Runs executed at once.
     #[arg(long, env = "HOOKFLOW_WORKERS", default_value_t = 64)]
     pub workers: usize,
-    /// sled page cache bound, in MiB. 32 by default: with 64 the stored
-    /// history bench held 26 MB more RSS at 60,000 runs, and the CPU per
-    /// event did not move beyond the noise (`docs/performance.md`).
-    #[arg(long, env = "HOOKFLOW_CACHE_MB", default_value_t = 32)]
+    /// sled page cache bound, in MiB. 16 by default: against 32, the load
+    /// bench's rounds peaked 15–20 MB lower (15 s and 60 s rounds) and the
+    /// stored-history bench held 21 MB less at 200,000 runs, with acks/s
+    /// and CPU per event within the noise (`docs/performance.md`).
+    #[arg(long, env = "HOOKFLOW_CACHE_MB", default_value_t = 16)]
     pub cache_mb: u64,
     /// How long SIGTERM waits for running steps before leaving them queued.
     #[arg(long, env = "HOOKFLOW_GRACE", default_value = "10s", value_parser = parse_duration)]
@@ -121,7 +122,7 @@ impl ServeConfig {
             max_body: 1024 * 1024,
             max_inflight_body: 64 * 1024 * 1024,
             workers: 64,
-            cache_mb: 32,
+            cache_mb: 16,
             grace: Duration::from_secs(10),
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_size: 1 << 30,
