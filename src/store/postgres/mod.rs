@@ -192,9 +192,42 @@ pub struct PgStore {
     config: tokio_postgres::Config,
 }
 
+/// When this node next asks the database for claimable runs.
 struct Poll {
     next: Instant,
     backoff: Duration,
+}
+
+impl Poll {
+    fn new(now: Instant) -> Poll {
+        Poll {
+            next: now,
+            backoff: POLL_MIN,
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        now >= self.next
+    }
+
+    /// A poll found nothing (back off, doubling from [`POLL_MIN`] up to
+    /// [`POLL_MAX`] or a quarter of `lease`, whichever is less, so a dead
+    /// node's runs are found soon after its lease runs out) or something
+    /// (poll again at once).
+    fn polled(&mut self, empty: bool, now: Instant, lease: Duration) {
+        if empty {
+            self.next = now + self.backoff;
+            self.backoff = (self.backoff * 2).min(POLL_MAX.min(lease / 4));
+        } else {
+            self.hint(now);
+        }
+    }
+
+    /// New work may be in the database: poll at the next claim.
+    fn hint(&mut self, now: Instant) {
+        self.next = now;
+        self.backoff = POLL_MIN;
+    }
 }
 
 /// Opens each connection on the store's own runtime, so a connection
@@ -359,10 +392,7 @@ impl PgStore {
             shared,
             ingest,
             writes,
-            poll: Arc::new(Mutex::new(Poll {
-                next: Instant::now(),
-                backoff: POLL_MIN,
-            })),
+            poll: Arc::new(Mutex::new(Poll::new(Instant::now()))),
             handle,
             config,
         })
@@ -561,28 +591,19 @@ impl PgStore {
     /// Is it time to ask the database for claimable runs?
     fn poll_due(&self) -> bool {
         let p = self.poll.lock().unwrap_or_else(|e| e.into_inner());
-        Instant::now() >= p.next
+        p.due(Instant::now())
     }
 
     /// A poll found nothing (back off) or something (poll again at once).
     fn polled(&self, empty: bool) {
         let mut p = self.poll.lock().unwrap_or_else(|e| e.into_inner());
-        if empty {
-            p.next = Instant::now() + p.backoff;
-            // At most a quarter of the lease apart, so a dead node's runs
-            // are found soon after its lease runs out.
-            p.backoff = (p.backoff * 2).min(POLL_MAX.min(self.shared.lease / 4));
-        } else {
-            p.next = Instant::now();
-            p.backoff = POLL_MIN;
-        }
+        p.polled(empty, Instant::now(), self.shared.lease);
     }
 
     /// New work may be in the database: poll at the next claim.
     fn hint(&self) {
         let mut p = self.poll.lock().unwrap_or_else(|e| e.into_inner());
-        p.next = Instant::now();
-        p.backoff = POLL_MIN;
+        p.hint(Instant::now());
     }
 
     pub fn next_due(&self) -> Option<Timestamp> {
@@ -1549,5 +1570,59 @@ impl PgState {
             };
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gaps between polls that find nothing, until the back-off stops
+    /// growing.
+    fn gaps(lease: Duration) -> Vec<Duration> {
+        let start = Instant::now();
+        let mut p = Poll::new(start);
+        let mut now = start;
+        let mut out = Vec::new();
+        for _ in 0..20 {
+            assert!(p.due(now));
+            p.polled(true, now, lease);
+            out.push(p.next - now);
+            now = p.next;
+        }
+        out
+    }
+
+    #[test]
+    fn empty_polls_back_off_to_a_quarter_of_the_lease_at_most() {
+        let short = gaps(Duration::from_secs(2));
+        assert_eq!(short[0], POLL_MIN);
+        assert_eq!(short[1], POLL_MIN * 2, "doubling");
+        assert_eq!(short.iter().max(), Some(&Duration::from_millis(500)));
+        let long = gaps(Duration::from_secs(60));
+        assert_eq!(long.iter().max(), Some(&POLL_MAX));
+        assert_eq!(long.last(), Some(&POLL_MAX), "it stays there");
+    }
+
+    #[test]
+    fn a_poll_that_finds_work_or_a_hint_starts_over() {
+        let lease = Duration::from_secs(15);
+        let start = Instant::now();
+        let mut p = Poll::new(start);
+        for _ in 0..10 {
+            p.polled(true, start, lease);
+        }
+        assert!(!p.due(start + Duration::from_millis(100)));
+        p.polled(false, start, lease);
+        assert!(p.due(start), "found work: poll again at once");
+        p.polled(true, start, lease);
+        assert_eq!(p.next - start, POLL_MIN);
+        for _ in 0..10 {
+            p.polled(true, start, lease);
+        }
+        p.hint(start);
+        assert!(p.due(start));
+        p.polled(true, start, lease);
+        assert_eq!(p.next - start, POLL_MIN, "a hint resets the back-off");
     }
 }
