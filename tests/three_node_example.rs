@@ -183,20 +183,9 @@ async fn the_three_node_example_shares_the_work_behind_its_balancer() {
     // balancer chose, which counts it in its own metrics.
     let mut served = HashSet::new();
     for node in &nodes {
-        let text = client
-            .get(format!("{node}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        let accepted: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("hookflow_events_total") && l.contains("accepted"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        if accepted > 0.0 {
+        let text = common::metrics_at(&client, node).await;
+        let name = "hookflow_events_total{workflow=\"orders\",outcome=\"accepted\"}";
+        if common::gauge(&text, name).is_some_and(|n| n > 0) {
             served.insert(node.clone());
         }
     }
