@@ -30,9 +30,14 @@ fn tune_memory() {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+    purge_after(1);
+}
+
+/// Freed memory goes back to the OS after `ms`.
+fn purge_after(ms: std::ffi::c_long) {
     // SAFETY: a plain setter of a process-wide allocator option.
     unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, 1);
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, ms);
     }
 }
 
@@ -72,10 +77,7 @@ fn main() {
                 config.location(),
                 Ok(hookflow::store::Location::Postgres(_))
             ) {
-                // SAFETY: a plain setter of a process-wide allocator option.
-                unsafe {
-                    libmimalloc_sys::mi_option_set(PURGE_DELAY, POSTGRES_PURGE_DELAY_MS);
-                }
+                purge_after(POSTGRES_PURGE_DELAY_MS);
             }
             if let Err(e) = config.check_exposure().and_then(|()| config.check_limits()) {
                 eprintln!("hookflow serve: {e}");

@@ -206,13 +206,13 @@ fn payloads(node: &str, updates: Vec<RunUpdate>) -> Vec<String> {
         let Ok(one) = serde_json::to_string(&u) else {
             continue;
         };
-        let fresh = payload.len() == head.len();
-        if !fresh && payload.len() + one.len() + 2 > PAYLOAD_MAX {
-            payload.push_str("]}");
-            out.push(std::mem::replace(&mut payload, head.clone()));
-        }
         if payload.len() > head.len() {
-            payload.push(',');
+            if payload.len() + one.len() + 2 > PAYLOAD_MAX {
+                payload.push_str("]}");
+                out.push(std::mem::replace(&mut payload, head.clone()));
+            } else {
+                payload.push(',');
+            }
         }
         payload.push_str(&one);
     }

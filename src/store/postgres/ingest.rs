@@ -135,17 +135,23 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
     let now = crate::record::Timestamp::now();
     let tx = Open::new(get(&shared.pool).await?);
 
-    // Dedupe keys first: which ones this batch wins.
-    let claims: Vec<(usize, usize, &DedupeClaim)> = batch
+    // Dedupe keys first: which ones this batch wins. Each claim's key as
+    // the table holds it, once.
+    let stored_keys: Vec<Vec<(String, String)>> = batch
         .iter()
+        .map(|p| p.claims.iter().map(|(_, c)| stored_key(c)).collect())
+        .collect();
+    let claims: Vec<(usize, &DedupeClaim, &(String, String))> = batch
+        .iter()
+        .zip(&stored_keys)
         .enumerate()
-        .flat_map(|(b, p)| p.claims.iter().map(move |(i, c)| (b, *i, c)))
+        .flat_map(|(b, (p, keys))| p.claims.iter().zip(keys).map(move |((_, c), k)| (b, c, k)))
         .collect();
     let mut won: HashSet<(String, String)> = HashSet::new();
     let mut holders: HashMap<(String, String), DedupeEntry> = HashMap::new();
     if !claims.is_empty() {
-        let workflows: Vec<&str> = claims.iter().map(|(_, _, c)| c.workflow.as_str()).collect();
-        let keys: Vec<String> = claims.iter().map(|(_, _, c)| stored_key(c).1).collect();
+        let workflows: Vec<&str> = claims.iter().map(|(_, _, k)| k.0.as_str()).collect();
+        let keys: Vec<&str> = claims.iter().map(|(_, _, k)| k.1.as_str()).collect();
         let events: Vec<&str> = claims
             .iter()
             .map(|(b, _, _)| batch[*b].event.id.as_str())
@@ -158,7 +164,7 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
             .collect();
         let expires: Vec<i64> = claims
             .iter()
-            .map(|(_, _, c)| c.expires_at.0 as i64)
+            .map(|(_, c, _)| c.expires_at.0 as i64)
             .collect();
         let stmt = tx
             .client()
@@ -179,13 +185,14 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
             .begin_with(tx.client().query(&stmt, &params), "claiming dedupe keys")
             .await?;
         won = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        let lost: Vec<(String, String)> = claims
+        let lost: Vec<&(String, String)> = claims
             .iter()
-            .map(|(_, _, c)| stored_key(c))
-            .filter(|k| !won.contains(k))
+            .map(|(_, _, k)| *k)
+            .filter(|k| !won.contains(*k))
             .collect();
         if !lost.is_empty() {
-            let (lw, lk): (Vec<String>, Vec<String>) = lost.into_iter().unzip();
+            let (lw, lk): (Vec<&str>, Vec<&str>) =
+                lost.iter().map(|(w, k)| (w.as_str(), k.as_str())).unzip();
             let rows = tx
                 .client()
                 .query(
@@ -217,17 +224,16 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
     let mut answers: Vec<Ingested> = Vec::with_capacity(batch.len());
     let mut kept: Vec<Option<Vec<bool>>> = Vec::with_capacity(batch.len());
     let mut relink: Vec<(String, String, String)> = Vec::new();
-    for p in batch.iter() {
+    for (p, keys) in batch.iter().zip(&stored_keys) {
         let mut keep = vec![true; p.runs.len()];
         let mut holder: Option<DedupeEntry> = None;
-        for (i, c) in &p.claims {
-            let k = stored_key(c);
-            if !won.contains(&k) {
+        for ((i, _), k) in p.claims.iter().zip(keys) {
+            if !won.contains(k) {
                 if let Some(slot) = keep.get_mut(*i) {
                     *slot = false;
                 }
                 if holder.is_none() {
-                    holder = holders.get(&k).cloned();
+                    holder = holders.get(k).cloned();
                 }
             }
         }
@@ -252,10 +258,9 @@ async fn write(shared: &Arc<Shared>, batch: &mut Vec<Prepared>) -> Result<Vec<In
         let run_ids: Vec<RunId> = kept_runs(&p.runs, &keep).map(|r| r.id.clone()).collect();
         if partial {
             let runs = super::rows::to_json(&run_ids);
-            for (i, c) in &p.claims {
+            for ((i, _), (w, k)) in p.claims.iter().zip(keys) {
                 if keep.get(*i).copied().unwrap_or(false) {
-                    let (w, k) = stored_key(c);
-                    relink.push((w, k, runs.clone()));
+                    relink.push((w.clone(), k.clone(), runs.clone()));
                 }
             }
         }
