@@ -10,10 +10,21 @@
 //! own, the keys' segments are freed as their pages are rewritten, and the
 //! history's log frees its segments as retention prunes.
 //!
-//! | tree      | key                                   | value            |
-//! |-----------|---------------------------------------|------------------|
-//! | `keys`    | 0 ++ SHA-256(workflow `\0` key)[..16] | [`DedupeEntry`], see [`codec`] |
-//! | `expiry`  | expiry (ms, big-endian) ++ that key   | empty            |
+//! | tree       | key                          | value            |
+//! |------------|------------------------------|------------------|
+//! | `buckets`  | bucket: bytes 1–2 of the hashed key | the bucket's entries: hashed key (0 ++ SHA-256(workflow `\0` key)[..16]) ++ length (u32 LE) ++ [`DedupeEntry`] (see [`codec`]), one after another |
+//! | `expiring` | expiry (ms, big-endian)      | the hashed keys (17 bytes each) that expire then |
+//!
+//! Why buckets: sled keeps a few hundred bytes of bookkeeping in memory for
+//! every page it has ever written, and a page holds at most 16 entries, so
+//! a tree with one entry per key costs memory in proportion to the keys
+//! held: about 40 MB for a million keys with their expiry index (and the
+//! keys live for days). In 65,536 buckets the keys take at most that many
+//! entries, and the expiry index one entry per millisecond that has keys
+//! expiring. A write rewrites its bucket (about 15 entries at a million
+//! keys), atomically ([`sled::Tree::fetch_and_update`]): keys that share a
+//! bucket never lose each other's writes. `docs/performance.md` has the
+//! figures.
 //!
 //! This database is flushed once a second, with a mark of the time its
 //! keys are on disk up to ([`DedupeKeys::mark_durable`]), rather than
@@ -22,11 +33,15 @@
 //! ([`DedupeKeys::recover`]).
 //!
 //! The expiry index lets the sweep walk keys in the order they expire, from
-//! the front, instead of scanning the whole tree; and lets retention by size
+//! the front, instead of scanning every bucket; and lets retention by size
 //! drop the keys that expire first when they outgrow their share
 //! ([`DedupeKeys::sweep`]). A key is written index first, so a crash
 //! between the two leaves an index entry with nothing behind it (dropped by
 //! the sweep), never a key that no sweep finds.
+//!
+//! Versions before this one kept a tree entry per key (`keys`, with an
+//! index entry per key in `expiry`); they move into buckets at open
+//! ([`DedupeKeys::take_over`]).
 
 use super::codec;
 use crate::record::Timestamp;
@@ -35,13 +50,19 @@ use sled::Tree;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-const KEYS: &str = "keys";
-const EXPIRY: &str = "expiry";
+const BUCKETS: &str = "buckets";
+const EXPIRING: &str = "expiring";
 const META: &str = "meta";
 const DURABLE_UNTIL: &[u8] = b"durable_until";
+/// The trees of earlier versions: an entry per key, an index entry per key.
+const KEYS_V1: &str = "keys";
+const EXPIRY_V1: &str = "expiry";
 
-/// Index entries looked at per sweep (the next pass goes on).
+/// Keys looked at per sweep (the next pass goes on).
 const SWEEP_BATCH: usize = 20_000;
+
+/// A hashed key's length: [`super::HASHED_DEDUPE_KEY`] ++ 16 bytes.
+const KEY_LEN: usize = 17;
 
 /// What a sweep removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +76,11 @@ pub struct Swept {
 
 pub(crate) struct DedupeKeys {
     db: sled::Db,
-    keys: Tree,
-    expiry: Tree,
+    buckets: Tree,
+    expiring: Tree,
     /// `durable_until`: the time of the last flush's mark (ms, big-endian).
     meta: Tree,
-    /// Bytes of the `keys` tree's entries (keys and values).
+    /// Bytes of the stored keys and their entries.
     bytes: AtomicI64,
 }
 
@@ -81,62 +102,103 @@ impl DedupeKeys {
     }
 
     fn from_db(db: sled::Db) -> Result<DedupeKeys> {
-        let keys = db.open_tree(KEYS)?;
-        let expiry = db.open_tree(EXPIRY)?;
+        let buckets = db.open_tree(BUCKETS)?;
+        let expiring = db.open_tree(EXPIRING)?;
         let meta = db.open_tree(META)?;
         let mut bytes = 0i64;
-        for entry in keys.iter() {
-            let (k, v) = entry?;
-            bytes += (k.len() + v.len()) as i64;
+        for entry in buckets.iter() {
+            let (_, bucket) = entry?;
+            bytes += entries(&bucket)
+                .map(|(k, v)| (k.len() + v.len()) as i64)
+                .sum::<i64>();
         }
-        Ok(DedupeKeys {
+        let keys = DedupeKeys {
             db,
-            keys,
-            expiry,
+            buckets,
+            expiring,
             meta,
             bytes: AtomicI64::new(bytes),
-        })
+        };
+        // Keys of an earlier version of this database.
+        let history = keys.db.clone();
+        keys.take_over(&history, KEYS_V1)?;
+        if keys.db.drop_tree(EXPIRY_V1)? {
+            keys.db.flush()?;
+        }
+        Ok(keys)
     }
 
     /// The stored entry of a hashed key.
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
-        Ok(self.keys.get(key)?)
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .buckets
+            .get(bucket_of(key))?
+            .and_then(|b| find(&b, key).map(<[u8]>::to_vec)))
     }
 
     /// The entry held under a hashed key, if it reads.
     fn held(&self, key: &[u8]) -> Result<Option<DedupeEntry>> {
         Ok(self
-            .keys
             .get(key)?
             .and_then(|b| codec::decode_dedupe("", &b).ok()))
     }
 
-    /// Remove a hashed key, keeping the byte count.
-    fn remove(&self, key: &[u8]) -> Result<()> {
-        if let Some(old) = self.keys.remove(key)? {
-            self.bytes
-                .fetch_sub((key.len() + old.len()) as i64, Ordering::Relaxed);
+    /// Remove a hashed key if `doomed` says so of its entry (`None`: the
+    /// entry cannot be read), keeping the byte count. Whether it went.
+    fn remove_if(&self, key: &[u8], doomed: impl Fn(Option<&DedupeEntry>) -> bool) -> Result<bool> {
+        let judge = |bucket: &[u8]| {
+            find(bucket, key).is_some_and(|v| doomed(codec::decode_dedupe("", v).ok().as_ref()))
+        };
+        // Most calls find nothing to do: look before writing.
+        if !self.buckets.get(bucket_of(key))?.is_some_and(|b| judge(&b)) {
+            return Ok(false);
         }
-        Ok(())
+        let old = self.buckets.fetch_and_update(bucket_of(key), |old| {
+            let old = old?;
+            if judge(old) {
+                Some(without(old, key)).filter(|b| !b.is_empty())
+            } else {
+                Some(old.to_vec())
+            }
+        })?;
+        let removed = old
+            .as_deref()
+            .filter(|b| judge(b))
+            .and_then(|b| find(b, key));
+        if let Some(v) = removed {
+            self.bytes
+                .fetch_sub((key.len() + v.len()) as i64, Ordering::Relaxed);
+        }
+        Ok(removed.is_some())
     }
 
     /// Store `entry` under a hashed key (replacing an expired one).
     pub(crate) fn put(&self, key: &[u8], entry: &DedupeEntry) -> Result<()> {
-        self.expiry.insert(expiry_key(entry.expires_at, key), &[])?;
+        self.expiring
+            .fetch_and_update(entry.expires_at.0.to_be_bytes(), |old| {
+                let mut keys = old.map(<[u8]>::to_vec).unwrap_or_default();
+                keys.extend_from_slice(key);
+                Some(keys)
+            })?;
         let value = codec::encode_dedupe(entry);
-        let added = (key.len() + value.len()) as i64;
-        let old = self.keys.insert(key, value)?;
-        let removed = old.map_or(0, |o| (key.len() + o.len()) as i64);
-        self.bytes.fetch_add(added - removed, Ordering::Relaxed);
+        let old = self.buckets.fetch_and_update(bucket_of(key), |old| {
+            Some(with(old.unwrap_or(&[]), key, &value))
+        })?;
+        let removed = old
+            .as_deref()
+            .and_then(|b| find(b, key))
+            .map_or(0, |o| (key.len() + o.len()) as i64);
+        self.bytes.fetch_add(
+            (key.len() + value.len()) as i64 - removed,
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 
     /// Remove a key this event claimed (an ingest that gave up), unless
     /// another event holds it by now.
     pub(crate) fn release(&self, key: &[u8], event: &crate::record::EventId) -> Result<()> {
-        if self.held(key)?.is_some_and(|e| &e.event_id == event) {
-            self.remove(key)?;
-        }
+        self.remove_if(key, |e| e.is_some_and(|e| &e.event_id == event))?;
         Ok(())
     }
 
@@ -200,43 +262,55 @@ impl DedupeKeys {
 
     /// Remove the keys whose window has ended, then, while the keys take
     /// more than `budget` bytes, those that expire first. Walks the expiry
-    /// index from the front, at most [`SWEEP_BATCH`] entries.
+    /// index from the front, at most [`SWEEP_BATCH`] keys.
     pub(crate) fn sweep(&self, now: Timestamp, budget: u64) -> Result<Swept> {
         let mut swept = Swept::default();
-        for entry in self.expiry.iter().take(SWEEP_BATCH) {
-            let (k, _) = entry?;
-            let Some((at, key)) = split_expiry_key(&k) else {
+        let mut looked = 0;
+        for entry in self.expiring.iter() {
+            let (k, keys) = entry?;
+            let Ok(at) = <[u8; 8]>::try_from(&k[..]).map(u64::from_be_bytes) else {
                 // Not written by this version: nothing can look it up.
-                self.expiry.remove(&k)?;
+                self.expiring.remove(&k)?;
                 continue;
             };
             let expired = at <= now.0;
-            if !expired && self.bytes() <= budget {
+            let mut done = 0;
+            for key in keys.chunks(KEY_LEN) {
+                if looked == SWEEP_BATCH || (!expired && self.bytes() <= budget) {
+                    break;
+                }
+                looked += 1;
+                // The key may have been claimed again since (a later expiry,
+                // with its own index entry): only the entry this index entry
+                // stands for goes (or one that cannot be read).
+                if self.remove_if(key, |e| e.is_none_or(|e| e.expires_at.0 == at))? {
+                    if expired {
+                        swept.expired += 1;
+                    } else {
+                        swept.early += 1;
+                    }
+                }
+                done += key.len();
+            }
+            // Keys added to this millisecond meanwhile were appended: the
+            // ones looked at are still the front.
+            self.expiring.fetch_and_update(&k, |cur| {
+                cur.and_then(|c| c.get(done..))
+                    .filter(|rest| !rest.is_empty())
+                    .map(<[u8]>::to_vec)
+            })?;
+            if done < keys.len() {
                 break;
             }
-            // The key may have been claimed again since (a later expiry,
-            // with its own index entry): only the entry this index entry
-            // stands for goes (or one that cannot be read).
-            let stands = match self.keys.get(key)? {
-                Some(v) => codec::decode_dedupe("", &v).map_or(true, |e| e.expires_at.0 == at),
-                None => false,
-            };
-            if stands {
-                self.remove(key)?;
-                if expired {
-                    swept.expired += 1;
-                } else {
-                    swept.early += 1;
-                }
-            }
-            self.expiry.remove(&k)?;
         }
         Ok(swept)
     }
 
-    /// Move the dedupe tree of the history's database (versions before this
-    /// one kept the keys there) into this one, then drop it. Safe to repeat:
-    /// the old tree goes only once every key is here and on disk.
+    /// Move a tree of keys written by an earlier version into the buckets,
+    /// then drop it: the history's database's `dedupe` tree (older
+    /// versions kept the keys there), or this database's `keys` tree (a
+    /// tree entry per key). Safe to repeat: the old tree goes only once
+    /// every key is here and on disk.
     pub(crate) fn take_over(&self, history: &sled::Db, name: &str) -> Result<usize> {
         if !history
             .tree_names()
@@ -271,16 +345,54 @@ impl DedupeKeys {
     }
 }
 
-fn expiry_key(at: Timestamp, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&at.0.to_be_bytes());
-    k.extend_from_slice(key);
-    k
+/// The bucket of a hashed key: its two bytes after the marker, so that
+/// keys spread evenly over 65,536 buckets.
+fn bucket_of(key: &[u8]) -> [u8; 2] {
+    match key {
+        [_, a, b, ..] => [*a, *b],
+        _ => [0, 0],
+    }
 }
 
-fn split_expiry_key(k: &[u8]) -> Option<(u64, &[u8])> {
-    let (at, key) = k.split_at_checked(8)?;
-    Some((u64::from_be_bytes(at.try_into().ok()?), key))
+/// The (key, entry) pairs of a bucket. A bucket cut short (which only a
+/// damaged file could give) ends at its last whole entry.
+fn entries(bucket: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut rest = bucket;
+    std::iter::from_fn(move || {
+        let (key, after) = rest.split_at_checked(KEY_LEN)?;
+        let (len, after) = after.split_at_checked(4)?;
+        let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+        let (value, after) = after.split_at_checked(len)?;
+        rest = after;
+        Some((key, value))
+    })
+}
+
+/// The entry of `key` in a bucket.
+fn find<'a>(bucket: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    entries(bucket).find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+/// A bucket without `key`.
+fn without(bucket: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bucket.len());
+    for (k, v) in entries(bucket).filter(|(k, _)| *k != key) {
+        append(&mut out, k, v);
+    }
+    out
+}
+
+/// A bucket with `key` holding `value` (in place of what it held).
+fn with(bucket: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = without(bucket, key);
+    append(&mut out, key, value);
+    out
+}
+
+fn append(bucket: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    bucket.extend_from_slice(key);
+    bucket.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    bucket.extend_from_slice(value);
 }
 
 #[cfg(test)]
@@ -359,14 +471,11 @@ mod tests {
     fn an_index_entry_without_its_key_is_dropped() {
         // A crash between the index entry and the key.
         let keys = DedupeKeys::temporary().expect("open");
-        keys.expiry
-            .insert(
-                expiry_key(Timestamp(1_000), &super::super::dedupe_key("w", "x")),
-                &[],
-            )
+        keys.expiring
+            .insert(1_000u64.to_be_bytes(), &super::super::dedupe_key("w", "x"))
             .expect("insert");
         keys.sweep(Timestamp(2_000), u64::MAX).expect("sweep");
-        assert!(keys.expiry.is_empty());
+        assert!(keys.expiring.is_empty());
     }
 
     #[test]
@@ -473,5 +582,154 @@ mod tests {
         keys.release(&k, &mine.event_id).expect("release");
         assert!(keys.get(&k).expect("get").is_none());
         assert_eq!(keys.bytes(), 0);
+    }
+
+    /// Hashed keys that all fall in one bucket.
+    fn same_bucket(n: u8) -> Vec<[u8; KEY_LEN]> {
+        (0..n)
+            .map(|i| {
+                let mut k = [0u8; KEY_LEN];
+                k[1] = 7;
+                k[2] = 9;
+                k[16] = i;
+                k
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_that_share_a_bucket_keep_their_own_entries() {
+        let keys = DedupeKeys::temporary().expect("open");
+        let ks = same_bucket(5);
+        let entries: Vec<_> = (0..5).map(|i| entry(1_000 * (i + 1))).collect();
+        for (k, e) in ks.iter().zip(&entries) {
+            keys.put(k, e).expect("put");
+        }
+        assert_eq!(keys.buckets.len(), 1, "one bucket holds them all");
+        for (k, e) in ks.iter().zip(&entries) {
+            assert_eq!(keys.held(k).expect("get").as_ref(), Some(e));
+        }
+        // Claimed again: replaced in place, counted once.
+        let before = keys.bytes();
+        let again = entry(9_000);
+        keys.put(&ks[2], &again).expect("put");
+        assert_eq!(keys.bytes(), before);
+        assert_eq!(keys.held(&ks[2]).expect("get"), Some(again));
+        keys.release(&ks[0], &entries[0].event_id).expect("release");
+        assert_eq!(keys.held(&ks[0]).expect("get"), None);
+        assert_eq!(keys.held(&ks[1]).expect("get").as_ref(), Some(&entries[1]));
+        // At 4,500 ms keys 1 and 3 have expired (key 0 is gone, key 2 was
+        // claimed again until 9,000 ms); the rest stay.
+        let swept = keys.sweep(Timestamp(4_500), u64::MAX).expect("sweep");
+        assert_eq!(swept.expired, 2, "keys 1 and 3");
+        assert!(keys.held(&ks[4]).expect("get").is_some());
+        assert!(keys.held(&ks[2]).expect("get").is_some());
+        let swept = keys.sweep(Timestamp(10_000), u64::MAX).expect("sweep");
+        assert_eq!(swept.expired, 2);
+        assert_eq!(keys.bytes(), 0);
+        assert!(keys.buckets.is_empty(), "an empty bucket goes");
+        assert!(keys.expiring.is_empty());
+    }
+
+    #[test]
+    fn puts_to_one_bucket_from_many_threads_lose_nothing() {
+        let keys = std::sync::Arc::new(DedupeKeys::temporary().expect("open"));
+        let ks = same_bucket(64);
+        std::thread::scope(|s| {
+            for part in ks.chunks(8) {
+                let keys = keys.clone();
+                s.spawn(move || {
+                    for k in part {
+                        keys.put(k, &entry(5_000)).expect("put");
+                    }
+                });
+            }
+        });
+        for k in &ks {
+            assert!(keys.get(k).expect("get").is_some());
+        }
+        let stored = keys
+            .buckets
+            .iter()
+            .map(|b| entries(&b.expect("bucket").1).count())
+            .sum::<usize>();
+        assert_eq!(stored, 64);
+        assert_eq!(
+            keys.sweep(Timestamp(6_000), u64::MAX)
+                .expect("sweep")
+                .expired,
+            64
+        );
+        assert_eq!(keys.bytes(), 0);
+    }
+
+    #[test]
+    fn an_early_sweep_stops_inside_a_millisecond_and_goes_on_from_there() {
+        let keys = DedupeKeys::temporary().expect("open");
+        let ks = same_bucket(4);
+        for k in &ks {
+            keys.put(k, &entry(5_000)).expect("put");
+        }
+        let per_key = keys.bytes() / 4;
+        // Room for three: one goes, the other three stay indexed.
+        let swept = keys.sweep(Timestamp(1_000), 3 * per_key).expect("sweep");
+        assert_eq!(
+            swept,
+            Swept {
+                expired: 0,
+                early: 1
+            }
+        );
+        assert_eq!(keys.held(&ks[0]).expect("get"), None);
+        assert_eq!(
+            keys.expiring
+                .get(5_000u64.to_be_bytes())
+                .expect("get")
+                .map(|v| v.len()),
+            Some(3 * KEY_LEN)
+        );
+        let swept = keys.sweep(Timestamp(6_000), u64::MAX).expect("sweep");
+        assert_eq!(swept.expired, 3);
+    }
+
+    #[test]
+    fn keys_of_the_earlier_form_of_this_database_move_into_buckets() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (k, e) = (super::super::dedupe_key("w", "evt_1"), entry(9_000));
+        {
+            let db = sled::Config::new().path(dir.path()).open().expect("open");
+            let old = db.open_tree(KEYS_V1).expect("tree");
+            old.insert(k, codec::encode_dedupe(&e)).expect("put");
+            db.open_tree(EXPIRY_V1)
+                .expect("tree")
+                .insert([9u8; 25], &[])
+                .expect("index");
+            db.flush().expect("flush");
+        }
+        let keys = DedupeKeys::open(dir.path(), 1 << 20).expect("open");
+        assert_eq!(keys.held(&k).expect("get"), Some(e));
+        let names = keys.db.tree_names();
+        assert!(!names
+            .iter()
+            .any(|n| &n[..] == KEYS_V1.as_bytes() || &n[..] == EXPIRY_V1.as_bytes()));
+        assert_eq!(
+            keys.sweep(Timestamp(10_000), u64::MAX)
+                .expect("sweep")
+                .expired,
+            1
+        );
+    }
+
+    #[test]
+    fn a_bucket_cut_short_reads_up_to_its_last_whole_entry() {
+        let (a, b) = ([1u8; KEY_LEN], [2u8; KEY_LEN]);
+        let mut bucket = Vec::new();
+        append(&mut bucket, &a, b"first");
+        append(&mut bucket, &b, b"second");
+        bucket.truncate(bucket.len() - 2);
+        assert_eq!(find(&bucket, &a), Some(&b"first"[..]));
+        assert_eq!(find(&bucket, &b), None);
+        assert_eq!(entries(&[1, 2, 3]).count(), 0);
+        assert_eq!(find(&with(&bucket, &b, b"again"), &b), Some(&b"again"[..]));
     }
 }
