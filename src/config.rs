@@ -54,6 +54,11 @@ pub struct ServeConfig {
     /// and CPU per event within the noise (`docs/performance.md`).
     #[arg(long, env = "HOOKFLOW_CACHE_MB", default_value_t = 16)]
     pub cache_mb: u64,
+    /// Finished events and runs older than this are packed together, many
+    /// to a store entry: compressed together, and with far less for the
+    /// store to keep in memory per record (sled only).
+    #[arg(long, env = "HOOKFLOW_PACK_AFTER", default_value = "1m", value_parser = parse_duration)]
+    pub pack_after: Duration,
     /// How long SIGTERM waits for running steps before leaving them queued.
     #[arg(long, env = "HOOKFLOW_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,
@@ -123,6 +128,7 @@ impl ServeConfig {
             max_inflight_body: 64 * 1024 * 1024,
             workers: 64,
             cache_mb: 16,
+            pack_after: crate::store::sled::DEFAULT_PACK_AFTER,
             grace: Duration::from_secs(10),
             retention: Duration::from_secs(30 * 24 * 3600),
             retention_size: 1 << 30,

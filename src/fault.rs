@@ -51,6 +51,9 @@ pub const POINTS: &[&str] = &[
     "replay.entry_written",
     "replay.run_written",
     "replay.linked",
+    // Packing finished history: the pack, then the records it holds go
+    // from the hot tree.
+    "pack.written",
 ];
 
 struct Armed {

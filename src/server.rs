@@ -99,7 +99,13 @@ async fn open_store(config: &ServeConfig) -> Result<Store, ServerError> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     let mut warned = false;
     loop {
-        match Store::open_sled(&dir, config.cache_mb) {
+        match Store::open_sled(
+            &dir,
+            crate::store::sled::SledOptions {
+                cache_mb: config.cache_mb,
+                pack_after: config.pack_after,
+            },
+        ) {
             Ok(store) => return Ok(store),
             Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
                 if !warned {

@@ -14,7 +14,7 @@ use hookflow::store::Store;
 #[tokio::test]
 async fn sled_asks_for_the_log_buffers_the_pool_recycles() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_sled(dir.path(), 16).expect("store opens");
+    let store = Store::open_sled(dir.path(), Default::default()).expect("store opens");
     let before = hookflow::alloc::log_buffers_allocated();
     // 4 MiB of distinct records: sled fills several 512 KiB segments, and
     // takes a fresh log buffer for each.

@@ -175,6 +175,15 @@ fn stripe_event(template: &Value, n: u64) -> Value {
     body
 }
 
+/// The store as the server opens it, with history packed after a second
+/// (instead of a minute), so that packs are written and pruned here too.
+fn sled_options() -> hookflow::store::sled::SledOptions {
+    hookflow::store::sled::SledOptions {
+        cache_mb: 32,
+        pack_after: Duration::from_secs(1),
+    }
+}
+
 /// The same promise with the store driven directly, no server: ingest a
 /// Stripe-sized event with one run and a dedupe key, claim it, save it
 /// twice, finish it, with pruning every 100 ms beside, as the server
@@ -185,7 +194,7 @@ async fn the_store_alone_stays_within_the_retention_size() {
     let limit = LIMIT;
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
-    let store = Store::open_sled(&data, 32).expect("open");
+    let store = Store::open_sled(&data, sled_options()).expect("open");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let tasks = store.start(stop_rx).await.expect("start");
     let fixture = include_str!("../benches/fixtures/stripe_payment_intent_1500.json");
@@ -290,7 +299,7 @@ async fn a_folder_past_the_limit_is_reported_and_paces_new_events() {
         &["--retention-size", "16MiB"],
     );
     {
-        let store = Store::open_sled(&folder.data, 32).expect("open");
+        let store = Store::open_sled(&folder.data, sled_options()).expect("open");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let tasks = store.start(stop_rx).await.expect("start");
         // 1,300 state values of 16 KB of noise each: about 21 MB.

@@ -294,9 +294,9 @@ impl std::fmt::Display for Location {
 
 impl Store {
     /// Open (or create) the sled store in `dir`, with sled's page cache
-    /// bounded to `cache_mb`.
-    pub fn open_sled(dir: &Path, cache_mb: u64) -> Result<Store> {
-        Ok(Store::Sled(sled::SledStore::open(dir, cache_mb)?))
+    /// bounded as `options` say.
+    pub fn open_sled(dir: &Path, options: sled::SledOptions) -> Result<Store> {
+        Ok(Store::Sled(sled::SledStore::open(dir, options)?))
     }
 
     /// Connect to a PostgreSQL store, creating or upgrading its tables.

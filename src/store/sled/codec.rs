@@ -7,6 +7,7 @@
 //! | [`RUN_D1`] | a run: length (u32 LE) ++ zstd(JSON of the [`Run`]) against [`DICTIONARY_1`] |
 //! | [`EVENT_D1`] | an event: length (u32 LE) ++ zstd(header length (u32 LE) ++ header JSON ++ body bytes) against [`DICTIONARY_1`] |
 //! | [`RUN`], [`EVENT`] | the same without a dictionary, as earlier versions wrote them (still read) |
+//! | [`PACK_D1`] | a pack of finished records ([`super::shelf`]): length (u32 LE) ++ zstd(the records, each as id length (u16 LE) ++ id ++ record length (u32 LE) ++ the record stored as it is) against [`DICTIONARY_1`] |
 //! | [`DEDUPE`] | a dedupe entry: expiry (ms, u64 LE) ++ event id ++ run count (u16 LE) ++ run ids; each id packed in 16 bytes when it is a generated one |
 //!
 //! The event header is the record without its body; the body follows as
@@ -48,6 +49,9 @@ pub const DEDUPE: u8 = 3;
 pub const RUN_D1: u8 = 4;
 /// An event record compressed with [`DICTIONARY_1`].
 pub const EVENT_D1: u8 = 5;
+
+/// Records packed together ([`encode_pack`]).
+pub const PACK_D1: u8 = 6;
 
 /// The raw-content dictionary of [`RUN_D1`] and [`EVENT_D1`] records.
 pub const DICTIONARY_1: &[u8] = include_bytes!("records.dict");
@@ -121,7 +125,7 @@ fn unpack(key: &str, packed: &[u8]) -> Result<Vec<u8>> {
     if len > MAX_RECORD {
         return Err(corrupt(key, format!("the record claims {len} bytes")));
     }
-    let with_dictionary = matches!(packed.first(), Some(&RUN_D1 | &EVENT_D1));
+    let with_dictionary = matches!(packed.first(), Some(&RUN_D1 | &EVENT_D1 | &PACK_D1));
     let decompressor = if with_dictionary {
         &DECOMPRESSOR_D1
     } else {
@@ -144,6 +148,40 @@ fn unpack(key: &str, packed: &[u8]) -> Result<Vec<u8>> {
         }
         Ok(plain)
     })
+}
+
+/// `plain` (records laid out by [`super::shelf`]) compressed as one pack.
+pub fn encode_pack(plain: &[u8]) -> Vec<u8> {
+    pack(PACK_D1, plain)
+}
+
+/// The plain bytes of a pack written by [`encode_pack`].
+pub fn decode_pack(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+    match bytes.first() {
+        Some(&PACK_D1) => unpack(key, bytes),
+        _ => Err(corrupt(key, "not a pack")),
+    }
+}
+
+/// A record as it goes into a pack: the same record, its payload no
+/// longer compressed on its own (the pack is compressed as a whole, which
+/// finds what records have in common). Read back like any other record.
+pub fn expanded(key: &str, record: &[u8]) -> Result<Vec<u8>> {
+    match record.first() {
+        Some(&tag @ (RUN | EVENT | RUN_D1 | EVENT_D1)) => {
+            let plain = unpack(key, record)?;
+            let len = u32::try_from(plain.len())
+                .ok()
+                .filter(|l| l & STORED == 0)
+                .ok_or_else(|| corrupt(key, "the record is too long"))?;
+            let mut out = Vec::with_capacity(5 + plain.len());
+            out.push(tag);
+            out.extend_from_slice(&(len | STORED).to_le_bytes());
+            out.extend_from_slice(&plain);
+            Ok(out)
+        }
+        _ => Ok(record.to_vec()),
+    }
 }
 
 pub fn encode_run(run: &Run) -> Vec<u8> {

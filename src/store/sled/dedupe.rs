@@ -221,7 +221,7 @@ impl DedupeKeys {
     /// by every event since the mark, less [`super::MAX_INGEST_MS`] (an
     /// ingest takes no longer from its event's id to its record), unless a
     /// later claim of the key is here; then mark `now`. How many it wrote.
-    pub(crate) fn recover(&self, events: &Tree, now: Timestamp) -> Result<usize> {
+    pub(crate) fn recover(&self, events: &super::shelf::Shelf, now: Timestamp) -> Result<usize> {
         let mark = self
             .meta
             .get(DURABLE_UNTIL)?
@@ -231,7 +231,7 @@ impl DedupeKeys {
         if let Some(mark) = mark {
             let from =
                 crate::record::EventId::floor(Timestamp(mark.saturating_sub(super::MAX_INGEST_MS)));
-            for entry in events.range(from.as_str().as_bytes()..) {
+            for entry in events.scan(std::ops::Bound::Included(from.as_str().as_bytes())) {
                 let (k, v) = entry?;
                 let id = String::from_utf8_lossy(&k);
                 let Ok(head) = codec::event_head(&id, &v) else {
@@ -511,7 +511,13 @@ mod tests {
     fn keys_an_event_lists_are_written_again_after_the_mark_but_not_over_a_later_claim() {
         use crate::record::Event;
         let history = sled::Config::new().temporary(true).open().expect("open");
-        let events = history.open_tree("events").expect("tree");
+        let events = super::super::shelf::Shelf::open(
+            &history,
+            "events",
+            std::sync::Arc::default(),
+            std::sync::Arc::default(),
+        )
+        .expect("shelf");
         let keys = DedupeKeys::temporary().expect("open");
         // No mark yet (a new store): nothing to recover, and a mark is set.
         assert_eq!(
@@ -538,7 +544,7 @@ mod tests {
                 expires_at: Timestamp(at + 5_000),
             };
             events
-                .insert(e.id.as_str(), codec::encode_event_claiming(&e, &[claim]))
+                .put(e.id.as_str(), codec::encode_event_claiming(&e, &[claim]))
                 .expect("event");
         };
         // Written after the mark (1,000,000 ms), their keys never flushed;

@@ -66,6 +66,7 @@ pub mod codec;
 pub(crate) mod dedupe;
 pub(crate) mod pace;
 pub(crate) mod queue;
+pub(crate) mod shelf;
 
 use super::{
     Claim, DedupeClaim, DedupeEntry, Durability, EventQuery, Ingest, Ingested, Page, Pruned,
@@ -74,6 +75,7 @@ use super::{
 use crate::record::{Event, Outcome, Run, RunId, RunStatus, RunUpdate, Timestamp};
 use queue::{Hot, Queue, QueueEntry};
 use serde_json::Value;
+use shelf::{Packing, Shelf};
 use sled::Tree;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -121,8 +123,8 @@ pub struct Ticket {
 #[derive(Clone)]
 pub(crate) struct Trees {
     db: sled::Db,
-    events: Tree,
-    runs: Tree,
+    events: Shelf,
+    runs: Shelf,
     queue: Tree,
     state: Tree,
     versions: Tree,
@@ -140,6 +142,9 @@ pub(crate) struct Trees {
     /// set it; writes past it by an eighth wake `prune_wanted`.
     records_target: Arc<std::sync::atomic::AtomicU64>,
     prune_wanted: Arc<tokio::sync::Notify>,
+    /// Held by the packer and by pruning: one moves records into packs,
+    /// the other removes them, never both at once.
+    history_lock: Arc<std::sync::Mutex<()>>,
     /// The data folder's size on disk, and the pace it sets for new
     /// events (none for a temporary store).
     pace: Option<Arc<pace::DiskPace>>,
@@ -149,7 +154,7 @@ pub(crate) struct Trees {
 /// each is skipped wherever it comes up, so one bad record never stops
 /// start-up, a listing or pruning; counted for `/metrics` and logged once.
 #[derive(Default)]
-struct Unreadable {
+pub(crate) struct Unreadable {
     count: std::sync::atomic::AtomicU64,
     logged: std::sync::Mutex<std::collections::HashSet<String>>,
 }
@@ -183,6 +188,8 @@ pub struct SledStore {
     unfinished: Arc<AtomicI64>,
     /// Runs whose stored status is `waiting` (a `delay`), for `/metrics`.
     waiting: Arc<Waiting>,
+    /// History older than this is packed.
+    pack_after: std::time::Duration,
 }
 
 /// The runs stored as `waiting`: every write of a run passes here, so the
@@ -218,9 +225,39 @@ impl Waiting {
     }
 }
 
+/// How the sled backend is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct SledOptions {
+    /// sled's page cache bound, in MiB (split between the history's and
+    /// the dedupe keys' databases).
+    pub cache_mb: u64,
+    /// Finished events and runs older than this are packed ([`shelf`]).
+    pub pack_after: std::time::Duration,
+}
+
+/// Packs are made of history a minute old: by then a run has usually
+/// finished, and its event is rarely read again.
+pub const DEFAULT_PACK_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How often the packer looks for history to pack.
+const PACK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Packs written per packer pass at most, per kind of record (the next
+/// pass goes on): bounds the time pruning may wait for the packer.
+const PACKS_PER_PASS: usize = 64;
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions {
+            cache_mb: 16,
+            pack_after: DEFAULT_PACK_AFTER,
+        }
+    }
+}
+
 impl SledStore {
-    pub fn open(dir: &Path, cache_mb: u64) -> Result<SledStore> {
-        let cache = cache_mb.saturating_mul(1024 * 1024);
+    pub fn open(dir: &Path, options: SledOptions) -> Result<SledStore> {
+        let cache = options.cache_mb.saturating_mul(1024 * 1024);
         // The dedupe keys are looked up once per event: an eighth of the
         // cache holds their hot pages.
         let dedupe_cache = (cache / 8).max(1024 * 1024);
@@ -240,7 +277,9 @@ impl SledStore {
         let pace = pace::DiskPace::start(dir).map_err(|e| {
             StoreError::Other(format!("cannot start the disk measuring thread: {e}"))
         })?;
-        Self::from_db(db, dedupe, Some(pace))
+        let mut store = Self::from_db(db, dedupe, Some(pace))?;
+        store.pack_after = options.pack_after;
+        Ok(store)
     }
 
     pub fn temporary() -> Result<SledStore> {
@@ -260,7 +299,9 @@ impl SledStore {
                 "moved the dedupe keys into their own database"
             );
         }
-        let events = db.open_tree(EVENTS)?;
+        let live: Arc<AtomicI64> = Arc::default();
+        let unreadable: Arc<Unreadable> = Arc::default();
+        let events = Shelf::open(&db, EVENTS, live.clone(), unreadable.clone())?;
         let recovered = dedupe.recover(&events, Timestamp::now())?;
         if recovered > 0 {
             info!(
@@ -277,7 +318,7 @@ impl SledStore {
             .map_err(|e| StoreError::Flush(format!("cannot start the flusher thread: {e}")))?;
         let trees = Trees {
             events,
-            runs: db.open_tree(RUNS)?,
+            runs: Shelf::open(&db, RUNS, live.clone(), unreadable.clone())?,
             queue: db.open_tree(QUEUE)?,
             state: db.open_tree(STATE)?,
             versions: db.open_tree(VERSIONS)?,
@@ -286,11 +327,12 @@ impl SledStore {
             rejected: db.open_tree(REJECTED)?,
             db,
             flusher: tx,
-            unreadable: Arc::default(),
-            live: Arc::default(),
+            unreadable,
+            live,
             rejected_count: Arc::default(),
             records_target: Arc::new(u64::MAX.into()),
             prune_wanted: Arc::default(),
+            history_lock: Arc::default(),
             pace,
         };
         Ok(SledStore {
@@ -300,6 +342,7 @@ impl SledStore {
             claims: Arc::default(),
             unfinished: Arc::default(),
             waiting: Arc::default(),
+            pack_after: DEFAULT_PACK_AFTER,
         })
     }
 
@@ -323,9 +366,65 @@ impl SledStore {
         let marker = tokio::spawn(queue::keep_marking(
             self.queue.clone(),
             self.trees.clone(),
-            stop,
+            stop.clone(),
         ));
-        Ok(vec![marker])
+        let packer = tokio::spawn(keep_packing(self.clone(), stop));
+        Ok(vec![marker, packer])
+    }
+
+    /// Pack the history older than the packing age (see [`shelf`]).
+    /// How many events and runs went into packs, and whether there is more
+    /// to pack at once.
+    pub fn pack(&self, now: Timestamp) -> Result<(usize, usize, bool)> {
+        let t = &self.trees;
+        let _alone = t.history_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let at = Timestamp(now.0.saturating_sub(self.pack_after.as_millis() as u64));
+        let crash = || self.crash_point("pack.written");
+        // Runs: final ones go; a run waiting for a retry or a delay stays
+        // hot (it may wait for days); a run of the backlog holds the
+        // packer back until it is done.
+        let runs = t.runs.pack(
+            RunId::floor(at).as_str().as_bytes(),
+            |id, v| match codec::decode_run::<RunHead>(id, v) {
+                Ok(h) if h.status.is_final() => Packing::Pack,
+                Ok(h) if matches!(h.status, RunStatus::Queued | RunStatus::Running) => {
+                    Packing::Stop
+                }
+                _ => Packing::Skip,
+            },
+            PACKS_PER_PASS,
+            &crash,
+        )?;
+        // Events: once no run of theirs is queued or running (executors
+        // read the event of each run they start).
+        let events = t.events.pack(
+            crate::record::EventId::floor(at).as_str().as_bytes(),
+            |id, v| {
+                let Ok(head) = codec::event_head(id, v) else {
+                    return Packing::Skip;
+                };
+                for run in &head.runs {
+                    let busy = t
+                        .runs
+                        .hot
+                        .get(run.as_str().as_bytes())
+                        .ok()
+                        .flatten()
+                        .is_some_and(|r| {
+                            codec::decode_run::<RunHead>(run.as_str(), &r).is_ok_and(|h| {
+                                matches!(h.status, RunStatus::Queued | RunStatus::Running)
+                            })
+                        });
+                    if busy {
+                        return Packing::Stop;
+                    }
+                }
+                Packing::Pack
+            },
+            PACKS_PER_PASS,
+            &crash,
+        )?;
+        Ok((events.0, runs.0, events.1 || runs.1))
     }
 
     pub async fn close(&self) -> Result<()> {
@@ -498,16 +597,12 @@ impl SledStore {
         if e.expires_at <= now {
             return Ok(None);
         }
-        if self
-            .trees
-            .events
-            .contains_key(e.event_id.as_str().as_bytes())?
-        {
+        if self.trees.events.contains(e.event_id.as_str())? {
             return Ok(Some(e));
         }
         // The event is missing: pruned (older than every event kept: the
         // key still holds), or never written (the ingest was interrupted).
-        let oldest_kept = self.trees.events.first()?.map(|(k, _)| k);
+        let oldest_kept = self.trees.events.first_id()?;
         let pruned = oldest_kept.is_some_and(|k| e.event_id.as_str().as_bytes() < &k[..]);
         Ok(pruned.then_some(e))
     }
@@ -714,7 +809,7 @@ impl SledStore {
         )?;
         self.crash_point("replay.run_written");
         let key = replay.event_id.as_str();
-        if let Some(bytes) = self.trees.events.get(key.as_bytes())? {
+        if let Some(bytes) = self.trees.events.get(key)? {
             // An unreadable event keeps its bytes; the replay still runs.
             if let Ok(mut event) = codec::decode_event(key, &bytes) {
                 if !event.runs.contains(&replay.id) {
@@ -787,7 +882,7 @@ impl SledStore {
     fn read_run(&self, id: &str) -> Result<Option<Run>> {
         self.trees
             .runs
-            .get(id.as_bytes())?
+            .get(id)?
             .map(|b| codec::decode_run(id, &b))
             .transpose()
     }
@@ -795,7 +890,7 @@ impl SledStore {
     fn read_event(&self, id: &str) -> Result<Option<Event>> {
         self.trees
             .events
-            .get(id.as_bytes())?
+            .get(id)?
             .map(|b| codec::decode_event(id, &b))
             .transpose()
     }
@@ -852,7 +947,7 @@ impl SledStore {
 
     pub fn run_heads(&self, since: Timestamp, cap: usize) -> Result<Vec<RunHead>> {
         let mut out = Vec::new();
-        for entry in self.trees.runs.iter().rev().take(cap) {
+        for entry in self.trees.runs.scan_rev(None).take(cap) {
             let (k, v) = entry?;
             let key = String::from_utf8_lossy(&k);
             let head = match codec::decode_run::<RunHead>(&key, &v) {
@@ -903,6 +998,7 @@ impl SledStore {
 
     pub fn prune(&self, cutoff: Timestamp, max_bytes: u64, now: Timestamp) -> Result<Pruned> {
         let t = &self.trees;
+        let _alone = t.history_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut pruned = Pruned::default();
         if let Some(p) = &t.pace {
             p.set_limit(max_bytes);
@@ -914,8 +1010,9 @@ impl SledStore {
         pruned.dedupe_early += swept.early;
         let records = records_budget(max_bytes, t.dedupe.bytes());
         t.records_target.store(records, Ordering::Relaxed);
-        t.prune_oldest(&mut pruned, |key| {
-            id_time(key).is_some_and(|at| at < cutoff) || t.live_bytes() > records
+        t.prune_oldest(&mut pruned, |key, picked| {
+            id_time(key).is_some_and(|at| at < cutoff)
+                || t.live_bytes().saturating_sub(picked) > records
         })?;
         // Rejected requests: only the newest are worth keeping.
         while t.rejected_count.load(Ordering::Relaxed) > MAX_REJECTED_KEPT as i64 {
@@ -980,11 +1077,8 @@ const PRUNE_BATCH: usize = 1024;
 
 impl Trees {
     /// Write an event or run record, keeping the byte count.
-    fn put(&self, tree: &Tree, key: &str, value: Vec<u8>) -> Result<()> {
-        let added = (key.len() + value.len()) as i64;
-        let old = tree.insert(key.as_bytes(), value)?;
-        let removed = old.map_or(0, |o| (key.len() + o.len()) as i64);
-        let live = self.live.fetch_add(added - removed, Ordering::Relaxed) + added - removed;
+    fn put(&self, shelf: &Shelf, key: &str, value: Vec<u8>) -> Result<()> {
+        let live = shelf.put(key, value)?;
         let target = self.records_target.load(Ordering::Relaxed);
         if live.max(0) as u64 > target.saturating_add(target / 8) {
             self.prune_wanted.notify_one();
@@ -994,13 +1088,8 @@ impl Trees {
 
     /// Remove an event or run record, keeping the byte count; whether there
     /// was one.
-    fn delete(&self, tree: &Tree, key: &str) -> Result<bool> {
-        let old = tree.remove(key.as_bytes())?;
-        if let Some(o) = &old {
-            self.live
-                .fetch_sub((key.len() + o.len()) as i64, Ordering::Relaxed);
-        }
-        Ok(old.is_some())
+    fn delete(&self, shelf: &Shelf, key: &str) -> Result<bool> {
+        shelf.remove(key)
     }
 
     /// The byte count saved with the last mark, or counted anew (a store
@@ -1013,16 +1102,7 @@ impl Trees {
             .map(i64::from_le_bytes);
         let live = match saved {
             Some(n) => n,
-            None => {
-                let mut total = 0i64;
-                for tree in [&self.events, &self.runs] {
-                    for entry in tree.iter() {
-                        let (k, v) = entry?;
-                        total += (k.len() + v.len()) as i64;
-                    }
-                }
-                total
-            }
+            None => self.events.count_bytes()? + self.runs.count_bytes()?,
         };
         self.live.store(live, Ordering::Relaxed);
         self.rejected_count.store(
@@ -1063,71 +1143,83 @@ impl Trees {
     }
 
     /// Remove the oldest events (with their runs) while `doomed` says so of
-    /// the next one's id. An event whose runs are not all final stays:
-    /// pruning must not lose work. Reads a batch at a time.
-    fn prune_oldest(&self, pruned: &mut Pruned, doomed: impl Fn(&str) -> bool) -> Result<()> {
+    /// the next one's id, given the bytes the events picked so far will
+    /// free. An event whose runs are not all final stays: pruning must not
+    /// lose work. Reads a batch at a time, and removes each batch's runs,
+    /// then its events (so a pack is rewritten once per batch, not once per
+    /// record).
+    fn prune_oldest(&self, pruned: &mut Pruned, doomed: impl Fn(&str, u64) -> bool) -> Result<()> {
         let mut from: Option<sled::IVec> = None;
         loop {
-            let range = match &from {
-                Some(k) => self.events.range::<&[u8], _>((
-                    std::ops::Bound::Excluded(&k[..]),
-                    std::ops::Bound::Unbounded,
-                )),
-                None => self.events.iter(),
+            let start = match &from {
+                Some(k) => std::ops::Bound::Excluded(&k[..]),
+                None => std::ops::Bound::Unbounded,
             };
             let mut batch = Vec::with_capacity(PRUNE_BATCH);
-            for entry in range.take(PRUNE_BATCH) {
+            for entry in self.events.scan(start).take(PRUNE_BATCH) {
                 batch.push(entry?);
             }
-            let Some((last, _)) = batch.last() else {
+            if batch.is_empty() {
                 return Ok(());
-            };
-            from = Some(last.clone());
+            }
+            let (mut events, mut runs, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
+            // Bytes the picked records take as read (a packed record takes
+            // less: the estimate is high, and is checked again below).
+            let mut picked = 0u64;
+            let mut stopped = false;
             for (k, v) in batch {
                 let key = String::from_utf8_lossy(&k).into_owned();
-                if !doomed(&key) {
-                    return Ok(());
+                if !doomed(&key, picked) {
+                    stopped = true;
+                    break;
                 }
-                let head = match codec::event_head(&key, &v) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        // Unreadable: only its id's time is known.
-                        self.unreadable.note(EVENTS, &key, &e);
-                        self.delete(&self.events, &key)?;
-                        pruned.events += 1;
-                        continue;
+                from = Some(k.clone());
+                match codec::event_head(&key, &v) {
+                    Ok(head) => {
+                        let Some(run_bytes) = self.final_runs_bytes(&head.runs)? else {
+                            continue;
+                        };
+                        picked += run_bytes;
+                        runs.extend(head.runs.into_iter().map(|r| r.0));
+                        if head.outcome == Outcome::Rejected {
+                            rejected.push(k.clone());
+                        }
                     }
-                };
-                if !self.runs_final(&head.runs)? {
-                    continue;
+                    // Unreadable: only its id's time is known.
+                    Err(e) => self.unreadable.note(EVENTS, &key, &e),
                 }
-                for run_id in &head.runs {
-                    if self.delete(&self.runs, run_id.as_str())? {
-                        pruned.runs += 1;
-                    }
-                }
-                self.delete(&self.events, &key)?;
-                if head.outcome == Outcome::Rejected && self.rejected.remove(&k)?.is_some() {
+                picked += (k.len() + v.len()) as u64;
+                events.push(key);
+            }
+            pruned.runs += self.runs.remove_many(runs.iter().map(String::as_str))?;
+            pruned.events += self.events.remove_many(events.iter().map(String::as_str))?;
+            for k in rejected {
+                if self.rejected.remove(&k)?.is_some() {
                     self.rejected_count.fetch_sub(1, Ordering::Relaxed);
                 }
-                pruned.events += 1;
+            }
+            // Stopped on the estimate: ask again with what was freed.
+            if stopped && picked == 0 {
+                return Ok(());
             }
         }
     }
 
-    /// Every one of these runs is final (or gone, or unreadable: it cannot
-    /// be resumed either).
-    fn runs_final(&self, runs: &[RunId]) -> Result<bool> {
+    /// The bytes these runs take, if every one is final (or gone, or
+    /// unreadable: it cannot be resumed either); `None` if one is not.
+    fn final_runs_bytes(&self, runs: &[RunId]) -> Result<Option<u64>> {
+        let mut bytes = 0;
         for id in runs {
-            if let Some(bytes) = self.runs.get(id.as_str().as_bytes())? {
-                match codec::decode_run::<RunHead>(id.as_str(), &bytes) {
-                    Ok(head) if !head.status.is_final() => return Ok(false),
+            if let Some(record) = self.runs.get(id.as_str())? {
+                match codec::decode_run::<RunHead>(id.as_str(), &record) {
+                    Ok(head) if !head.status.is_final() => return Ok(None),
                     Ok(_) => {}
                     Err(e) => self.unreadable.note(RUNS, id.as_str(), &e),
                 }
+                bytes += (id.as_str().len() + record.len()) as u64;
             }
         }
-        Ok(true)
+        Ok(Some(bytes))
     }
 
     async fn flush(&self) -> Result<()> {
@@ -1164,7 +1256,8 @@ impl Trees {
         from: &RunId,
         mut f: impl FnMut(QueueEntry) -> bool,
     ) -> Result<()> {
-        for entry in self.runs.range(from.as_str().as_bytes()..) {
+        // Unfinished runs are never packed: the hot tree holds them all.
+        for entry in self.runs.hot.range(from.as_str().as_bytes()..) {
             let (k, v) = entry?;
             let key = String::from_utf8_lossy(&k);
             let head: RunHead = match codec::decode_run(&key, &v) {
@@ -1203,7 +1296,7 @@ impl Trees {
         for e in self.queue_entries() {
             let id = e?.run_id;
             // A leftover entry of a finished (or vanished) run is not work.
-            let status = match self.runs.get(id.as_str().as_bytes())? {
+            let status = match self.runs.get(id.as_str())? {
                 Some(b) => match codec::decode_run::<RunHead>(id.as_str(), &b) {
                     Ok(h) => Some(h.status).filter(|s| !s.is_final()),
                     Err(e) => {
@@ -1364,20 +1457,41 @@ fn group_commit(
     }
 }
 
+/// Pack history in the background, off the async runtime, every
+/// [`PACK_EVERY`] (sooner while there is more to pack), until `stop`.
+async fn keep_packing(store: SledStore, mut stop: watch::Receiver<bool>) {
+    loop {
+        let s = store.clone();
+        let packed = super::blocking(move || s.pack(Timestamp::now())).await;
+        let more = match packed {
+            Ok((_, _, more)) => more,
+            Err(e) => {
+                warn!(error = %e, "packing history failed; will try again");
+                false
+            }
+        };
+        let pause = if more {
+            std::time::Duration::from_millis(10)
+        } else {
+            PACK_EVERY
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 fn list<T>(
-    tree: &Tree,
+    shelf: &Shelf,
     before: Option<&str>,
     limit: usize,
     mut keep: impl FnMut(&str, &[u8]) -> Result<Option<T>>,
 ) -> Result<Page<T>> {
     let limit = limit.max(1);
-    let iter = match before {
-        Some(b) => tree.range(..b.as_bytes().to_vec()),
-        None => tree.iter(),
-    };
     let mut items = Vec::new();
     let mut last_key = None;
-    for entry in iter.rev() {
+    for entry in shelf.scan_rev(before.map(str::as_bytes)) {
         let (k, v) = entry?;
         let key = String::from_utf8_lossy(&k).into_owned();
         if let Some(item) = keep(&key, &v)? {
@@ -1462,11 +1576,7 @@ mod tests {
             .await
             .expect_err("too late");
         assert!(err.to_string().contains("to store"), "{err}");
-        assert!(!store
-            .trees
-            .events
-            .contains_key(late.as_str())
-            .expect("read"));
+        assert!(!store.trees.events.contains(late.as_str()).expect("read"));
         let retry = store
             .ingest(ingest_of(EventId::generate(), "evt_a"))
             .await
@@ -1474,6 +1584,132 @@ mod tests {
         assert!(
             matches!(retry, Ingested::Stored { ref runs, .. } if runs.len() == 1),
             "{retry:?}"
+        );
+    }
+
+    /// Finished events and runs go into packs, and read, list, replay,
+    /// deduplicate and prune as they did before.
+    #[tokio::test]
+    async fn finished_history_is_packed_and_still_read_listed_replayed_and_pruned() {
+        let store = SledStore::temporary().expect("store");
+        let mut events = Vec::new();
+        for i in 0..200 {
+            let ingest = ingest_of(EventId::generate(), &format!("evt_{i}"));
+            events.push(ingest.event.id.clone());
+            store.ingest(ingest).await.expect("ingest");
+        }
+        let mut finished = Vec::new();
+        loop {
+            let claims = store.claim(Timestamp::now(), 64).await.expect("claim");
+            if claims.is_empty() {
+                break;
+            }
+            for c in claims {
+                let (mut run, _) = store.load(&c).await.expect("load").expect("a run");
+                run.status = RunStatus::Succeeded;
+                store
+                    .finish(&c, &run, Durability::Lazy)
+                    .await
+                    .expect("finish");
+                finished.push(run.id.clone());
+                store.release(c, false);
+            }
+        }
+        assert_eq!(finished.len(), 200);
+        // Nothing is old enough yet.
+        assert_eq!(store.pack(Timestamp::now()).expect("pack").0, 0);
+        let later = Timestamp(Timestamp::now().0 + 3_600_000);
+        let (e, r, _) = store.pack(later).expect("pack");
+        assert!(e > 100 && r > 100, "{e} events and {r} runs packed");
+        assert!(store.trees.runs.packs() > 0 && store.trees.events.packs() > 0);
+        assert!(
+            store.trees.runs.hot.len() < 100,
+            "packed runs leave the hot tree"
+        );
+        for id in &finished {
+            let run = store.run(id.as_str()).expect("read").expect("there");
+            assert_eq!(run.status, RunStatus::Succeeded);
+        }
+        for id in &events {
+            assert!(store.event(id.as_str()).expect("read").is_some());
+        }
+        // Newest first, each once, page after page.
+        let (mut listed, mut before) = (Vec::new(), None);
+        loop {
+            let page = store
+                .list_runs(&RunQuery {
+                    before: before.clone(),
+                    limit: 37,
+                    ..RunQuery::default()
+                })
+                .expect("list");
+            listed.extend(page.items.into_iter().map(|r| r.id));
+            match page.next_before {
+                Some(b) => before = Some(b),
+                None => break,
+            }
+        }
+        let mut newest_first = finished.clone();
+        newest_first.sort();
+        newest_first.reverse();
+        assert_eq!(listed, newest_first);
+        let events_listed = store
+            .list_events(&EventQuery {
+                limit: 500,
+                ..EventQuery::default()
+            })
+            .expect("list");
+        assert_eq!(events_listed.items.len(), 200);
+        // A packed event still holds its dedupe key.
+        let again = store
+            .ingest(ingest_of(EventId::generate(), "evt_5"))
+            .await
+            .expect("ingest");
+        assert!(matches!(again, Ingested::Duplicate { .. }), "{again:?}");
+        // A replay of a packed run links it and its event: the hot copies
+        // win over the packed ones.
+        let mut original = store.run(finished[3].as_str()).expect("read").expect("run");
+        let mut replay = original.clone();
+        replay.id = RunId::generate();
+        replay.status = RunStatus::Queued;
+        replay.replay_of = Some(original.id.clone());
+        original.replays.push(replay.id.clone());
+        store
+            .insert_replay(&original, &replay)
+            .await
+            .expect("replay");
+        let linked = store.run(original.id.as_str()).expect("read").expect("run");
+        assert_eq!(linked.replays, vec![replay.id.clone()]);
+        let event = store
+            .event(original.event_id.as_str())
+            .expect("read")
+            .expect("event");
+        assert!(event.runs.contains(&replay.id));
+        let once = store
+            .list_runs(&RunQuery {
+                limit: 500,
+                ..RunQuery::default()
+            })
+            .expect("list");
+        assert_eq!(once.items.len(), 201, "the replay, and each run once");
+        // Everything final goes; the replayed event stays with its queued
+        // replay.
+        let pruned = store
+            .prune(later, u64::MAX, Timestamp::now())
+            .expect("prune");
+        assert_eq!(pruned.events, 199);
+        assert_eq!(pruned.runs, 199);
+        assert!(store
+            .event(original.event_id.as_str())
+            .expect("read")
+            .is_some());
+        assert!(store.run(finished[0].as_str()).expect("read").is_none());
+        let left = store.trees.events.count_bytes().expect("count")
+            + store.trees.runs.count_bytes().expect("count");
+        assert_eq!(
+            store.trees.live.load(Ordering::Relaxed),
+            left,
+            "the byte count holds"
         );
     }
 }

@@ -567,6 +567,7 @@ mod tests {
             };
             let bytes = store
                 .runs
+                .hot
                 .get(e.run_id.as_str().as_bytes())
                 .expect("read")
                 .expect("stored");
@@ -574,6 +575,7 @@ mod tests {
             run.status = crate::record::RunStatus::Succeeded;
             store
                 .runs
+                .hot
                 .insert(
                     run.id.as_str().as_bytes(),
                     serde_json::to_vec(&run).expect("json"),
@@ -632,6 +634,7 @@ mod tests {
             let run = fresh_run(&e);
             store
                 .runs
+                .hot
                 .insert(
                     run.id.as_str().as_bytes(),
                     serde_json::to_vec(&run).expect("json"),
@@ -639,6 +642,7 @@ mod tests {
                 .expect("run");
             store
                 .events
+                .hot
                 .insert(
                     e.id.as_str().as_bytes(),
                     serde_json::to_vec(&e).expect("json"),
