@@ -239,6 +239,10 @@ pub struct SledOptions {
 /// finished, and its event is rarely read again.
 pub const DEFAULT_PACK_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// A queued or running run holds the packer back (it is about to finish,
+/// and is packed with its neighbours then) unless it is older than this.
+const BACKLOG_AT_MOST_MS: u64 = 3_600_000;
+
 /// How often the packer looks for history to pack.
 const PACK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -382,14 +386,15 @@ impl SledStore {
         let crash = || self.crash_point("pack.written");
         // Runs: final ones go; a run waiting for a retry or a delay stays
         // hot (it may wait for days); a run of the backlog holds the
-        // packer back until it is done.
+        // packer back until it is done, unless it is older than an hour:
+        // then it is stuck, not waiting its turn, and holds nothing back.
+        let stuck = |id: &str| id_time(id).is_some_and(|t| t.0 + BACKLOG_AT_MOST_MS < now.0);
+        let busy = |s: RunStatus| matches!(s, RunStatus::Queued | RunStatus::Running);
         let runs = t.runs.pack(
             RunId::floor(at).as_str().as_bytes(),
             |id, v| match codec::decode_run::<RunHead>(id, v) {
                 Ok(h) if h.status.is_final() => Packing::Pack,
-                Ok(h) if matches!(h.status, RunStatus::Queued | RunStatus::Running) => {
-                    Packing::Stop
-                }
+                Ok(h) if busy(h.status) && !stuck(id) => Packing::Stop,
                 _ => Packing::Skip,
             },
             PACKS_PER_PASS,
@@ -404,19 +409,16 @@ impl SledStore {
                     return Packing::Skip;
                 };
                 for run in &head.runs {
-                    let busy = t
-                        .runs
-                        .hot
-                        .get(run.as_str().as_bytes())
-                        .ok()
-                        .flatten()
-                        .is_some_and(|r| {
-                            codec::decode_run::<RunHead>(run.as_str(), &r).is_ok_and(|h| {
-                                matches!(h.status, RunStatus::Queued | RunStatus::Running)
-                            })
-                        });
-                    if busy {
-                        return Packing::Stop;
+                    let hot = t.runs.hot.get(run.as_str().as_bytes()).ok().flatten();
+                    let running = hot.is_some_and(|r| {
+                        codec::decode_run::<RunHead>(run.as_str(), &r).is_ok_and(|h| busy(h.status))
+                    });
+                    if running {
+                        return if stuck(id) {
+                            Packing::Skip
+                        } else {
+                            Packing::Stop
+                        };
                     }
                 }
                 Packing::Pack
@@ -1592,6 +1594,13 @@ mod tests {
     #[tokio::test]
     async fn finished_history_is_packed_and_still_read_listed_replayed_and_pruned() {
         let store = SledStore::temporary().expect("store");
+        // The oldest run stays queued (claimed, then let go unfinished).
+        let stuck = ingest_of(EventId::generate(), "evt_stuck");
+        let stuck_event = stuck.event.id.clone();
+        let Ingested::Stored { runs, .. } = store.ingest(stuck).await.expect("ingest") else {
+            panic!("stored");
+        };
+        let stuck_run = runs[0].clone();
         let mut events = Vec::new();
         for i in 0..200 {
             let ingest = ingest_of(EventId::generate(), &format!("evt_{i}"));
@@ -1606,6 +1615,10 @@ mod tests {
             }
             for c in claims {
                 let (mut run, _) = store.load(&c).await.expect("load").expect("a run");
+                if run.event_id == stuck_event {
+                    store.release(c, false);
+                    continue;
+                }
                 run.status = RunStatus::Succeeded;
                 store
                     .finish(&c, &run, Durability::Lazy)
@@ -1618,7 +1631,11 @@ mod tests {
         assert_eq!(finished.len(), 200);
         // Nothing is old enough yet.
         assert_eq!(store.pack(Timestamp::now()).expect("pack").0, 0);
-        let later = Timestamp(Timestamp::now().0 + 3_600_000);
+        // Old enough, but behind a queued run: it will be done soon.
+        let later = Timestamp(Timestamp::now().0 + 600_000);
+        assert_eq!(store.pack(later).expect("pack"), (0, 0, false));
+        // Queued for over an hour: stuck, it holds nothing back.
+        let later = Timestamp(Timestamp::now().0 + 2 * BACKLOG_AT_MOST_MS);
         let (e, r, _) = store.pack(later).expect("pack");
         assert!(e > 100 && r > 100, "{e} events and {r} runs packed");
         assert!(store.trees.runs.packs() > 0 && store.trees.events.packs() > 0);
@@ -1650,6 +1667,7 @@ mod tests {
             }
         }
         let mut newest_first = finished.clone();
+        newest_first.push(stuck_run);
         newest_first.sort();
         newest_first.reverse();
         assert_eq!(listed, newest_first);
@@ -1659,7 +1677,13 @@ mod tests {
                 ..EventQuery::default()
             })
             .expect("list");
-        assert_eq!(events_listed.items.len(), 200);
+        assert_eq!(events_listed.items.len(), 201);
+        assert!(store
+            .trees
+            .events
+            .hot
+            .contains_key(stuck_event.as_str())
+            .expect("read"));
         // A packed event still holds its dedupe key.
         let again = store
             .ingest(ingest_of(EventId::generate(), "evt_5"))
@@ -1691,9 +1715,9 @@ mod tests {
                 ..RunQuery::default()
             })
             .expect("list");
-        assert_eq!(once.items.len(), 201, "the replay, and each run once");
+        assert_eq!(once.items.len(), 202, "the replay, and each run once");
         // Everything final goes; the replayed event stays with its queued
-        // replay.
+        // replay, and the stuck one with its run.
         let pruned = store
             .prune(later, u64::MAX, Timestamp::now())
             .expect("prune");
