@@ -5,6 +5,7 @@
 //! |------------|-------------------------------|----------------------------|
 //! | `events`   | event id (time-ordered)       | [`Event`], see [`codec`]   |
 //! | `runs`     | run id (time-ordered)         | [`Run`], see [`codec`]     |
+//! | `events.packs`, `runs.packs` | the last id of a pack | finished records packed together ([`shelf`]) |
 //! | `rejected` | event id of a rejected request | empty (an index, to keep the newest) |
 //! | `queue`    | due time (ms, big-endian) ++ run id | empty                |
 //! | `state`    | workflow `\0` key             | JSON value (`state_set`)   |
@@ -31,7 +32,10 @@
 //!
 //! Ids sort by creation time, so "newest first" is a reverse range scan and a
 //! cursor is simply the last id seen. Events and runs are stored compressed
-//! ([`codec`]).
+//! ([`codec`]); a minute after they were written (`--pack-after`), finished
+//! ones move into packs of about 32 KiB of records each ([`shelf`]): sled
+//! keeps memory per page it has written, so one entry per record made the
+//! server's memory grow with stored history.
 //!
 //! Retention never scans the whole store: pruning by age walks from the
 //! oldest event and stops at the first one inside the window; pruning by
