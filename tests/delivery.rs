@@ -98,8 +98,17 @@ async fn a_slow_request_shows_its_run_running_with_the_steps_before_it(backend: 
     assert_eq!(code, 202, "{answer}");
     let run_id = answer["runs"][0].as_str().expect("run").to_string();
     // Saved while the request is still out: the transform's result is
-    // there, the request is under way.
-    let running = server.wait_run_status(&run_id, &["running"]).await;
+    // there, the request is under way. (The run is saved as `running`
+    // before the request too, with the request still `pending`: wait for
+    // the save made while it is out, within the sink's 1.5 s.)
+    let deadline = std::time::Instant::now() + Duration::from_millis(1400);
+    let running = loop {
+        let run = server.wait_run_status(&run_id, &["running"]).await;
+        if step(&run, "deliver")["status"] != "pending" || std::time::Instant::now() > deadline {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let shape = step(&running, "shape");
     assert_eq!(shape["status"], "succeeded", "{running}");
     assert_eq!(shape["output"], json!({"n": 7}));
