@@ -292,6 +292,10 @@ impl DedupeKeys {
                 }
                 done += key.len();
             }
+            if done == 0 && !keys.is_empty() {
+                // Stopped before the first key: nothing to write back.
+                break;
+            }
             // Keys added to this millisecond meanwhile were appended: the
             // ones looked at are still the front.
             self.expiring.fetch_and_update(&k, |cur| {

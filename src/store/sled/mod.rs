@@ -285,20 +285,24 @@ impl SledStore {
         let pace = pace::DiskPace::start(dir).map_err(|e| {
             StoreError::Other(format!("cannot start the disk measuring thread: {e}"))
         })?;
-        let mut store = Self::from_db(db, dedupe, Some(pace))?;
-        store.pack_after = options.pack_after;
-        Ok(store)
+        Self::from_db(db, dedupe, Some(pace), options.pack_after)
     }
 
     pub fn temporary() -> Result<SledStore> {
         let db = sled::Config::new().temporary(true).open()?;
-        Self::from_db(db, dedupe::DedupeKeys::temporary()?, None)
+        Self::from_db(
+            db,
+            dedupe::DedupeKeys::temporary()?,
+            None,
+            DEFAULT_PACK_AFTER,
+        )
     }
 
     fn from_db(
         db: sled::Db,
         dedupe: dedupe::DedupeKeys,
         pace: Option<Arc<pace::DiskPace>>,
+        pack_after: std::time::Duration,
     ) -> Result<SledStore> {
         let moved = dedupe.take_over(&db, DEDUPE)?;
         if moved > 0 {
@@ -350,7 +354,7 @@ impl SledStore {
             claims: Arc::default(),
             unfinished: Arc::default(),
             waiting: Arc::default(),
-            pack_after: DEFAULT_PACK_AFTER,
+            pack_after,
         })
     }
 
@@ -730,7 +734,7 @@ impl SledStore {
             // Only an ingest interrupted before its event was written (and
             // so before its 202) leaves a run without its event.
             warn!(run_id = %claim.run_id, event_id = %run.event_id, "discarding a run whose event was never stored");
-            self.trees.delete(&self.trees.runs, claim.run_id.as_str())?;
+            self.trees.runs.remove(claim.run_id.as_str())?;
             self.settle(claim)?;
             self.unfinished.fetch_sub(1, Ordering::Relaxed);
             return Ok(None);
@@ -1026,7 +1030,7 @@ impl SledStore {
                 break;
             };
             t.rejected_count.fetch_sub(1, Ordering::Relaxed);
-            if t.delete(&t.events, &String::from_utf8_lossy(&k))? {
+            if t.events.remove(&String::from_utf8_lossy(&k))? {
                 pruned.events += 1;
             }
         }
@@ -1090,12 +1094,6 @@ impl Trees {
             self.prune_wanted.notify_one();
         }
         Ok(())
-    }
-
-    /// Remove an event or run record, keeping the byte count; whether there
-    /// was one.
-    fn delete(&self, shelf: &Shelf, key: &str) -> Result<bool> {
-        shelf.remove(key)
     }
 
     /// The byte count saved with the last mark, or counted anew (a store

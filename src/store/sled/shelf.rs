@@ -103,7 +103,7 @@ impl Shelf {
     }
 
     pub(crate) fn contains(&self, id: &str) -> Result<bool> {
-        Ok(self.hot.contains_key(id.as_bytes())? || self.get(id)?.is_some())
+        Ok(self.get(id)?.is_some())
     }
 
     /// Write a record (hot). The byte count after it.
@@ -194,19 +194,13 @@ impl Shelf {
     pub(crate) fn scan(&self, from: Bound<&[u8]>) -> Merged {
         let hot = self.hot.range::<&[u8], _>((from, Bound::Unbounded));
         let shelf = self.clone();
-        let from_key = match from {
-            Bound::Included(k) | Bound::Excluded(k) => k.to_vec(),
-            Bound::Unbounded => Vec::new(),
-        };
-        let from_owned = match from {
-            Bound::Included(k) => Bound::Included(k.to_vec()),
-            Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
-            Bound::Unbounded => Bound::Unbounded,
-        };
+        let from = from.map(<[u8]>::to_vec);
+        // Packs are keyed by their last id: those from `from` on hold the
+        // records at or above it.
         let packed = self
             .packs
-            .range(from_key..)
-            .flat_map(move |p| shelf.entries_of(p, |id| in_bound_from(&from_owned, id), false));
+            .range((from.clone(), Bound::Unbounded))
+            .flat_map(move |p| shelf.entries_of(p, |id| in_bound_from(&from, id), false));
         Merged::new(Box::new(hot), Box::new(packed), false)
     }
 
