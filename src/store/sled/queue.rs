@@ -170,8 +170,13 @@ fn hot_size(event: &Event) -> usize {
     2 * event.body_size + headers + 512
 }
 
-/// Queue entries kept in memory (about 120 bytes each for a fresh run).
-pub const MAX_IN_MEMORY: usize = 100_000;
+/// Queue entries kept in memory (about 120 bytes each for a fresh run, so
+/// 2.4 MB at most). Beyond it, entries are read back from the store half a
+/// mirror at a time (10,000 entries took about 90 ms of one blocking thread
+/// under the load bench), each time the mirror runs half empty. At 100,000
+/// the mirror of a long backlog held about 11.5 MB, which the allocator
+/// roughly doubles (`docs/performance.md`).
+pub const MAX_IN_MEMORY: usize = 20_000;
 
 /// Held by an ingest from before its runs' ids exist until they are in the
 /// queue (see [`Queue::ingest`]).
