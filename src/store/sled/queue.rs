@@ -741,4 +741,22 @@ mod tests {
         assert!(q.is_empty());
         assert!(!q.wants_refill());
     }
+
+    #[test]
+    fn the_server_queue_keeps_twenty_thousand_entries_in_memory() {
+        // The README's bound: at most 20,000 queued runs in memory.
+        let q = Queue::default();
+        for n in 0..=20_000 {
+            q.push(entry(10, n));
+        }
+        assert_eq!(q.len(), 20_000, "the rest waits in the store");
+        assert!(!q.wants_refill(), "a full mirror reads nothing back");
+        for _ in 0..10_001 {
+            let Take::Run(e) = q.take_or_wait(Timestamp(1000)) else {
+                panic!("every entry kept is due");
+            };
+            q.done(&e.run_id);
+        }
+        assert!(q.wants_refill(), "half empty, it reads the store again");
+    }
 }
