@@ -82,7 +82,7 @@ async fn shipped_examples_deliver_what_they_promise(backend: Backend) {
         &with_store(&["--workflows", &wf, "--scripts", &sc], &store),
         &env,
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
 
     // Stripe → Slack
     let body = fixture("stripe_payment_intent_succeeded.json");
@@ -482,7 +482,7 @@ async fn shipped_examples_run_end_to_end_with_no_settings(backend: Backend) {
             }
         },
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
     let post = |path: &str, headers: Vec<(&str, String)>, body: String| {
         let mut req = client
             .post(server.url(path))

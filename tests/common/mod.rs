@@ -196,7 +196,7 @@ impl TestServer {
             store,
             stop: Some(stop),
             handle: Some(handle),
-            client: reqwest::Client::new(),
+            client: client(),
         }
     }
 
@@ -696,6 +696,17 @@ impl Drop for BinServer {
 }
 
 /// POST JSON and read the JSON answer (for binary servers).
+/// An HTTP client for talking to a test server. The server closes a
+/// keep-alive connection that sends nothing within its header timeout (10 s
+/// by default); a client that reuses such a connection at that moment gets
+/// an incomplete message. Idle connections are dropped well before.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client")
+}
+
 pub async fn post_at(client: &reqwest::Client, url: &str, body: &Value) -> Value {
     client
         .post(url)
