@@ -480,7 +480,7 @@ async fn readyz_says_why_when_the_store_cannot_take_writes(backend: Backend) {
             });
         }
     });
-    let client = reqwest::Client::new();
+    let client = common::client();
     let ready = |client: reqwest::Client, url: String| async move {
         let resp = client.get(url).send().await.expect("sent");
         let code = resp.status().as_u16();

@@ -237,7 +237,7 @@ async fn a_recorded_run_becomes_a_passing_test_until_the_workflow_changes(backen
     let wf_arg = wf_dir.display().to_string();
     let store = backend.store_args(dir.path());
     let server = BinServer::start(&common::with_store(&["--workflows", &wf_arg], &store), &[]);
-    let client = reqwest::Client::new();
+    let client = common::client();
     let answer: Value = client
         .post(server.url("/hooks/rec"))
         .header("x-trace", "t-1")

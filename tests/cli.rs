@@ -150,7 +150,7 @@ async fn history_and_state_survive_a_restart(backend: Backend) {
     let store = backend.store_args(dir.path());
     let wf_arg = wf.display().to_string();
     let args = common::with_store(&["--workflows", wf_arg.as_str()], &store);
-    let client = reqwest::Client::new();
+    let client = common::client();
 
     let server = BinServer::start(&args, &[]);
     let first: serde_json::Value =

@@ -158,7 +158,7 @@ async fn the_readme_connects_stripe_to_slack_in_one_file(backend: Backend) {
         STRIPE_SECRET.as_bytes(),
         format!("{t}.{body}").as_bytes(),
     ));
-    let client = reqwest::Client::new();
+    let client = common::client();
     let resp = client
         .post(server.url("/hooks/stripe-sales"))
         .header("content-type", "application/json")

@@ -445,7 +445,7 @@ async fn a_uses_step_obeys_the_outbound_policy(backend: Backend) {
         ),
         &[],
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
     let answer = common::post_at(&client, &server.url("/hooks/u"), &json!({"text": "a"})).await;
     let run = common::wait_run_at(
         &client,
@@ -703,7 +703,7 @@ async fn the_api_shows_each_workflows_connectors_and_their_unset_variables(backe
         ),
         &[],
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
     let list = common::get_at(&client, &server.url("/api/workflows")).await;
     let orders = list
         .as_array()

@@ -48,7 +48,7 @@ async fn a_run_waiting_to_retry_survives_sigkill(backend: Backend) {
     );
     let (_dir, args) = setup(backend, &wf);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let client = reqwest::Client::new();
+    let client = common::client();
     let server = BinServer::start(&args, &[]);
     // The stream tells of a retrying run once its schedule is on disk; the
     // API may show it a moment earlier, before the flush.

@@ -605,7 +605,7 @@ steps:
     let store = [backend.store_args(dir.path()), backend.kill_args()].concat();
     let args = common::with_store(&["--workflows", wf_dir.as_str()], &store);
     let server = BinServer::start(&args, &[]);
-    let client = reqwest::Client::new();
+    let client = common::client();
     let answer = common::post_at(&client, &server.url("/hooks/later"), &json!({"n": 1})).await;
     let run_id = answer["runs"][0].as_str().expect("run").to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -734,6 +734,7 @@ steps:
     // once, long before the 60 s timeout (the client gives up after 10 s).
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .build()
         .expect("client");
     let resp = client

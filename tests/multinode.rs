@@ -331,7 +331,7 @@ async fn the_same_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
             .await
             .expect("started")
     };
-    let client = reqwest::Client::new();
+    let client = common::client();
     for k in 0..10 {
         let body = json!({"id": format!("same-{k}")});
         let (x, y) = tokio::join!(
@@ -384,7 +384,7 @@ async fn a_run_made_on_one_node_is_replayed_through_another_on_a_version_only_th
             .await
             .expect("started")
     };
-    let client = reqwest::Client::new();
+    let client = common::client();
 
     // A's live stream, collected in the background.
     let stream: Arc<Mutex<String>> = Arc::default();
@@ -506,7 +506,7 @@ async fn a_node_stopped_past_its_lease_writes_nothing_over_the_new_owner() {
             .await
             .expect("started")
     };
-    let client = reqwest::Client::new();
+    let client = common::client();
     let answer = common::post_at(&client, &a.url("/hooks/in"), &json!({"id": "p1"})).await;
     let run_id = answer["runs"][0].as_str().expect("run").to_string();
     // A executes it (it ingested it); once its request is out, stop A.

@@ -74,7 +74,7 @@ async fn an_unreadable_record_is_skipped_counted_and_pruned(backend: Backend) {
     let store = backend.store_args(dir.path());
     let workflows = dir.path().join("workflows").display().to_string();
     let args = with_store(&["--workflows", &workflows], &store);
-    let client = reqwest::Client::new();
+    let client = common::client();
     let server = BinServer::start(&args, &[]);
     let answer = common::post_at(&client, &server.url("/hooks/in"), &json!({"n": 1})).await;
     let good_run = answer["runs"][0].as_str().expect("run").to_string();
@@ -238,7 +238,7 @@ async fn a_dedupe_key_stored_in_the_earlier_form_still_holds_sled() {
     let wf = "name: w\ntrigger:\n  webhook:\n    path: /in\n    dedupe: { key: '{{ $.event.id }}' }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
     let folder = SledFolder::new(&[("w.yaml", wf)], &[]);
     let (data, args) = (&folder.data, folder.args());
-    let client = reqwest::Client::new();
+    let client = common::client();
     let server = BinServer::start(&args, &[]);
     let first = common::post_at(&client, &server.url("/hooks/in"), &json!({"id": "a"})).await;
     let run = first["runs"][0].as_str().expect("a run").to_string();
@@ -306,7 +306,7 @@ async fn a_byte_count_below_zero_after_a_crash_prunes_nothing_sled() {
         "trigger:\n  webhook: { path: /in }\nsteps:\n  - id: s\n    transform: { script: '1' }\n";
     let folder = SledFolder::new(&[("w.yaml", wf)], &["--prune-interval", "100ms"]);
     let (data, args) = (&folder.data, folder.args());
-    let client = reqwest::Client::new();
+    let client = common::client();
     let server = BinServer::start(&args, &[]);
     server.stop();
     {

@@ -78,7 +78,7 @@ impl Server {
         );
         Server {
             bin,
-            client: reqwest::Client::new(),
+            client: common::client(),
             _dir: dir,
         }
     }
@@ -701,7 +701,7 @@ actions:
         ),
         &[("ACME_SIGNING_KEY", "acme-key-0010")],
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
     let post = |kind: &str, delivery: &str, key: &str| {
         let body = json!({"kind": kind, "account": "A-7"}).to_string();
         let sig = hex::encode(sign(Algorithm::Sha256, key.as_bytes(), body.as_bytes()));

@@ -63,7 +63,7 @@ async fn the_data_folder_stays_within_the_retention_size() {
     let backlog = Arc::new(AtomicU64::new(0));
     let watching = {
         let (peak, data, backlog) = (peak.clone(), data.clone(), backlog.clone());
-        let (client, base) = (reqwest::Client::new(), server.base.clone());
+        let (client, base) = (common::client(), server.base.clone());
         tokio::spawn(async move {
             loop {
                 peak.fetch_max(disk_usage(&data), Ordering::Relaxed);
@@ -75,7 +75,7 @@ async fn the_data_folder_stays_within_the_retention_size() {
         })
     };
     const EVENTS: u64 = 24_000;
-    let client = reqwest::Client::new();
+    let client = common::client();
     let mut senders = Vec::new();
     for _ in 0..16 {
         let (client, url, sent, template, backlog) = (
@@ -355,7 +355,7 @@ async fn a_folder_past_the_limit_is_reported_and_paces_new_events() {
         said("new events are paced"),
         "the server says it paces new events"
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
     // The history is pruned to its share from start-up on, in batches: on a
     // slow machine that takes a moment after the log lines above.
     let budget = hookflow::store::sled::records_budget(LIMIT, 0);

@@ -441,7 +441,7 @@ async fn leak_sweep_finds_no_secret_in_any_encoding_anywhere(backend: Backend) {
         &common::with_store(&["--workflows", &wf, "--scripts", &sc], &store),
         &env,
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
     let token = secret("TOKEN");
 
     // The sender, too, sends secrets: in the query, a header and the body.
@@ -646,7 +646,7 @@ async fn a_short_env_value_is_redacted_in_history_but_reaches_later_steps_as_it_
         &common::with_store(&["--workflows", &wf], &store),
         &[("REGION_CODE", "eu"), ("REGION_ECHO", &echo.base)],
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
     let answer = common::post_at(&client, &server.url("/hooks/region"), &json!({})).await;
     let run_id = answer["runs"][0].as_str().expect("run").to_string();
     let run = common::wait_run_at(&client, &server.base, &run_id).await;

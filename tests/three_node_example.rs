@@ -107,7 +107,7 @@ async fn the_three_node_example_shares_the_work_behind_its_balancer() {
         .spawn()
         .expect("the script starts");
     let mut script = Script(child);
-    let client = reqwest::Client::new();
+    let client = common::client();
     let front = format!("http://127.0.0.1:{port}");
     let nodes: Vec<String> = (1..=3)
         .map(|i| format!("http://127.0.0.1:{}", port + i))

@@ -542,7 +542,7 @@ async fn a_refused_connection_does_not_reveal_a_secret_url(backend: Backend) {
         &common::with_store(&["--workflows", &wf_arg], &store),
         &[("DEST_URL", &url), ("HOOKFLOW_LOG", "debug")],
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
     let answer = common::post_at(&client, &server.url("/hooks/out"), &json!({"n": 1})).await;
     let run_id = answer["runs"][0].as_str().expect("run").to_string();
     let run = common::wait_run_at(&client, &server.base, &run_id).await;
@@ -659,6 +659,7 @@ async fn proxy_variables_do_not_route_requests_around_the_policy(backend: Backen
     );
     let client = reqwest::Client::builder()
         .no_proxy()
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .build()
         .expect("client");
     let answer = common::post_at(&client, &server.url("/hooks/direct"), &json!({})).await;
@@ -710,7 +711,7 @@ async fn event_data_cannot_move_a_request_to_another_port(backend: Backend) {
         &common::with_store(&["--workflows", &wf_arg], &store),
         &[("BASE", &base)],
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
     let port = other.addr.port();
     for (x, path) in [
         (
@@ -868,7 +869,7 @@ async fn demo_secrets_are_not_served_on_a_network_address(backend: Backend) {
         "http://127.0.0.1:{}",
         server.addr().rsplit(':').next().expect("port")
     );
-    let client = reqwest::Client::new();
+    let client = common::client();
     let list: Value = client
         .get(format!("{base}/api/workflows"))
         .bearer_auth("net-t0ken")

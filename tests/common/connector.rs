@@ -57,7 +57,7 @@ impl Harness {
         let server = Self::spawn(&args, &env);
         Harness {
             server,
-            client: reqwest::Client::new(),
+            client: super::client(),
             dir,
             args,
             env,
