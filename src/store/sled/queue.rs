@@ -460,7 +460,9 @@ pub async fn checkpoint(queue: &Queue, store: &Trees) -> Result<(), StoreError> 
 }
 
 /// [`checkpoint`] every second until `shutdown` turns true (the server
-/// makes the last one once the runs have stopped).
+/// makes the last one once the runs have stopped), and give back the log
+/// buffers the allocator's pool kept and sled did not need
+/// ([`crate::alloc::trim_spares`]).
 pub async fn keep_marking(queue: Queue, store: Trees, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -473,6 +475,8 @@ pub async fn keep_marking(queue: Queue, store: Trees, mut shutdown: watch::Recei
         if let Err(e) = checkpoint(&queue, &store).await {
             error!(error = %e, "cannot store the fresh-runs mark");
         }
+        // The log buffers sled did not need this second go back.
+        crate::alloc::trim_spares();
     }
 }
 
