@@ -80,6 +80,11 @@ pub fn trim_spares() -> usize {
     n
 }
 
+/// Spares the pool holds now.
+pub fn spares_held() -> usize {
+    POOL.lock().map_or(0, |pool| pool.len)
+}
+
 /// The layout of sled's log buffers (checked when compiled).
 const LOG_BUFFER: Layout =
     match Layout::from_size_align(crate::store::sled::SEGMENT_SIZE, LOG_BUFFER_ALIGN) {
@@ -154,8 +159,7 @@ mod tests {
     #[test]
     fn a_freed_log_buffer_is_handed_out_again_others_are_not_pooled_and_unneeded_ones_go_back() {
         let a = Allocator;
-        let log = Layout::from_size_align(crate::store::sled::SEGMENT_SIZE, LOG_BUFFER_ALIGN)
-            .expect("a valid layout");
+        let log = LOG_BUFFER;
         // SAFETY: each block is freed once, with the layout it was made with.
         unsafe {
             let p = a.alloc(log);
