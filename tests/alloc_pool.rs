@@ -14,14 +14,9 @@ static GLOBAL: hookflow::alloc::Allocator = hookflow::alloc::Allocator;
 
 use hookflow::store::Store;
 
-#[tokio::test]
-async fn sled_asks_for_the_log_buffers_the_pool_recycles() {
-    let _alone = SERIAL.lock().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_sled(dir.path(), Default::default()).expect("store opens");
-    let before = hookflow::alloc::log_buffers_allocated();
-    // 4 MiB of distinct records: sled fills several 512 KiB segments, and
-    // takes a fresh log buffer for each.
+/// 4 MiB of distinct records, each flushed: sled fills several 512 KiB
+/// segments, and takes a fresh log buffer for each.
+async fn write_4_mib(store: &Store) {
     for i in 0..64 {
         let source = format!("{i:08}").repeat(8 * 1024);
         store
@@ -30,6 +25,15 @@ async fn sled_asks_for_the_log_buffers_the_pool_recycles() {
             .expect("written");
         store.flush().await.expect("flushed");
     }
+}
+
+#[tokio::test]
+async fn sled_asks_for_the_log_buffers_the_pool_recycles() {
+    let _alone = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open_sled(dir.path(), Default::default()).expect("store opens");
+    let before = hookflow::alloc::log_buffers_allocated();
+    write_4_mib(&store).await;
     let asked = hookflow::alloc::log_buffers_allocated() - before;
     store.close().await.expect("closed");
     assert!(
@@ -52,14 +56,7 @@ async fn a_started_store_gives_back_the_spares_sled_no_longer_needs() {
     let store = Store::open_sled(dir.path(), Default::default()).expect("store opens");
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let tasks = store.start(stop).await.expect("store starts");
-    for i in 0..64 {
-        let source = format!("{i:08}").repeat(8 * 1024);
-        store
-            .put_version(&format!("v{i}"), &source)
-            .await
-            .expect("written");
-        store.flush().await.expect("flushed");
-    }
+    write_4_mib(&store).await;
     assert!(
         hookflow::alloc::spares_held() > 0,
         "sled gave back no log buffer while writing 4 MiB: nothing to trim"
