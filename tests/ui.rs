@@ -74,6 +74,39 @@ async fn the_ui_answers_what_happened_to_my_webhook(backend: Backend) {
         "same page",
         "the run appeared without a reload"
     );
+    // A second run, now that the table is there: its updates (queued,
+    // running, succeeded) come within a few ms, and each makes the page
+    // read the run; it must end as one row, in its last state.
+    let (_, second) = server
+        .post_json("/hooks/orders", &json!({"id": "o-1b", "note": "another"}))
+        .await;
+    let second_run = second["runs"][0].as_str().expect("run").to_string();
+    browser
+        .wait_for(
+            "the second run",
+            &format!(
+                "return document.querySelector('tr[data-run=\"{second_run}\"] .badge.succeeded')"
+            ),
+        )
+        .await;
+    // Answers to earlier reads may still be on their way: give them time
+    // to land, then count.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let rows = browser
+        .js(&format!(
+            "return [...document.querySelectorAll('tr[data-run=\"{second_run}\"] .badge')].map(b => b.textContent)"
+        ))
+        .await;
+    assert_eq!(
+        rows,
+        json!(["succeeded"]),
+        "one row for the run, in its last state"
+    );
+    assert_eq!(
+        browser.js("return window.__marker").await,
+        "same page",
+        "the second run appeared without a reload"
+    );
     browser.screenshot(&dir, "runs").await;
 
     // A failed run: its error and every attempt.

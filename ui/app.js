@@ -341,16 +341,28 @@ async function runsView(params) {
 
   if (!before) {
     let statsTimer = null;
+    // A run changes several times within a few ms, and the answers to the
+    // reads below may come back in any order: only the answer to the
+    // latest read of a run is shown, and the row is looked up once it is
+    // in, so that an older state never replaces a newer one.
+    const asked = new Map();
     live(gen, async (u) => {
       if (!u) return route();
-      const row = tbody.querySelector(`tr[data-run="${CSS.escape(u.id)}"]`);
       if (workflow && u.workflow !== workflow) return;
+      const ask = (asked.get(u.id) || 0) + 1;
+      asked.set(u.id, ask);
       try {
         const run = await api(`/api/runs/${encodeURIComponent(u.id)}`);
+        // Moved on (another page, or this one loaded again), or a later
+        // read of this run is under way.
+        if (gen !== generation || asked.get(u.id) !== ask) return;
+        asked.delete(u.id);
+        const row = tbody.querySelector(`tr[data-run="${CSS.escape(u.id)}"]`);
         if (status && run.status !== status) { if (row) row.remove(); return; }
         const fresh = runRow(run);
         if (row) row.replaceWith(fresh);
         else {
+          // The first run on an empty page: load the page with its table.
           if (!tbody.isConnected) return route();
           fresh.classList.add("fresh");
           tbody.prepend(fresh);

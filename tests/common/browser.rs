@@ -130,7 +130,13 @@ impl Browser {
             if truthy {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            if Instant::now() >= deadline {
+                // What the page showed, so that a failure says why.
+                let shown = self
+                    .js("return `${location.hash} | live: ${document.getElementById('live')?.textContent} | ${document.querySelector('main')?.innerText.slice(0, 1500)}`")
+                    .await;
+                panic!("timed out waiting for {what}; the page showed: {shown}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
