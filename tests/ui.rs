@@ -18,6 +18,27 @@ fn shots() -> PathBuf {
         .join("ui-screenshots")
 }
 
+/// Send an order to `/hooks/orders` and wait until the runs page on
+/// screen lists its run as succeeded; the run's id.
+async fn order_until_listed(
+    server: &TestServer,
+    browser: &Browser,
+    id: &str,
+    what: &str,
+) -> String {
+    let (_, answer) = server
+        .post_json("/hooks/orders", &json!({"id": id, "note": what}))
+        .await;
+    let run = answer["runs"][0].as_str().expect("run").to_string();
+    browser
+        .wait_for(
+            what,
+            &format!("return document.querySelector('tr[data-run=\"{run}\"] .badge.succeeded')"),
+        )
+        .await;
+    run
+}
+
 both!(
     the_ui_answers_what_happened_to_my_webhook,
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,18 +78,7 @@ async fn the_ui_answers_what_happened_to_my_webhook(backend: Backend) {
             "return document.getElementById('live').classList.contains('on')",
         )
         .await;
-    let (_, first) = server
-        .post_json("/hooks/orders", &json!({"id": "o-1", "note": "first"}))
-        .await;
-    let first_run = first["runs"][0].as_str().expect("run").to_string();
-    browser
-        .wait_for(
-            "the new run",
-            &format!(
-                "return document.querySelector('tr[data-run=\"{first_run}\"] .badge.succeeded')"
-            ),
-        )
-        .await;
+    order_until_listed(&server, &browser, "o-1", "the new run").await;
     assert_eq!(
         browser.js("return window.__marker").await,
         "same page",
@@ -77,18 +87,7 @@ async fn the_ui_answers_what_happened_to_my_webhook(backend: Backend) {
     // A second run, now that the table is there: its updates (queued,
     // running, succeeded) come within a few ms, and each makes the page
     // read the run; it must end as one row, in its last state.
-    let (_, second) = server
-        .post_json("/hooks/orders", &json!({"id": "o-1b", "note": "another"}))
-        .await;
-    let second_run = second["runs"][0].as_str().expect("run").to_string();
-    browser
-        .wait_for(
-            "the second run",
-            &format!(
-                "return document.querySelector('tr[data-run=\"{second_run}\"] .badge.succeeded')"
-            ),
-        )
-        .await;
+    let second_run = order_until_listed(&server, &browser, "o-1b", "the second run").await;
     // Answers to earlier reads may still be on their way: give them time
     // to land, then count.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
