@@ -343,13 +343,15 @@ async function runsView(params) {
     let statsTimer = null;
     // A run changes several times within a few ms, and the answers to the
     // reads below may come back in any order: only the answer to the
-    // latest read of a run is shown, and the row is looked up once it is
-    // in, so that an older state never replaces a newer one.
+    // latest read of a run is shown (reads are numbered across runs, so a
+    // late answer never passes for a later one), and the row is looked up
+    // once it is in, so that an older state never replaces a newer one.
     const asked = new Map();
+    let reads = 0;
     live(gen, async (u) => {
       if (!u) return route();
       if (workflow && u.workflow !== workflow) return;
-      const ask = (asked.get(u.id) || 0) + 1;
+      const ask = ++reads;
       asked.set(u.id, ask);
       try {
         const run = await api(`/api/runs/${encodeURIComponent(u.id)}`);
