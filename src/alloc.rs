@@ -176,7 +176,7 @@ mod tests {
                 a.dealloc(m, log);
             }
             a.dealloc(q, log);
-            let pooled = POOL.lock().expect("pool").len;
+            let pooled = spares_held();
             assert_eq!(pooled, SPARE_BUFFERS);
 
             // Another layout never comes from the pool.
@@ -184,7 +184,7 @@ mod tests {
                 .expect("a valid layout");
             let r = a.alloc(other);
             assert!(!r.is_null());
-            assert_eq!(POOL.lock().expect("pool").len, pooled);
+            assert_eq!(spares_held(), pooled);
             a.dealloc(r, other);
 
             // Spares not needed go back. The pool is full: a first trim
@@ -192,9 +192,9 @@ mod tests {
             // steps above left as the low mark), a second with nothing in
             // between gives back all that is left.
             trim_spares();
-            let left = POOL.lock().expect("pool").len;
+            let left = spares_held();
             assert_eq!(trim_spares(), left, "nothing was needed since");
-            assert_eq!(POOL.lock().expect("pool").len, 0);
+            assert_eq!(spares_held(), 0);
 
             // Eight spares; three are taken and come back: five were never
             // needed and go, the three stay until a second passes without
@@ -209,7 +209,7 @@ mod tests {
                 a.dealloc(m, log);
             }
             assert_eq!(trim_spares(), 5, "the five never taken go back");
-            assert_eq!(POOL.lock().expect("pool").len, 3);
+            assert_eq!(spares_held(), 3);
             let kept = a.alloc(log);
             assert!(three.contains(&kept), "the three needed ones stay pooled");
             a.dealloc(kept, log);

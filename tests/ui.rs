@@ -39,6 +39,17 @@ async fn order_until_listed(
     run
 }
 
+/// The status badges the runs page on screen shows for `run`, once the
+/// answers to earlier reads of it have had time to land.
+async fn listed_badges(browser: &Browser, run: &str) -> Value {
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    browser
+        .js(&format!(
+            "return [...document.querySelectorAll('tr[data-run=\"{run}\"] .badge')].map(b => b.textContent)"
+        ))
+        .await
+}
+
 both!(
     the_ui_answers_what_happened_to_my_webhook,
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,16 +99,8 @@ async fn the_ui_answers_what_happened_to_my_webhook(backend: Backend) {
     // running, succeeded) come within a few ms, and each makes the page
     // read the run; it must end as one row, in its last state.
     let second_run = order_until_listed(&server, &browser, "o-1b", "the second run").await;
-    // Answers to earlier reads may still be on their way: give them time
-    // to land, then count.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let rows = browser
-        .js(&format!(
-            "return [...document.querySelectorAll('tr[data-run=\"{second_run}\"] .badge')].map(b => b.textContent)"
-        ))
-        .await;
     assert_eq!(
-        rows,
+        listed_badges(&browser, &second_run).await,
         json!(["succeeded"]),
         "one row for the run, in its last state"
     );
@@ -107,6 +110,25 @@ async fn the_ui_answers_what_happened_to_my_webhook(backend: Backend) {
         "the second run appeared without a reload"
     );
     browser.screenshot(&dir, "runs").await;
+
+    // The same on a page filtered by status: the run's earlier states add
+    // no rows either.
+    browser
+        .goto(&server.url("/ui/#/runs?status=succeeded"))
+        .await;
+    browser
+        .wait_for(
+            "live updates on the filtered page",
+            "return document.getElementById('live').classList.contains('on') && document.getElementById('runs-body')",
+        )
+        .await;
+    let third_run =
+        order_until_listed(&server, &browser, "o-1c", "a run on the filtered page").await;
+    assert_eq!(
+        listed_badges(&browser, &third_run).await,
+        json!(["succeeded"]),
+        "one row for the run on the filtered page"
+    );
 
     // A failed run: its error and every attempt.
     sink.answer(
