@@ -3,7 +3,9 @@
 //! Rhai transform, and render the outbound request (no network, no store).
 //!
 //! Run: `cargo bench --bench event_cost`. Prints the median per event over
-//! repeated samples, and the same for the parts on their own.
+//! repeated samples, and the same for the parts on their own, each with the
+//! allocator calls it makes per event (counted by this bench's own global
+//! allocator, a counter around the system one).
 
 use hookflow::expr::template::ProcessEnv;
 use hookflow::inbound::{classify, Decision, Inbound};
@@ -14,9 +16,39 @@ use hookflow::signature::{sign, Algorithm};
 use hookflow::step::{Action, Step};
 use hookflow::workflow::registry;
 use serde_json::{Map, Value};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// The system allocator, counting calls that hand out a block (`alloc`,
+/// `alloc_zeroed`, `realloc`).
+struct Counting;
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed on to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const SAMPLES: usize = 31;
 const PER_SAMPLE: usize = 2_000;
@@ -27,9 +59,11 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn measure(name: &str, mut f: impl FnMut()) -> f64 {
+    let before = CALLS.load(Ordering::Relaxed);
     for _ in 0..PER_SAMPLE {
         f();
     }
+    let allocs = (CALLS.load(Ordering::Relaxed) - before) as f64 / PER_SAMPLE as f64;
     let samples: Vec<f64> = (0..SAMPLES)
         .map(|_| {
             let t = Instant::now();
@@ -45,7 +79,9 @@ fn measure(name: &str, mut f: impl FnMut()) -> f64 {
         (s[0], s[s.len() - 1])
     };
     let m = median(samples);
-    println!("{name:<44} median {m:>8.2} µs   (min {lo:.2}, max {hi:.2}; {SAMPLES} samples × {PER_SAMPLE})");
+    println!(
+        "{name:<44} median {m:>8.2} µs  {allocs:>6.1} allocations   (min {lo:.2}, max {hi:.2}; {SAMPLES} samples × {PER_SAMPLE})"
+    );
     m
 }
 
@@ -138,6 +174,12 @@ fn main() {
     };
     measure("  classify (match, signature, parse, when)", || {
         std::hint::black_box(classify(&reg, &req, now));
+    });
+    measure("    parse the body", || {
+        std::hint::black_box(
+            hookflow::record::body::parse_as(hookflow::record::body::BodyKind::Json, &req.body)
+                .expect("JSON"),
+        );
     });
     measure("  steps (filter, Rhai transform, render)", || {
         std::hint::black_box(run_steps((*event).clone(), &runs[0].id));

@@ -457,10 +457,32 @@ async fn warm_wal(url: &str) {
     let _ = conn.await;
 }
 
+/// Transactions committed in database `db` so far, as PostgreSQL counts
+/// them (`pg_stat_database`).
+async fn commits(base_url: &str, db: &str) -> Option<i64> {
+    let (client, connection) = tokio_postgres::connect(base_url, tokio_postgres::NoTls)
+        .await
+        .ok()?;
+    let conn = tokio::spawn(connection);
+    // The statistics of closed connections reach the counters within a
+    // moment.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let row = client
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+            &[&db],
+        )
+        .await
+        .ok();
+    drop(client);
+    let _ = conn.await;
+    row.map(|r| r.get::<_, i64>(0))
+}
+
 /// hookflow on PostgreSQL: one node, then two on one database.
 async fn postgres(b: &Bench, seconds: u64) {
     // Kept alive (and its watchdog waiting) until the bench ends.
-    let mut _cluster = None;
+    let mut _cluster: Option<pg::Cluster> = None;
     let base_url = match std::env::var("HOOKFLOW_BENCH_PG_URL") {
         Ok(url) => url,
         Err(_) => match pg::durable_cluster() {
@@ -512,6 +534,9 @@ async fn postgres(b: &Bench, seconds: u64) {
         let delivered_before = b.delivered.get();
         let delivered = || b.delivered.get() - delivered_before;
         let cpu_before: f64 = servers.iter().map(Server::cpu_seconds).sum();
+        let database = _cluster.as_ref().map(|c| c.pid);
+        let db_before = database.map_or(f64::NAN, tree_cpu_seconds);
+        let bench_before = cpu_seconds(std::process::id());
         let started = Instant::now();
         let figures = load_spread(urls, seconds, MAX_REQUESTS, signer.clone()).await;
         let load_end = Instant::now();
@@ -520,6 +545,9 @@ async fn postgres(b: &Bench, seconds: u64) {
         let runs = delivered();
         assert_eq!(runs, figures.acks, "every acked event is delivered");
         let cpu: f64 = servers.iter().map(Server::cpu_seconds).sum::<f64>() - cpu_before;
+        let db_cpu = database.map_or(f64::NAN, tree_cpu_seconds) - db_before;
+        let bench_cpu = cpu_seconds(std::process::id()) - bench_before;
+        let wall = last.saturating_duration_since(started).as_secs_f64();
         let ours = Ours {
             runs_per_second: runs as f64 / last.saturating_duration_since(started).as_secs_f64(),
             runs_during_load: during,
@@ -536,9 +564,27 @@ async fn postgres(b: &Bench, seconds: u64) {
             &format!("postgres, {nodes} node(s) (durable ack)"),
             body_len,
         );
+        // Where the machine's time went, per event: the nodes (above), the
+        // database's processes, and this bench (load generator and sink).
+        let per_event = |s: f64| s * 1e6 / ours.figures.acks.max(1) as f64;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        println!(
+            "  CPU per event: nodes {:.0} us, database {:.0} us, load generator and sink {:.0} us; the machine busy {:.2} of {cores:.0} cores over load + drain",
+            ours.cpu_us_per_event,
+            per_event(db_cpu),
+            per_event(bench_cpu),
+            (cpu + db_cpu + bench_cpu) / wall,
+        );
         measured.push((nodes, ours.figures.acks as f64 / ours.figures.seconds));
         for s in servers {
             s.stop();
+        }
+        // The nodes' connections are closed, so their counts are in.
+        if let Some(commits) = commits(&base_url, &db).await {
+            println!(
+                "  database: {:.2} commits per event",
+                commits as f64 / ours.figures.acks.max(1) as f64
+            );
         }
     }
     // With each node count run more than once (`1,2,2,1`, say, so that a

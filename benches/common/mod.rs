@@ -484,6 +484,55 @@ fn status_kb(pid: u32, field: &str) -> Option<u64> {
 mod disk;
 use disk::disk_usage;
 
+/// CPU seconds (user + system) a process and the children it started have
+/// used so far: its own, its children's that ended (which it has reaped),
+/// and those of its children still running. For a database server, whose
+/// connections are child processes.
+pub fn tree_cpu_seconds(pid: u32) -> f64 {
+    let own = stat_ticks(pid, &[11, 12, 13, 14]);
+    let children: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| stat_field(*child, 1) == Some(pid as f64))
+        .map(|child| stat_ticks(child, &[11, 12]))
+        .filter(|t| t.is_finite())
+        .sum();
+    own + children
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (which may
+/// contain spaces), as numbers.
+fn stat_fields(pid: u32) -> Option<Vec<f64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(
+        rest.split_whitespace()
+            .map(|f| f.parse::<f64>().unwrap_or(f64::NAN))
+            .collect(),
+    )
+}
+
+fn stat_field(pid: u32, i: usize) -> Option<f64> {
+    stat_fields(pid)?.get(i).copied()
+}
+
+/// The sum of clock-tick fields, in seconds (Linux reports 100 ticks per
+/// second on every platform we run).
+fn stat_ticks(pid: u32, fields: &[usize]) -> f64 {
+    match stat_fields(pid) {
+        Some(f) => {
+            fields
+                .iter()
+                .map(|i| f.get(*i).copied().unwrap_or(f64::NAN))
+                .sum::<f64>()
+                / 100.0
+        }
+        None => f64::NAN,
+    }
+}
+
 /// CPU seconds (user + system) the process has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
