@@ -17,6 +17,10 @@
 //! - A node stopped (SIGSTOP) past its lease while delivering, then
 //!   continued (SIGCONT), writes nothing over the records of the node that
 //!   took its run over.
+//! - Run updates go from node to node only while a node has a live
+//!   listener: none while nobody watches; a run that ended on one node just
+//!   before another node's stream opened is shown there; updates flow while
+//!   the stream is open and stop once it closed.
 
 mod common;
 
@@ -387,21 +391,7 @@ async fn a_run_made_on_one_node_is_replayed_through_another_on_a_version_only_th
     let client = common::client();
 
     // A's live stream, collected in the background.
-    let stream: Arc<Mutex<String>> = Arc::default();
-    let mut resp = client
-        .get(a.url("/api/stream"))
-        .send()
-        .await
-        .expect("the stream opens");
-    let collected = Arc::clone(&stream);
-    let reader = tokio::spawn(async move {
-        while let Ok(Some(chunk)) = resp.chunk().await {
-            collected
-                .lock()
-                .expect("lock")
-                .push_str(&String::from_utf8_lossy(&chunk));
-        }
-    });
+    let (stream, reader) = open_stream(&client, &a.url("/api/stream")).await;
 
     let answer = common::post_at(&client, &a.url("/hooks/in"), &json!({"id": "r1"})).await;
     let original_id = answer["runs"][0].as_str().expect("run").to_string();
@@ -454,28 +444,179 @@ async fn a_run_made_on_one_node_is_replayed_through_another_on_a_version_only_th
     );
 
     // A's stream showed the replay B executed, to its end.
+    wait_shown(&stream, &replay_id, "A's stream never showed the replay").await;
+    reader.abort();
+    for s in [a, b] {
+        tokio::task::spawn_blocking(move || s.terminate())
+            .await
+            .expect("stopped");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_updates_go_to_other_nodes_only_while_one_of_them_watches() {
+    let Some(cluster) = common::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let sink = Sink::start().await;
+    let nodes = Arc::new(Nodes::new(
+        &url,
+        &[("w.yaml", &deliver_workflow(&sink, false))],
+    ));
+    let (a, b) = {
+        let nodes = Arc::clone(&nodes);
+        tokio::task::spawn_blocking(move || (nodes.start(), nodes.start()))
+            .await
+            .expect("started")
+    };
+    let client = common::client();
+    let heard = Heard::listen(&url, "hookflow_runs").await;
+    let run_on_b = |id: String| {
+        let (client, hook) = (client.clone(), b.url("/hooks/in"));
+        async move {
+            let answer = common::post_at(&client, &hook, &json!({ "id": id })).await;
+            answer["runs"][0].as_str().expect("a run").to_string()
+        }
+    };
+
+    // Nobody watches: B's runs are B's own.
+    for i in 0..20 {
+        run_on_b(format!("quiet-{i}")).await;
+    }
+    common::wait_queue_drained(&client, &b.base, Duration::from_secs(30), "B's runs").await;
+    // Longer than a node gathers updates before it sends them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        heard.count(),
+        0,
+        "no node had a listener, yet run updates were sent: {:?}",
+        heard.payloads.lock().expect("lock")
+    );
+
+    // A run that ended on B just before A's stream opened (while the news
+    // of the new listener was on its way) is shown there.
+    let before = run_on_b("before".into()).await;
+    let done = common::wait_run_at(&client, &b.base, &before).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (stream, reader) = open_stream(&client, &a.url("/api/stream")).await;
+    wait_shown(
+        &stream,
+        &before,
+        "A's stream never showed the run B ended as it opened",
+    )
+    .await;
+
+    // Watched: B's updates flow to A's stream.
+    let during = run_on_b("during".into()).await;
+    wait_shown(&stream, &during, "A's stream never showed B's run").await;
+    assert!(heard.count() > 0);
+
+    // Closed: B stops sending once A stopped saying it listens. (A finds
+    // out the stream is gone when it next writes to it.)
+    reader.abort();
+    let closed = Instant::now();
+    let deadline = closed + Duration::from_secs(45);
+    for i in 0.. {
+        let sent_before = heard.count();
+        let run = run_on_b(format!("after-{i}")).await;
+        common::wait_run_at(&client, &b.base, &run).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if heard.count() == sent_before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B still sends its run updates {}s after the only stream closed",
+            closed.elapsed().as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    heard.pump.abort();
+    for s in [a, b] {
+        tokio::task::spawn_blocking(move || s.terminate())
+            .await
+            .expect("stopped");
+    }
+}
+
+/// A live stream (`GET /api/stream`), its text collected in the background
+/// until the task is aborted.
+async fn open_stream(
+    client: &reqwest::Client,
+    url: &str,
+) -> (Arc<Mutex<String>>, tokio::task::JoinHandle<()>) {
+    let stream: Arc<Mutex<String>> = Arc::default();
+    let mut resp = client.get(url).send().await.expect("the stream opens");
+    assert_eq!(resp.status().as_u16(), 200);
+    let collected = Arc::clone(&stream);
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            collected
+                .lock()
+                .expect("lock")
+                .push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    (stream, reader)
+}
+
+/// Wait (10 s at most) until the stream showed `run_id` succeeded.
+async fn wait_shown(stream: &Mutex<String>, run_id: &str, failure: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = stream.lock().expect("lock").clone();
         let seen = text.lines().any(|l| {
             l.strip_prefix("data:")
                 .and_then(|d| serde_json::from_str::<Value>(d.trim()).ok())
-                .is_some_and(|u| u["id"] == replay_id.as_str() && u["status"] == "succeeded")
+                .is_some_and(|u| u["id"] == run_id && u["status"] == "succeeded")
         });
         if seen {
-            break;
+            return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "A's stream never showed the replay:\n{text}"
-        );
+        assert!(Instant::now() < deadline, "{failure}:\n{text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    reader.abort();
-    for s in [a, b] {
-        tokio::task::spawn_blocking(move || s.terminate())
+}
+
+/// Every notification on one channel, heard on a connection of the
+/// test's own, collected in the background.
+struct Heard {
+    payloads: Arc<Mutex<Vec<String>>>,
+    _client: tokio_postgres::Client,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+impl Heard {
+    async fn listen(url: &str, channel: &str) -> Heard {
+        use futures_util::StreamExt;
+        let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
-            .expect("stopped");
+            .expect("the test connects to the database");
+        let payloads: Arc<Mutex<Vec<String>>> = Arc::default();
+        let into = Arc::clone(&payloads);
+        // Polling the connection's messages also drives it.
+        let pump = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(m)) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                    into.lock().expect("lock").push(n.payload().to_string());
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {channel}"))
+            .await
+            .expect("LISTEN");
+        Heard {
+            payloads,
+            _client: client,
+            pump,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.payloads.lock().expect("lock").len()
     }
 }
 

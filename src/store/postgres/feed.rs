@@ -4,24 +4,35 @@
 //! for any node), and the live stream shared by all nodes.
 //!
 //! The live stream: each node delivers its own run updates to its own
-//! listeners at once, and sends them to the others over `NOTIFY
-//! hookflow_runs`, gathered for up to [`GATHER`] into payloads of at most
-//! [`PAYLOAD_MAX`] bytes, so that a busy node sends a few notifications a
-//! second rather than one per update. Within a gathering only the latest
-//! update of each run is sent: a run goes through several states in a few
-//! ms, and a remote view shows where it is. Every node listens on a connection of
-//! its own and hands what other nodes sent to its listeners. Polling stays
-//! the baseline for work: a hint only makes a node poll sooner.
+//! listeners at once. It sends them to the other nodes over `NOTIFY
+//! hookflow_runs` only while one of them has a listener (the UI's live
+//! view, `GET /api/stream`): a node with listeners says so on `NOTIFY
+//! hookflow_watch` when the first one connects and every
+//! [`ANNOUNCE_EVERY`] while any stays, and the others send for
+//! [`WATCH_TTL`] after each time they hear it. Nobody watching, nothing is
+//! sent: on the load bench the notifications took a fifth of the
+//! database's CPU per event with one node and a third with two, as every
+//! node hears every notification (`docs/performance.md`). Sent updates are gathered for up to [`GATHER`]
+//! into payloads of at most [`PAYLOAD_MAX`] bytes, so that a busy node
+//! sends a few notifications a second rather than one per update. Within a
+//! gathering only the latest update of each run is sent: a run goes
+//! through several states in a few ms, and a remote view shows where it
+//! is. Unwatched, a node keeps its updates of the last [`RECENT`], and
+//! sends those once a watch begins: a run that changed on this node while
+//! the news of a new listener was on its way is not missed there. Every
+//! node listens on a connection of its own and hands what other nodes sent
+//! to its listeners. Polling stays the baseline for work: a hint only
+//! makes a node poll sooner.
 
 use super::{describe, get, pg, Shared};
 use crate::record::{RunId, RunUpdate};
 use crate::store::{Result, StoreError};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
@@ -29,6 +40,21 @@ use tracing::{debug, warn};
 pub const WORK: &str = "hookflow_work";
 /// The channel of run updates.
 pub const RUNS: &str = "hookflow_runs";
+/// The channel on which a node with live listeners asks for the others'
+/// updates (the payload is its name).
+pub const WATCH: &str = "hookflow_watch";
+
+/// How often a node with live listeners says so.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(2);
+/// How long a node sends its updates after it last heard that another
+/// node has listeners: three announcements, so one lost on a connection
+/// being re-established does not stop the stream.
+pub const WATCH_TTL: Duration = Duration::from_secs(6);
+/// How far back the updates go that an unwatched node sends when a watch
+/// begins.
+pub const RECENT: Duration = Duration::from_secs(5);
+/// Updates an unwatched node keeps at most (the newest).
+const RECENT_MAX: usize = 8192;
 
 /// How long updates are gathered into one notification at most.
 const GATHER: Duration = Duration::from_millis(50);
@@ -88,6 +114,56 @@ pub async fn notify_work(shared: &Shared) {
     }
 }
 
+/// Whether another node has live listeners (it said so within
+/// [`WATCH_TTL`]).
+fn watched(shared: &Shared) -> bool {
+    (shared.origin.elapsed().as_millis() as u64) < shared.watched_until_ms.load(Ordering::Relaxed)
+}
+
+/// Another node has live listeners: send updates for [`WATCH_TTL`] from
+/// now. A watch that begins asks the publisher for the recent updates.
+fn heard_watch(shared: &Shared) {
+    let was = watched(shared);
+    let until = shared.origin.elapsed() + WATCH_TTL;
+    shared
+        .watched_until_ms
+        .store(until.as_millis() as u64, Ordering::Relaxed);
+    if !was {
+        shared.catch_up.notify_one();
+    }
+}
+
+/// While this node has live listeners, tell the others: at once when one
+/// connects (`Shared::announce`), then every [`ANNOUNCE_EVERY`], until
+/// `stop`.
+pub async fn announce(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+            _ = shared.announce.notified() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if shared.updates.receiver_count() == 0 {
+            continue;
+        }
+        let sent = async {
+            let client = get(&shared.pool).await?;
+            client
+                .execute("SELECT pg_notify($1, $2)", &[&WATCH, &shared.node])
+                .await
+                .map_err(pg("asking the other nodes for their run updates"))
+        }
+        .await;
+        if let Err(e) = sent {
+            // Said again at the next turn.
+            debug!(error = %e, "cannot ask the other nodes for their run updates");
+        }
+    }
+}
+
 /// Renew the lease of every run this node holds, except the rows being
 /// written right now: a batch of run writes (`writes.rs`) renews, frees or
 /// deletes those itself, and waiting for it while holding the others would
@@ -126,7 +202,8 @@ pub async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Send this node's updates to the others until `stop`.
+/// Send this node's updates to the others while one of them watches,
+/// until `stop`; keep the recent ones while none does.
 pub async fn publish(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let Some(mut rx) = shared
         .feed
@@ -137,11 +214,20 @@ pub async fn publish(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     else {
         return;
     };
+    let mut recent = Recent::default();
     loop {
         let first = tokio::select! {
             u = rx.recv() => match u { Some(u) => u, None => return },
+            _ = shared.catch_up.notified() => {
+                send(&shared, recent.take(Instant::now())).await;
+                continue;
+            }
             _ = stop.changed() => return,
         };
+        if !watched(&shared) {
+            recent.keep(first, Instant::now());
+            continue;
+        }
         // The latest update of each run in the window: a remote live view
         // shows where a run is, and a run passes through several states
         // (queued, running, each step saved, its end) within a few ms.
@@ -154,20 +240,58 @@ pub async fn publish(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 Ok(None) | Err(_) => break,
             }
         }
-        let updates = latest.updates;
-        for payload in payloads(&shared.node, updates) {
-            let sent = async {
-                let client = get(&shared.pool).await?;
-                client
-                    .execute("SELECT pg_notify($1, $2)", &[&RUNS, &payload])
-                    .await
-                    .map_err(pg("sending run updates"))
-            }
-            .await;
-            if let Err(e) = sent {
-                debug!(error = %e, "cannot send run updates to the other nodes");
+        send(&shared, latest).await;
+    }
+}
+
+/// Send updates to the other nodes, in as few notifications as they fit.
+async fn send(shared: &Shared, latest: Latest) {
+    for payload in payloads(&shared.node, latest.updates) {
+        let sent = async {
+            let client = get(&shared.pool).await?;
+            client
+                .execute("SELECT pg_notify($1, $2)", &[&RUNS, &payload])
+                .await
+                .map_err(pg("sending run updates"))
+        }
+        .await;
+        if let Err(e) = sent {
+            debug!(error = %e, "cannot send run updates to the other nodes");
+        }
+    }
+}
+
+/// The updates of the last [`RECENT`] (at most [`RECENT_MAX`]), kept while
+/// no other node watches.
+#[derive(Default)]
+struct Recent {
+    kept: VecDeque<(Instant, RunUpdate)>,
+}
+
+impl Recent {
+    fn keep(&mut self, u: RunUpdate, now: Instant) {
+        if self.kept.len() == RECENT_MAX {
+            self.kept.pop_front();
+        }
+        self.kept.push_back((now, u));
+        while self
+            .kept
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RECENT)
+        {
+            self.kept.pop_front();
+        }
+    }
+
+    /// The latest update of each run kept within [`RECENT`] of `now`.
+    fn take(&mut self, now: Instant) -> Latest {
+        let mut latest = Latest::default();
+        for (at, u) in self.kept.drain(..) {
+            if now.duration_since(at) <= RECENT {
+                latest.push(u);
             }
         }
+        latest
     }
 }
 
@@ -272,12 +396,15 @@ async fn listen_once(shared: &Shared, config: &tokio_postgres::Config) -> Result
         Ok(())
     });
     client
-        .batch_execute(&format!("LISTEN {WORK}; LISTEN {RUNS};"))
+        .batch_execute(&format!("LISTEN {WORK}; LISTEN {RUNS}; LISTEN {WATCH};"))
         .await
         .map_err(pg("listening for other nodes"))?;
     while let Some(n) = rx.recv().await {
         match n.channel() {
             WORK => shared.wake_for_db_work(),
+            // Another node has live listeners (this node's own word comes
+            // back to it too).
+            WATCH if n.payload() != shared.node => heard_watch(shared),
             RUNS => {
                 // Read only while someone here listens (the UI's live view).
                 if shared.updates.receiver_count() == 0 {
@@ -358,5 +485,47 @@ mod tests {
         assert_eq!(p.node, "node \"a\"");
         let got: Vec<_> = p.updates.iter().map(|u| (u.id.clone(), u.status)).collect();
         assert_eq!(got, vec![(a, RunStatus::Succeeded), (b, RunStatus::Failed)]);
+    }
+
+    #[test]
+    fn kept_updates_are_the_latest_of_each_run_within_the_recent_window() {
+        let update = |id: &RunId, status| RunUpdate {
+            id: id.clone(),
+            workflow: "orders".into(),
+            status,
+            event_id: "evt_1".into(),
+        };
+        let (old, a, b) = (RunId::generate(), RunId::generate(), RunId::generate());
+        let start = Instant::now();
+        let mut recent = Recent::default();
+        recent.keep(update(&old, RunStatus::Succeeded), start);
+        let later = start + RECENT + Duration::from_millis(1);
+        recent.keep(update(&a, RunStatus::Queued), later);
+        recent.keep(update(&b, RunStatus::Running), later);
+        recent.keep(update(&a, RunStatus::Succeeded), later);
+        assert_eq!(
+            recent.kept.len(),
+            3,
+            "the update older than the window went"
+        );
+        let got: Vec<_> = recent
+            .take(later)
+            .updates
+            .into_iter()
+            .map(|u| (u.id, u.status))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(a, RunStatus::Succeeded), (b, RunStatus::Running)]
+        );
+        assert!(recent.kept.is_empty(), "taken once");
+
+        // Never more than the newest RECENT_MAX.
+        for _ in 0..RECENT_MAX + 10 {
+            recent.keep(update(&RunId::generate(), RunStatus::Queued), later);
+        }
+        assert_eq!(recent.kept.len(), RECENT_MAX);
+        // Taken after the window: nothing.
+        assert!(recent.take(later + RECENT * 2).updates.is_empty());
     }
 }

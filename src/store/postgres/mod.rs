@@ -162,6 +162,13 @@ pub(crate) struct Shared {
     db_work: AtomicBool,
     updates: broadcast::Sender<RunUpdate>,
     feed: feed::Outbox,
+    /// Until when (ms since `origin`) another node is known to have live
+    /// listeners, so this node sends it its run updates.
+    watched_until_ms: AtomicU64,
+    /// A watch began: the publisher sends the updates it kept meanwhile.
+    catch_up: Notify,
+    /// A live listener connected here: tell the others at once.
+    announce: Notify,
     /// When the heartbeat last renewed this node's leases (ms since
     /// `origin`).
     renewed_ms: AtomicU64,
@@ -381,6 +388,9 @@ impl PgStore {
             db_work: AtomicBool::new(false),
             updates: broadcast::channel(FEED_CAPACITY).0,
             feed: feed::Outbox::default(),
+            watched_until_ms: AtomicU64::new(0),
+            catch_up: Notify::new(),
+            announce: Notify::new(),
             renewed_ms: AtomicU64::new(0),
             origin,
             unreadable: super::Unreadable::default(),
@@ -404,7 +414,8 @@ impl PgStore {
     }
 
     /// Start the heartbeat, the listener for other nodes' hints and
-    /// updates, and the publisher of this node's updates.
+    /// updates, the publisher of this node's updates, and the announcer of
+    /// its live listeners.
     pub async fn start(
         &self,
         stop: watch::Receiver<bool>,
@@ -421,6 +432,8 @@ impl PgStore {
             )),
             self.handle
                 .spawn(feed::publish(Arc::clone(&self.shared), stop.clone())),
+            self.handle
+                .spawn(feed::announce(Arc::clone(&self.shared), stop.clone())),
         ];
         Ok(tasks)
     }
@@ -994,8 +1007,13 @@ impl PgStore {
         feed::publish_local(&self.shared, RunUpdate::of(run));
     }
 
+    /// A live listener: this node's updates at once, and the other nodes'
+    /// once they hear that this node listens (within milliseconds; what
+    /// they changed in the meantime comes with the first payload).
     pub fn subscribe(&self) -> broadcast::Receiver<RunUpdate> {
-        self.shared.updates.subscribe()
+        let rx = self.shared.updates.subscribe();
+        self.shared.announce.notify_one();
+        rx
     }
 
     // --- reads ----------------------------------------------------------------
