@@ -50,7 +50,11 @@
 //! `warm_wal`); `HOOKFLOW_BENCH_PG=off` skips these,
 //! and `HOOKFLOW_BENCH_PG_NODES=1` (a comma-separated list) picks the node
 //! counts; a list that repeats them (`1,2,2,1`) ends with the median acks/s
-//! of each count and their ratio to one node's.
+//! of each count and their ratio to one node's. Each PostgreSQL scenario
+//! prints where the machine's CPU went per event (the nodes, the database's
+//! processes, this bench) and the database's commits per event;
+//! `HOOKFLOW_BENCH_PG_WATCH=1` keeps a live view (`GET /api/stream`) open
+//! on the first node throughout, so the other nodes send it their updates.
 //! Compare with the database's own ceiling for the same statements:
 //! `benches/pg/run.sh` (pgbench).
 
@@ -531,6 +535,18 @@ async fn postgres(b: &Bench, seconds: u64) {
             .map(|_| Server::start(b.served, &b.sink_url, &["--store", &url]))
             .collect();
         let urls = servers.iter().map(Server::url).collect();
+        // A live view on the first node, read and dropped until the round ends.
+        let watching = std::env::var("HOOKFLOW_BENCH_PG_WATCH").is_ok_and(|v| v == "1");
+        let view = if watching {
+            let url = format!("http://{}/api/stream", servers[0].addr);
+            Some(tokio::spawn(async move {
+                if let Ok(mut resp) = reqwest::Client::new().get(url).send().await {
+                    while let Ok(Some(_)) = resp.chunk().await {}
+                }
+            }))
+        } else {
+            None
+        };
         let delivered_before = b.delivered.get();
         let delivered = || b.delivered.get() - delivered_before;
         let cpu_before: f64 = servers.iter().map(Server::cpu_seconds).sum();
@@ -576,6 +592,9 @@ async fn postgres(b: &Bench, seconds: u64) {
             (cpu + db_cpu + bench_cpu) / wall,
         );
         measured.push((nodes, ours.figures.acks as f64 / ours.figures.seconds));
+        if let Some(view) = view {
+            view.abort();
+        }
         for s in servers {
             s.stop();
         }
