@@ -74,6 +74,39 @@ fn deliver_workflow(sink: &Sink, dedupe: bool) -> String {
     )
 }
 
+/// Two nodes on a fresh database, both serving [`deliver_workflow`].
+struct TwoNodes {
+    url: String,
+    sink: Sink,
+    /// Their workflows' folder, kept while they run.
+    nodes: Arc<Nodes>,
+    a: BinServer,
+    b: BinServer,
+}
+
+/// [`TwoNodes`]; `None` where there is no PostgreSQL to test on.
+async fn two_nodes(dedupe: bool) -> Option<TwoNodes> {
+    let url = common::pg::cluster()?.fresh_database();
+    let sink = Sink::start().await;
+    let nodes = Arc::new(Nodes::new(
+        &url,
+        &[("w.yaml", &deliver_workflow(&sink, dedupe))],
+    ));
+    let (a, b) = {
+        let nodes = Arc::clone(&nodes);
+        tokio::task::spawn_blocking(move || (nodes.start(), nodes.start()))
+            .await
+            .expect("started")
+    };
+    Some(TwoNodes {
+        url,
+        sink,
+        nodes,
+        a,
+        b,
+    })
+}
+
 /// Every delivery the sink got, by Idempotency-Key.
 fn deliveries(sink: &mut Sink) -> BTreeMap<String, Vec<Received>> {
     let mut by_key: BTreeMap<String, Vec<Received>> = BTreeMap::new();
@@ -320,20 +353,15 @@ async fn three_nodes_share_3000_events_while_one_is_killed_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
-    let Some(cluster) = common::pg::cluster() else {
+    let Some(TwoNodes {
+        sink: _sink,
+        nodes: _nodes,
+        a,
+        b,
+        ..
+    }) = two_nodes(true).await
+    else {
         return;
-    };
-    let url = cluster.fresh_database();
-    let sink = Sink::start().await;
-    let nodes = Arc::new(Nodes::new(
-        &url,
-        &[("w.yaml", &deliver_workflow(&sink, true))],
-    ));
-    let (a, b) = {
-        let nodes = Arc::clone(&nodes);
-        tokio::task::spawn_blocking(move || (nodes.start(), nodes.start()))
-            .await
-            .expect("started")
     };
     let client = common::client();
     for k in 0..10 {
@@ -455,20 +483,15 @@ async fn a_run_made_on_one_node_is_replayed_through_another_on_a_version_only_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_updates_go_to_other_nodes_only_while_one_of_them_watches() {
-    let Some(cluster) = common::pg::cluster() else {
+    let Some(TwoNodes {
+        url,
+        sink: _sink,
+        nodes: _nodes,
+        a,
+        b,
+    }) = two_nodes(false).await
+    else {
         return;
-    };
-    let url = cluster.fresh_database();
-    let sink = Sink::start().await;
-    let nodes = Arc::new(Nodes::new(
-        &url,
-        &[("w.yaml", &deliver_workflow(&sink, false))],
-    ));
-    let (a, b) = {
-        let nodes = Arc::clone(&nodes);
-        tokio::task::spawn_blocking(move || (nodes.start(), nodes.start()))
-            .await
-            .expect("started")
     };
     let client = common::client();
     let heard = Heard::listen(&url, "hookflow_runs").await;
