@@ -107,6 +107,15 @@ async fn two_nodes(dedupe: bool) -> Option<TwoNodes> {
     })
 }
 
+/// Stop nodes (SIGTERM), each waited for.
+async fn terminate(nodes: impl IntoIterator<Item = BinServer>) {
+    for s in nodes {
+        tokio::task::spawn_blocking(move || s.terminate())
+            .await
+            .expect("stopped");
+    }
+}
+
 /// Every delivery the sink got, by Idempotency-Key.
 fn deliveries(sink: &mut Sink) -> BTreeMap<String, Vec<Received>> {
     let mut by_key: BTreeMap<String, Vec<Received>> = BTreeMap::new();
@@ -344,11 +353,7 @@ async fn three_nodes_share_3000_events_while_one_is_killed_twice() {
         drained <= LEASE + Duration::from_secs(5),
         "the last run of a dead node was delivered after {drained:?}"
     );
-    for s in servers.into_iter().flatten() {
-        tokio::task::spawn_blocking(move || s.terminate())
-            .await
-            .expect("stopped");
-    }
+    terminate(servers.into_iter().flatten()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,11 +394,7 @@ async fn the_same_dedupe_key_sent_to_two_nodes_at_once_makes_one_run() {
     )
     .await;
     assert_eq!(all_runs(&client, &b.base).await.len(), 10);
-    for s in [a, b] {
-        tokio::task::spawn_blocking(move || s.terminate())
-            .await
-            .expect("stopped");
-    }
+    terminate([a, b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,11 +475,7 @@ async fn a_run_made_on_one_node_is_replayed_through_another_on_a_version_only_th
     // A's stream showed the replay B executed, to its end.
     wait_shown(&stream, &replay_id, "A's stream never showed the replay").await;
     reader.abort();
-    for s in [a, b] {
-        tokio::task::spawn_blocking(move || s.terminate())
-            .await
-            .expect("stopped");
-    }
+    terminate([a, b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,11 +553,7 @@ async fn run_updates_go_to_other_nodes_only_while_one_of_them_watches() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     heard.pump.abort();
-    for s in [a, b] {
-        tokio::task::spawn_blocking(move || s.terminate())
-            .await
-            .expect("stopped");
-    }
+    terminate([a, b]).await;
 }
 
 /// A live stream (`GET /api/stream`), its text collected in the background
@@ -653,23 +646,18 @@ fn signal(server: &BinServer, sig: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_past_its_lease_writes_nothing_over_the_new_owner() {
-    let Some(cluster) = common::pg::cluster() else {
+    let Some(TwoNodes {
+        mut sink,
+        nodes: _nodes,
+        a,
+        b,
+        ..
+    }) = two_nodes(false).await
+    else {
         return;
     };
-    let url = cluster.fresh_database();
-    let mut sink = Sink::start().await;
     // Long enough to stop A in the middle of its request.
     sink.set_delay(Some(Duration::from_millis(1500)));
-    let nodes = Arc::new(Nodes::new(
-        &url,
-        &[("w.yaml", &deliver_workflow(&sink, false))],
-    ));
-    let (a, b) = {
-        let nodes = Arc::clone(&nodes);
-        tokio::task::spawn_blocking(move || (nodes.start(), nodes.start()))
-            .await
-            .expect("started")
-    };
     let client = common::client();
     let answer = common::post_at(&client, &a.url("/hooks/in"), &json!({"id": "p1"})).await;
     let run_id = answer["runs"][0].as_str().expect("run").to_string();
@@ -735,9 +723,5 @@ async fn a_node_stopped_past_its_lease_writes_nothing_over_the_new_owner() {
         late >= early + Duration::from_millis(1500),
         "the deliveries overlapped"
     );
-    for s in [a, b] {
-        tokio::task::spawn_blocking(move || s.terminate())
-            .await
-            .expect("stopped");
-    }
+    terminate([a, b]).await;
 }
