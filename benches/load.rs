@@ -565,7 +565,7 @@ async fn postgres(b: &Bench, seconds: u64) {
         let bench_cpu = cpu_seconds(std::process::id()) - bench_before;
         let wall = last.saturating_duration_since(started).as_secs_f64();
         let ours = Ours {
-            runs_per_second: runs as f64 / last.saturating_duration_since(started).as_secs_f64(),
+            runs_per_second: runs as f64 / wall,
             runs_during_load: during,
             delivered: runs,
             drain_seconds: last.saturating_duration_since(load_end).as_secs_f64(),

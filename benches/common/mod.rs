@@ -489,14 +489,15 @@ use disk::disk_usage;
 /// and those of its children still running. For a database server, whose
 /// connections are child processes.
 pub fn tree_cpu_seconds(pid: u32) -> f64 {
-    let own = stat_ticks(pid, &[11, 12, 13, 14]);
+    let own = stat_fields(pid).map_or(f64::NAN, |f| ticks(&f, &[11, 12, 13, 14]));
     let children: f64 = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| stat_field(*child, 1) == Some(pid as f64))
-        .map(|child| stat_ticks(child, &[11, 12]))
+        .filter_map(stat_fields)
+        .filter(|f| f.get(1) == Some(&(pid as f64)))
+        .map(|f| ticks(&f, &[11, 12]))
         .filter(|t| t.is_finite())
         .sum();
     own + children
@@ -514,39 +515,17 @@ fn stat_fields(pid: u32) -> Option<Vec<f64>> {
     )
 }
 
-fn stat_field(pid: u32, i: usize) -> Option<f64> {
-    stat_fields(pid)?.get(i).copied()
-}
-
 /// The sum of clock-tick fields, in seconds (Linux reports 100 ticks per
 /// second on every platform we run).
-fn stat_ticks(pid: u32, fields: &[usize]) -> f64 {
-    match stat_fields(pid) {
-        Some(f) => {
-            fields
-                .iter()
-                .map(|i| f.get(*i).copied().unwrap_or(f64::NAN))
-                .sum::<f64>()
-                / 100.0
-        }
-        None => f64::NAN,
-    }
+fn ticks(fields: &[f64], which: &[usize]) -> f64 {
+    which
+        .iter()
+        .map(|i| fields.get(*i).copied().unwrap_or(f64::NAN))
+        .sum::<f64>()
+        / 100.0
 }
 
 /// CPU seconds (user + system) the process has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return f64::NAN;
-    };
-    // Fields after the command name (which may contain spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-    match (ticks(11), ticks(12)) {
-        // Linux reports in clock ticks, 100 per second on every platform we run.
-        (Some(u), Some(s)) => (u + s) / 100.0,
-        _ => f64::NAN,
-    }
+    stat_fields(pid).map_or(f64::NAN, |f| ticks(&f, &[11, 12]))
 }

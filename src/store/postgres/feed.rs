@@ -19,12 +19,12 @@
 //! gathering only the latest update of each run is sent: a run goes
 //! through several states in a few ms, and a remote view shows where it
 //! is (on the load bench, gathering up to one payload sent 2.3 updates per
-//! run; the whole window, 1.6). Unwatched, a node keeps its updates of the last [`RECENT`], and
-//! sends those once a watch begins: a run that changed on this node while
-//! the news of a new listener was on its way is not missed there. Every
-//! node listens on a connection of its own and hands what other nodes sent
-//! to its listeners. Polling stays the baseline for work: a hint only
-//! makes a node poll sooner.
+//! run; the whole window, 1.6). Unwatched, a node keeps its updates of the
+//! last [`RECENT`], and sends those once a watch begins: a run that changed
+//! on this node while the news of a new listener was on its way is not
+//! missed there. Every node listens on a connection of its own and hands
+//! what other nodes sent to its listeners. Polling stays the baseline for
+//! work: a hint only makes a node poll sooner.
 
 use super::{describe, get, pg, Shared};
 use crate::record::{RunId, RunUpdate};
