@@ -182,6 +182,22 @@ struct Candidate {
     holds: Option<Result<bool, String>>,
 }
 
+/// A signature check made for one request: the same scheme, secret and
+/// URL give the same outcome for every workflow that has them.
+struct Checked<'a> {
+    scheme: &'a crate::signature::Scheme,
+    secret: &'a [u8],
+    url: String,
+    outcome: Result<(), crate::signature::Rejection>,
+}
+
+impl Checked<'_> {
+    fn is_for(&self, scheme: &crate::signature::Scheme, secret: &[u8], url: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.scheme == scheme && bool::from(self.secret.ct_eq(secret)) && self.url == url
+    }
+}
+
 /// Check path, method, signatures and body: everything but the `when`s.
 pub fn prepare(reg: &Registry, req: &Inbound, now: Timestamp, check_signatures: bool) -> Prepared {
     let at_path: Vec<&Arc<Workflow>> = reg.at_path(&req.hook_path).filter(|w| w.enabled).collect();
@@ -204,8 +220,11 @@ pub fn prepare(reg: &Registry, req: &Inbound, now: Timestamp, check_signatures: 
     }
 
     // Signatures are checked on the raw bytes, before the body is parsed.
+    // Workflows of one sender at one path usually share their scheme and
+    // secret: each distinct check is made once per request.
     let mut verified = Vec::new();
     let mut rejection = None;
+    let mut checked: Vec<Checked> = Vec::new();
     for w in &with_method {
         match &w.verify {
             Some(_) if !check_signatures => verified.push(*w),
@@ -216,16 +235,28 @@ pub fn prepare(reg: &Registry, req: &Inbound, now: Timestamp, check_signatures: 
                     (Some(u), true) => u.clone(),
                     (None, true) => public_url(req),
                 };
-                let signed = crate::signature::Signed {
-                    method: &req.method,
-                    url: &url,
-                    headers: &req.headers,
-                    body: &req.body,
+                let secret = v.secret.expose().as_bytes();
+                let known = checked.iter().find(|c| c.is_for(&v.scheme, secret, &url));
+                let outcome = match known {
+                    Some(c) => c.outcome.clone(),
+                    None => {
+                        let signed = crate::signature::Signed {
+                            method: &req.method,
+                            url: &url,
+                            headers: &req.headers,
+                            body: &req.body,
+                        };
+                        let outcome = v.scheme.verify_request(secret, &signed, now.0 / 1000);
+                        checked.push(Checked {
+                            scheme: &v.scheme,
+                            secret,
+                            url,
+                            outcome: outcome.clone(),
+                        });
+                        outcome
+                    }
                 };
-                match v
-                    .scheme
-                    .verify_request(v.secret.expose().as_bytes(), &signed, now.0 / 1000)
-                {
+                match outcome {
                     Ok(()) => verified.push(*w),
                     Err(reason) => {
                         rejection
@@ -770,6 +801,65 @@ mod tests {
             serde_json::json!({"k": 1}),
             "the body is back in the event"
         );
+    }
+
+    /// One check per distinct scheme, secret and URL: a check made for one
+    /// workflow must decide only the workflows with the same key, never one
+    /// with another secret or scheme at the same path.
+    #[test]
+    fn workflows_sharing_a_secret_share_its_check_and_no_other() {
+        use crate::signature::{sign, Algorithm};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wf = |name: &str, verify: &str| {
+            format!("name: {name}\ntrigger:\n  webhook:\n    path: /in\n    verify:\n      {verify}\nsteps:\n  - id: s\n    transform: {{ script: '1' }}\n")
+        };
+        let files = [
+            ("a1.yaml", wf("a1", "github: { secret: key-a }")),
+            ("b.yaml", wf("b", "github: { secret: key-b }")),
+            ("a2.yaml", wf("a2", "github: { secret: key-a }")),
+            ("s.yaml", wf("shopify-a", "shopify: { secret: key-a }")),
+        ];
+        let files: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+        let reg = registry(dir.path(), &files);
+        let body = br#"{"k": 1}"#;
+        let signed_with = |key: &str| Inbound {
+            method: "POST".into(),
+            hook_path: "/in".into(),
+            target: "/hooks/in".into(),
+            headers: BTreeMap::from([(
+                "x-hub-signature-256".into(),
+                format!(
+                    "sha256={}",
+                    hex::encode(sign(Algorithm::Sha256, key.as_bytes(), body))
+                ),
+            )]),
+            query: BTreeMap::new(),
+            body: bytes::Bytes::from_static(body),
+            source: None,
+        };
+        let verified = |key: &str| -> Vec<String> {
+            match prepare(&reg, &signed_with(key), Timestamp::now(), true) {
+                Prepared::Matching(m) => {
+                    let mut names: Vec<String> = m
+                        .candidates
+                        .iter()
+                        .map(|c| c.workflow.name.clone())
+                        .collect();
+                    names.sort();
+                    names
+                }
+                Prepared::Done(_) => Vec::new(),
+            }
+        };
+        assert_eq!(verified("key-a"), ["a1", "a2"]);
+        assert_eq!(verified("key-b"), ["b"]);
+        let Prepared::Done(Decision::Reject { mut workflows, .. }) =
+            prepare(&reg, &signed_with("key-c"), Timestamp::now(), true)
+        else {
+            panic!("no workflow's secret signed it");
+        };
+        workflows.sort();
+        assert_eq!(workflows, ["a1", "a2", "b", "shopify-a"]);
     }
 
     #[test]
