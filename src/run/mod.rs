@@ -32,9 +32,45 @@ pub fn into_context(
         ("headers", strings(event.headers)),
         ("query", strings(event.query)),
     ]);
+    assemble(event.body, request, workflow, run_id, attempt, steps)
+}
+
+/// The run context of SPEC §3.1, copying only what it shows of the event.
+pub fn context(
+    event: &Event,
+    workflow: &str,
+    run_id: Option<&RunId>,
+    attempt: u32,
+    steps: Map<String, Value>,
+) -> Value {
+    let copied = |map: &BTreeMap<String, String>| strings(map.clone());
+    let request = object([
+        ("method", Value::String(event.method.clone())),
+        ("path", Value::String(event.path.clone())),
+        ("headers", copied(&event.headers)),
+        ("query", copied(&event.query)),
+    ]);
+    assemble(
+        event.body.clone(),
+        request,
+        workflow,
+        run_id,
+        attempt,
+        steps,
+    )
+}
+
+fn assemble(
+    body: Value,
+    request: Value,
+    workflow: &str,
+    run_id: Option<&RunId>,
+    attempt: u32,
+    steps: Map<String, Value>,
+) -> Value {
     let run_id = run_id.map_or(Value::Null, |id| Value::String(id.as_str().to_string()));
     object([
-        ("event", event.body),
+        ("event", body),
         ("request", request),
         ("steps", Value::Object(steps)),
         (
@@ -55,17 +91,6 @@ fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
     )
-}
-
-/// The run context of SPEC §3.1, from a copy of the event.
-pub fn context(
-    event: &Event,
-    workflow: &str,
-    run_id: Option<&RunId>,
-    attempt: u32,
-    steps: Map<String, Value>,
-) -> Value {
-    into_context(event.clone(), workflow, run_id, attempt, steps)
 }
 
 /// A string map as a JSON object, moving the strings in.
@@ -100,5 +125,32 @@ pub fn new_run(w: &Workflow, event_id: &EventId, now: Timestamp) -> Run {
             .iter()
             .map(|s| StepRecord::pending(&s.id, s.action.kind()).with_uses(s.uses()))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The context copied from a borrowed event is the one built by moving
+    /// it: the two builders cannot drift apart.
+    #[test]
+    fn the_copied_context_is_the_moved_one() {
+        let event: Event = serde_json::from_value(serde_json::json!({
+            "id": EventId::generate(), "received_at": Timestamp::now(),
+            "path": "/hooks/w", "method": "POST",
+            "headers": {"content-type": "application/json", "x-n": "1"},
+            "query": {"q": "a b"},
+            "body": {"k": [1, {"v": "x"}]}, "outcome": "accepted", "reason": null,
+            "workflows": ["w"], "runs": [], "source": "127.0.0.1"
+        }))
+        .expect("an event");
+        let run = RunId::generate();
+        let steps = Map::from_iter([("s".to_string(), Value::from(3))]);
+        let copied = context(&event, "w", Some(&run), 2, steps.clone());
+        assert_eq!(copied, into_context(event, "w", Some(&run), 2, steps));
+        assert_eq!(copied["request"]["headers"]["x-n"], "1");
+        assert_eq!(copied["event"]["k"][1]["v"], "x");
+        assert_eq!(copied["run"]["attempt"], 2);
     }
 }
