@@ -439,15 +439,16 @@ fn stored_headers(
     headers: &BTreeMap<String, String>,
     workflows: &[&Arc<Workflow>],
 ) -> BTreeMap<String, String> {
-    let signature_headers: Vec<String> = workflows
-        .iter()
-        .filter_map(|w| w.verify.as_ref())
-        .flat_map(|v| v.scheme.signature_headers())
-        .collect();
+    let signs = |name: &str| {
+        workflows
+            .iter()
+            .filter_map(|w| w.verify.as_ref())
+            .any(|v| v.scheme.carries_signature(name))
+    };
     headers
         .iter()
         .map(|(k, v)| {
-            let hide = SENSITIVE_HEADERS.contains(&k.as_str()) || signature_headers.contains(k);
+            let hide = SENSITIVE_HEADERS.contains(&k.as_str()) || signs(k);
             (
                 k.clone(),
                 if hide {
@@ -860,6 +861,51 @@ mod tests {
         };
         workflows.sort();
         assert_eq!(workflows, ["a1", "a2", "b", "shopify-a"]);
+    }
+
+    /// The headers that carry a signature of any workflow at the path are
+    /// stored redacted, a custom header whatever the case it is written in;
+    /// other headers are kept as they came.
+    #[test]
+    fn signature_headers_of_every_workflow_at_the_path_are_stored_redacted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wf = |name: &str, verify: &str| {
+            format!("name: {name}\ntrigger:\n  webhook:\n    path: /in\n    verify:\n      {verify}\nsteps:\n  - id: s\n    transform: {{ script: '1' }}\n")
+        };
+        let files = [
+            ("s.yaml", wf("stripe", "stripe: { secret: k }")),
+            ("g.yaml", wf("github", "github: { secret: k }")),
+            (
+                "h.yaml",
+                wf("acme", "hmac: { secret: k, header: X-Acme-Signature }"),
+            ),
+        ];
+        let files: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+        let reg = registry(dir.path(), &files);
+        let at_path: Vec<&Arc<Workflow>> = reg.at_path("/in").collect();
+        let sent = BTreeMap::from(
+            [
+                "stripe-signature",
+                "x-hub-signature-256",
+                "x-hub-signature",
+                "x-acme-signature",
+                "x-slack-signature",
+                "content-type",
+            ]
+            .map(|h| (h.to_string(), "v".to_string())),
+        );
+        let stored = stored_headers(&sent, &at_path);
+        for h in [
+            "stripe-signature",
+            "x-hub-signature-256",
+            "x-hub-signature",
+            "x-acme-signature",
+        ] {
+            assert_eq!(stored[h], REDACTED, "{h}");
+        }
+        // No workflow here is signed by Slack.
+        assert_eq!(stored["x-slack-signature"], "v");
+        assert_eq!(stored["content-type"], "v");
     }
 
     #[test]

@@ -113,22 +113,22 @@ impl Headers for std::collections::BTreeMap<String, String> {
 }
 
 impl Scheme {
-    /// Headers that carry signatures for this scheme (redacted from history).
-    pub fn signature_headers(&self) -> Vec<String> {
-        match self {
-            Scheme::Stripe { .. } => vec!["stripe-signature".into()],
-            Scheme::Github => vec!["x-hub-signature-256".into(), "x-hub-signature".into()],
-            Scheme::Shopify => vec!["x-shopify-hmac-sha256".into()],
-            Scheme::Slack { .. } => vec!["x-slack-signature".into()],
-            Scheme::Standard { .. } => vec!["webhook-signature".into()],
-            Scheme::Hmac { header, .. } => vec![header.to_ascii_lowercase()],
-            Scheme::Gitlab => vec![GITLAB_TOKEN.into()],
-            Scheme::Twilio => vec![TWILIO_SIGNATURE.into()],
-            Scheme::Linear { .. } => vec![LINEAR_SIGNATURE.into()],
-            Scheme::Hubspot { .. } => {
-                vec![HUBSPOT_SIGNATURE_V3.into(), "x-hubspot-signature".into()]
-            }
-        }
+    /// Whether `name` (lowercase, as requests' headers are kept) is a
+    /// header that carries this scheme's signatures (redacted from history).
+    pub fn carries_signature(&self, name: &str) -> bool {
+        let names: &[&str] = match self {
+            Scheme::Stripe { .. } => &["stripe-signature"],
+            Scheme::Github => &["x-hub-signature-256", "x-hub-signature"],
+            Scheme::Shopify => &["x-shopify-hmac-sha256"],
+            Scheme::Slack { .. } => &["x-slack-signature"],
+            Scheme::Standard { .. } => &["webhook-signature"],
+            Scheme::Hmac { header, .. } => return header.eq_ignore_ascii_case(name),
+            Scheme::Gitlab => &[GITLAB_TOKEN],
+            Scheme::Twilio => &[TWILIO_SIGNATURE],
+            Scheme::Linear { .. } => &[LINEAR_SIGNATURE],
+            Scheme::Hubspot { .. } => &[HUBSPOT_SIGNATURE_V3, "x-hubspot-signature"],
+        };
+        names.contains(&name)
     }
 
     /// Whether the scheme signs the URL the sender used (so the server
