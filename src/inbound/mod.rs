@@ -804,6 +804,11 @@ mod tests {
         );
     }
 
+    /// A workflow at `/in` checked by `verify` (one scheme's settings).
+    fn signed_workflow(name: &str, verify: &str) -> String {
+        format!("name: {name}\ntrigger:\n  webhook:\n    path: /in\n    verify:\n      {verify}\nsteps:\n  - id: s\n    transform: {{ script: '1' }}\n")
+    }
+
     /// One check per distinct scheme, secret and URL: a check made for one
     /// workflow must decide only the workflows with the same key, never one
     /// with another secret or scheme at the same path.
@@ -811,9 +816,7 @@ mod tests {
     fn workflows_sharing_a_secret_share_its_check_and_no_other() {
         use crate::signature::{sign, Algorithm};
         let dir = tempfile::tempdir().expect("temp dir");
-        let wf = |name: &str, verify: &str| {
-            format!("name: {name}\ntrigger:\n  webhook:\n    path: /in\n    verify:\n      {verify}\nsteps:\n  - id: s\n    transform: {{ script: '1' }}\n")
-        };
+        let wf = signed_workflow;
         let files = [
             ("a1.yaml", wf("a1", "github: { secret: key-a }")),
             ("b.yaml", wf("b", "github: { secret: key-b }")),
@@ -869,9 +872,7 @@ mod tests {
     #[test]
     fn signature_headers_of_every_workflow_at_the_path_are_stored_redacted() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let wf = |name: &str, verify: &str| {
-            format!("name: {name}\ntrigger:\n  webhook:\n    path: /in\n    verify:\n      {verify}\nsteps:\n  - id: s\n    transform: {{ script: '1' }}\n")
-        };
+        let wf = signed_workflow;
         let files = [
             ("s.yaml", wf("stripe", "stripe: { secret: k }")),
             ("g.yaml", wf("github", "github: { secret: k }")),
