@@ -43,7 +43,13 @@ pub fn context(
     attempt: u32,
     steps: Map<String, Value>,
 ) -> Value {
-    let copied = |map: &BTreeMap<String, String>| strings(map.clone());
+    let copied = |map: &BTreeMap<String, String>| {
+        Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        )
+    };
     let request = object([
         ("method", Value::String(event.method.clone())),
         ("path", Value::String(event.path.clone())),
