@@ -866,6 +866,59 @@ mod tests {
         assert_eq!(workflows, ["a1", "a2", "b", "shopify-a"]);
     }
 
+    /// For a scheme that signs the URL, the URL is part of the check's key:
+    /// two workflows with one secret but different `verify.url`s are each
+    /// checked against their own.
+    #[test]
+    fn workflows_sharing_a_secret_but_not_the_signed_url_are_checked_apart() {
+        use crate::signature::{sign, Algorithm};
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (one, other) = ("https://example.com/one", "https://example.com/other");
+        let twilio = |url: &str| format!("twilio: {{ secret: key, url: \"{url}\" }}");
+        let files = [
+            ("1.yaml", signed_workflow("one", &twilio(one))),
+            ("2.yaml", signed_workflow("other", &twilio(other))),
+        ];
+        let files: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+        let reg = registry(dir.path(), &files);
+        // Twilio signs the URL, then each form parameter's name and value.
+        let signature = |url: &str| {
+            base64::engine::general_purpose::STANDARD.encode(sign(
+                Algorithm::Sha1,
+                b"key",
+                format!("{url}a1").as_bytes(),
+            ))
+        };
+        let verified = |url: &str| -> Vec<String> {
+            let req = Inbound {
+                method: "POST".into(),
+                hook_path: "/in".into(),
+                target: "/hooks/in".into(),
+                headers: BTreeMap::from([
+                    (
+                        "content-type".into(),
+                        "application/x-www-form-urlencoded".into(),
+                    ),
+                    ("x-twilio-signature".into(), signature(url)),
+                ]),
+                query: BTreeMap::new(),
+                body: bytes::Bytes::from_static(b"a=1"),
+                source: None,
+            };
+            match prepare(&reg, &req, Timestamp::now(), true) {
+                Prepared::Matching(m) => m
+                    .candidates
+                    .iter()
+                    .map(|c| c.workflow.name.clone())
+                    .collect(),
+                Prepared::Done(_) => Vec::new(),
+            }
+        };
+        assert_eq!(verified(one), ["one"]);
+        assert_eq!(verified(other), ["other"]);
+    }
+
     /// The headers that carry a signature of any workflow at the path are
     /// stored redacted, a custom header whatever the case it is written in;
     /// other headers are kept as they came.
