@@ -143,7 +143,7 @@ pub(crate) struct Trees {
     /// Entries in the `rejected` index.
     rejected_count: Arc<AtomicI64>,
     /// What retention by size keeps of the records, as the last pruning
-    /// set it; writes past it by an eighth wake `prune_wanted`.
+    /// set it; writes past it by [`prune_slack`] wake `prune_wanted`.
     records_target: Arc<std::sync::atomic::AtomicU64>,
     prune_wanted: Arc<tokio::sync::Notify>,
     /// Held by the packer and by pruning: one moves records into packs,
@@ -1057,6 +1057,21 @@ pub fn records_budget(limit: u64, dedupe_bytes: u64) -> u64 {
         / LOG_FACTOR
 }
 
+/// How far the records may pass their target before pruning is woken: an
+/// eighth of it, and at most [`PRUNE_STEP_MAX`]. Each pass then removes
+/// about this much, so a large `--retention-size` prunes often and a little
+/// at a time rather than tens of thousands of events at once.
+fn prune_slack(target: u64) -> u64 {
+    (target / 8).min(PRUNE_STEP_MAX)
+}
+
+/// The most a pass of pruning by size removes while writes go on: old
+/// history is read back through sled's cache to be removed, and a pass of
+/// an eighth at the default limit (about 20 MiB of records, some 24,000
+/// Stripe-sized events) raised a loaded server's RSS by tens of MB for a
+/// few seconds (`docs/performance.md`, "Pruning a little at a time").
+const PRUNE_STEP_MAX: u64 = 4 * 1024 * 1024;
+
 /// The bytes the dedupe keys may take, within their window: beyond, the
 /// keys that expire first are dropped early (and counted, and logged), so
 /// that the limit holds and the history keeps most of it.
@@ -1090,7 +1105,7 @@ impl Trees {
     fn put(&self, shelf: &Shelf, key: &str, value: Vec<u8>) -> Result<()> {
         let live = shelf.put(key, value)?;
         let target = self.records_target.load(Ordering::Relaxed);
-        if live.max(0) as u64 > target.saturating_add(target / 8) {
+        if live.max(0) as u64 > target.saturating_add(prune_slack(target)) {
             self.prune_wanted.notify_one();
         }
         Ok(())
@@ -1560,6 +1575,75 @@ mod tests {
             runs: vec![run],
             claims: vec![(0, claim)],
         }
+    }
+
+    /// Ingests `event()` until the records take more than `bytes`; returns
+    /// the most one ingest added.
+    async fn write_past(store: &SledStore, bytes: u64, event: &mut impl FnMut() -> Ingest) -> u64 {
+        let mut largest = 0;
+        while store.trees.live_bytes() <= bytes {
+            let before = store.trees.live_bytes();
+            store.ingest(event()).await.expect("ingest");
+            largest = largest.max(store.trees.live_bytes().saturating_sub(before));
+        }
+        largest
+    }
+
+    /// A large `--retention-size` is pruned a little at a time: writes
+    /// past the records' target by [`PRUNE_STEP_MAX`] wake pruning (not
+    /// only past an eighth of a target of tens of MiB), and the pass that
+    /// follows removes about that much.
+    #[tokio::test]
+    async fn a_large_limit_is_pruned_a_little_at_a_time() {
+        let store = SledStore::temporary().expect("store");
+        let limit = 256 * 1024 * 1024;
+        store
+            .prune(Timestamp(0), limit, Timestamp::now())
+            .expect("prune");
+        let target = store.trees.records_target.load(Ordering::Relaxed);
+        assert!(
+            target / 8 > PRUNE_STEP_MAX + PRUNE_STEP_MAX / 4,
+            "a target of {target} bytes is too small to tell the cap from an eighth"
+        );
+        // Events without runs (nothing to finish first), each with 256 KiB
+        // of a body zstd cannot shrink much.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut big_event = || {
+            let mut ingest = ingest_of(EventId::generate(), "unused");
+            ingest.runs.clear();
+            ingest.claims.clear();
+            let body: String = (0..256 * 1024)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    char::from(b'!' + (seed % 90) as u8)
+                })
+                .collect();
+            ingest.event.body = serde_json::Value::String(body);
+            ingest
+        };
+        let wanted = store.prune_wanted();
+        let woken = || async {
+            tokio::time::timeout(std::time::Duration::from_millis(1), wanted.notified())
+                .await
+                .is_ok()
+        };
+        let mut largest = write_past(&store, target + PRUNE_STEP_MAX / 2, &mut big_event).await;
+        assert!(!woken().await, "woken before the records passed their step");
+        largest = largest.max(write_past(&store, target + PRUNE_STEP_MAX, &mut big_event).await);
+        assert!(woken().await, "not woken past the step");
+        let before = store.trees.live_bytes();
+        let pruned = store
+            .prune(Timestamp(0), limit, Timestamp::now())
+            .expect("prune");
+        let freed = before - store.trees.live_bytes();
+        assert!(
+            pruned.events > 0 && freed > PRUNE_STEP_MAX && freed <= PRUNE_STEP_MAX + 2 * largest,
+            "the pass freed {freed} bytes ({} events, each at most {largest})",
+            pruned.events
+        );
+        assert!(store.trees.live_bytes() <= target);
     }
 
     /// An ingest that took longer than [`MAX_INGEST_MS`] fails, stores no
