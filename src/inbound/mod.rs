@@ -809,6 +809,23 @@ mod tests {
         format!("name: {name}\ntrigger:\n  webhook:\n    path: /in\n    verify:\n      {verify}\nsteps:\n  - id: s\n    transform: {{ script: '1' }}\n")
     }
 
+    /// The workflows whose signature check `req` passed, by name, sorted
+    /// (none if it passed no check).
+    fn verified_names(reg: &Registry, req: &Inbound) -> Vec<String> {
+        match prepare(reg, req, Timestamp::now(), true) {
+            Prepared::Matching(m) => {
+                let mut names: Vec<String> = m
+                    .candidates
+                    .iter()
+                    .map(|c| c.workflow.name.clone())
+                    .collect();
+                names.sort();
+                names
+            }
+            Prepared::Done(_) => Vec::new(),
+        }
+    }
+
     /// One check per distinct scheme, secret and URL: a check made for one
     /// workflow must decide only the workflows with the same key, never one
     /// with another secret or scheme at the same path.
@@ -841,20 +858,7 @@ mod tests {
             body: bytes::Bytes::from_static(body),
             source: None,
         };
-        let verified = |key: &str| -> Vec<String> {
-            match prepare(&reg, &signed_with(key), Timestamp::now(), true) {
-                Prepared::Matching(m) => {
-                    let mut names: Vec<String> = m
-                        .candidates
-                        .iter()
-                        .map(|c| c.workflow.name.clone())
-                        .collect();
-                    names.sort();
-                    names
-                }
-                Prepared::Done(_) => Vec::new(),
-            }
-        };
+        let verified = |key: &str| verified_names(&reg, &signed_with(key));
         assert_eq!(verified("key-a"), ["a1", "a2"]);
         assert_eq!(verified("key-b"), ["b"]);
         let Prepared::Done(Decision::Reject { mut workflows, .. }) =
@@ -906,14 +910,7 @@ mod tests {
                 body: bytes::Bytes::from_static(b"a=1"),
                 source: None,
             };
-            match prepare(&reg, &req, Timestamp::now(), true) {
-                Prepared::Matching(m) => m
-                    .candidates
-                    .iter()
-                    .map(|c| c.workflow.name.clone())
-                    .collect(),
-                Prepared::Done(_) => Vec::new(),
-            }
+            verified_names(&reg, &req)
         };
         assert_eq!(verified(one), ["one"]);
         assert_eq!(verified(other), ["other"]);

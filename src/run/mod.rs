@@ -25,13 +25,12 @@ pub fn into_context(
     attempt: u32,
     steps: Map<String, Value>,
 ) -> Value {
-    // Built by hand: `json!` would copy every value it is given.
-    let request = object([
-        ("method", Value::String(event.method)),
-        ("path", Value::String(event.path)),
-        ("headers", strings(event.headers)),
-        ("query", strings(event.query)),
-    ]);
+    let request = [
+        Value::String(event.method),
+        Value::String(event.path),
+        strings(event.headers),
+        strings(event.query),
+    ];
     assemble(event.body, request, workflow, run_id, attempt, steps)
 }
 
@@ -50,12 +49,12 @@ pub fn context(
                 .collect(),
         )
     };
-    let request = object([
-        ("method", Value::String(event.method.clone())),
-        ("path", Value::String(event.path.clone())),
-        ("headers", copied(&event.headers)),
-        ("query", copied(&event.query)),
-    ]);
+    let request = [
+        Value::String(event.method.clone()),
+        Value::String(event.path.clone()),
+        copied(&event.headers),
+        copied(&event.query),
+    ];
     assemble(
         event.body.clone(),
         request,
@@ -66,14 +65,23 @@ pub fn context(
     )
 }
 
+/// The context around the event's body and its request's method, path,
+/// headers and query (in that order). Built by hand: `json!` would copy
+/// every value it is given.
 fn assemble(
     body: Value,
-    request: Value,
+    [method, path, headers, query]: [Value; 4],
     workflow: &str,
     run_id: Option<&RunId>,
     attempt: u32,
     steps: Map<String, Value>,
 ) -> Value {
+    let request = object([
+        ("method", method),
+        ("path", path),
+        ("headers", headers),
+        ("query", query),
+    ]);
     let run_id = run_id.map_or(Value::Null, |id| Value::String(id.as_str().to_string()));
     object([
         ("event", body),

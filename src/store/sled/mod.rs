@@ -1589,30 +1589,15 @@ mod tests {
         largest
     }
 
-    /// A large `--retention-size` is pruned a little at a time: writes
-    /// past the records' target by [`PRUNE_STEP_MAX`] wake pruning (not
-    /// only past an eighth of a target of tens of MiB), and the pass that
-    /// follows removes about that much.
-    #[tokio::test]
-    async fn a_large_limit_is_pruned_a_little_at_a_time() {
-        let store = SledStore::temporary().expect("store");
-        let limit = 256 * 1024 * 1024;
-        store
-            .prune(Timestamp(0), limit, Timestamp::now())
-            .expect("prune");
-        let target = store.trees.records_target.load(Ordering::Relaxed);
-        assert!(
-            target / 8 > PRUNE_STEP_MAX + PRUNE_STEP_MAX / 4,
-            "a target of {target} bytes is too small to tell the cap from an eighth"
-        );
-        // Events without runs (nothing to finish first), each with 256 KiB
-        // of a body zstd cannot shrink much.
+    /// Events without runs (nothing to finish before pruning), each with
+    /// `len` bytes of a body zstd cannot shrink much.
+    fn events_of(len: usize) -> impl FnMut() -> Ingest {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut big_event = || {
+        move || {
             let mut ingest = ingest_of(EventId::generate(), "unused");
             ingest.runs.clear();
             ingest.claims.clear();
-            let body: String = (0..256 * 1024)
+            let body: String = (0..len)
                 .map(|_| {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;
@@ -1622,17 +1607,50 @@ mod tests {
                 .collect();
             ingest.event.body = serde_json::Value::String(body);
             ingest
-        };
-        let wanted = store.prune_wanted();
-        let woken = || async {
-            tokio::time::timeout(std::time::Duration::from_millis(1), wanted.notified())
-                .await
-                .is_ok()
-        };
+        }
+    }
+
+    /// A temporary sled store pruned once at `--retention-size` `limit`,
+    /// and the records' target that set.
+    fn pruned_at(limit: u64) -> (SledStore, u64) {
+        let store = SledStore::temporary().expect("store");
+        store
+            .prune(Timestamp(0), limit, Timestamp::now())
+            .expect("prune");
+        let target = store.trees.records_target.load(Ordering::Relaxed);
+        (store, target)
+    }
+
+    /// Whether pruning was woken since the last call.
+    async fn woken(store: &SledStore) -> bool {
+        tokio::time::timeout(
+            std::time::Duration::from_millis(1),
+            store.prune_wanted().notified(),
+        )
+        .await
+        .is_ok()
+    }
+
+    /// A large `--retention-size` is pruned a little at a time: writes
+    /// past the records' target by [`PRUNE_STEP_MAX`] wake pruning (not
+    /// only past an eighth of a target of tens of MiB), and the pass that
+    /// follows removes about that much.
+    #[tokio::test]
+    async fn a_large_limit_is_pruned_a_little_at_a_time() {
+        let limit = 256 * 1024 * 1024;
+        let (store, target) = pruned_at(limit);
+        assert!(
+            target / 8 > PRUNE_STEP_MAX + PRUNE_STEP_MAX / 4,
+            "a target of {target} bytes is too small to tell the cap from an eighth"
+        );
+        let mut big_event = events_of(256 * 1024);
         let mut largest = write_past(&store, target + PRUNE_STEP_MAX / 2, &mut big_event).await;
-        assert!(!woken().await, "woken before the records passed their step");
+        assert!(
+            !woken(&store).await,
+            "woken before the records passed their step"
+        );
         largest = largest.max(write_past(&store, target + PRUNE_STEP_MAX, &mut big_event).await);
-        assert!(woken().await, "not woken past the step");
+        assert!(woken(&store).await, "not woken past the step");
         let before = store.trees.live_bytes();
         let pruned = store
             .prune(Timestamp(0), limit, Timestamp::now())
@@ -1644,6 +1662,24 @@ mod tests {
             pruned.events
         );
         assert!(store.trees.live_bytes() <= target);
+    }
+
+    /// Below the cap, an eighth of the target still decides: at the
+    /// smallest limit sled takes, pruning is woken past an eighth of its
+    /// records' target, not only 4 MiB past it.
+    #[tokio::test]
+    async fn a_small_limit_is_pruned_past_an_eighth() {
+        let (store, target) = pruned_at(MIN_RETENTION_SIZE);
+        let slack = target / 8;
+        assert!(slack < PRUNE_STEP_MAX / 4, "a target of {target} bytes");
+        let mut event = events_of(4 * 1024);
+        write_past(&store, target + slack / 2, &mut event).await;
+        assert!(
+            !woken(&store).await,
+            "woken before an eighth past the target"
+        );
+        write_past(&store, target + slack, &mut event).await;
+        assert!(woken(&store).await, "not woken an eighth past the target");
     }
 
     /// An ingest that took longer than [`MAX_INGEST_MS`] fails, stores no
