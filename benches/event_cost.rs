@@ -4,9 +4,14 @@
 //!
 //! Run: `cargo bench --bench event_cost`. Prints the median per event over
 //! repeated samples, and the same for the parts on their own, each with the
-//! allocator calls it makes per event (counted by this bench's own global
-//! allocator, a counter around the system one).
+//! allocator calls it makes per event. The calls are counted by this
+//! bench's own global allocator: a counter around the one the server runs
+//! with ([`hookflow::alloc`], mimalloc), set up as `hookflow serve` sets it
+//! up. (Until 2026-12-06 it counted around the system allocator, whose
+//! malloc and free took about a fifth of the bench's time and none of the
+//! server's.)
 
+use hookflow::alloc::Allocator;
 use hookflow::expr::template::ProcessEnv;
 use hookflow::inbound::{classify, Decision, Inbound};
 use hookflow::record::Timestamp;
@@ -16,34 +21,34 @@ use hookflow::signature::{sign, Algorithm};
 use hookflow::step::{Action, Step};
 use hookflow::workflow::registry;
 use serde_json::{Map, Value};
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-/// The system allocator, counting calls that hand out a block (`alloc`,
+/// The server's allocator, counting calls that hand out a block (`alloc`,
 /// `alloc_zeroed`, `realloc`).
 struct Counting;
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
-// SAFETY: every call is passed on to the system allocator unchanged.
+// SAFETY: every call is passed on to the server's allocator unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         CALLS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
+        unsafe { Allocator.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         CALLS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc_zeroed(layout) }
+        unsafe { Allocator.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         CALLS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { Allocator.realloc(ptr, layout, new_size) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { Allocator.dealloc(ptr, layout) }
     }
 }
 
@@ -86,6 +91,7 @@ fn measure(name: &str, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    hookflow::alloc::tune_memory();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let engine = Engine::default();
     let files = registry::workflow_files(&[root.join("workflows")]).expect("workflows folder");
