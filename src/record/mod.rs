@@ -598,7 +598,9 @@ pub fn summarize(headers: &BTreeMap<String, String>, body: &Value) -> String {
 /// A summary as lists show it: no control characters, at most 120
 /// characters (an ellipsis marks the cut).
 pub fn one_line(text: &str) -> String {
-    let mut out: String = text.chars().filter(|c| !c.is_control()).take(120).collect();
+    // Sized once: collected a character at a time, it grew four times.
+    let mut out = String::with_capacity(text.len().min(4 * 120));
+    out.extend(text.chars().filter(|c| !c.is_control()).take(120));
     if text.chars().count() > 120 {
         out.push('…');
     }

@@ -176,7 +176,9 @@ impl HttpAction {
     /// Render the request for this run context. Pure: nothing is sent.
     pub fn prepare(&self, ctx: &Value, idempotency_key: &str) -> Result<Prepared, String> {
         let url_text = self.url.render_text(ctx);
-        let mut url = reqwest::Url::parse(&url_text)
+        let mut url = self
+            .url
+            .parse(&url_text)
             .map_err(|e| format!("the url `{url_text}` is not valid: {e}"))?;
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(format!(
