@@ -1,5 +1,7 @@
 //! The process allocator: mimalloc, plus a small pool that recycles sled's
-//! log buffers.
+//! log buffers, and the settings that keep its memory low
+//! ([`tune_memory`], [`purge_after`]), made once at start by the binary and
+//! by the benches that measure as the server runs.
 //!
 //! sled writes its log through one buffer per segment
 //! ([`crate::store::sled::SEGMENT_SIZE`] bytes, 8 KiB aligned). It allocates a

@@ -2,8 +2,8 @@
 
 /// mimalloc: under load, glibc's malloc spent a quarter of the server's CPU
 /// in its own locks and consolidation (sled allocates on one thread and
-/// frees on another). See [`hookflow::alloc::tune_memory`] for how memory is kept low, and
-/// [`hookflow::alloc`] for the log buffers it keeps.
+/// frees on another). See [`hookflow::alloc`] for the log buffers it keeps
+/// and for how memory is kept low ([`hookflow::alloc::tune_memory`]).
 #[global_allocator]
 static GLOBAL: hookflow::alloc::Allocator = hookflow::alloc::Allocator;
 
