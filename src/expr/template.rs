@@ -256,10 +256,10 @@ pub struct UrlTemplate {
     fixed: Option<Box<Origin>>,
 }
 
-/// The last text a [`UrlTemplate`] parsed, and its URL. A copy starts
-/// empty.
+/// The last text a [`UrlTemplate`] parsed, and its URL (boxed: a step
+/// stays small). A copy starts empty.
 #[derive(Default)]
-struct LastParsed(std::sync::Mutex<Option<(String, url::Url)>>);
+struct LastParsed(std::sync::Mutex<Option<Box<(String, url::Url)>>>);
 
 impl Clone for LastParsed {
     fn clone(&self) -> Self {
@@ -422,13 +422,13 @@ impl UrlTemplate {
     /// event's in-process cost (`cargo bench --bench event_cost`).
     pub fn parse(&self, text: &str) -> Result<url::Url, url::ParseError> {
         if let Ok(last) = self.last.0.lock() {
-            if let Some((_, url)) = last.as_ref().filter(|(t, _)| t == text) {
-                return Ok(url.clone());
+            if let Some(kept) = last.as_deref().filter(|(t, _)| t == text) {
+                return Ok(kept.1.clone());
             }
         }
         let url = url::Url::parse(text)?;
         if let Ok(mut last) = self.last.0.lock() {
-            *last = Some((text.to_string(), url.clone()));
+            *last = Some(Box::new((text.to_string(), url.clone())));
         }
         Ok(url)
     }
