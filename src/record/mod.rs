@@ -645,6 +645,18 @@ pub use crate::secret::REDACTED;
 mod tests {
     use super::*;
 
+    /// A summary keeps 120 characters (not bytes) and drops control
+    /// characters; an ellipsis marks a cut.
+    #[test]
+    fn a_summary_line_is_cut_at_120_characters() {
+        let exact = "é".repeat(120);
+        assert_eq!(one_line(&exact), exact, "120 characters are kept whole");
+        let longer = "é".repeat(121);
+        assert_eq!(one_line(&longer), format!("{}…", "é".repeat(120)));
+        assert_eq!(one_line("a\nb\tc\u{7f}d"), "abcd");
+        assert_eq!(one_line(""), "");
+    }
+
     #[test]
     fn ids_sort_by_creation() {
         let ids: Vec<RunId> = (0..1000).map(|_| RunId::generate()).collect();
