@@ -275,13 +275,28 @@ impl std::fmt::Debug for LastParsed {
 }
 
 /// The parts of a URL that decide where a request goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 struct Origin {
     scheme: String,
     username: String,
     password: Option<String>,
     host: Option<url::Host<String>>,
     port: Option<u16>,
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The userinfo often comes from an `env` value (an API key as the
+        // user, a password): not shown, as no secret is.
+        let hidden = |present: bool| if present { "[redacted]" } else { "" };
+        f.debug_struct("Origin")
+            .field("scheme", &self.scheme)
+            .field("username", &hidden(!self.username.is_empty()))
+            .field("password", &hidden(self.password.is_some()))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish()
+    }
 }
 
 impl Origin {
@@ -834,6 +849,34 @@ mod tests {
         let text = format!("{t:?} {t:#?}");
         assert!(!text.contains("s3cr3t"), "{text}");
         assert!(text.contains("[redacted]"), "{text}");
+    }
+
+    /// A URL's userinfo from `env` is not shown by `Debug`, nor is an
+    /// `env` URL's path (a webhook's secret); the host is.
+    #[test]
+    fn url_template_userinfo_does_not_print() {
+        let env = env_of(&[
+            ("KEY", "sk_live_user"),
+            ("PASS", "pa55word"),
+            ("HOOK", "https://hooks.example.com/T0/B0/hooksecret"),
+        ]);
+        let mut secrets = Vec::new();
+        let mut tenv = TemplateEnv {
+            env: &env,
+            secrets: &mut secrets,
+        };
+        for text in [
+            "https://{{ env.KEY }}:{{ env.PASS }}@api.example.com/v1/{{ $.event.id }}",
+            "{{ env.HOOK }}?id={{ $.event.id }}",
+        ] {
+            let t = UrlTemplate::compile(text, &mut tenv).expect(text);
+            let _ = t.parse(&t.render_text(&json!({"event": {"id": "e1"}})));
+            let shown = format!("{t:?} {t:#?}");
+            for secret in ["sk_live_user", "pa55word", "hooksecret"] {
+                assert!(!shown.contains(secret), "{text} shows {secret}: {shown}");
+            }
+            assert!(shown.contains("example.com"), "{shown}");
+        }
     }
 
     /// SPEC §3.2: event data can never change a URL's scheme, userinfo,

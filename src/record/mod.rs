@@ -600,8 +600,9 @@ pub fn summarize(headers: &BTreeMap<String, String>, body: &Value) -> String {
 pub fn one_line(text: &str) -> String {
     // Sized once: collected a character at a time, it grew four times.
     let mut out = String::with_capacity(text.len().min(4 * 120));
-    out.extend(text.chars().filter(|c| !c.is_control()).take(120));
-    if text.chars().count() > 120 {
+    let mut kept = text.chars().filter(|c| !c.is_control());
+    out.extend(kept.by_ref().take(120));
+    if kept.next().is_some() {
         out.push('…');
     }
     out
@@ -655,6 +656,18 @@ mod tests {
         assert_eq!(one_line(&longer), format!("{}…", "é".repeat(120)));
         assert_eq!(one_line("a\nb\tc\u{7f}d"), "abcd");
         assert_eq!(one_line(""), "");
+        // Control characters are dropped before counting: 120 kept
+        // characters among newlines are whole, with no ellipsis.
+        let lines = format!("{}\n{}\r\n", "x".repeat(60), "y".repeat(60));
+        assert_eq!(
+            one_line(&lines),
+            format!("{}{}", "x".repeat(60), "y".repeat(60))
+        );
+        let over = format!("{lines}z\n");
+        assert_eq!(
+            one_line(&over),
+            format!("{}{}…", "x".repeat(60), "y".repeat(60))
+        );
     }
 
     #[test]
