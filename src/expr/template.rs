@@ -288,7 +288,7 @@ impl std::fmt::Debug for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The userinfo often comes from an `env` value (an API key as the
         // user, a password): not shown, as no secret is.
-        let hidden = |present: bool| if present { "[redacted]" } else { "" };
+        let hidden = |present: bool| if present { crate::secret::REDACTED } else { "" };
         f.debug_struct("Origin")
             .field("scheme", &self.scheme)
             .field("username", &hidden(!self.username.is_empty()))
