@@ -26,7 +26,9 @@
 //! its peak RSS over its whole life (VmRSS sampled every 0.2 s from start to
 //! the end of the drain, and the kernel's high-water mark), the bytes its
 //! data folder takes on disk per event once the backlog is delivered
-//! (allocated blocks, as `du` counts them), and its CPU time per event.
+//! (allocated blocks, as `du` counts them), and its CPU time per event;
+//! for the forwarder, its CPU time per event too: the cost of the job
+//! without storage, on this machine, in the same minutes.
 //!
 //! Run: `cargo bench --bench load` (optionally `-- SECONDS ROUNDS`, default
 //! 10 s and one round; with several rounds it also prints the medians, as
@@ -38,6 +40,9 @@
 //! `HOOKFLOW_BENCH_BIN=path` runs another build of the binary,
 //! `HOOKFLOW_BENCH_ROOT=dir` serves another folder's workflows (to compare
 //! variants of the Stripe workflow),
+//! `HOOKFLOW_BENCH_STEADY=RATE` runs only one long round at that fixed rate
+//! (below saturation: runs keep pace, packing and retention run while the
+//! load goes on) and prints the server's RSS every 10 s,
 //! `HOOKFLOW_BENCH_ARGS` adds `serve` flags, and the server's PID is printed
 //! when it listens. Traffic stays on 127.0.0.1; every loop is bounded in
 //! time and count. The stored-history check is `benches/history.rs`.
@@ -213,6 +218,11 @@ fn forwarder(root: &str, url: String) -> Router {
 const RATES: &str = "HOOKFLOW_BENCH_RATES";
 const DEFAULT_RATES: [f64; 2] = [3000.0, 6000.0];
 
+/// `HOOKFLOW_BENCH_STEADY=RATE`: only a long round at a fixed rate
+/// below saturation (see [`steady`]).
+const STEADY: &str = "HOOKFLOW_BENCH_STEADY";
+const DEFAULT_STEADY_RATE: f64 = 2000.0;
+
 /// Set on the child process that serves the two reference scenarios.
 const ROLE: &str = "HOOKFLOW_BENCH_ROLE";
 /// Where that child's forwarder posts (a sink in the bench process).
@@ -249,6 +259,8 @@ struct Ours {
     /// Of those, the stored records themselves (compressed).
     record_bytes_per_event: f64,
     cpu_us_per_event: f64,
+    /// Threads put to sleep or pre-empted, per event.
+    switches_per_event: f64,
 }
 
 impl Ours {
@@ -259,12 +271,13 @@ impl Ours {
             self.delivered, self.figures.acks, self.runs_per_second, self.runs_during_load, self.drain_seconds
         );
         println!(
-            "  peak RSS {:.1} MB; {:.0} bytes on disk per event ({:.2} per body byte; records {:.0}); {:.0} us CPU per event",
+            "  peak RSS {:.1} MB; {:.0} bytes on disk per event ({:.2} per body byte; records {:.0}); {:.0} us CPU per event, {:.1} context switches per event",
             self.peak_rss_mb,
             self.disk_bytes_per_event,
             self.disk_bytes_per_event / body_len as f64,
             self.record_bytes_per_event,
-            self.cpu_us_per_event
+            self.cpu_us_per_event,
+            self.switches_per_event
         );
     }
 }
@@ -272,7 +285,7 @@ impl Ours {
 /// What one round measured.
 struct Round {
     ceiling: Figures,
-    forwarder: Figures,
+    forwarder: Reference,
     ours: Ours,
     /// Per offered rate: the forwarder, then hookflow.
     paced: Vec<(f64, Figures, Ours)>,
@@ -353,6 +366,11 @@ async fn run(seconds: u64, rounds: usize) {
         postgres(&bench, seconds).await;
         return;
     }
+    if let Ok(rate) = std::env::var(STEADY) {
+        let rate = rate.trim().parse::<f64>().ok().filter(|r| *r >= 1.0);
+        steady(&bench, seconds, rate.unwrap_or(DEFAULT_STEADY_RATE)).await;
+        return;
+    }
     let mut all = Vec::new();
     for n in 1..=rounds {
         let r = round(&bench, seconds).await;
@@ -360,7 +378,13 @@ async fn run(seconds: u64, rounds: usize) {
             println!("round {n}:");
         }
         r.ceiling.print("ceiling (no-op handler)");
-        r.forwarder.print("forwarder without storage");
+        r.forwarder.figures.print("forwarder without storage");
+        if r.forwarder.figures.acks > 0 {
+            println!(
+                "  {:.0} us CPU per event, {:.1} context switches per event",
+                r.forwarder.cpu_us_per_event, r.forwarder.switches_per_event
+            );
+        }
         r.ours.print("hookflow (durable ack)", body_len);
         for (rate, fwd, ours) in &r.paced {
             fwd.print(&format!("paced {rate:.0}/s: forwarder"));
@@ -373,17 +397,19 @@ async fn run(seconds: u64, rounds: usize) {
     let m = |f: &dyn Fn(&Round) -> f64| median(all.iter().map(f).collect());
     let rate = |f: &Figures| f.acks as f64 / f.seconds;
     let ceiling = m(&|r| rate(&r.ceiling));
-    let forwarder_p99 = m(&|r| r.forwarder.p99_ms);
+    let forwarder_p99 = m(&|r| r.forwarder.figures.p99_ms);
     let acks = m(&|r| rate(&r.ours.figures));
     let p99 = m(&|r| r.ours.figures.p99_ms);
     println!("medians of {rounds} round(s):");
     println!(
-        "  ceiling {ceiling:.0} acks/s (p99 {:.2} ms); forwarder {:.0} acks/s (p99 {forwarder_p99:.2} ms)",
+        "  ceiling {ceiling:.0} acks/s (p99 {:.2} ms); forwarder {:.0} acks/s (p99 {forwarder_p99:.2} ms), {:.0} us CPU and {:.1} context switches per event",
         m(&|r| r.ceiling.p99_ms),
-        m(&|r| rate(&r.forwarder)),
+        m(&|r| rate(&r.forwarder.figures)),
+        m(&|r| r.forwarder.cpu_us_per_event),
+        m(&|r| r.forwarder.switches_per_event),
     );
     println!(
-        "  hookflow {acks:.0} acks/s (p50 {:.2} ms, p99 {p99:.2} ms), {:.0} runs/s over load + drain ({:.0} while the load was on), peak RSS {:.1} MB (at most {:.1}), {:.0} bytes on disk per event, {:.0} us CPU per event",
+        "  hookflow {acks:.0} acks/s (p50 {:.2} ms, p99 {p99:.2} ms), {:.0} runs/s over load + drain ({:.0} while the load was on), peak RSS {:.1} MB (at most {:.1}), {:.0} bytes on disk per event, {:.0} us CPU and {:.1} context switches per event",
         m(&|r| r.ours.figures.p50_ms),
         m(&|r| r.ours.runs_per_second),
         m(&|r| r.ours.runs_during_load),
@@ -391,6 +417,7 @@ async fn run(seconds: u64, rounds: usize) {
         all.iter().map(|r| r.ours.peak_rss_mb).fold(0.0, f64::max),
         m(&|r| r.ours.disk_bytes_per_event),
         m(&|r| r.ours.cpu_us_per_event),
+        m(&|r| r.ours.switches_per_event),
     );
     for (i, offered) in bench.rates.iter().enumerate() {
         let fwd = |r: &Round| r.paced[i].1.p99_ms;
@@ -550,6 +577,7 @@ async fn postgres(b: &Bench, seconds: u64) {
         let delivered_before = b.delivered.get();
         let delivered = || b.delivered.get() - delivered_before;
         let cpu_before: f64 = servers.iter().map(Server::cpu_seconds).sum();
+        let switches_before: u64 = servers.iter().map(|s| context_switches(s.pid())).sum();
         let database = _cluster.as_ref().map(|c| c.pid);
         let db_before = database.map_or(f64::NAN, tree_cpu_seconds);
         let bench_before = cpu_seconds(std::process::id());
@@ -561,6 +589,11 @@ async fn postgres(b: &Bench, seconds: u64) {
         let runs = delivered();
         assert_eq!(runs, figures.acks, "every acked event is delivered");
         let cpu: f64 = servers.iter().map(Server::cpu_seconds).sum::<f64>() - cpu_before;
+        let switches = servers
+            .iter()
+            .map(|s| context_switches(s.pid()))
+            .sum::<u64>()
+            .saturating_sub(switches_before);
         let db_cpu = database.map_or(f64::NAN, tree_cpu_seconds) - db_before;
         let bench_cpu = cpu_seconds(std::process::id()) - bench_before;
         let wall = last.saturating_duration_since(started).as_secs_f64();
@@ -574,6 +607,7 @@ async fn postgres(b: &Bench, seconds: u64) {
             disk_bytes_per_event: f64::NAN,
             record_bytes_per_event: f64::NAN,
             cpu_us_per_event: cpu * 1e6 / figures.acks.max(1) as f64,
+            switches_per_event: switches as f64 / figures.acks.max(1) as f64,
             figures,
         };
         ours.print(
@@ -682,7 +716,7 @@ async fn round(b: &Bench, seconds: u64) -> Round {
         let scenario = paced(server.url(), seconds, rate, signer.clone());
         let ours = measured(b, &server, scenario).await;
         server.stop();
-        paced_all.push((rate, fwd, ours));
+        paced_all.push((rate, fwd.figures, ours));
     }
     let (sync_plain, sync_respond) = sync_answers(b, seconds).await;
     Round {
@@ -761,6 +795,7 @@ async fn measured(
     let delivered_before = b.delivered.get();
     let delivered = || b.delivered.get() - delivered_before;
     let cpu_before = server.cpu_seconds();
+    let switches_before = context_switches(server.pid());
     let started = Instant::now();
     let figures = scenario.await;
     let load_end = Instant::now();
@@ -771,6 +806,7 @@ async fn measured(
     let runs = delivered();
     assert_eq!(runs, figures.acks, "every acked event is delivered");
     let cpu = server.cpu_seconds() - cpu_before;
+    let switches = context_switches(server.pid()).saturating_sub(switches_before);
     Ours {
         runs_per_second: runs as f64 / e2e_seconds,
         runs_during_load,
@@ -783,19 +819,76 @@ async fn measured(
             .await
             .map_or(f64::NAN, |b| b as f64 / figures.acks.max(1) as f64),
         cpu_us_per_event: cpu * 1e6 / figures.acks.max(1) as f64,
+        switches_per_event: switches as f64 / figures.acks.max(1) as f64,
         figures,
     }
 }
 
+/// Sustained load below saturation, as a busy production server sees it:
+/// one hookflow server offered `rate` events a second for `seconds`, so
+/// runs keep pace, history is packed a minute after it is written and
+/// retention prunes while the load goes on. Prints the server's RSS every
+/// 10 s beside the runs delivered, then the round's figures: whether
+/// memory stays flat once every background task has started is what this
+/// round shows (`-- 600 1` with `HOOKFLOW_BENCH_STEADY=2000`).
+async fn steady(b: &Bench, seconds: u64, rate: f64) {
+    println!("steady: {rate:.0} events/s offered for {seconds} s, RSS every 10 s");
+    let server = Server::start(b.served, &b.sink_url, &[]);
+    let scenario = paced(server.url(), seconds, rate, signer(b.body.clone()));
+    let pid = server.pid();
+    let delivered = b.delivered.clone();
+    let before = delivered.get();
+    let started = Instant::now();
+    let timeline = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        // Bounded: the load, its drain and a margin.
+        for _ in 0..(seconds / 10 + 60) {
+            tick.tick().await;
+            let Some(kb) = status_kb(pid, "VmRSS:") else {
+                return;
+            };
+            println!(
+                "  {:>5.0} s  RSS {:>6.1} MB  runs delivered {}",
+                started.elapsed().as_secs_f64(),
+                kb as f64 / 1024.0,
+                delivered.get() - before
+            );
+        }
+    });
+    let ours = measured(b, &server, scenario).await;
+    timeline.abort();
+    ours.print(&format!("steady {rate:.0}/s: hookflow"), b.body.len());
+    server.stop();
+}
+
 /// Run a scenario against the forwarder, and check that it forwarded
-/// every event it acked.
-async fn forwarding(b: &Bench, scenario: impl std::future::Future<Output = Figures>) -> Figures {
+/// every event it acked; with the CPU its process took per event (the
+/// no-op handler beside it is idle meanwhile), to set beside hookflow's.
+async fn forwarding(b: &Bench, scenario: impl std::future::Future<Output = Figures>) -> Reference {
     let before = b.forwarded.get();
+    let pid = b.references.child.id();
+    let cpu_before = cpu_seconds(pid);
+    let switches_before = context_switches(pid);
     let figures = scenario.await;
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let switches = context_switches(pid).saturating_sub(switches_before);
     assert_eq!(
         b.forwarded.get() - before,
         figures.acks,
         "the forwarder posts every event it acks"
     );
-    figures
+    let per_event = |n: f64| n / figures.acks.max(1) as f64;
+    Reference {
+        cpu_us_per_event: per_event(cpu * 1e6),
+        switches_per_event: per_event(switches as f64),
+        figures,
+    }
+}
+
+/// What the forwarder did under one load.
+struct Reference {
+    figures: Figures,
+    cpu_us_per_event: f64,
+    /// Threads put to sleep or pre-empted, per event.
+    switches_per_event: f64,
 }

@@ -469,7 +469,7 @@ impl Server {
     }
 }
 
-fn status_kb(pid: u32, field: &str) -> Option<u64> {
+pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
@@ -528,4 +528,24 @@ fn ticks(fields: &[f64], which: &[usize]) -> f64 {
 /// CPU seconds (user + system) the process has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
     stat_fields(pid).map_or(f64::NAN, |f| ticks(&f, &[11, 12]))
+}
+
+/// Context switches so far, summed over the process's live threads
+/// (`voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches`): each is a
+/// thread put to sleep or pre-empted, to be woken again.
+pub fn context_switches(pid: u32) -> u64 {
+    let counted = |status: String| -> u64 {
+        status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt") || l.starts_with("nonvoluntary_ctxt"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    };
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(counted)
+        .sum()
 }
