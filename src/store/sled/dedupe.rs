@@ -13,18 +13,16 @@
 //! | tree       | key                          | value            |
 //! |------------|------------------------------|------------------|
 //! | `buckets`  | bucket: bytes 1–2 of the hashed key | the bucket's entries: hashed key (0 ++ SHA-256(workflow `\0` key)[..16]) ++ length (u32 LE) ++ [`DedupeEntry`] (see [`codec`]), one after another |
-//! | `expiring` | expiry (ms, big-endian)      | the hashed keys (17 bytes each) that expire then |
+//! | `meta`     | `durable_until`, `dropped_until` | a time (ms, big-endian) |
 //!
 //! Why buckets: sled keeps a few hundred bytes of bookkeeping in memory for
 //! every page it has ever written, and a page holds at most 16 entries, so
 //! a tree with one entry per key costs memory in proportion to the keys
-//! held: about 40 MB for a million keys with their expiry index (and the
-//! keys live for days). In 65,536 buckets the keys take at most that many
-//! entries, and the expiry index one entry per millisecond that has keys
-//! expiring. A write rewrites its bucket (about 15 entries at a million
-//! keys), atomically ([`sled::Tree::fetch_and_update`]): keys that share a
-//! bucket never lose each other's writes. `docs/performance.md` has the
-//! figures.
+//! held: about 40 MB for a million keys (and the keys live for days). In
+//! 65,536 buckets the keys take at most that many entries. A write
+//! rewrites its bucket (about 15 entries at a million keys), atomically
+//! ([`sled::Tree::fetch_and_update`]): keys that share a bucket never lose
+//! each other's writes. `docs/performance.md` has the figures.
 //!
 //! This database is flushed once a second, with a mark of the time its
 //! keys are on disk up to ([`DedupeKeys::mark_durable`]), rather than
@@ -32,34 +30,61 @@
 //! the keys of the events since the mark are written again
 //! ([`DedupeKeys::recover`]).
 //!
-//! The expiry index lets the sweep walk keys in the order they expire, from
-//! the front, instead of scanning every bucket; and lets retention by size
-//! drop the keys that expire first when they outgrow their share
-//! ([`DedupeKeys::sweep`]). A key is written index first, so a crash
-//! between the two leaves an index entry with nothing behind it (dropped by
-//! the sweep), never a key that no sweep finds.
+//! **Expiry writes nothing per key.** Keys leave by a floor: every key
+//! expiring at or before it is gone, whatever its bucket still holds (reads
+//! skip it). The floor is the last sweep's time for keys past their
+//! window, and, for keys past their share of `--retention-size`, the end of
+//! the last expiry slot dropped early, which is kept in `meta`. What the
+//! sweep needs to know, how many keys and bytes expire when, is an index
+//! in memory ([`Expiring`]: keys and bytes per 10 s of expiry), rebuilt
+//! from the buckets at open, where every bucket is read anyway to count the
+//! keys. What is gone leaves its bucket with the bucket's next write, or
+//! with the sweep's compaction, which looks at a thousand buckets a pass,
+//! round them all, and rewrites only those holding something gone.
+//!
+//! Why: the first form kept the index in a tree (an entry per millisecond
+//! with keys expiring, listing them), and the sweep removed each key from
+//! its bucket as its time came. Under sustained load that is two more
+//! writes per event (the index entry, and once the keys reach their share,
+//! the removal of another key: a bucket rewritten at a random place), and
+//! a tree that grows by one entry a millisecond for the whole window. At a
+//! steady 2,000 events a second the keys' folder grew from 250 to 520 MB
+//! within a minute of reaching their share, until new events were paced,
+//! and the server's memory reached 167–192 MB in ten minutes
+//! (`docs/performance.md`).
 //!
 //! Versions before this one kept a tree entry per key (`keys`, with an
-//! index entry per key in `expiry`); they move into buckets at open
+//! index entry per key in `expiry`), then an index tree (`expiring`); the
+//! keys move into buckets and the index trees go at open
 //! ([`DedupeKeys::take_over`]).
 
 use super::codec;
 use crate::record::Timestamp;
 use crate::store::{DedupeEntry, Result};
 use sled::Tree;
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 const BUCKETS: &str = "buckets";
-const EXPIRING: &str = "expiring";
 const META: &str = "meta";
 const DURABLE_UNTIL: &[u8] = b"durable_until";
-/// The trees of earlier versions: an entry per key, an index entry per key.
+/// The last millisecond whose keys were dropped early (ms, big-endian).
+const DROPPED_UNTIL: &[u8] = b"dropped_until";
+/// The trees of earlier versions: an entry per key, an index entry per key;
+/// then an index entry per millisecond.
 const KEYS_V1: &str = "keys";
 const EXPIRY_V1: &str = "expiry";
+const EXPIRING_V2: &str = "expiring";
 
-/// Keys looked at per sweep (the next pass goes on).
-const SWEEP_BATCH: usize = 20_000;
+/// The expiry index counts keys per this many milliseconds of expiry:
+/// keys dropped early go a slot at a time.
+const SLOT_MS: u64 = 10_000;
+
+/// Buckets the sweep's compaction looks at per pass (the next pass goes on
+/// from there): a round of the 65,536 takes 64 passes.
+const COMPACT_BATCH: usize = 1024;
 
 /// A hashed key's length: [`super::HASHED_DEDUPE_KEY`] ++ 16 bytes.
 const KEY_LEN: usize = 17;
@@ -77,11 +102,55 @@ pub struct Swept {
 pub(crate) struct DedupeKeys {
     db: sled::Db,
     buckets: Tree,
-    expiring: Tree,
-    /// `durable_until`: the time of the last flush's mark (ms, big-endian).
+    /// `durable_until`: the time of the last flush's mark (ms, big-endian);
+    /// `dropped_until`: see [`DedupeKeys::dropped_until`].
     meta: Tree,
-    /// Bytes of the stored keys and their entries.
-    bytes: AtomicI64,
+    /// The live keys by when they expire.
+    expiring: Mutex<Expiring>,
+    /// Keys expiring at or before this (ms) were dropped early. Changed
+    /// with `expiring` held.
+    dropped_until: AtomicU64,
+    /// The time of the last sweep (ms): keys expiring by then are gone.
+    /// Changed with `expiring` held.
+    swept_at: AtomicU64,
+    /// The bucket the sweep's compaction goes on from.
+    compact_at: AtomicU32,
+}
+
+/// The live keys (not gone by the floor, see the module doc) by when they
+/// expire: how many, and their bytes (key and entry), per [`SLOT_MS`].
+#[derive(Default)]
+struct Expiring {
+    slots: BTreeMap<u64, Slot>,
+    all: Slot,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Slot {
+    keys: u64,
+    bytes: u64,
+}
+
+impl Expiring {
+    fn add(&mut self, at: u64, bytes: usize) {
+        let slot = self.slots.entry(at / SLOT_MS).or_default();
+        slot.keys += 1;
+        slot.bytes += bytes as u64;
+        self.all.keys += 1;
+        self.all.bytes += bytes as u64;
+    }
+
+    fn remove(&mut self, at: u64, bytes: usize) {
+        if let Some(slot) = self.slots.get_mut(&(at / SLOT_MS)) {
+            slot.keys = slot.keys.saturating_sub(1);
+            slot.bytes = slot.bytes.saturating_sub(bytes as u64);
+            self.all.keys = self.all.keys.saturating_sub(1);
+            self.all.bytes = self.all.bytes.saturating_sub(bytes as u64);
+            if slot.keys == 0 {
+                self.slots.remove(&(at / SLOT_MS));
+            }
+        }
+    }
 }
 
 impl DedupeKeys {
@@ -103,37 +172,62 @@ impl DedupeKeys {
 
     fn from_db(db: sled::Db) -> Result<DedupeKeys> {
         let buckets = db.open_tree(BUCKETS)?;
-        let expiring = db.open_tree(EXPIRING)?;
         let meta = db.open_tree(META)?;
-        let mut bytes = 0i64;
+        let dropped_until = meta
+            .get(DROPPED_UNTIL)?
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map_or(0, u64::from_be_bytes);
+        // The index, from the buckets. Keys past their window are counted
+        // in, and out by the next sweep.
+        let mut expiring = Expiring::default();
         for entry in buckets.iter() {
             let (_, bucket) = entry?;
-            bytes += entries(&bucket)
-                .map(|(k, v)| (k.len() + v.len()) as i64)
-                .sum::<i64>();
+            for (k, v) in entries(&bucket) {
+                if let Some(at) = expiry_of(v).filter(|at| *at > dropped_until) {
+                    expiring.add(at, k.len() + v.len());
+                }
+            }
         }
         let keys = DedupeKeys {
             db,
             buckets,
-            expiring,
             meta,
-            bytes: AtomicI64::new(bytes),
+            expiring: Mutex::new(expiring),
+            dropped_until: AtomicU64::new(dropped_until),
+            swept_at: AtomicU64::new(0),
+            compact_at: AtomicU32::new(0),
         };
         // Keys of an earlier version of this database.
         let history = keys.db.clone();
         keys.take_over(&history, KEYS_V1)?;
-        if keys.db.drop_tree(EXPIRY_V1)? {
+        let v1 = keys.db.drop_tree(EXPIRY_V1)?;
+        let v2 = keys.db.drop_tree(EXPIRING_V2)?;
+        if v1 || v2 {
             keys.db.flush()?;
         }
         Ok(keys)
     }
 
-    /// The stored entry of a hashed key.
+    fn index(&self) -> MutexGuard<'_, Expiring> {
+        self.expiring.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keys expiring at or before this (ms) are gone.
+    fn floor(&self) -> u64 {
+        self.dropped_until
+            .load(Ordering::Relaxed)
+            .max(self.swept_at.load(Ordering::Relaxed))
+    }
+
+    /// The stored entry of a hashed key (none once it is gone; one that
+    /// cannot be read is given as it is).
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .buckets
-            .get(bucket_of(key))?
-            .and_then(|b| find(&b, key).map(<[u8]>::to_vec)))
+        let floor = self.floor();
+        Ok(self.buckets.get(bucket_of(key))?.and_then(|b| {
+            find(&b, key)
+                .filter(|v| expiry_of(v).is_none_or(|at| at > floor))
+                .map(<[u8]>::to_vec)
+        }))
     }
 
     /// The entry held under a hashed key, if it reads.
@@ -144,7 +238,7 @@ impl DedupeKeys {
     }
 
     /// Remove a hashed key if `doomed` says so of its entry (`None`: the
-    /// entry cannot be read), keeping the byte count. Whether it went.
+    /// entry cannot be read), keeping the count. Whether it went.
     fn remove_if(&self, key: &[u8], doomed: impl Fn(Option<&DedupeEntry>) -> bool) -> Result<bool> {
         let judge = |bucket: &[u8]| {
             find(bucket, key).is_some_and(|v| doomed(codec::decode_dedupe("", v).ok().as_ref()))
@@ -166,33 +260,42 @@ impl DedupeKeys {
             .filter(|b| judge(b))
             .and_then(|b| find(b, key));
         if let Some(v) = removed {
-            self.bytes
-                .fetch_sub((key.len() + v.len()) as i64, Ordering::Relaxed);
+            self.uncount(key, v);
         }
         Ok(removed.is_some())
     }
 
-    /// Store `entry` under a hashed key (replacing an expired one).
+    /// Store `entry` under a hashed key (replacing an expired one, or one
+    /// whose ingest was interrupted). The bucket is written without what is
+    /// gone from it.
     pub(crate) fn put(&self, key: &[u8], entry: &DedupeEntry) -> Result<()> {
-        self.expiring
-            .fetch_and_update(entry.expires_at.0.to_be_bytes(), |old| {
-                let mut keys = old.map(<[u8]>::to_vec).unwrap_or_default();
-                keys.extend_from_slice(key);
-                Some(keys)
-            })?;
         let value = codec::encode_dedupe(entry);
+        let floor = self.floor();
         let old = self.buckets.fetch_and_update(bucket_of(key), |old| {
-            Some(with(old.unwrap_or(&[]), key, &value))
+            Some(with(old.unwrap_or(&[]), key, &value, floor))
         })?;
-        let removed = old
-            .as_deref()
-            .and_then(|b| find(b, key))
-            .map_or(0, |o| (key.len() + o.len()) as i64);
-        self.bytes.fetch_add(
-            (key.len() + value.len()) as i64 - removed,
-            Ordering::Relaxed,
-        );
+        let mut index = self.index();
+        if let Some(o) = old.as_deref().and_then(|b| find(b, key)) {
+            self.uncount_in(&mut index, key, o);
+        }
+        // Unless a sweep just dropped its slot.
+        if entry.expires_at.0 > self.floor() {
+            index.add(entry.expires_at.0, key.len() + value.len());
+        }
         Ok(())
+    }
+
+    /// Take a key's entry, removed or replaced, out of the index while it
+    /// is there (not gone by the floor).
+    fn uncount(&self, key: &[u8], entry: &[u8]) {
+        self.uncount_in(&mut self.index(), key, entry);
+    }
+
+    fn uncount_in(&self, index: &mut Expiring, key: &[u8], entry: &[u8]) {
+        // Read with the index held: the floor moves only so.
+        if let Some(at) = expiry_of(entry).filter(|at| *at > self.floor()) {
+            index.remove(at, key.len() + entry.len());
+        }
     }
 
     /// Remove a key this event claimed (an ingest that gave up), unless
@@ -202,9 +305,9 @@ impl DedupeKeys {
         Ok(())
     }
 
-    /// Bytes of the stored keys and entries.
+    /// Bytes of the live keys and their entries.
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed).max(0) as u64
+        self.index().all.bytes
     }
 
     /// Store `now` as the time up to which every key is on disk, and flush:
@@ -261,53 +364,67 @@ impl DedupeKeys {
     }
 
     /// Remove the keys whose window has ended, then, while the keys take
-    /// more than `budget` bytes, those that expire first. Walks the expiry
-    /// index from the front, at most [`SWEEP_BATCH`] keys.
+    /// more than `budget` bytes, those that expire first, a slot of
+    /// [`SLOT_MS`] at a time: the floor rises (see the module doc). Then a
+    /// pass of compaction.
     pub(crate) fn sweep(&self, now: Timestamp, budget: u64) -> Result<Swept> {
         let mut swept = Swept::default();
-        let mut looked = 0;
-        for entry in self.expiring.iter() {
-            let (k, keys) = entry?;
-            let Ok(at) = <[u8; 8]>::try_from(&k[..]).map(u64::from_be_bytes) else {
-                // Not written by this version: nothing can look it up.
-                self.expiring.remove(&k)?;
-                continue;
-            };
-            let expired = at <= now.0;
-            let mut done = 0;
-            for key in keys.chunks(KEY_LEN) {
-                if looked == SWEEP_BATCH || (!expired && self.bytes() <= budget) {
+        let dropped_before = {
+            let mut index = self.index();
+            let mut dropped_until = self.dropped_until.load(Ordering::Relaxed);
+            while let Some((&slot, &keys)) = index.slots.first_key_value() {
+                let last = (slot + 1) * SLOT_MS - 1;
+                let expired = last <= now.0;
+                if !expired && index.all.bytes <= budget {
                     break;
                 }
-                looked += 1;
-                // The key may have been claimed again since (a later expiry,
-                // with its own index entry): only the entry this index entry
-                // stands for goes (or one that cannot be read).
-                if self.remove_if(key, |e| e.is_none_or(|e| e.expires_at.0 == at))? {
-                    if expired {
-                        swept.expired += 1;
-                    } else {
-                        swept.early += 1;
-                    }
+                index.slots.remove(&slot);
+                index.all.keys = index.all.keys.saturating_sub(keys.keys);
+                index.all.bytes = index.all.bytes.saturating_sub(keys.bytes);
+                if expired {
+                    swept.expired += keys.keys as usize;
+                } else {
+                    swept.early += keys.keys as usize;
+                    dropped_until = dropped_until.max(last);
                 }
-                done += key.len();
             }
-            if done == 0 && !keys.is_empty() {
-                // Stopped before the first key: nothing to write back.
+            self.swept_at.fetch_max(now.0, Ordering::Relaxed);
+            self.dropped_until
+                .fetch_max(dropped_until, Ordering::Relaxed)
+        };
+        let raised = self.dropped_until.load(Ordering::Relaxed);
+        if raised > dropped_before {
+            // Lost in a crash, the keys it dropped are counted again at
+            // open and dropped by the next sweep.
+            self.meta.insert(DROPPED_UNTIL, &raised.to_be_bytes())?;
+        }
+        self.compact(COMPACT_BATCH)?;
+        Ok(swept)
+    }
+
+    /// Rewrite, of the next `max` buckets (round them all, pass by pass),
+    /// those that hold something gone (or that cannot be read), without it.
+    fn compact(&self, max: usize) -> Result<()> {
+        let floor = self.floor();
+        let at = self.compact_at.load(Ordering::Relaxed);
+        let from = [(at >> 8) as u8, at as u8];
+        let mut next = 0u32;
+        for (i, entry) in self.buckets.range(from..).enumerate() {
+            let (b, bucket) = entry?;
+            if i == max {
+                next = b.first().map_or(0, |hi| u32::from(*hi) << 8)
+                    | b.get(1).map_or(0, |lo| u32::from(*lo));
                 break;
             }
-            // Keys added to this millisecond meanwhile were appended: the
-            // ones looked at are still the front.
-            self.expiring.fetch_and_update(&k, |cur| {
-                cur.and_then(|c| c.get(done..))
-                    .filter(|rest| !rest.is_empty())
-                    .map(<[u8]>::to_vec)
-            })?;
-            if done < keys.len() {
-                break;
+            if entries(&bucket).any(|(_, v)| gone(v, floor)) {
+                self.buckets.fetch_and_update(&b, |cur| {
+                    let kept = without_gone(cur?, floor);
+                    (!kept.is_empty()).then_some(kept)
+                })?;
             }
         }
-        Ok(swept)
+        self.compact_at.store(next, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Move a tree of keys written by an earlier version into the buckets,
@@ -377,18 +494,46 @@ fn find<'a>(bucket: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     entries(bucket).find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 
-/// A bucket without `key`.
-fn without(bucket: &[u8], key: &[u8]) -> Vec<u8> {
+/// The expiry (ms) of an entry, if it reads.
+fn expiry_of(entry: &[u8]) -> Option<u64> {
+    match entry {
+        [codec::DEDUPE, rest @ ..] => rest
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes),
+        _ => codec::decode_dedupe("", entry).ok().map(|e| e.expires_at.0),
+    }
+}
+
+/// Whether an entry is gone by `floor`: it expires by then, or it cannot
+/// be read (it holds nothing).
+fn gone(entry: &[u8], floor: u64) -> bool {
+    expiry_of(entry).is_none_or(|at| at <= floor)
+}
+
+/// The entries of a bucket that `keep` accepts.
+fn only(bucket: &[u8], keep: impl Fn(&[u8], &[u8]) -> bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(bucket.len());
-    for (k, v) in entries(bucket).filter(|(k, _)| *k != key) {
+    for (k, v) in entries(bucket).filter(|(k, v)| keep(k, v)) {
         append(&mut out, k, v);
     }
     out
 }
 
-/// A bucket with `key` holding `value` (in place of what it held).
-fn with(bucket: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut out = without(bucket, key);
+/// A bucket without `key`.
+fn without(bucket: &[u8], key: &[u8]) -> Vec<u8> {
+    only(bucket, |k, _| k != key)
+}
+
+/// A bucket without what is gone by `floor`.
+fn without_gone(bucket: &[u8], floor: u64) -> Vec<u8> {
+    only(bucket, |_, v| !gone(v, floor))
+}
+
+/// A bucket with `key` holding `value` (in place of what it held), and
+/// without what is gone by `floor`.
+fn with(bucket: &[u8], key: &[u8], value: &[u8], floor: u64) -> Vec<u8> {
+    let mut out = only(bucket, |k, v| k != key && !gone(v, floor));
     append(&mut out, key, value);
     out
 }
@@ -412,6 +557,14 @@ mod tests {
         }
     }
 
+    /// The first millisecond of expiry slot `n`, and its last.
+    fn at(n: u64) -> u64 {
+        n * SLOT_MS
+    }
+    fn end(n: u64) -> Timestamp {
+        Timestamp((n + 1) * SLOT_MS - 1)
+    }
+
     /// Whether `keys` has an entry for key `k` of workflow `w`.
     fn held(keys: &DedupeKeys, k: &str) -> bool {
         keys.get(&super::super::dedupe_key("w", k))
@@ -422,13 +575,17 @@ mod tests {
     #[test]
     fn the_sweep_removes_expired_keys_then_the_first_to_expire_past_the_budget() {
         let keys = DedupeKeys::temporary().expect("open");
-        for (i, at) in [1_000u64, 3_000, 2_000, 4_000].iter().enumerate() {
-            keys.put(&super::super::dedupe_key("w", &i.to_string()), &entry(*at))
-                .expect("put");
+        for (i, slot) in [1, 3, 2, 4].iter().enumerate() {
+            keys.put(
+                &super::super::dedupe_key("w", &i.to_string()),
+                &entry(at(*slot)),
+            )
+            .expect("put");
         }
         let per_key = keys.bytes() / 4;
-        // At 2,500 ms, two are past their window; the budget holds the rest.
-        let swept = keys.sweep(Timestamp(2_500), u64::MAX).expect("sweep");
+        // At the end of slot 2, two are past their window; the budget
+        // holds the rest.
+        let swept = keys.sweep(end(2), u64::MAX).expect("sweep");
         assert_eq!(
             swept,
             Swept {
@@ -439,8 +596,8 @@ mod tests {
         assert_eq!(keys.bytes(), 2 * per_key);
         assert!(!held(&keys, "0"));
         assert!(held(&keys, "1"));
-        // A budget of one key drops the one that expires first (3,000 ms).
-        let swept = keys.sweep(Timestamp(2_500), per_key).expect("sweep");
+        // A budget of one key drops the one that expires first (slot 3).
+        let swept = keys.sweep(end(2), per_key).expect("sweep");
         assert_eq!(
             swept,
             Swept {
@@ -450,36 +607,51 @@ mod tests {
         );
         assert!(!held(&keys, "1"));
         assert!(held(&keys, "3"));
+        assert_eq!(keys.bytes(), per_key);
     }
 
     #[test]
     fn a_key_claimed_again_keeps_its_new_window() {
         let keys = DedupeKeys::temporary().expect("open");
         let k = super::super::dedupe_key("w", "evt_1");
-        keys.put(&k, &entry(1_000)).expect("put");
-        // Expired, then claimed again until 5,000 ms.
-        keys.put(&k, &entry(5_000)).expect("put");
-        let swept = keys.sweep(Timestamp(2_000), u64::MAX).expect("sweep");
-        assert_eq!(
-            swept,
-            Swept::default(),
-            "the old index entry removes nothing"
-        );
+        keys.put(&k, &entry(at(1))).expect("put");
+        let per_key = keys.bytes();
+        // Claimed again (its window ended, or its ingest was interrupted).
+        keys.put(&k, &entry(at(5))).expect("put");
+        assert_eq!(keys.bytes(), per_key, "counted once");
+        let swept = keys.sweep(end(2), u64::MAX).expect("sweep");
+        assert_eq!(swept, Swept::default(), "the first claim is not counted");
         assert!(keys.get(&k).expect("get").is_some());
-        let swept = keys.sweep(Timestamp(6_000), u64::MAX).expect("sweep");
+        let swept = keys.sweep(end(6), u64::MAX).expect("sweep");
         assert_eq!(swept.expired, 1);
+        assert!(keys.get(&k).expect("get").is_none());
         assert_eq!(keys.bytes(), 0);
     }
 
     #[test]
-    fn an_index_entry_without_its_key_is_dropped() {
-        // A crash between the index entry and the key.
-        let keys = DedupeKeys::temporary().expect("open");
-        keys.expiring
-            .insert(1_000u64.to_be_bytes(), &super::super::dedupe_key("w", "x"))
-            .expect("insert");
-        keys.sweep(Timestamp(2_000), u64::MAX).expect("sweep");
-        assert!(keys.expiring.is_empty());
+    fn the_index_tree_of_the_earlier_form_goes_and_its_keys_are_counted() {
+        let dir = tempfile::tempdir().expect("dir");
+        let per_key = {
+            let keys = DedupeKeys::open(dir.path(), 1 << 20).expect("open");
+            keys.put(&super::super::dedupe_key("w", "a"), &entry(at(1)))
+                .expect("put");
+            keys.put(&super::super::dedupe_key("w", "b"), &entry(at(2)))
+                .expect("put");
+            let tree = keys.db.open_tree(EXPIRING_V2).expect("tree");
+            tree.insert(at(1).to_be_bytes(), &[7u8; KEY_LEN])
+                .expect("index");
+            keys.db.flush().expect("flush");
+            keys.bytes() / 2
+        };
+        let keys = DedupeKeys::open(dir.path(), 1 << 20).expect("open");
+        assert!(!keys
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| &n[..] == EXPIRING_V2.as_bytes()));
+        assert_eq!(keys.bytes(), 2 * per_key);
+        let swept = keys.sweep(end(1), u64::MAX).expect("sweep");
+        assert_eq!(swept.expired, 1);
     }
 
     #[test]
@@ -611,7 +783,7 @@ mod tests {
     fn keys_that_share_a_bucket_keep_their_own_entries() {
         let keys = DedupeKeys::temporary().expect("open");
         let ks = same_bucket(5);
-        let entries: Vec<_> = (0..5).map(|i| entry(1_000 * (i + 1))).collect();
+        let entries: Vec<_> = (0..5).map(|i| entry(at(i + 1))).collect();
         for (k, e) in ks.iter().zip(&entries) {
             keys.put(k, e).expect("put");
         }
@@ -621,24 +793,36 @@ mod tests {
         }
         // Claimed again: replaced in place, counted once.
         let before = keys.bytes();
-        let again = entry(9_000);
+        let again = entry(at(9));
         keys.put(&ks[2], &again).expect("put");
         assert_eq!(keys.bytes(), before);
         assert_eq!(keys.held(&ks[2]).expect("get"), Some(again));
         keys.release(&ks[0], &entries[0].event_id).expect("release");
         assert_eq!(keys.held(&ks[0]).expect("get"), None);
         assert_eq!(keys.held(&ks[1]).expect("get").as_ref(), Some(&entries[1]));
-        // At 4,500 ms keys 1 and 3 have expired (key 0 is gone, key 2 was
-        // claimed again until 9,000 ms); the rest stay.
-        let swept = keys.sweep(Timestamp(4_500), u64::MAX).expect("sweep");
-        assert_eq!(swept.expired, 2, "keys 1 and 3");
+        // Halfway through slot 4 keys 1 and 3 have expired (key 0 was
+        // released, key 2 claimed again until slot 9); slot 2 is over, slot
+        // 4 not yet. Both keys are gone, and left their bucket with the
+        // sweep's compaction.
+        let swept = keys
+            .sweep(Timestamp(at(4) + SLOT_MS / 2), u64::MAX)
+            .expect("sweep");
+        assert_eq!(swept.expired, 1, "key 1: slot 4 is not over");
+        assert_eq!(keys.held(&ks[1]).expect("get"), None);
+        assert_eq!(keys.held(&ks[3]).expect("get"), None);
         assert!(keys.held(&ks[4]).expect("get").is_some());
         assert!(keys.held(&ks[2]).expect("get").is_some());
-        let swept = keys.sweep(Timestamp(10_000), u64::MAX).expect("sweep");
-        assert_eq!(swept.expired, 2);
+        let stored = keys
+            .buckets
+            .get(bucket_of(&ks[0]))
+            .expect("get")
+            .expect("bucket");
+        assert_eq!(super::entries(&stored).count(), 2, "keys 2 and 4");
+        let swept = keys.sweep(end(10), u64::MAX).expect("sweep");
+        assert_eq!(swept.expired, 3);
         assert_eq!(keys.bytes(), 0);
         assert!(keys.buckets.is_empty(), "an empty bucket goes");
-        assert!(keys.expiring.is_empty());
+        assert!(keys.index().slots.is_empty());
     }
 
     #[test]
@@ -650,7 +834,7 @@ mod tests {
                 let keys = keys.clone();
                 s.spawn(move || {
                     for k in part {
-                        keys.put(k, &entry(5_000)).expect("put");
+                        keys.put(k, &entry(at(5))).expect("put");
                     }
                 });
             }
@@ -664,42 +848,78 @@ mod tests {
             .map(|b| entries(&b.expect("bucket").1).count())
             .sum::<usize>();
         assert_eq!(stored, 64);
-        assert_eq!(
-            keys.sweep(Timestamp(6_000), u64::MAX)
-                .expect("sweep")
-                .expired,
-            64
-        );
+        assert_eq!(keys.sweep(end(5), u64::MAX).expect("sweep").expired, 64);
         assert_eq!(keys.bytes(), 0);
     }
 
     #[test]
-    fn an_early_sweep_stops_inside_a_millisecond_and_goes_on_from_there() {
-        let keys = DedupeKeys::temporary().expect("open");
+    fn an_early_sweep_drops_whole_slots_and_its_floor_outlasts_a_restart() {
+        let dir = tempfile::tempdir().expect("dir");
         let ks = same_bucket(4);
-        for k in &ks {
-            keys.put(k, &entry(5_000)).expect("put");
-        }
-        let per_key = keys.bytes() / 4;
-        // Room for three: one goes, the other three stay indexed.
-        let swept = keys.sweep(Timestamp(1_000), 3 * per_key).expect("sweep");
-        assert_eq!(
-            swept,
-            Swept {
-                expired: 0,
-                early: 1
+        {
+            let keys = DedupeKeys::open(dir.path(), 1 << 20).expect("open");
+            for (k, slot) in ks.iter().zip([5, 5, 6, 6]) {
+                keys.put(k, &entry(at(slot))).expect("put");
             }
-        );
-        assert_eq!(keys.held(&ks[0]).expect("get"), None);
-        assert_eq!(
-            keys.expiring
-                .get(5_000u64.to_be_bytes())
+            let per_key = keys.bytes() / 4;
+            // Room for three: the first slot to expire goes whole.
+            let swept = keys.sweep(Timestamp(1_000), 3 * per_key).expect("sweep");
+            assert_eq!(
+                swept,
+                Swept {
+                    expired: 0,
+                    early: 2
+                }
+            );
+            assert_eq!(keys.bytes(), 2 * per_key);
+            assert_eq!(keys.held(&ks[0]).expect("get"), None);
+            assert!(keys.held(&ks[2]).expect("get").is_some());
+            // A put to the bucket leaves what is gone out of it.
+            keys.put(&ks[1], &entry(at(7))).expect("put");
+            let stored = keys
+                .buckets
+                .get(bucket_of(&ks[0]))
                 .expect("get")
-                .map(|v| v.len()),
-            Some(3 * KEY_LEN)
-        );
-        let swept = keys.sweep(Timestamp(6_000), u64::MAX).expect("sweep");
+                .expect("bucket");
+            assert_eq!(entries(&stored).count(), 3, "keys 1 to 3");
+            assert_eq!(keys.bytes(), 3 * per_key);
+            keys.db.flush().expect("flush");
+        }
+        // Reopened: key 0 stays gone, and the live keys are counted again.
+        let keys = DedupeKeys::open(dir.path(), 1 << 20).expect("open");
+        assert_eq!(keys.held(&ks[0]).expect("get"), None);
+        assert!(keys.held(&ks[1]).expect("get").is_some());
+        assert_eq!(keys.index().all.keys, 3);
+        let swept = keys.sweep(end(8), u64::MAX).expect("sweep");
         assert_eq!(swept.expired, 3);
+        assert_eq!(keys.bytes(), 0);
+        assert!(keys.buckets.is_empty());
+    }
+
+    #[test]
+    fn a_sweep_rewrites_no_bucket_but_a_round_of_compaction_at_a_time() {
+        let keys = DedupeKeys::temporary().expect("open");
+        let n = 2 * COMPACT_BATCH;
+        let ks: Vec<[u8; KEY_LEN]> = (0..n)
+            .map(|i| {
+                let mut k = [0u8; KEY_LEN];
+                k[1..3].copy_from_slice(&(i as u16 * 7).to_be_bytes());
+                k
+            })
+            .collect();
+        for k in &ks {
+            keys.put(k, &entry(at(1))).expect("put");
+        }
+        assert_eq!(keys.buckets.len(), n, "a bucket each");
+        // Every key is gone at once; half the buckets are rewritten (to
+        // nothing), the other half with the next pass.
+        let swept = keys.sweep(end(1), u64::MAX).expect("sweep");
+        assert_eq!(swept.expired, n);
+        assert!(ks.iter().all(|k| keys.get(k).expect("get").is_none()));
+        assert_eq!(keys.buckets.len(), n - COMPACT_BATCH);
+        assert_eq!(keys.bytes(), 0);
+        keys.sweep(end(1), u64::MAX).expect("sweep");
+        assert!(keys.buckets.is_empty());
     }
 
     #[test]
@@ -740,6 +960,9 @@ mod tests {
         assert_eq!(find(&bucket, &a), Some(&b"first"[..]));
         assert_eq!(find(&bucket, &b), None);
         assert_eq!(entries(&[1, 2, 3]).count(), 0);
-        assert_eq!(find(&with(&bucket, &b, b"again"), &b), Some(&b"again"[..]));
+        assert_eq!(
+            find(&with(&bucket, &b, b"again", 0), &b),
+            Some(&b"again"[..])
+        );
     }
 }
