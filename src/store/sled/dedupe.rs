@@ -49,8 +49,7 @@
 //! the removal of another key: a bucket rewritten at a random place), and
 //! a tree that grows by one entry a millisecond for the whole window. At a
 //! steady 2,000 events a second the keys' folder grew from 250 to 520 MB
-//! within a minute of reaching their share, until new events were paced,
-//! and the server's memory reached 167–192 MB in ten minutes
+//! within a minute of reaching their share, until new events were paced
 //! (`docs/performance.md`).
 //!
 //! Versions before this one kept a tree entry per key (`keys`, with an
