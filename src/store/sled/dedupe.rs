@@ -63,7 +63,7 @@ use crate::store::{DedupeEntry, Result};
 use sled::Tree;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 const BUCKETS: &str = "buckets";
@@ -113,7 +113,7 @@ pub(crate) struct DedupeKeys {
     /// Changed with `expiring` held.
     swept_at: AtomicU64,
     /// The bucket the sweep's compaction goes on from.
-    compact_at: AtomicU32,
+    compact_at: AtomicU16,
 }
 
 /// The live keys (not gone by the floor, see the module doc) by when they
@@ -172,10 +172,7 @@ impl DedupeKeys {
     fn from_db(db: sled::Db) -> Result<DedupeKeys> {
         let buckets = db.open_tree(BUCKETS)?;
         let meta = db.open_tree(META)?;
-        let dropped_until = meta
-            .get(DROPPED_UNTIL)?
-            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
-            .map_or(0, u64::from_be_bytes);
+        let dropped_until = time_in(&meta, DROPPED_UNTIL)?.unwrap_or(0);
         // The index, from the buckets. Keys past their window are counted
         // in, and out by the next sweep.
         let mut expiring = Expiring::default();
@@ -194,7 +191,7 @@ impl DedupeKeys {
             expiring: Mutex::new(expiring),
             dropped_until: AtomicU64::new(dropped_until),
             swept_at: AtomicU64::new(0),
-            compact_at: AtomicU32::new(0),
+            compact_at: AtomicU16::new(0),
         };
         // Keys of an earlier version of this database.
         let history = keys.db.clone();
@@ -236,34 +233,6 @@ impl DedupeKeys {
             .and_then(|b| codec::decode_dedupe("", &b).ok()))
     }
 
-    /// Remove a hashed key if `doomed` says so of its entry (`None`: the
-    /// entry cannot be read), keeping the count. Whether it went.
-    fn remove_if(&self, key: &[u8], doomed: impl Fn(Option<&DedupeEntry>) -> bool) -> Result<bool> {
-        let judge = |bucket: &[u8]| {
-            find(bucket, key).is_some_and(|v| doomed(codec::decode_dedupe("", v).ok().as_ref()))
-        };
-        // Most calls find nothing to do: look before writing.
-        if !self.buckets.get(bucket_of(key))?.is_some_and(|b| judge(&b)) {
-            return Ok(false);
-        }
-        let old = self.buckets.fetch_and_update(bucket_of(key), |old| {
-            let old = old?;
-            if judge(old) {
-                Some(without(old, key)).filter(|b| !b.is_empty())
-            } else {
-                Some(old.to_vec())
-            }
-        })?;
-        let removed = old
-            .as_deref()
-            .filter(|b| judge(b))
-            .and_then(|b| find(b, key));
-        if let Some(v) = removed {
-            self.uncount(key, v);
-        }
-        Ok(removed.is_some())
-    }
-
     /// Store `entry` under a hashed key (replacing an expired one, or one
     /// whose ingest was interrupted). The bucket is written without what is
     /// gone from it.
@@ -300,7 +269,29 @@ impl DedupeKeys {
     /// Remove a key this event claimed (an ingest that gave up), unless
     /// another event holds it by now.
     pub(crate) fn release(&self, key: &[u8], event: &crate::record::EventId) -> Result<()> {
-        self.remove_if(key, |e| e.is_some_and(|e| &e.event_id == event))?;
+        let mine = |bucket: &[u8]| {
+            find(bucket, key)
+                .is_some_and(|v| codec::decode_dedupe("", v).is_ok_and(|e| &e.event_id == event))
+        };
+        // Most calls find nothing to do: look before writing.
+        if !self.buckets.get(bucket_of(key))?.is_some_and(|b| mine(&b)) {
+            return Ok(());
+        }
+        let old = self.buckets.fetch_and_update(bucket_of(key), |old| {
+            let old = old?;
+            if mine(old) {
+                Some(without(old, key)).filter(|b| !b.is_empty())
+            } else {
+                Some(old.to_vec())
+            }
+        })?;
+        if let Some(v) = old
+            .as_deref()
+            .filter(|b| mine(b))
+            .and_then(|b| find(b, key))
+        {
+            self.uncount(key, v);
+        }
         Ok(())
     }
 
@@ -324,11 +315,7 @@ impl DedupeKeys {
     /// ingest takes no longer from its event's id to its record), unless a
     /// later claim of the key is here; then mark `now`. How many it wrote.
     pub(crate) fn recover(&self, events: &super::shelf::Shelf, now: Timestamp) -> Result<usize> {
-        let mark = self
-            .meta
-            .get(DURABLE_UNTIL)?
-            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
-            .map(u64::from_be_bytes);
+        let mark = time_in(&self.meta, DURABLE_UNTIL)?;
         let mut written = 0;
         if let Some(mark) = mark {
             let from =
@@ -368,7 +355,7 @@ impl DedupeKeys {
     /// pass of compaction.
     pub(crate) fn sweep(&self, now: Timestamp, budget: u64) -> Result<Swept> {
         let mut swept = Swept::default();
-        let dropped_before = {
+        let raised = {
             let mut index = self.index();
             let mut dropped_until = self.dropped_until.load(Ordering::Relaxed);
             while let Some((&slot, &keys)) = index.slots.first_key_value() {
@@ -388,14 +375,15 @@ impl DedupeKeys {
                 }
             }
             self.swept_at.fetch_max(now.0, Ordering::Relaxed);
-            self.dropped_until
-                .fetch_max(dropped_until, Ordering::Relaxed)
+            let before = self
+                .dropped_until
+                .fetch_max(dropped_until, Ordering::Relaxed);
+            (dropped_until > before).then_some(dropped_until)
         };
-        let raised = self.dropped_until.load(Ordering::Relaxed);
-        if raised > dropped_before {
+        if let Some(at) = raised {
             // Lost in a crash, the keys it dropped are counted again at
             // open and dropped by the next sweep.
-            self.meta.insert(DROPPED_UNTIL, &raised.to_be_bytes())?;
+            self.meta.insert(DROPPED_UNTIL, &at.to_be_bytes())?;
         }
         self.compact(COMPACT_BATCH)?;
         Ok(swept)
@@ -405,14 +393,12 @@ impl DedupeKeys {
     /// those that hold something gone (or that cannot be read), without it.
     fn compact(&self, max: usize) -> Result<()> {
         let floor = self.floor();
-        let at = self.compact_at.load(Ordering::Relaxed);
-        let from = [(at >> 8) as u8, at as u8];
-        let mut next = 0u32;
+        let from = self.compact_at.load(Ordering::Relaxed).to_be_bytes();
+        let mut next = 0;
         for (i, entry) in self.buckets.range(from..).enumerate() {
             let (b, bucket) = entry?;
             if i == max {
-                next = b.first().map_or(0, |hi| u32::from(*hi) << 8)
-                    | b.get(1).map_or(0, |lo| u32::from(*lo));
+                next = <[u8; 2]>::try_from(&b[..]).map_or(0, u16::from_be_bytes);
                 break;
             }
             if entries(&bucket).any(|(_, v)| gone(v, floor)) {
@@ -463,6 +449,14 @@ impl DedupeKeys {
         history.drop_tree(name)?;
         Ok(moved)
     }
+}
+
+/// A time (ms) kept in `meta` under `name`, if any.
+fn time_in(meta: &Tree, name: &[u8]) -> Result<Option<u64>> {
+    Ok(meta
+        .get(name)?
+        .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+        .map(u64::from_be_bytes))
 }
 
 /// The bucket of a hashed key: its two bytes after the marker, so that
