@@ -258,3 +258,41 @@ async fn no_acknowledged_event_is_lost_across_repeated_sigkills(backend: Backend
             .expect("stopped");
     }
 }
+
+both!(dedupe_keys_answered_just_before_a_sigkill_still_hold_after_it);
+/// A key claimed moments before a SIGKILL still answers its repeats after
+/// the restart. On sled the keys of the last seconds wait in memory (see
+/// `store::sled::dedupe`) and are written again at open from the events
+/// that list them; on PostgreSQL a key is written with its event.
+async fn dedupe_keys_answered_just_before_a_sigkill_still_hold_after_it(backend: Backend) {
+    let wf = "trigger:\n  webhook:\n    path: /in\n    dedupe: { key: \"{{ $.event.id }}\" }\nsteps:\n  - id: shape\n    transform:\n      script: '#{ id: event.id }'\n";
+    let (_dir, owned) = setup(backend, wf);
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let client = common::client();
+    let server = BinServer::start(&args, &[]);
+    let listen = server.addr();
+    // Long enough for the first keys to wait past a checkpoint or two.
+    let mut first = Vec::new();
+    for n in 0..40 {
+        let body = json!({"id": format!("evt_{n}")});
+        first.push(common::post_at(&client, &server.url("/hooks/in"), &body).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let server = tokio::task::spawn_blocking(move || {
+        server.kill();
+        let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+        BinServer::start_at(&listen, &args, &[])
+    })
+    .await
+    .expect("restarted");
+    for (n, answer) in first.iter().enumerate() {
+        assert!(answer["event_id"].is_string(), "{answer}");
+        let body = json!({"id": format!("evt_{n}")});
+        let again = common::post_duplicate(&client, &server.url("/hooks/in"), &body).await;
+        assert_eq!(again["event_id"], answer["event_id"], "evt_{n}");
+        assert_eq!(again["runs"], answer["runs"], "evt_{n}");
+    }
+    tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("stopped");
+}
