@@ -261,9 +261,9 @@ async fn no_acknowledged_event_is_lost_across_repeated_sigkills(backend: Backend
 
 both!(dedupe_keys_answered_just_before_a_sigkill_still_hold_after_it);
 /// A key claimed moments before a SIGKILL still answers its repeats after
-/// the restart. On sled the keys of the last seconds wait in memory (see
-/// `store::sled::dedupe`) and are written again at open from the events
-/// that list them; on PostgreSQL a key is written with its event.
+/// the restart. On sled the keys' database is flushed once a second (see
+/// `store::sled::dedupe`), and the keys of the events stored since are
+/// written again at open; on PostgreSQL a key is written with its event.
 async fn dedupe_keys_answered_just_before_a_sigkill_still_hold_after_it(backend: Backend) {
     let wf = "trigger:\n  webhook:\n    path: /in\n    dedupe: { key: \"{{ $.event.id }}\" }\nsteps:\n  - id: shape\n    transform:\n      script: '#{ id: event.id }'\n";
     let (_dir, owned) = setup(backend, wf);
@@ -271,7 +271,7 @@ async fn dedupe_keys_answered_just_before_a_sigkill_still_hold_after_it(backend:
     let client = common::client();
     let server = BinServer::start(&args, &[]);
     let listen = server.addr();
-    // Long enough for the first keys to wait past a checkpoint or two.
+    // Over two seconds: some keys flushed before the kill, the last not.
     let mut first = Vec::new();
     for n in 0..40 {
         let body = json!({"id": format!("evt_{n}")});

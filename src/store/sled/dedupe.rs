@@ -25,27 +25,10 @@
 //! each other's writes. `docs/performance.md` has the figures.
 //!
 //! This database is flushed once a second, with a mark of the time its
-//! keys are on disk up to ([`DedupeKeys::checkpoint`]), rather than
+//! keys are on disk up to ([`DedupeKeys::mark_durable`]), rather than
 //! before every answer: the events list the keys they claimed, and at open
 //! the keys of the events since the mark are written again
 //! ([`DedupeKeys::recover`]).
-//!
-//! **New keys wait in memory, and a filter answers for the buckets.** The
-//! buckets are spread evenly, so under load every key claimed falls on a
-//! page of buckets sled has no longer in its cache (an eighth of
-//! `--cache-mb`): at a steady 2,000 events a second, a lookup and a write
-//! read a page of about 16 KB back from disk for every event, and the
-//! read calls grew with the keys held. Now a claimed key waits in memory
-//! ([`Pending`]) in one of [`SLICES`] slices of buckets; once a second the
-//! next slice is written, bucket by bucket in bucket order, so that a
-//! page is read once for all the keys it takes in 16 seconds (more slices
-//! go at once while more than [`WRITE_AT`] keys wait). The mark stays at
-//! the first key still waiting. A lookup looks among the waiting
-//! keys, then asks a Bloom filter of the keys in the buckets ([`Filter`],
-//! about 10 bits a key) and reads a bucket only when the filter says the
-//! key may be there: about one new key in a hundred. Keys gone from the
-//! buckets stay in the filter; once it holds twice the live keys it was
-//! made for, it is made again from the buckets (as at open).
 //!
 //! **Expiry writes nothing per key.** Keys leave by a floor: every key
 //! expiring at or before it is gone, whatever its bucket still holds (reads
@@ -81,7 +64,7 @@ use sled::Tree;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, MutexGuard};
 
 const BUCKETS: &str = "buckets";
 const META: &str = "meta";
@@ -104,21 +87,6 @@ const COMPACT_BATCH: usize = 1024;
 
 /// A hashed key's length: [`super::HASHED_DEDUPE_KEY`] ++ 16 bytes.
 const KEY_LEN: usize = 17;
-
-/// New keys wait in memory by the slice of buckets they fall in: one
-/// slice is written a second, round them all ([`DedupeKeys::checkpoint`]),
-/// so a key waits at most this many seconds and each page of buckets is
-/// read once for the keys it takes in that time rather than once per key.
-const SLICES: usize = 16;
-/// More keys than this waiting, and further slices are written at once.
-const WRITE_AT: usize = 32_768;
-
-/// The filter of keys in the buckets is sized for at least this many keys.
-const FILTER_MIN_KEYS: u64 = 65_536;
-/// Bits of the filter per key it is sized for, and positions set per key:
-/// about one false "maybe" in a hundred when full.
-const FILTER_BITS_PER_KEY: u64 = 10;
-const FILTER_HASHES: u64 = 7;
 
 /// What a sweep removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -146,133 +114,6 @@ pub(crate) struct DedupeKeys {
     swept_at: AtomicU64,
     /// The bucket the sweep's compaction goes on from.
     compact_at: AtomicU16,
-    /// Keys claimed and not yet written into their buckets.
-    pending: Mutex<Pending>,
-    /// Every key in the buckets may be in it; a key it has not seen is not.
-    filter: RwLock<Filter>,
-    /// Held while pending keys are written (and the filter rebuilt), and
-    /// by a release, so that a released key is not written back.
-    writing: Mutex<()>,
-}
-
-/// Keys claimed and not yet in their buckets, by slice of buckets, in
-/// bucket order.
-#[derive(Default)]
-struct Pending {
-    slices: [Slice; SLICES],
-    /// Keys in all slices.
-    len: usize,
-    /// The slice written next.
-    next: usize,
-    /// The keys being written (taken from their slice, in bucket order),
-    /// and when the first of them was claimed. A key claimed again while
-    /// they are written waits in its slice, and is found there first.
-    writing: std::sync::Arc<[Waiting]>,
-    writing_since: Option<u64>,
-}
-
-/// A hashed key and its entry.
-type Waiting = ([u8; KEY_LEN], Box<[u8]>);
-
-#[derive(Default)]
-struct Slice {
-    keys: BTreeMap<[u8; KEY_LEN], Box<[u8]>>,
-    /// When the first of them was claimed (ms): keys of this slice claimed
-    /// before it are in their buckets.
-    since: Option<u64>,
-}
-
-impl Pending {
-    fn slice(&mut self, key: &[u8; KEY_LEN]) -> &mut Slice {
-        &mut self.slices[slice_of(key)]
-    }
-
-    fn get(&self, key: &[u8; KEY_LEN]) -> Option<&[u8]> {
-        self.slices[slice_of(key)]
-            .keys
-            .get(key)
-            .or_else(|| {
-                let w = &self.writing;
-                w.binary_search_by(|(k, _)| k.cmp(key))
-                    .ok()
-                    .map(|i| &w[i].1)
-            })
-            .map(|v| &v[..])
-    }
-
-    fn remove(&mut self, key: &[u8; KEY_LEN]) -> Option<Box<[u8]>> {
-        let v = self.slice(key).keys.remove(key);
-        self.len -= usize::from(v.is_some());
-        v
-    }
-
-    /// When the first key still waiting (or being written) was claimed.
-    fn since(&self) -> Option<u64> {
-        self.slices
-            .iter()
-            .filter_map(|s| s.since)
-            .chain(self.writing_since)
-            .min()
-    }
-}
-
-/// The slice of buckets a hashed key waits in: by its bucket's first four
-/// bits, so that a slice is a run of buckets side by side.
-fn slice_of(key: &[u8; KEY_LEN]) -> usize {
-    usize::from(bucket_of(key)[0] >> 4) * SLICES / 16
-}
-
-/// A Bloom filter of the keys in the buckets: a lookup of a key it has not
-/// seen (almost every new event's) reads no page of buckets.
-struct Filter {
-    bits: Vec<u64>,
-    /// Keys it was sized for, and keys added since it was made.
-    capacity: u64,
-    added: u64,
-}
-
-impl Filter {
-    fn sized_for(keys: u64) -> Filter {
-        let capacity = keys.max(FILTER_MIN_KEYS);
-        Filter {
-            bits: vec![0; (capacity * FILTER_BITS_PER_KEY).div_ceil(64) as usize],
-            capacity,
-            added: 0,
-        }
-    }
-
-    /// The bits of a hashed key (its 16 bytes are already uniformly
-    /// spread: two halves make the positions).
-    fn positions(&self, key: &[u8]) -> impl Iterator<Item = (usize, u64)> {
-        let half = |from: usize| {
-            key.get(from..from + 8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map_or(0, u64::from_le_bytes)
-        };
-        let (a, b) = (half(1), half(9) | 1);
-        let m = self.bits.len() as u64 * 64;
-        (0..FILTER_HASHES).map(move |i| {
-            let bit = a.wrapping_add(i.wrapping_mul(b)) % m;
-            ((bit / 64) as usize, 1u64 << (bit % 64))
-        })
-    }
-
-    fn add(&mut self, key: &[u8]) {
-        for (word, mask) in self.positions(key).collect::<Vec<_>>() {
-            self.bits[word] |= mask;
-        }
-        self.added += 1;
-    }
-
-    fn may_hold(&self, key: &[u8]) -> bool {
-        self.positions(key)
-            .all(|(word, mask)| self.bits[word] & mask != 0)
-    }
-
-    /// Past what it was sized for (keys gone from the buckets stay in it).
-    fn full(&self) -> bool {
-        self.added > self.capacity
-    }
 }
 
 /// The live keys (not gone by the floor, see the module doc) by when they
@@ -343,7 +184,6 @@ impl DedupeKeys {
                 }
             }
         }
-        let filter = filter_of(&buckets, expiring.all.keys, dropped_until)?;
         let keys = DedupeKeys {
             db,
             buckets,
@@ -352,9 +192,6 @@ impl DedupeKeys {
             dropped_until: AtomicU64::new(dropped_until),
             swept_at: AtomicU64::new(0),
             compact_at: AtomicU16::new(0),
-            pending: Mutex::default(),
-            filter: RwLock::new(filter),
-            writing: Mutex::new(()),
         };
         // Keys of an earlier version of this database.
         let history = keys.db.clone();
@@ -378,37 +215,15 @@ impl DedupeKeys {
             .max(self.swept_at.load(Ordering::Relaxed))
     }
 
-    fn pending(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn filter(&self) -> std::sync::RwLockReadGuard<'_, Filter> {
-        self.filter.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn filter_mut(&self) -> std::sync::RwLockWriteGuard<'_, Filter> {
-        self.filter.write().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The stored entry of a hashed key (none once it is gone; one that
-    /// cannot be read is given as it is): a key waiting to be written, or
-    /// one in its bucket, which is read only when the filter says it may
-    /// be there.
+    /// cannot be read is given as it is).
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let floor = self.floor();
-        let live = |v: &&[u8]| expiry_of(v).is_none_or(|at| at > floor);
-        if let Ok(k) = <[u8; KEY_LEN]>::try_from(key) {
-            if let Some(v) = self.pending().get(&k) {
-                return Ok(Some(v).filter(live).map(<[u8]>::to_vec));
-            }
-        }
-        if !self.filter().may_hold(key) {
-            return Ok(None);
-        }
-        Ok(self
-            .buckets
-            .get(bucket_of(key))?
-            .and_then(|b| find(&b, key).filter(live).map(<[u8]>::to_vec)))
+        Ok(self.buckets.get(bucket_of(key))?.and_then(|b| {
+            find(&b, key)
+                .filter(|v| expiry_of(v).is_none_or(|at| at > floor))
+                .map(<[u8]>::to_vec)
+        }))
     }
 
     /// The entry held under a hashed key, if it reads.
@@ -419,118 +234,21 @@ impl DedupeKeys {
     }
 
     /// Store `entry` under a hashed key (replacing an expired one, or one
-    /// whose ingest was interrupted). It waits in memory until its slice of
-    /// buckets is written ([`DedupeKeys::checkpoint`]); it is counted now,
-    /// and the entry it replaces in its bucket, if any, is uncounted when
-    /// it is written.
-    pub(crate) fn put(&self, key: &[u8; KEY_LEN], entry: &DedupeEntry) -> Result<()> {
-        let value = codec::encode_dedupe(entry).into_boxed_slice();
-        let bytes = key.len() + value.len();
+    /// whose ingest was interrupted). The bucket is written without what is
+    /// gone from it.
+    pub(crate) fn put(&self, key: &[u8], entry: &DedupeEntry) -> Result<()> {
+        let value = codec::encode_dedupe(entry);
+        let floor = self.floor();
+        let old = self.buckets.fetch_and_update(bucket_of(key), |old| {
+            Some(with(old.unwrap_or(&[]), key, &value, floor))
+        })?;
         let mut index = self.index();
-        let replaced = {
-            let mut pending = self.pending();
-            let slice = pending.slice(key);
-            slice.since.get_or_insert(Timestamp::now().0);
-            let replaced = slice.keys.insert(*key, value);
-            pending.len += usize::from(replaced.is_none());
-            replaced
-        };
-        if let Some(o) = replaced {
-            self.uncount_in(&mut index, key, &o);
+        if let Some(o) = old.as_deref().and_then(|b| find(b, key)) {
+            self.uncount_in(&mut index, key, o);
         }
         // Unless a sweep just dropped its slot.
         if entry.expires_at.0 > self.floor() {
-            index.add(entry.expires_at.0, bytes);
-        }
-        Ok(())
-    }
-
-    /// Write every key waiting in memory into its bucket.
-    pub(crate) fn write_pending(&self) -> Result<()> {
-        for i in 0..SLICES {
-            self.write_slice(i)?;
-        }
-        Ok(())
-    }
-
-    /// Write the keys waiting in slice `i` into their buckets, a bucket at
-    /// a time in bucket order (without what is gone from them), and add
-    /// them to the filter; they are found among the keys being written
-    /// until then. Once the filter is past its size, it is made again from
-    /// the buckets.
-    fn write_slice(&self, i: usize) -> Result<()> {
-        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        let batch = {
-            let mut pending = self.pending();
-            let slice = &mut pending.slices[i];
-            let keys = std::mem::take(&mut slice.keys);
-            let since = slice.since.take();
-            pending.len -= keys.len();
-            pending.writing = keys.into_iter().collect();
-            pending.writing_since = since;
-            pending.writing.clone()
-        };
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let written = self.write_batch(&batch);
-        let mut pending = self.pending();
-        let since = pending.writing_since.take();
-        pending.writing = std::sync::Arc::new([]);
-        if written.is_err() {
-            // Back to wait for the next write, unless claimed again.
-            let slice = &mut pending.slices[i];
-            let mut back = 0;
-            for (k, v) in batch.iter() {
-                if !slice.keys.contains_key(k) {
-                    slice.keys.insert(*k, v.clone());
-                    back += 1;
-                }
-            }
-            slice.since = slice.since.into_iter().chain(since).min();
-            pending.len += back;
-            return written;
-        }
-        drop(pending);
-        if self.filter().full() {
-            let live = self.index().all.keys;
-            let filter = filter_of(&self.buckets, live, self.floor())?;
-            *self.filter_mut() = filter;
-        }
-        Ok(())
-    }
-
-    /// Write keys (in bucket order) into their buckets, and add them to
-    /// the filter.
-    fn write_batch(&self, batch: &[Waiting]) -> Result<()> {
-        let mut from = 0;
-        while from < batch.len() {
-            let bucket = bucket_of(&batch[from].0);
-            let to = from
-                + batch[from..]
-                    .iter()
-                    .take_while(|(k, _)| bucket_of(k) == bucket)
-                    .count();
-            let keys = &batch[from..to];
-            let floor = self.floor();
-            let old = self.buckets.fetch_and_update(bucket, |old| {
-                Some(with(old.unwrap_or(&[]), keys, floor)).filter(|b| !b.is_empty())
-            })?;
-            if let Some(old) = old {
-                let mut index = self.index();
-                for (k, v) in keys {
-                    // The same claim written again (after a failed write)
-                    // was counted once.
-                    if let Some(o) = find(&old, k).filter(|o| o != &&v[..]) {
-                        self.uncount_in(&mut index, k, o);
-                    }
-                }
-            }
-            from = to;
-        }
-        let mut filter = self.filter_mut();
-        for (k, _) in batch {
-            filter.add(k);
+            index.add(entry.expires_at.0, key.len() + value.len());
         }
         Ok(())
     }
@@ -551,32 +269,17 @@ impl DedupeKeys {
     /// Remove a key this event claimed (an ingest that gave up), unless
     /// another event holds it by now.
     pub(crate) fn release(&self, key: &[u8], event: &crate::record::EventId) -> Result<()> {
-        let mine =
-            |entry: &[u8]| codec::decode_dedupe("", entry).is_ok_and(|e| &e.event_id == event);
-        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        if let Ok(k) = <[u8; KEY_LEN]>::try_from(key) {
-            let mut pending = self.pending();
-            if pending.get(&k).is_some_and(mine) {
-                if let Some(v) = pending.remove(&k) {
-                    drop(pending);
-                    self.uncount(key, &v);
-                }
-                return Ok(());
-            }
-        }
+        let mine = |bucket: &[u8]| {
+            find(bucket, key)
+                .is_some_and(|v| codec::decode_dedupe("", v).is_ok_and(|e| &e.event_id == event))
+        };
         // Most calls find nothing to do: look before writing.
-        let in_bucket = |bucket: &[u8]| find(bucket, key).is_some_and(mine);
-        if !self.filter().may_hold(key)
-            || !self
-                .buckets
-                .get(bucket_of(key))?
-                .is_some_and(|b| in_bucket(&b))
-        {
+        if !self.buckets.get(bucket_of(key))?.is_some_and(|b| mine(&b)) {
             return Ok(());
         }
         let old = self.buckets.fetch_and_update(bucket_of(key), |old| {
             let old = old?;
-            if in_bucket(old) {
+            if mine(old) {
                 Some(without(old, key)).filter(|b| !b.is_empty())
             } else {
                 Some(old.to_vec())
@@ -584,7 +287,7 @@ impl DedupeKeys {
         })?;
         if let Some(v) = old
             .as_deref()
-            .filter(|b| in_bucket(b))
+            .filter(|b| mine(b))
             .and_then(|b| find(b, key))
         {
             self.uncount(key, v);
@@ -597,46 +300,13 @@ impl DedupeKeys {
         self.index().all.bytes
     }
 
-    /// Write every key waiting in memory, store `now` as the time up to
-    /// which every key is on disk, and flush: the keys written before the
-    /// mark reach the disk with it (sled recovers a prefix of its log).
+    /// Store `now` as the time up to which every key is on disk, and flush:
+    /// the keys written before the mark reach the disk with it (sled
+    /// recovers a prefix of its log).
     pub(crate) fn mark_durable(&self, now: Timestamp) -> Result<()> {
-        self.write_pending()?;
-        self.mark(now.0)
-    }
-
-    /// Called once a second: write the next slice of waiting keys (and
-    /// further slices while more than [`WRITE_AT`] keys wait), then mark
-    /// and flush as [`DedupeKeys::mark_durable`] does, up to the first key
-    /// still waiting (after a crash, the keys of the events since are
-    /// written again, [`DedupeKeys::recover`]).
-    pub(crate) fn checkpoint(&self, now: Timestamp) -> Result<()> {
-        for _ in 0..SLICES {
-            let next = {
-                let mut pending = self.pending();
-                let next = pending.next;
-                pending.next = (next + 1) % SLICES;
-                next
-            };
-            self.write_slice(next)?;
-            if self.pending().len <= WRITE_AT {
-                break;
-            }
-        }
-        let since = self.pending().since();
-        self.mark(since.map_or(now.0, |at| at.min(now.0)))
-    }
-
-    fn mark(&self, until: u64) -> Result<()> {
-        self.meta.insert(DURABLE_UNTIL, &until.to_be_bytes())?;
+        self.meta.insert(DURABLE_UNTIL, &now.0.to_be_bytes())?;
         self.db.flush()?;
         Ok(())
-    }
-
-    /// Keys waiting in memory to be written into their buckets.
-    #[cfg(test)]
-    fn waiting(&self) -> usize {
-        self.pending().len
     }
 
     /// After a crash, an event on disk may lack its keys here: this
@@ -657,10 +327,7 @@ impl DedupeKeys {
                     continue;
                 };
                 for claimed in head.dedupe {
-                    let Some(key) = hex::decode(&claimed.key)
-                        .ok()
-                        .and_then(|k| <[u8; KEY_LEN]>::try_from(k).ok())
-                    else {
+                    let Ok(key) = hex::decode(&claimed.key) else {
                         continue;
                     };
                     let newer_here = self
@@ -765,23 +432,19 @@ impl DedupeKeys {
             let Ok(e) = codec::decode_dedupe("", &v) else {
                 continue;
             };
-            let key = if let Some(k) = <[u8; KEY_LEN]>::try_from(&k[..])
-                .ok()
-                .filter(|k| k[0] == super::HASHED_DEDUPE_KEY)
-            {
-                k
+            let key = if k.len() == 17 && k[0] == super::HASHED_DEDUPE_KEY {
+                k.to_vec()
             } else {
                 // The earlier text form, `workflow \0 key`.
                 let text = String::from_utf8_lossy(&k);
                 let Some((workflow, key)) = text.split_once('\0') else {
                     continue;
                 };
-                super::dedupe_key(workflow, key)
+                super::dedupe_key(workflow, key).to_vec()
             };
             self.put(&key, &e)?;
             moved += 1;
         }
-        self.write_pending()?;
         self.db.flush()?;
         history.drop_tree(name)?;
         Ok(moved)
@@ -794,20 +457,6 @@ fn time_in(meta: &Tree, name: &[u8]) -> Result<Option<u64>> {
         .get(name)?
         .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
         .map(u64::from_be_bytes))
-}
-
-/// A filter of the keys in `buckets` not gone by `floor`, sized for twice
-/// `live` (the keys it is meant to hold) so that it takes as many new keys
-/// again before it is made anew.
-fn filter_of(buckets: &Tree, live: u64, floor: u64) -> Result<Filter> {
-    let mut filter = Filter::sized_for(2 * live);
-    for entry in buckets.iter() {
-        let (_, bucket) = entry?;
-        for (k, _) in entries(&bucket).filter(|(_, v)| !gone(v, floor)) {
-            filter.add(k);
-        }
-    }
-    Ok(filter)
 }
 
 /// The bucket of a hashed key: its two bytes after the marker, so that
@@ -874,18 +523,11 @@ fn without_gone(bucket: &[u8], floor: u64) -> Vec<u8> {
     only(bucket, |_, v| !gone(v, floor))
 }
 
-/// A bucket with each of `keys` holding its value (in place of what it
-/// held), and without what is gone by `floor` (a new value too, once it
-/// has expired by then).
-fn with(bucket: &[u8], keys: &[([u8; KEY_LEN], Box<[u8]>)], floor: u64) -> Vec<u8> {
-    let mut out = only(bucket, |k, v| {
-        !gone(v, floor) && !keys.iter().any(|(key, _)| &key[..] == k)
-    });
-    for (k, v) in keys {
-        if expiry_of(v).is_none_or(|at| at > floor) {
-            append(&mut out, k, v);
-        }
-    }
+/// A bucket with `key` holding `value` (in place of what it held), and
+/// without what is gone by `floor`.
+fn with(bucket: &[u8], key: &[u8], value: &[u8], floor: u64) -> Vec<u8> {
+    let mut out = only(bucket, |k, v| k != key && !gone(v, floor));
+    append(&mut out, key, value);
     out
 }
 
@@ -991,7 +633,6 @@ mod tests {
             let tree = keys.db.open_tree(EXPIRING_V2).expect("tree");
             tree.insert(at(1).to_be_bytes(), &[7u8; KEY_LEN])
                 .expect("index");
-            keys.write_pending().expect("write");
             keys.db.flush().expect("flush");
             keys.bytes() / 2
         };
@@ -1139,9 +780,6 @@ mod tests {
         for (k, e) in ks.iter().zip(&entries) {
             keys.put(k, e).expect("put");
         }
-        assert_eq!(keys.waiting(), 5);
-        keys.write_pending().expect("write");
-        assert_eq!(keys.waiting(), 0);
         assert_eq!(keys.buckets.len(), 1, "one bucket holds them all");
         for (k, e) in ks.iter().zip(&entries) {
             assert_eq!(keys.held(k).expect("get").as_ref(), Some(e));
@@ -1150,11 +788,6 @@ mod tests {
         let before = keys.bytes();
         let again = entry(at(9));
         keys.put(&ks[2], &again).expect("put");
-        assert!(
-            keys.bytes() > before,
-            "its bucket's entry is uncounted when it is written"
-        );
-        keys.write_pending().expect("write");
         assert_eq!(keys.bytes(), before);
         assert_eq!(keys.held(&ks[2]).expect("get"), Some(again));
         keys.release(&ks[0], &entries[0].event_id).expect("release");
@@ -1202,7 +835,6 @@ mod tests {
         for k in &ks {
             assert!(keys.get(k).expect("get").is_some());
         }
-        keys.write_pending().expect("write");
         let stored = keys
             .buckets
             .iter()
@@ -1235,9 +867,8 @@ mod tests {
             assert_eq!(keys.bytes(), 2 * per_key);
             assert_eq!(keys.held(&ks[0]).expect("get"), None);
             assert!(keys.held(&ks[2]).expect("get").is_some());
-            // A write to the bucket leaves what is gone out of it.
+            // A put to the bucket leaves what is gone out of it.
             keys.put(&ks[1], &entry(at(7))).expect("put");
-            keys.write_pending().expect("write");
             let stored = keys
                 .buckets
                 .get(bucket_of(&ks[0]))
@@ -1272,7 +903,6 @@ mod tests {
         for k in &ks {
             keys.put(k, &entry(at(1))).expect("put");
         }
-        keys.write_pending().expect("write");
         assert_eq!(keys.buckets.len(), n, "a bucket each");
         // Every key is gone at once; half the buckets are rewritten (to
         // nothing), the other half with the next pass.
@@ -1313,185 +943,6 @@ mod tests {
         );
     }
 
-    /// `n` keys hashed as the store hashes them.
-    fn hashed(n: usize) -> Vec<[u8; KEY_LEN]> {
-        (0..n)
-            .map(|i| super::super::dedupe_key("w", &format!("evt_{i}")))
-            .collect()
-    }
-
-    #[test]
-    fn keys_wait_for_their_slice_and_the_mark_stays_at_the_first_waiting() {
-        let keys = DedupeKeys::temporary().expect("open");
-        let ks = hashed(1_000);
-        let t0 = Timestamp::now();
-        for k in &ks {
-            keys.put(k, &entry(u64::MAX / 2)).expect("put");
-        }
-        let stored = || -> usize {
-            keys.buckets
-                .iter()
-                .map(|b| entries(&b.expect("bucket").1).count())
-                .sum()
-        };
-        // A checkpoint writes one slice; the others wait, found all the
-        // same, and the mark stays at the first key claimed, so that a
-        // crash writes them again.
-        let first_slice = ks.iter().filter(|k| slice_of(k) == 0).count();
-        assert!(first_slice > 0 && first_slice < ks.len());
-        keys.checkpoint(Timestamp::now()).expect("checkpoint");
-        assert_eq!(stored(), first_slice);
-        assert_eq!(keys.waiting(), ks.len() - first_slice);
-        assert!(ks.iter().all(|k| keys.get(k).expect("get").is_some()));
-        let mark = time_in(&keys.meta, DURABLE_UNTIL)
-            .expect("meta")
-            .expect("mark");
-        assert!(
-            mark >= t0.0 && mark <= Timestamp::now().0,
-            "{mark} against {t0:?}"
-        );
-        // A round of checkpoints writes them all.
-        for _ in 1..SLICES {
-            keys.checkpoint(Timestamp::now()).expect("checkpoint");
-        }
-        assert_eq!(keys.waiting(), 0);
-        assert_eq!(stored(), ks.len());
-        assert!(ks.iter().all(|k| keys.get(k).expect("get").is_some()));
-        let now = Timestamp::now();
-        keys.checkpoint(now).expect("checkpoint");
-        assert_eq!(
-            time_in(&keys.meta, DURABLE_UNTIL).expect("meta"),
-            Some(now.0),
-            "nothing waits: the mark is the checkpoint's time"
-        );
-    }
-
-    #[test]
-    fn past_the_most_that_may_wait_a_checkpoint_writes_more_slices() {
-        let keys = DedupeKeys::temporary().expect("open");
-        let ks = hashed(WRITE_AT + WRITE_AT / 4);
-        for k in &ks {
-            keys.put(k, &entry(u64::MAX / 2)).expect("put");
-        }
-        keys.checkpoint(Timestamp::now()).expect("checkpoint");
-        let waiting = keys.waiting();
-        assert!(waiting <= WRITE_AT, "{waiting} still waiting");
-        assert!(
-            waiting + ks.len() / SLICES < ks.len(),
-            "more than one slice went"
-        );
-    }
-
-    #[test]
-    fn keys_claimed_while_others_are_written_are_found_throughout_and_written_later() {
-        let keys = std::sync::Arc::new(DedupeKeys::temporary().expect("open"));
-        let ks = hashed(4_000);
-        let done = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|s| {
-            let writer = keys.clone();
-            let done = &done;
-            s.spawn(move || {
-                while !done.load(Ordering::Relaxed) {
-                    writer.write_pending().expect("write");
-                }
-            });
-            for part in ks.chunks(1_000) {
-                let keys = keys.clone();
-                s.spawn(move || {
-                    for (i, k) in part.iter().enumerate() {
-                        keys.put(k, &entry(u64::MAX / 2)).expect("put");
-                        // Every key claimed so far in this thread is found;
-                        // one claimed again (while it waits, is being
-                        // written, or is in its bucket) is counted once.
-                        let earlier = &part[i / 2];
-                        assert!(keys.get(earlier).expect("get").is_some());
-                        if i % 3 == 0 {
-                            keys.put(earlier, &entry(u64::MAX / 2)).expect("put");
-                        }
-                    }
-                });
-            }
-            // Stop writing once every key was claimed.
-            while keys.index().all.keys < ks.len() as u64 {
-                std::thread::yield_now();
-            }
-            done.store(true, Ordering::Relaxed);
-        });
-        keys.write_pending().expect("write");
-        assert_eq!(keys.waiting(), 0);
-        let stored: usize = keys
-            .buckets
-            .iter()
-            .map(|b| entries(&b.expect("bucket").1).count())
-            .sum();
-        assert_eq!(stored, ks.len());
-        assert_eq!(keys.index().all.keys, ks.len() as u64, "each counted once");
-    }
-
-    #[test]
-    fn the_filter_finds_every_key_it_was_given_and_few_others() {
-        let mut filter = Filter::sized_for(FILTER_MIN_KEYS);
-        let ks = hashed(FILTER_MIN_KEYS as usize * 2);
-        let (given, others) = ks.split_at(FILTER_MIN_KEYS as usize);
-        for k in given {
-            filter.add(k);
-        }
-        assert!(given.iter().all(|k| filter.may_hold(k)));
-        assert!(!filter.full());
-        let maybe = others.iter().filter(|k| filter.may_hold(*k)).count();
-        // About 1% at its size.
-        assert!(maybe < others.len() / 50, "{maybe} false maybes");
-        filter.add(&others[0]);
-        assert!(filter.full());
-    }
-
-    #[test]
-    fn the_filter_is_made_again_past_its_size_and_every_key_is_still_found() {
-        let dir = tempfile::tempdir().expect("dir");
-        let ks = hashed(FILTER_MIN_KEYS as usize + 5_000);
-        {
-            let keys = DedupeKeys::open(dir.path(), 1 << 20).expect("open");
-            for part in ks.chunks(20_000) {
-                for k in part {
-                    keys.put(k, &entry(u64::MAX / 2)).expect("put");
-                }
-                keys.write_pending().expect("write");
-            }
-            let filter = keys.filter();
-            assert_eq!(filter.capacity, 2 * ks.len() as u64, "made again");
-            assert_eq!(filter.added, ks.len() as u64);
-            drop(filter);
-            assert!(ks.iter().all(|k| keys.get(k).expect("get").is_some()));
-            keys.mark_durable(Timestamp::now()).expect("mark");
-        }
-        // Made at open from the buckets too.
-        let keys = DedupeKeys::open(dir.path(), 1 << 20).expect("open");
-        assert_eq!(keys.filter().added, ks.len() as u64);
-        assert!(ks.iter().all(|k| keys.get(k).expect("get").is_some()));
-        assert!(hashed_other(1_000)
-            .iter()
-            .all(|k| keys.get(k).expect("get").is_none()));
-    }
-
-    fn hashed_other(n: usize) -> Vec<[u8; KEY_LEN]> {
-        (0..n)
-            .map(|i| super::super::dedupe_key("other", &format!("evt_{i}")))
-            .collect()
-    }
-
-    #[test]
-    fn a_key_released_while_it_waits_is_not_written() {
-        let keys = DedupeKeys::temporary().expect("open");
-        let k = super::super::dedupe_key("w", "evt_1");
-        let mine = entry(u64::MAX / 2);
-        keys.put(&k, &mine).expect("put");
-        keys.release(&k, &mine.event_id).expect("release");
-        keys.write_pending().expect("write");
-        assert!(keys.buckets.is_empty());
-        assert!(keys.get(&k).expect("get").is_none());
-        assert_eq!(keys.bytes(), 0);
-    }
-
     #[test]
     fn a_bucket_cut_short_reads_up_to_its_last_whole_entry() {
         let (a, b) = ([1u8; KEY_LEN], [2u8; KEY_LEN]);
@@ -1503,7 +954,7 @@ mod tests {
         assert_eq!(find(&bucket, &b), None);
         assert_eq!(entries(&[1, 2, 3]).count(), 0);
         assert_eq!(
-            find(&with(&bucket, &[(b, Box::from(&b"again"[..]))], 0), &b),
+            find(&with(&bucket, &b, b"again", 0), &b),
             Some(&b"again"[..])
         );
     }

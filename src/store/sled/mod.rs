@@ -439,8 +439,6 @@ impl SledStore {
 
     pub async fn close(&self) -> Result<()> {
         queue::checkpoint(&self.queue, &self.trees).await?;
-        let trees = self.trees.clone();
-        crate::store::blocking(move || trees.close_dedupe_keys()).await?;
         self.flush().await
     }
 
@@ -1141,13 +1139,8 @@ impl Trees {
     }
 
     /// Flush the dedupe keys' database, with the time up to which its keys
-    /// are on disk (the keys claimed since wait in memory, see [`dedupe`]).
+    /// are on disk.
     pub(crate) fn flush_dedupe_keys(&self) -> Result<()> {
-        self.dedupe.checkpoint(Timestamp::now())
-    }
-
-    /// Write every dedupe key waiting in memory, and flush them.
-    pub(crate) fn close_dedupe_keys(&self) -> Result<()> {
         self.dedupe.mark_durable(Timestamp::now())
     }
 
