@@ -576,8 +576,8 @@ async fn postgres(b: &Bench, seconds: u64) {
         };
         let delivered_before = b.delivered.get();
         let delivered = || b.delivered.get() - delivered_before;
-        let cpu_before: f64 = servers.iter().map(Server::cpu_seconds).sum();
-        let switches_before: u64 = servers.iter().map(|s| context_switches(s.pid())).sum();
+        let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
+        let usage = Usage::of(&pids);
         let database = _cluster.as_ref().map(|c| c.pid);
         let db_before = database.map_or(f64::NAN, tree_cpu_seconds);
         let bench_before = cpu_seconds(std::process::id());
@@ -588,12 +588,7 @@ async fn postgres(b: &Bench, seconds: u64) {
         let last = drained(&delivered, figures.acks).await;
         let runs = delivered();
         assert_eq!(runs, figures.acks, "every acked event is delivered");
-        let cpu: f64 = servers.iter().map(Server::cpu_seconds).sum::<f64>() - cpu_before;
-        let switches = servers
-            .iter()
-            .map(|s| context_switches(s.pid()))
-            .sum::<u64>()
-            .saturating_sub(switches_before);
+        let (cpu_us_per_event, switches_per_event) = usage.per_event_since(&pids, figures.acks);
         let db_cpu = database.map_or(f64::NAN, tree_cpu_seconds) - db_before;
         let bench_cpu = cpu_seconds(std::process::id()) - bench_before;
         let wall = last.saturating_duration_since(started).as_secs_f64();
@@ -606,8 +601,8 @@ async fn postgres(b: &Bench, seconds: u64) {
             // The data is in the database, not in the node's folder.
             disk_bytes_per_event: f64::NAN,
             record_bytes_per_event: f64::NAN,
-            cpu_us_per_event: cpu * 1e6 / figures.acks.max(1) as f64,
-            switches_per_event: switches as f64 / figures.acks.max(1) as f64,
+            cpu_us_per_event,
+            switches_per_event,
             figures,
         };
         ours.print(
@@ -617,13 +612,14 @@ async fn postgres(b: &Bench, seconds: u64) {
         // Where the machine's time went, per event: the nodes (above), the
         // database's processes, and this bench (load generator and sink).
         let per_event = |s: f64| s * 1e6 / ours.figures.acks.max(1) as f64;
+        let nodes_cpu = ours.cpu_us_per_event * ours.figures.acks.max(1) as f64 / 1e6;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         println!(
             "  CPU per event: nodes {:.0} us, database {:.0} us, load generator and sink {:.0} us; the machine busy {:.2} of {cores:.0} cores over load + drain",
             ours.cpu_us_per_event,
             per_event(db_cpu),
             per_event(bench_cpu),
-            (cpu + db_cpu + bench_cpu) / wall,
+            (nodes_cpu + db_cpu + bench_cpu) / wall,
         );
         measured.push((nodes, ours.figures.acks as f64 / ours.figures.seconds));
         if let Some(view) = view {
@@ -794,8 +790,7 @@ async fn measured(
 ) -> Ours {
     let delivered_before = b.delivered.get();
     let delivered = || b.delivered.get() - delivered_before;
-    let cpu_before = server.cpu_seconds();
-    let switches_before = context_switches(server.pid());
+    let usage = Usage::of(&[server.pid()]);
     let started = Instant::now();
     let figures = scenario.await;
     let load_end = Instant::now();
@@ -805,8 +800,8 @@ async fn measured(
     let e2e_seconds = last.saturating_duration_since(started).as_secs_f64();
     let runs = delivered();
     assert_eq!(runs, figures.acks, "every acked event is delivered");
-    let cpu = server.cpu_seconds() - cpu_before;
-    let switches = context_switches(server.pid()).saturating_sub(switches_before);
+    let (cpu_us_per_event, switches_per_event) =
+        usage.per_event_since(&[server.pid()], figures.acks);
     Ours {
         runs_per_second: runs as f64 / e2e_seconds,
         runs_during_load,
@@ -818,8 +813,8 @@ async fn measured(
             .record_bytes()
             .await
             .map_or(f64::NAN, |b| b as f64 / figures.acks.max(1) as f64),
-        cpu_us_per_event: cpu * 1e6 / figures.acks.max(1) as f64,
-        switches_per_event: switches as f64 / figures.acks.max(1) as f64,
+        cpu_us_per_event,
+        switches_per_event,
         figures,
     }
 }
@@ -867,20 +862,17 @@ async fn steady(b: &Bench, seconds: u64, rate: f64) {
 async fn forwarding(b: &Bench, scenario: impl std::future::Future<Output = Figures>) -> Reference {
     let before = b.forwarded.get();
     let pid = b.references.child.id();
-    let cpu_before = cpu_seconds(pid);
-    let switches_before = context_switches(pid);
+    let usage = Usage::of(&[pid]);
     let figures = scenario.await;
-    let cpu = cpu_seconds(pid) - cpu_before;
-    let switches = context_switches(pid).saturating_sub(switches_before);
+    let (cpu_us_per_event, switches_per_event) = usage.per_event_since(&[pid], figures.acks);
     assert_eq!(
         b.forwarded.get() - before,
         figures.acks,
         "the forwarder posts every event it acks"
     );
-    let per_event = |n: f64| n / figures.acks.max(1) as f64;
     Reference {
-        cpu_us_per_event: per_event(cpu * 1e6),
-        switches_per_event: per_event(switches as f64),
+        cpu_us_per_event,
+        switches_per_event,
         figures,
     }
 }

@@ -455,11 +455,6 @@ impl Server {
             .and_then(|v| v.trim().parse().ok())
     }
 
-    /// CPU seconds (user + system) the server has used so far.
-    pub fn cpu_seconds(&self) -> f64 {
-        cpu_seconds(self.pid())
-    }
-
     pub fn stop(mut self) {
         self.sampling.store(false, Ordering::Relaxed);
         let _ = Command::new("kill")
@@ -548,4 +543,32 @@ pub fn context_switches(pid: u32) -> u64 {
         .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
         .map(counted)
         .sum()
+}
+
+/// The CPU time and context switches processes have taken so far, to be
+/// set against a later reading per event ([`Usage::per_event_since`]).
+#[derive(Clone, Copy)]
+pub struct Usage {
+    cpu_seconds: f64,
+    switches: u64,
+}
+
+impl Usage {
+    pub fn of(pids: &[u32]) -> Usage {
+        Usage {
+            cpu_seconds: pids.iter().map(|p| cpu_seconds(*p)).sum(),
+            switches: pids.iter().map(|p| context_switches(*p)).sum(),
+        }
+    }
+
+    /// µs of CPU and context switches per event that `pids` took since
+    /// `self` was read of them.
+    pub fn per_event_since(&self, pids: &[u32], events: usize) -> (f64, f64) {
+        let now = Usage::of(pids);
+        let events = events.max(1) as f64;
+        (
+            (now.cpu_seconds - self.cpu_seconds) * 1e6 / events,
+            now.switches.saturating_sub(self.switches) as f64 / events,
+        )
+    }
 }
