@@ -187,6 +187,19 @@ fn main() {
                 .expect("JSON"),
         );
     });
+    // The load bench's 1.5 KB body, larger objects than the example's:
+    // hookflow's reader against serde_json's, in the same run.
+    let large = std::fs::read(root.join("benches/fixtures/stripe_payment_intent_1500.json"))
+        .expect("the load bench's event");
+    measure("    parse the load bench's 1.5 KB body", || {
+        std::hint::black_box(
+            hookflow::record::body::parse_as(hookflow::record::body::BodyKind::Json, &large)
+                .expect("JSON"),
+        );
+    });
+    measure("      the same with serde_json's reader", || {
+        std::hint::black_box(serde_json::from_slice::<Value>(&large).expect("JSON"));
+    });
     measure("  steps (filter, Rhai transform, render)", || {
         std::hint::black_box(run_steps((*event).clone(), &runs[0].id));
     });

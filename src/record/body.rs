@@ -62,7 +62,7 @@ pub fn parse_as(kind: BodyKind, body: &[u8]) -> Result<Value, String> {
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Value::Null);
             }
-            serde_json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))
+            super::json::from_slice(body).map_err(|e| format!("body is not valid JSON: {e}"))
         }
         BodyKind::Form => {
             check_form(body).map_err(|e| format!("body is {e}"))?;

@@ -3,6 +3,7 @@
 //! field names are the contract of SPEC §8 ("Records").
 
 pub mod body;
+pub mod json;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
