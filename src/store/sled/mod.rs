@@ -1442,33 +1442,83 @@ impl ClaimLocks {
     }
 }
 
-/// Flushes start at most this often. A flush costs about 150 µs of CPU
-/// whatever it carries (plus a wake-up of all of sled's IO threads), so
-/// under load waiting out the rest of the interval lets one flush serve
-/// many writers; an idle store flushes at once. Under the load benchmark,
-/// 0.5, 2, 3 and 4 ms measured the same as 1 ms within the machine's noise;
-/// the shortest of those keeps latency lowest at moderate load. The interval
-/// is most of the median ack at moderate load (about 1.1 ms at a paced
-/// 3,000 events/s): flushing at once after a flush that carried fewer than
-/// 8 or 16 waiters took it to 0.7 ms (fewer than 4: no change), but every
-/// threshold lowered acks/s under the closed-loop load in every pair, as
-/// did no interval at all.
+/// Flushes start at least this far apart. A flush costs about 250 µs of
+/// CPU whatever it carries: sled hands the write to its IO pool, which
+/// wakes every one of its seven idle threads for it, and the flusher and
+/// the writers wait on each other. Under load, waiting out the rest of the
+/// interval lets one flush serve many writers; an idle store flushes at
+/// once. Under the closed-loop load benchmark, 0.5, 2, 3 and 4 ms measured
+/// the same as 1 ms within the machine's noise, and flushing at once after
+/// a small flush lowered acks/s in every pair.
 const MIN_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The longest a writer waits for its flush to start: the interval grows
+/// up to this while writers come too slowly to fill a flush.
+const MAX_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(3);
+
+/// Writers one flush is meant to serve. At a steady 2,000 events a second
+/// (about four writers a millisecond: the acks, and the runs' ends after
+/// a request) a 1 ms interval made a flush of four writers every
+/// millisecond, and the server spent a fifth more CPU per event than with
+/// flushes of twelve (`docs/performance.md`).
+const WRITERS_PER_FLUSH: f64 = 12.0;
+
+/// When the next flush may start: once [`WRITERS_PER_FLUSH`] writers can
+/// have come, at the rate they have been coming, within
+/// [`MIN_FLUSH_INTERVAL`] and [`MAX_FLUSH_INTERVAL`] of the last flush's
+/// start. Near saturation every millisecond brings a flush's worth, and the
+/// interval is the minimum, as it always was; at a moderate rate an ack
+/// waits up to 2 ms longer, for a third as many flushes.
+#[derive(Debug, Default)]
+struct FlushPace {
+    /// Writers per millisecond, smoothed over the last few flushes.
+    rate: f64,
+    last_start: Option<std::time::Instant>,
+}
+
+impl FlushPace {
+    fn interval(&self) -> std::time::Duration {
+        let wanted = if self.rate > 0.0 {
+            std::time::Duration::from_secs_f64(WRITERS_PER_FLUSH / self.rate / 1000.0)
+        } else {
+            MAX_FLUSH_INTERVAL
+        };
+        wanted.clamp(MIN_FLUSH_INTERVAL, MAX_FLUSH_INTERVAL)
+    }
+
+    /// How long to wait before the next flush, at `now`.
+    fn wait(&self, now: std::time::Instant) -> Option<std::time::Duration> {
+        let due = self.last_start? + self.interval();
+        due.checked_duration_since(now).filter(|d| !d.is_zero())
+    }
+
+    /// A flush starts at `now`, serving `writers`.
+    fn started(&mut self, now: std::time::Instant, writers: usize) {
+        if let Some(last) = self.last_start {
+            // After a pause the rate falls towards nothing, and climbs
+            // back within a few flushes once writers come again.
+            let ms = now.duration_since(last).as_secs_f64() * 1000.0;
+            let seen = writers as f64 / ms.max(1e-3);
+            self.rate = (self.rate + seen) / 2.0;
+        }
+        self.last_start = Some(now);
+    }
+}
 
 fn group_commit(
     db: sled::Db,
     rx: mpsc::Receiver<oneshot::Sender<std::result::Result<(), String>>>,
 ) {
-    let mut last_start: Option<std::time::Instant> = None;
+    let mut pace = FlushPace::default();
     // Block for the first waiter, wait out the interval, then take everyone
     // who queued up meanwhile: they are all covered by the one flush.
     while let Ok(first) = rx.recv() {
-        if let Some(wait) = last_start.and_then(|t| MIN_FLUSH_INTERVAL.checked_sub(t.elapsed())) {
+        if let Some(wait) = pace.wait(std::time::Instant::now()) {
             std::thread::sleep(wait);
         }
         let mut waiters = vec![first];
         waiters.extend(rx.try_iter());
-        last_start = Some(std::time::Instant::now());
+        pace.started(std::time::Instant::now(), waiters.len());
         let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
         for w in waiters {
             let _ = w.send(result.clone());
@@ -1543,6 +1593,53 @@ fn from_bytes<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
+    /// `flushes` flushes `every` apart, each serving `writers`; the
+    /// interval the pace then asks for.
+    fn paced(
+        pace: &mut super::FlushPace,
+        at: &mut Instant,
+        every: Duration,
+        writers: usize,
+        flushes: usize,
+    ) -> Duration {
+        for _ in 0..flushes {
+            *at += every;
+            pace.started(*at, writers);
+        }
+        pace.interval()
+    }
+
+    #[test]
+    fn flushes_wait_for_a_fill_of_writers_within_one_to_three_milliseconds() {
+        use super::{FlushPace, MAX_FLUSH_INTERVAL, MIN_FLUSH_INTERVAL};
+        let ms = Duration::from_millis;
+        let mut pace = FlushPace::default();
+        let mut at = Instant::now();
+        // The first flush starts at once.
+        assert_eq!(pace.wait(at), None);
+        // Saturated: 16 writers a millisecond, the shortest interval.
+        assert_eq!(paced(&mut pace, &mut at, ms(1), 16, 10), MIN_FLUSH_INTERVAL);
+        // 6 a millisecond: twelve writers take 2 ms.
+        let two = paced(&mut pace, &mut at, ms(2), 12, 20);
+        assert!(
+            two > ms(1) && two < ms(3) && (two.as_secs_f64() - 0.002).abs() < 1e-4,
+            "{two:?}"
+        );
+        // Three a millisecond: capped at 3 ms, whatever the fill.
+        assert_eq!(paced(&mut pace, &mut at, ms(3), 9, 20), MAX_FLUSH_INTERVAL);
+        // The wait counts from the last start, and a store idle for longer
+        // than the interval flushes at once.
+        assert_eq!(pace.wait(at + ms(1)), Some(ms(2)));
+        assert_eq!(pace.wait(at + ms(5)), None);
+        // A burst after a pause: back to the shortest within a few flushes.
+        at += Duration::from_secs(10);
+        pace.started(at, 1);
+        assert_eq!(pace.interval(), MAX_FLUSH_INTERVAL);
+        assert_eq!(paced(&mut pace, &mut at, ms(1), 20, 4), MIN_FLUSH_INTERVAL);
+    }
+
     use super::*;
     use crate::record::EventId;
     use serde_json::json;
