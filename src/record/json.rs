@@ -3,7 +3,7 @@
 //!
 //! serde_json's own reader grows every object's map and every array as its
 //! members arrive: an object of a dozen fields is allocated, and its index
-//! rehashed, four or five times over before it is done. A webhook body is
+//! rehashed, three or four times over before it is done. A webhook body is
 //! read on every request and again when a run behind a backlog reads its
 //! event back, and under load those allocations were most of the parse's
 //! cost (`docs/performance.md`). Here the members of every open object and
@@ -42,7 +42,7 @@ pub fn from_slice(bytes: &[u8]) -> serde_json::Result<Value> {
     // no borrow is held across the reader's calls.
     let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = Sized {
+    let value = ValueSeed {
         scratch: &mut scratch,
     }
     .deserialize(&mut de)
@@ -61,11 +61,11 @@ pub fn from_slice(bytes: &[u8]) -> serde_json::Result<Value> {
 }
 
 /// One value, its members stacked on `scratch` until it closes.
-struct Sized<'s> {
+struct ValueSeed<'s> {
     scratch: &'s mut Scratch,
 }
 
-impl<'de> DeserializeSeed<'de> for Sized<'_> {
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
@@ -73,7 +73,7 @@ impl<'de> DeserializeSeed<'de> for Sized<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Sized<'_> {
+impl<'de> Visitor<'de> for ValueSeed<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -118,7 +118,7 @@ impl<'de> Visitor<'de> for Sized<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let start = self.scratch.items.len();
-        while let Some(item) = seq.next_element_seed(Sized {
+        while let Some(item) = seq.next_element_seed(ValueSeed {
             scratch: &mut *self.scratch,
         })? {
             self.scratch.items.push(item);
@@ -129,7 +129,7 @@ impl<'de> Visitor<'de> for Sized<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let start = self.scratch.entries.len();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(Sized {
+            let value = map.next_value_seed(ValueSeed {
                 scratch: &mut *self.scratch,
             })?;
             self.scratch.entries.push((key, value));
