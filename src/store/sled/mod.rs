@@ -1593,12 +1593,15 @@ fn from_bytes<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::record::EventId;
+    use serde_json::json;
     use std::time::{Duration, Instant};
 
     /// `flushes` flushes `every` apart, each serving `writers`; the
     /// interval the pace then asks for.
     fn paced(
-        pace: &mut super::FlushPace,
+        pace: &mut FlushPace,
         at: &mut Instant,
         every: Duration,
         writers: usize,
@@ -1613,7 +1616,6 @@ mod tests {
 
     #[test]
     fn flushes_wait_for_a_fill_of_writers_within_one_to_three_milliseconds() {
-        use super::{FlushPace, MAX_FLUSH_INTERVAL, MIN_FLUSH_INTERVAL};
         let ms = Duration::from_millis;
         let mut pace = FlushPace::default();
         let mut at = Instant::now();
@@ -1639,10 +1641,6 @@ mod tests {
         assert_eq!(pace.interval(), MAX_FLUSH_INTERVAL);
         assert_eq!(paced(&mut pace, &mut at, ms(1), 20, 4), MIN_FLUSH_INTERVAL);
     }
-
-    use super::*;
-    use crate::record::EventId;
-    use serde_json::json;
 
     /// An event with one queued run of workflow `w`, and its dedupe claim.
     fn ingest_of(id: EventId, key: &str) -> Ingest {
