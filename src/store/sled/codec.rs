@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `{` | JSON, as earlier versions wrote every record (still read) |
 //! | [`RUN_D1`] | a run: length (u32 LE) ++ zstd(JSON of the [`Run`]) against [`DICTIONARY_1`] |
+//! | [`RUN_D1_FINAL`] | the same, of a run that has ended (its status is final) |
 //! | [`EVENT_D1`] | an event: length (u32 LE) ++ zstd(header length (u32 LE) ++ header JSON ++ body bytes) against [`DICTIONARY_1`] |
 //! | [`RUN`], [`EVENT`] | the same without a dictionary, as earlier versions wrote them (still read) |
 //! | [`PACK_D1`] | a pack of finished records ([`super::shelf`]): length (u32 LE) ++ zstd(the records, each as id length (u16 LE) ++ id ++ record length (u32 LE) ++ the record stored as it is) against [`DICTIONARY_1`] |
@@ -52,6 +53,13 @@ pub const EVENT_D1: u8 = 5;
 
 /// Records packed together ([`encode_pack`]).
 pub const PACK_D1: u8 = 6;
+/// A [`RUN_D1`] record of a run that has ended. Retention by size removes
+/// an event only once its runs have ended, and reads that from the tag
+/// alone: deciding it from the record cost a decompression and a parse of
+/// every run pruned, which while a burst fills the data folder is pruning
+/// runs not yet packed (a tenth of the server's CPU in that phase;
+/// `docs/performance.md`).
+pub const RUN_D1_FINAL: u8 = 7;
 
 /// The raw-content dictionary of [`RUN_D1`] and [`EVENT_D1`] records.
 pub const DICTIONARY_1: &[u8] = include_bytes!("records.dict");
@@ -125,7 +133,10 @@ fn unpack(key: &str, packed: &[u8]) -> Result<Vec<u8>> {
     if len > MAX_RECORD {
         return Err(corrupt(key, format!("the record claims {len} bytes")));
     }
-    let with_dictionary = matches!(packed.first(), Some(&RUN_D1 | &EVENT_D1 | &PACK_D1));
+    let with_dictionary = matches!(
+        packed.first(),
+        Some(&RUN_D1 | &RUN_D1_FINAL | &EVENT_D1 | &PACK_D1)
+    );
     let decompressor = if with_dictionary {
         &DECOMPRESSOR_D1
     } else {
@@ -168,7 +179,7 @@ pub fn decode_pack(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
 /// finds what records have in common). Read back like any other record.
 pub fn expanded(key: &str, record: &[u8]) -> Result<Vec<u8>> {
     match record.first() {
-        Some(&tag @ (RUN | EVENT | RUN_D1 | EVENT_D1)) => {
+        Some(&tag @ (RUN | EVENT | RUN_D1 | RUN_D1_FINAL | EVENT_D1)) => {
             let plain = unpack(key, record)?;
             let len = u32::try_from(plain.len())
                 .ok()
@@ -186,13 +197,25 @@ pub fn expanded(key: &str, record: &[u8]) -> Result<Vec<u8>> {
 
 pub fn encode_run(run: &Run) -> Vec<u8> {
     let json = serde_json::to_vec(run).expect("records are plain data and always serialize");
-    pack(RUN_D1, &json)
+    let tag = if run.status.is_final() {
+        RUN_D1_FINAL
+    } else {
+        RUN_D1
+    };
+    pack(tag, &json)
+}
+
+/// Whether a run record says, without being read, that its run has ended:
+/// `true` for [`RUN_D1_FINAL`]; `false` when only reading it can tell (a
+/// run still going, or a record of an earlier version).
+pub fn run_ended(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&RUN_D1_FINAL)
 }
 
 /// Any type a run record deserializes into (the whole [`Run`], or a head).
 pub fn decode_run<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
     match bytes.first() {
-        Some(&RUN | &RUN_D1) => {
+        Some(&RUN | &RUN_D1 | &RUN_D1_FINAL) => {
             let plain = unpack(key, bytes)?;
             serde_json::from_slice(&plain).map_err(|e| corrupt(key, e))
         }
@@ -616,6 +639,49 @@ mod tests {
         // Not a trained dictionary (its magic number): zstd reads it as raw
         // content, as the records were written.
         assert_ne!(DICTIONARY_1.get(..4), Some(&[0x37, 0xa4, 0x30, 0xec][..]));
+    }
+
+    /// Retention reads from the tag alone that a run has ended; every
+    /// other status, and a record of an earlier version, is read whole.
+    #[test]
+    fn a_run_that_ended_says_so_in_its_tag() {
+        use crate::record::RunStatus;
+        use crate::store::RunHead;
+        let ended = delivered_run();
+        let record = encode_run(&ended);
+        assert_eq!(record.first(), Some(&RUN_D1_FINAL));
+        assert!(run_ended(&record));
+        let back: RunHead = decode_run("k", &record).expect("decodes");
+        assert!(back.status.is_final());
+        // Packed, the record keeps its tag and reads back whole.
+        let packed = expanded("k", &record).expect("expands");
+        assert!(run_ended(&packed));
+        let whole: Run = decode_run("k", &packed).expect("decodes");
+        assert_eq!(
+            serde_json::to_value(&whole).expect("json"),
+            serde_json::to_value(&ended).expect("json")
+        );
+        for status in RunStatus::ALL {
+            let mut run = ended.clone();
+            run.status = status;
+            let record = encode_run(&run);
+            assert_eq!(run_ended(&record), status.is_final(), "{status:?}");
+            let back: RunHead = decode_run("k", &record).expect("decodes");
+            assert_eq!(back.status, status);
+        }
+        // An ended run as earlier versions wrote it: only reading tells.
+        let mut earlier = record_with_tag(&encode_run(&ended), RUN_D1);
+        assert!(!run_ended(&earlier));
+        let back: RunHead = decode_run("k", &earlier).expect("decodes");
+        assert!(back.status.is_final());
+        earlier = without_dictionary(RUN, &earlier);
+        assert!(!run_ended(&earlier));
+    }
+
+    fn record_with_tag(record: &[u8], tag: u8) -> Vec<u8> {
+        let mut out = record.to_vec();
+        out[0] = tag;
+        out
     }
 
     #[test]

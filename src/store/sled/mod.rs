@@ -1230,6 +1230,10 @@ impl Trees {
         let mut bytes = 0;
         for id in runs {
             if let Some(record) = self.runs.get(id.as_str())? {
+                if codec::run_ended(&record) {
+                    bytes += (id.as_str().len() + record.len()) as u64;
+                    continue;
+                }
                 match codec::decode_run::<RunHead>(id.as_str(), &record) {
                     Ok(head) if !head.status.is_final() => return Ok(None),
                     Ok(_) => {}
