@@ -1177,9 +1177,8 @@ impl Trees {
     /// free. An event whose runs are not all final stays: pruning must not
     /// lose work. Once a pass has removed something, it ends after stepping
     /// over [`PRUNE_SKIPS_AFTER_PROGRESS`] such events. Reads a batch at a
-    /// time, and removes each batch's runs,
-    /// then its events (so a pack is rewritten once per batch, not once per
-    /// record).
+    /// time, and removes each batch's runs, then its events (so a pack is
+    /// rewritten once per batch, not once per record).
     fn prune_oldest(&self, pruned: &mut Pruned, doomed: impl Fn(&str, u64) -> bool) -> Result<()> {
         let mut from: Option<sled::IVec> = None;
         let removed_before = pruned.events;
