@@ -54,8 +54,8 @@ pub const EVENT_D1: u8 = 5;
 /// Records packed together ([`encode_pack`]).
 pub const PACK_D1: u8 = 6;
 /// A [`RUN_D1`] record of a run that has ended. Retention by size removes
-/// an event only once its runs have ended, and reads that from the tag
-/// alone: deciding it from the record cost a decompression and a parse of
+/// an event only once its runs have ended, and the packer packs a run once
+/// it has ended; both read that from the tag alone: deciding it from the record cost a decompression and a parse of
 /// every run pruned, which while a burst fills the data folder is pruning
 /// runs not yet packed (a tenth of the server's CPU in that phase;
 /// `docs/performance.md`).

@@ -400,10 +400,15 @@ impl SledStore {
         let busy = |s: RunStatus| matches!(s, RunStatus::Queued | RunStatus::Running);
         let runs = t.runs.pack(
             RunId::floor(at).as_str().as_bytes(),
-            |id, v| match codec::decode_run::<RunHead>(id, v) {
-                Ok(h) if h.status.is_final() => Packing::Pack,
-                Ok(h) if busy(h.status) && !stuck(id) => Packing::Stop,
-                _ => Packing::Skip,
+            |id, v| {
+                if codec::run_ended(v) {
+                    return Packing::Pack;
+                }
+                match codec::decode_run::<RunHead>(id, v) {
+                    Ok(h) if h.status.is_final() => Packing::Pack,
+                    Ok(h) if busy(h.status) && !stuck(id) => Packing::Stop,
+                    _ => Packing::Skip,
+                }
             },
             PACKS_PER_PASS,
             &crash,
@@ -419,7 +424,9 @@ impl SledStore {
                 for run in &head.runs {
                     let hot = t.runs.hot.get(run.as_str().as_bytes()).ok().flatten();
                     let running = hot.is_some_and(|r| {
-                        codec::decode_run::<RunHead>(run.as_str(), &r).is_ok_and(|h| busy(h.status))
+                        !codec::run_ended(&r)
+                            && codec::decode_run::<RunHead>(run.as_str(), &r)
+                                .is_ok_and(|h| busy(h.status))
                     });
                     if running {
                         return if stuck(id) {
@@ -1251,14 +1258,12 @@ impl Trees {
         let mut bytes = 0;
         for id in runs {
             if let Some(record) = self.runs.get(id.as_str())? {
-                if codec::run_ended(&record) {
-                    bytes += (id.as_str().len() + record.len()) as u64;
-                    continue;
-                }
-                match codec::decode_run::<RunHead>(id.as_str(), &record) {
-                    Ok(head) if !head.status.is_final() => return Ok(None),
-                    Ok(_) => {}
-                    Err(e) => self.unreadable.note(RUNS, id.as_str(), &e),
+                if !codec::run_ended(&record) {
+                    match codec::decode_run::<RunHead>(id.as_str(), &record) {
+                        Ok(head) if !head.status.is_final() => return Ok(None),
+                        Ok(_) => {}
+                        Err(e) => self.unreadable.note(RUNS, id.as_str(), &e),
+                    }
                 }
                 bytes += (id.as_str().len() + record.len()) as u64;
             }
