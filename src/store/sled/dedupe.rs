@@ -542,6 +542,21 @@ mod tests {
     use super::*;
     use crate::record::{EventId, RunId};
 
+    /// The keys' database in `dir`, opened again once the handle before it
+    /// has let go: its flusher thread holds the lock a moment after the
+    /// handle is dropped.
+    fn reopen(dir: &Path) -> DedupeKeys {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match DedupeKeys::open(dir, 1 << 20) {
+                Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                opened => return opened.expect("open"),
+            }
+        }
+    }
+
     fn entry(expires_at: u64) -> DedupeEntry {
         DedupeEntry {
             event_id: EventId::generate(),
@@ -636,7 +651,7 @@ mod tests {
             keys.db.flush().expect("flush");
             keys.bytes() / 2
         };
-        let keys = DedupeKeys::open(dir.path(), 1 << 20).expect("open");
+        let keys = reopen(dir.path());
         assert!(!keys
             .db
             .tree_names()
@@ -879,7 +894,7 @@ mod tests {
             keys.db.flush().expect("flush");
         }
         // Reopened: key 0 stays gone, and the live keys are counted again.
-        let keys = DedupeKeys::open(dir.path(), 1 << 20).expect("open");
+        let keys = reopen(dir.path());
         assert_eq!(keys.held(&ks[0]).expect("get"), None);
         assert!(keys.held(&ks[1]).expect("get").is_some());
         assert_eq!(keys.index().all.keys, 3);
@@ -929,7 +944,7 @@ mod tests {
                 .expect("index");
             db.flush().expect("flush");
         }
-        let keys = DedupeKeys::open(dir.path(), 1 << 20).expect("open");
+        let keys = reopen(dir.path());
         assert_eq!(keys.held(&k).expect("get"), Some(e));
         let names = keys.db.tree_names();
         assert!(!names
