@@ -56,28 +56,10 @@ async fn shipped_examples_deliver_what_they_promise(backend: Backend) {
     let data = tempfile::tempdir().expect("tmp");
     let (wf, sc) = (format!("{root}/workflows"), format!("{root}/scripts"));
     let store = backend.store_args(data.path());
-    let urls = [
-        ("SLACK_WEBHOOK_URL", sink.url("/slack")),
-        ("CI_TRIGGER_URL", sink.url("/ci")),
-        ("ERP_BASE_URL", sink.url("/erp")),
-        ("ERP_LINES_URL", sink.url("/erp-lines")),
-        ("SALES_WEBHOOK_URL", sink.url("/sales")),
-        ("CRM_URL", sink.url("/crm")),
-        ("BILLING_SLACK_WEBHOOK_URL", sink.url("/billing")),
-        ("EMAIL_API_URL", sink.url("/email")),
-        ("ORDERS_API_URL", sink.url("/orders")),
-    ];
-    let mut env: Vec<(&str, &str)> = urls.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    env.extend([
-        ("STRIPE_WEBHOOK_SECRET", "whsec_test_0123456789"),
-        ("GITHUB_WEBHOOK_SECRET", "gh-test-secret-value"),
-        ("SHOPIFY_WEBHOOK_SECRET", "shpss-test-secret-value"),
-        ("SLACK_SIGNING_SECRET", "slack-test-signing-secret"),
-        ("ERP_API_KEY", "erp-key-very-secret-42"),
-        ("CI_TOKEN", "ci-token-very-secret-43"),
-        // Everything the server logs is searched for secrets below.
-        ("HOOKFLOW_LOG", "debug"),
-    ]);
+    let shipped = common::shipped_examples_env(&sink);
+    let mut env: Vec<(&str, &str)> = shipped.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Everything the server logs is searched for secrets below.
+    env.push(("HOOKFLOW_LOG", "debug"));
     let server = BinServer::start(
         &with_store(&["--workflows", &wf, "--scripts", &sc], &store),
         &env,

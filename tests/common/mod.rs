@@ -575,6 +575,38 @@ pub fn serve_refused(args: &[&str]) -> (std::process::ExitStatus, String) {
     (status, err)
 }
 
+/// What the shipped example workflows read from the environment: each
+/// outbound URL at a path of `sink`, and the test secrets
+/// (`tests/examples.rs` signs with them).
+pub fn shipped_examples_env(sink: &Sink) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&str, String)> = [
+        ("SLACK_WEBHOOK_URL", "/slack"),
+        ("CI_TRIGGER_URL", "/ci"),
+        ("ERP_BASE_URL", "/erp"),
+        ("ERP_LINES_URL", "/erp-lines"),
+        ("SALES_WEBHOOK_URL", "/sales"),
+        ("CRM_URL", "/crm"),
+        ("BILLING_SLACK_WEBHOOK_URL", "/billing"),
+        ("EMAIL_API_URL", "/email"),
+        ("ORDERS_API_URL", "/orders"),
+    ]
+    .into_iter()
+    .map(|(k, path)| (k, sink.url(path)))
+    .collect();
+    env.extend(
+        [
+            ("STRIPE_WEBHOOK_SECRET", "whsec_test_0123456789"),
+            ("GITHUB_WEBHOOK_SECRET", "gh-test-secret-value"),
+            ("SHOPIFY_WEBHOOK_SECRET", "shpss-test-secret-value"),
+            ("SLACK_SIGNING_SECRET", "slack-test-signing-secret"),
+            ("ERP_API_KEY", "erp-key-very-secret-42"),
+            ("CI_TOKEN", "ci-token-very-secret-43"),
+        ]
+        .map(|(k, v)| (k, v.to_string())),
+    );
+    env
+}
+
 /// The real binary serving on an ephemeral port, ended by its PID on drop.
 pub struct BinServer {
     pub child: std::process::Child,
