@@ -10,7 +10,6 @@ mod slack;
 
 use common::standin::StandIn;
 use common::{binary, wait_run_at, with_store, write_files, Backend, BinServer};
-use hookflow::signature::{sign, Algorithm};
 use std::process::Command;
 
 const STRIPE_SECRET: &str = "whsec_readme_0123456789";
@@ -144,29 +143,15 @@ async fn the_readme_connects_stripe_to_slack_in_one_file(backend: Backend) {
             ("SLACK_BASE_URL", api.base.as_str()),
         ],
     );
-    let body = std::fs::read_to_string(format!(
-        "{}/workflows/fixtures/stripe_payment_intent_succeeded.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("fixture");
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let sig = hex::encode(sign(
-        Algorithm::Sha256,
-        STRIPE_SECRET.as_bytes(),
-        format!("{t}.{body}").as_bytes(),
-    ));
+    let body = common::shipped_fixture("stripe_payment_intent_succeeded.json");
     let client = common::client();
-    let resp = client
-        .post(server.url("/hooks/stripe-sales"))
-        .header("content-type", "application/json")
-        .header("stripe-signature", format!("t={t},v1={sig}"))
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
+    let resp = common::post_stripe_signed(
+        &client,
+        &server.url("/hooks/stripe-sales"),
+        STRIPE_SECRET.as_bytes(),
+        body,
+    )
+    .await;
     assert_eq!(resp.status().as_u16(), 202);
     let answer: serde_json::Value = resp.json().await.expect("json");
     let run = wait_run_at(

@@ -11,11 +11,7 @@ use hookflow::signature::{sign, Algorithm};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/workflows/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("fixture")
+    common::shipped_fixture(name)
 }
 
 fn now() -> u64 {
@@ -23,30 +19,6 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs()
-}
-
-/// The Shopify fixture, signed with the test secret, as Shopify sends it.
-async fn post_order(
-    client: &reqwest::Client,
-    url: &str,
-    authorization: Option<&str>,
-) -> reqwest::Response {
-    let body = fixture("shopify_order.json");
-    let sig = base64::engine::general_purpose::STANDARD.encode(sign(
-        Algorithm::Sha256,
-        b"shpss-test-secret-value",
-        body.as_bytes(),
-    ));
-    let mut req = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-shopify-topic", "orders/create")
-        .header("x-shopify-shop-domain", "acme.myshopify.com")
-        .header("x-shopify-hmac-sha256", sig);
-    if let Some(a) = authorization {
-        req = req.header("authorization", a);
-    }
-    req.body(body).send().await.expect("sent")
 }
 
 both!(shipped_examples_deliver_what_they_promise);
@@ -68,20 +40,13 @@ async fn shipped_examples_deliver_what_they_promise(backend: Backend) {
 
     // Stripe → Slack
     let body = fixture("stripe_payment_intent_succeeded.json");
-    let t = now();
-    let sig = hex::encode(sign(
-        Algorithm::Sha256,
+    let resp = common::post_stripe_signed(
+        &client,
+        &server.url("/hooks/stripe"),
         b"whsec_test_0123456789",
-        format!("{t}.{body}").as_bytes(),
-    ));
-    let resp = client
-        .post(server.url("/hooks/stripe"))
-        .header("content-type", "application/json")
-        .header("stripe-signature", format!("t={t},v1={sig}"))
-        .body(body.clone())
-        .send()
-        .await
-        .expect("sent");
+        body.clone(),
+    )
+    .await;
     assert_eq!(resp.status().as_u16(), 202);
     let slack = sink.next().await;
     assert_eq!(slack.uri, "/slack");
@@ -90,38 +55,23 @@ async fn shipped_examples_deliver_what_they_promise(backend: Backend) {
         json!({"text": "Payment of 20 USD from jenny@example.com"})
     );
     // The demo secret no longer works once a real one is set.
-    let demo = hex::encode(sign(
-        Algorithm::Sha256,
+    let resp = common::post_stripe_signed(
+        &client,
+        &server.url("/hooks/stripe"),
         b"whsec_hookflow_demo",
-        format!("{t}.{body}").as_bytes(),
-    ));
-    let resp = client
-        .post(server.url("/hooks/stripe"))
-        .header("content-type", "application/json")
-        .header("stripe-signature", format!("t={t},v1={demo}"))
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
+        body,
+    )
+    .await;
     assert_eq!(resp.status().as_u16(), 401);
 
     // GitHub → CI
-    let body = fixture("github_push.json");
-    let sig = hex::encode(sign(
-        Algorithm::Sha256,
-        b"gh-test-secret-value",
-        body.as_bytes(),
-    ));
-    let resp = client
-        .post(server.url("/hooks/github"))
-        .header("content-type", "application/json")
-        .header("x-github-event", "push")
-        .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
-        .header("x-hub-signature-256", format!("sha256={sig}"))
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
+    let resp = common::post_github_push(
+        &client,
+        &server.url("/hooks/github"),
+        "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        fixture("github_push.json"),
+    )
+    .await;
     assert_eq!(resp.status().as_u16(), 202);
     let ci = sink.next().await;
     assert_eq!(ci.uri, "/ci?repo=acme%2Fshop-api");
@@ -141,7 +91,8 @@ async fn shipped_examples_deliver_what_they_promise(backend: Backend) {
     );
 
     // Shopify → ERP (+ large-order alert as a form)
-    let resp = post_order(&client, &server.url("/hooks/shopify/orders"), None).await;
+    let resp =
+        common::post_shopify_order(&client, &server.url("/hooks/shopify/orders"), None, None).await;
     assert_eq!(resp.status().as_u16(), 202);
     let answer: Value = resp.json().await.expect("json");
     let erp = sink.next().await;
@@ -224,23 +175,11 @@ async fn shipped_examples_deliver_what_they_promise(backend: Backend) {
     }
     // Stripe invoices, routed by a switch: a paid one to the CRM, a
     // failed payment to the billing channel.
+    let stripe_url = server.url("/hooks/stripe");
     let post_stripe = |body: String| {
-        let t = now();
-        let sig = hex::encode(sign(
-            Algorithm::Sha256,
-            b"whsec_test_0123456789",
-            format!("{t}.{body}").as_bytes(),
-        ));
-        client
-            .post(server.url("/hooks/stripe"))
-            .header("content-type", "application/json")
-            .header("stripe-signature", format!("t={t},v1={sig}"))
-            .body(body)
-            .send()
+        common::post_stripe_signed(&client, &stripe_url, b"whsec_test_0123456789", body)
     };
-    let resp = post_stripe(fixture("stripe_invoice_paid.json"))
-        .await
-        .expect("sent");
+    let resp = post_stripe(fixture("stripe_invoice_paid.json")).await;
     assert_eq!(resp.status().as_u16(), 202);
     let answer: Value = resp.json().await.expect("json");
     assert_eq!(
@@ -262,9 +201,7 @@ async fn shipped_examples_deliver_what_they_promise(backend: Backend) {
     .await;
     assert_eq!(run["workflow"], "stripe-invoice-router");
     assert_eq!(run["steps"][0]["branch"], 0, "{run}");
-    let resp = post_stripe(fixture("stripe_invoice_payment_failed.json"))
-        .await
-        .expect("sent");
+    let resp = post_stripe(fixture("stripe_invoice_payment_failed.json")).await;
     assert_eq!(resp.status().as_u16(), 202);
     let billing = sink.next().await;
     assert_eq!(billing.uri, "/billing");
@@ -274,9 +211,7 @@ async fn shipped_examples_deliver_what_they_promise(backend: Backend) {
     );
 
     // An expired checkout: the reminder goes out after the wait, not before.
-    let resp = post_stripe(fixture("stripe_checkout_session_expired.json"))
-        .await
-        .expect("sent");
+    let resp = post_stripe(fixture("stripe_checkout_session_expired.json")).await;
     assert_eq!(resp.status().as_u16(), 202);
     let answer: Value = resp.json().await.expect("json");
     let cart_run = answer["runs"][0].as_str().expect("run").to_string();
@@ -357,9 +292,10 @@ async fn shipped_examples_deliver_what_they_promise(backend: Backend) {
             "{\"error\":\"erp-key-very-secret-42 rejected\"}".into(),
         )],
     );
-    let resp = post_order(
+    let resp = common::post_shopify_order(
         &client,
         &server.url("/hooks/shopify/orders"),
+        None,
         Some("Bearer inbound-credential-77"),
     )
     .await;

@@ -12,20 +12,11 @@
 mod common;
 
 use common::{BinServer, Sink};
-use hookflow::signature::{sign, Algorithm};
 use hookflow::store::sled::codec;
 use std::time::Duration;
 
 /// Copies of each fixture sent, each a new event.
 const COPIES: usize = 60;
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/workflows/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("fixture")
-}
 
 /// `body` with its first `"id"` value made the `n`th of its kind.
 fn numbered(body: &str, n: usize) -> String {
@@ -51,10 +42,6 @@ async fn records_dictionary_from_the_shipped_examples() {
         &env,
     );
     let client = common::client();
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
     for n in 0..COPIES {
         for name in [
             "stripe_payment_intent_succeeded.json",
@@ -62,65 +49,27 @@ async fn records_dictionary_from_the_shipped_examples() {
             "stripe_invoice_payment_failed.json",
             "stripe_checkout_session_expired.json",
         ] {
-            let body = numbered(&fixture(name), n);
-            let sig = hex::encode(sign(
-                Algorithm::Sha256,
-                b"whsec_test_0123456789",
-                format!("{t}.{body}").as_bytes(),
-            ));
-            let resp = client
-                .post(server.url("/hooks/stripe"))
-                .header("content-type", "application/json")
-                .header("stripe-signature", format!("t={t},v1={sig}"))
-                .body(body)
-                .send()
-                .await
-                .expect("sent");
+            let body = numbered(&common::shipped_fixture(name), n);
+            let stripe = server.url("/hooks/stripe");
+            let resp =
+                common::post_stripe_signed(&client, &stripe, b"whsec_test_0123456789", body).await;
             assert_eq!(resp.status().as_u16(), 202, "{name}");
         }
-        let body = fixture("github_push.json");
-        let sig = hex::encode(sign(
-            Algorithm::Sha256,
-            b"gh-test-secret-value",
-            body.as_bytes(),
-        ));
-        let resp = client
-            .post(server.url("/hooks/github"))
-            .header("content-type", "application/json")
-            .header("x-github-event", "push")
-            .header(
-                "x-github-delivery",
-                format!("72d3162e-cc78-11e3-81ab-{n:012}"),
-            )
-            .header("x-hub-signature-256", format!("sha256={sig}"))
-            .body(body)
-            .send()
-            .await
-            .expect("sent");
+        let resp = common::post_github_push(
+            &client,
+            &server.url("/hooks/github"),
+            &format!("72d3162e-cc78-11e3-81ab-{n:012}"),
+            common::shipped_fixture("github_push.json"),
+        )
+        .await;
         assert_eq!(resp.status().as_u16(), 202);
-        let body = fixture("shopify_order.json");
-        let sig = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            sign(
-                Algorithm::Sha256,
-                b"shpss-test-secret-value",
-                body.as_bytes(),
-            ),
-        );
-        let resp = client
-            .post(server.url("/hooks/shopify/orders"))
-            .header("content-type", "application/json")
-            .header("x-shopify-topic", "orders/create")
-            .header("x-shopify-shop-domain", "acme.myshopify.com")
-            .header(
-                "x-shopify-webhook-id",
-                format!("b54557e4-bdd9-4b37-8a5f-{n:012}"),
-            )
-            .header("x-shopify-hmac-sha256", sig)
-            .body(body)
-            .send()
-            .await
-            .expect("sent");
+        let resp = common::post_shopify_order(
+            &client,
+            &server.url("/hooks/shopify/orders"),
+            Some(&format!("b54557e4-bdd9-4b37-8a5f-{n:012}")),
+            None,
+        )
+        .await;
         assert_eq!(resp.status().as_u16(), 202);
     }
     // Let the runs finish (the cart follow-up waits: its runs stay as

@@ -607,6 +607,100 @@ pub fn shipped_examples_env(sink: &Sink) -> Vec<(&'static str, String)> {
     env
 }
 
+/// A fixture of the shipped examples (`workflows/fixtures`).
+pub fn shipped_fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/workflows/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+/// `body` signed with `secret` now, as Stripe sends it.
+pub async fn post_stripe_signed(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &[u8],
+    body: String,
+) -> reqwest::Response {
+    use hookflow::signature::{sign, Algorithm};
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let sig = hex::encode(sign(
+        Algorithm::Sha256,
+        secret,
+        format!("{t}.{body}").as_bytes(),
+    ));
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("stripe-signature", format!("t={t},v1={sig}"))
+        .body(body)
+        .send()
+        .await
+        .expect("sent")
+}
+
+/// A `push` with this delivery id, signed with the examples' GitHub test
+/// secret, as GitHub sends it.
+pub async fn post_github_push(
+    client: &reqwest::Client,
+    url: &str,
+    delivery: &str,
+    body: String,
+) -> reqwest::Response {
+    use hookflow::signature::{sign, Algorithm};
+    let sig = hex::encode(sign(
+        Algorithm::Sha256,
+        b"gh-test-secret-value",
+        body.as_bytes(),
+    ));
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", format!("sha256={sig}"))
+        .body(body)
+        .send()
+        .await
+        .expect("sent")
+}
+
+/// The Shopify order fixture, signed with the examples' test secret, as
+/// Shopify sends it; with a webhook id and an `Authorization` header when
+/// given.
+pub async fn post_shopify_order(
+    client: &reqwest::Client,
+    url: &str,
+    webhook_id: Option<&str>,
+    authorization: Option<&str>,
+) -> reqwest::Response {
+    use base64::Engine as _;
+    use hookflow::signature::{sign, Algorithm};
+    let body = shipped_fixture("shopify_order.json");
+    let sig = base64::engine::general_purpose::STANDARD.encode(sign(
+        Algorithm::Sha256,
+        b"shpss-test-secret-value",
+        body.as_bytes(),
+    ));
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-shopify-topic", "orders/create")
+        .header("x-shopify-shop-domain", "acme.myshopify.com")
+        .header("x-shopify-hmac-sha256", sig);
+    if let Some(id) = webhook_id {
+        req = req.header("x-shopify-webhook-id", id);
+    }
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    req.body(body).send().await.expect("sent")
+}
+
 /// The real binary serving on an ephemeral port, ended by its PID on drop.
 pub struct BinServer {
     pub child: std::process::Child,
