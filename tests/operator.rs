@@ -332,3 +332,110 @@ async fn a_byte_count_below_zero_after_a_crash_prunes_nothing_sled() {
     assert!(!log.contains("pruned old history"), "{log}");
     server.stop();
 }
+
+/// History written in the records' earlier form (compressed against the
+/// first dictionary, an event's head inside its header) reads back the
+/// same after an upgrade: events and runs as the API showed them, a
+/// replay of an old run, and a duplicate answered from an old event.
+/// sled only: the records are planted in the store's own files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_stored_in_the_earlier_record_form_still_reads_sled() {
+    use hookflow::store::sled::codec;
+    let wf = "name: w\ntrigger:\n  webhook:\n    path: /in\n    dedupe: { key: '{{ $.event.id }}' }\nsteps:\n  - id: s\n    transform: { script: 'event.n * 2' }\n";
+    let folder = SledFolder::new(&[("w.yaml", wf)], &[]);
+    let (data, args) = (&folder.data, folder.args());
+    let client = common::client();
+    let server = BinServer::start(&args, &[]);
+    let mut shown = Vec::new();
+    for n in 0..3 {
+        let answer = common::post_at(
+            &client,
+            &server.url("/hooks/in"),
+            &json!({"id": format!("e{n}"), "n": n}),
+        )
+        .await;
+        let run = answer["runs"][0].as_str().expect("a run").to_string();
+        let run = common::wait_run_at(&client, &server.base, &run).await;
+        assert_eq!(run["steps"][0]["output"], json!(n * 2), "{run}");
+        let event_id = answer["event_id"].as_str().expect("event id").to_string();
+        let event = common::get_at(&client, &server.url(&format!("/api/events/{event_id}"))).await;
+        shown.push((event, run));
+    }
+    server.stop();
+
+    // Every event and run rewritten as the version before wrote it.
+    {
+        let db = sled::open(data).expect("the store opens");
+        let mut c =
+            zstd::bulk::Compressor::with_dictionary(1, codec::DICTIONARY_1).expect("a compressor");
+        let mut earlier = |tag: u8, plain: &[u8]| {
+            let mut out = vec![tag];
+            out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
+            out.extend_from_slice(&c.compress(plain).expect("compresses"));
+            out
+        };
+        let (mut events, mut runs) = (0, 0);
+        let tree = db.open_tree("events").expect("events");
+        for entry in tree.iter() {
+            let (k, v) = entry.expect("reads");
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let head = codec::event_head(&key, &v).expect("a head");
+            let plain = codec::payload(&key, &v).expect("a record");
+            let len = u32::from_le_bytes(plain[..4].try_into().expect("four bytes")) as usize;
+            let mut header: Value = serde_json::from_slice(&plain[4..4 + len]).expect("json");
+            header["outcome"] = serde_json::to_value(head.outcome).expect("json");
+            header["runs"] = serde_json::to_value(&head.runs).expect("json");
+            header["dedupe"] = serde_json::to_value(&head.dedupe).expect("json");
+            let header = serde_json::to_vec(&header).expect("json");
+            let mut old = (header.len() as u32).to_le_bytes().to_vec();
+            old.extend_from_slice(&header);
+            old.extend_from_slice(&plain[4 + len..]);
+            tree.insert(&k, earlier(codec::EVENT_D1, &old))
+                .expect("written");
+            events += 1;
+        }
+        let tree = db.open_tree("runs").expect("runs");
+        for entry in tree.iter() {
+            let (k, v) = entry.expect("reads");
+            let plain = codec::payload(&String::from_utf8_lossy(&k), &v).expect("a record");
+            tree.insert(&k, earlier(codec::RUN_D1, &plain))
+                .expect("written");
+            runs += 1;
+        }
+        assert_eq!((events, runs), (3, 3), "the records were all found");
+        db.flush().expect("flush");
+    }
+
+    let server = BinServer::start(&args, &[]);
+    for (event, run) in &shown {
+        let id = event["id"].as_str().expect("id");
+        let again = common::get_at(&client, &server.url(&format!("/api/events/{id}"))).await;
+        assert_eq!(&again, event, "the event reads as before");
+        let id = run["id"].as_str().expect("id");
+        let again = common::get_at(&client, &server.url(&format!("/api/runs/{id}"))).await;
+        assert_eq!(&again, run, "the run reads as before");
+    }
+    // A redelivery of an old event is its duplicate.
+    let again =
+        common::post_duplicate(&client, &server.url("/hooks/in"), &json!({"id": "e1"})).await;
+    assert_eq!(again["event_id"], shown[1].0["id"], "{again}");
+    // An old run replays, and is written again in the current form.
+    let old = shown[2].1["id"].as_str().expect("id");
+    let resp = client
+        .post(server.url(&format!("/api/runs/{old}/replay")))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 201);
+    let replay = resp.json::<Value>().await.expect("json")["run_id"]
+        .as_str()
+        .expect("run_id")
+        .to_string();
+    let replayed = common::wait_run_at(&client, &server.base, &replay).await;
+    assert_eq!(replayed["status"], "succeeded", "{replayed}");
+    assert_eq!(replayed["steps"][0]["output"], json!(4));
+    let old_run = common::get_at(&client, &server.url(&format!("/api/runs/{old}"))).await;
+    assert_eq!(old_run["replays"], json!([replay]), "{old_run}");
+    server.stop();
+}
