@@ -6,13 +6,9 @@
 mod common;
 
 use base64::Engine as _;
-use common::{with_store, Backend, BinServer, Sink};
+use common::{shipped_fixture as fixture, with_store, Backend, BinServer, Sink};
 use hookflow::signature::{sign, Algorithm};
 use serde_json::{json, Value};
-
-fn fixture(name: &str) -> String {
-    common::shipped_fixture(name)
-}
 
 fn now() -> u64 {
     std::time::SystemTime::now()

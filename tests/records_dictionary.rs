@@ -126,7 +126,6 @@ fn finalize(content: &[u8], samples: &[Vec<u8>]) -> Vec<u8> {
     let params = zstd_sys::ZDICT_params_t {
         compressionLevel: 1,
         notificationLevel: 0,
-        // "hkf2"
         dictID: u32::from_be_bytes(*b"hkf2"),
     };
     // SAFETY: every pointer and length is of a live buffer of that length;

@@ -33,9 +33,9 @@
 //! `docs/performance.md`). [`DICTIONARY_2`] adds entropy tables to that
 //! content, so zstd uses those instead of building and writing tables of
 //! its own for each record (for a long run of literals it may still build
-//! its own, and keeps whichever is smaller). A dictionary is part of the format: its bytes never change (a
-//! test pins them); a better one gets new tags, and the old one stays to
-//! read what it wrote.
+//! its own, and keeps whichever is smaller). A dictionary is part of the
+//! format: its bytes never change (a test pins them); a better one gets
+//! new tags, and the old one stays to read what it wrote.
 //!
 //! An event's head is written apart, in front, uncompressed: retention
 //! reads it for every event it looks at, most of them events it cannot
@@ -259,9 +259,13 @@ pub fn decode_pack(key: &str, bytes: &[u8]) -> Result<Vec<u8>> {
 /// finds what records have in common). Read back like any other record.
 pub fn expanded(key: &str, record: &[u8]) -> Result<Vec<u8>> {
     match record.first().copied() {
-        Some(RUN | EVENT | RUN_D1 | RUN_D1_FINAL | EVENT_D1 | RUN_D2 | RUN_D2_FINAL | EVENT_D2) => {
-            let plain = unpack(key, record)?;
+        Some(
+            tag @ (RUN | EVENT | RUN_D1 | RUN_D1_FINAL | EVENT_D1 | RUN_D2 | RUN_D2_FINAL
+            | EVENT_D2),
+        ) => {
+            let dictionary = Dictionary::of(tag).ok_or_else(|| corrupt(key, "not a record"))?;
             let at = payload_at(key, record)?;
+            let plain = unpack_payload(key, dictionary, &record[at..])?;
             let len = u32::try_from(plain.len())
                 .ok()
                 .filter(|l| l & STORED == 0)
@@ -304,6 +308,13 @@ pub fn run_ended(bytes: &[u8]) -> bool {
     matches!(bytes.first(), Some(&RUN_D2_FINAL | &RUN_D1_FINAL))
 }
 
+/// A run record's head, or `None` when its tag says the run has ended
+/// and nothing needs reading: what retention, the packer and the queue's
+/// count ask of a run.
+pub fn run_head_unless_ended(key: &str, bytes: &[u8]) -> Option<Result<crate::store::RunHead>> {
+    (!run_ended(bytes)).then(|| decode_run(key, bytes))
+}
+
 /// Any type a run record deserializes into (the whole [`Run`], or a head).
 pub fn decode_run<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
     match bytes.first() {
@@ -317,7 +328,8 @@ pub fn decode_run<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Re
 }
 
 /// An event as stored, without its body when the body's bytes follow, and
-/// without its head when the head is written apart ([`EVENT_D2`]).
+/// without its head (written apart, [`EVENT_D2`]; earlier versions kept
+/// `outcome`, `runs` and `dedupe` here, which [`HeaderIn`] still reads).
 #[derive(Serialize)]
 struct HeaderOut<'a> {
     id: &'a EventId,
@@ -333,23 +345,13 @@ struct HeaderOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     body_kind: Option<BodyKind>,
     body_size: usize,
-    /// In the header only in [`EVENT_D1`] records.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    outcome: Option<Outcome>,
     reason: &'a Option<String>,
     workflows: &'a [String],
-    /// In the header only in [`EVENT_D1`] records.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    runs: Option<&'a [RunId]>,
     source: &'a Option<String>,
-    /// The dedupe keys this event claimed (see [`ClaimedKey`]); in the
-    /// header only in [`EVENT_D1`] records.
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    dedupe: &'a [ClaimedKey],
 }
 
 impl<'a> HeaderOut<'a> {
-    /// `event`'s header, with no head fields in it.
+    /// `event`'s header.
     fn of(event: &'a Event) -> HeaderOut<'a> {
         let raw = event.raw_body.as_ref();
         HeaderOut {
@@ -362,12 +364,9 @@ impl<'a> HeaderOut<'a> {
             body: raw.is_none().then_some(&event.body),
             body_kind: raw.map(|r| r.kind),
             body_size: event.body_size,
-            outcome: None,
             reason: &event.reason,
             workflows: &event.workflows,
-            runs: None,
             source: &event.source,
-            dedupe: &[],
         }
     }
 }
@@ -808,13 +807,16 @@ mod tests {
     /// An event's plain bytes as versions before [`EVENT_D2`] wrote them:
     /// its head inside the header.
     fn plain_with_head_inside(e: &Event, dedupe: &[ClaimedKey]) -> Vec<u8> {
-        let header = HeaderOut {
-            outcome: Some(e.outcome),
-            runs: Some(&e.runs),
-            dedupe,
-            ..HeaderOut::of(e)
-        };
-        event_plain(&header, e)
+        let mut header = serde_json::to_value(HeaderOut::of(e)).expect("json");
+        header["outcome"] = serde_json::to_value(e.outcome).expect("json");
+        header["runs"] = serde_json::to_value(&e.runs).expect("json");
+        header["dedupe"] = serde_json::to_value(dedupe).expect("json");
+        let header = serde_json::to_vec(&header).expect("json");
+        let body = e.raw_body.as_ref().map_or(&[][..], |r| &r.bytes[..]);
+        let mut plain = (header.len() as u32).to_le_bytes().to_vec();
+        plain.extend_from_slice(&header);
+        plain.extend_from_slice(body);
+        plain
     }
 
     /// A record as versions before [`DICTIONARY_1`] wrote it: the same

@@ -400,15 +400,11 @@ impl SledStore {
         let busy = |s: RunStatus| matches!(s, RunStatus::Queued | RunStatus::Running);
         let runs = t.runs.pack(
             RunId::floor(at).as_str().as_bytes(),
-            |id, v| {
-                if codec::run_ended(v) {
-                    return Packing::Pack;
-                }
-                match codec::decode_run::<RunHead>(id, v) {
-                    Ok(h) if h.status.is_final() => Packing::Pack,
-                    Ok(h) if busy(h.status) && !stuck(id) => Packing::Stop,
-                    _ => Packing::Skip,
-                }
+            |id, v| match codec::run_head_unless_ended(id, v) {
+                None => Packing::Pack,
+                Some(Ok(h)) if h.status.is_final() => Packing::Pack,
+                Some(Ok(h)) if busy(h.status) && !stuck(id) => Packing::Stop,
+                _ => Packing::Skip,
             },
             PACKS_PER_PASS,
             &crash,
@@ -424,9 +420,8 @@ impl SledStore {
                 for run in &head.runs {
                     let hot = t.runs.hot.get(run.as_str().as_bytes()).ok().flatten();
                     let running = hot.is_some_and(|r| {
-                        !codec::run_ended(&r)
-                            && codec::decode_run::<RunHead>(run.as_str(), &r)
-                                .is_ok_and(|h| busy(h.status))
+                        matches!(codec::run_head_unless_ended(run.as_str(), &r),
+                            Some(Ok(h)) if busy(h.status))
                     });
                     if running {
                         return if stuck(id) {
@@ -1258,12 +1253,10 @@ impl Trees {
         let mut bytes = 0;
         for id in runs {
             if let Some(record) = self.runs.get(id.as_str())? {
-                if !codec::run_ended(&record) {
-                    match codec::decode_run::<RunHead>(id.as_str(), &record) {
-                        Ok(head) if !head.status.is_final() => return Ok(None),
-                        Ok(_) => {}
-                        Err(e) => self.unreadable.note(RUNS, id.as_str(), &e),
-                    }
+                match codec::run_head_unless_ended(id.as_str(), &record) {
+                    Some(Ok(head)) if !head.status.is_final() => return Ok(None),
+                    Some(Err(e)) => self.unreadable.note(RUNS, id.as_str(), &e),
+                    _ => {}
                 }
                 bytes += (id.as_str().len() + record.len()) as u64;
             }
@@ -1346,9 +1339,10 @@ impl Trees {
             let id = e?.run_id;
             // A leftover entry of a finished (or vanished) run is not work.
             let status = match self.runs.get(id.as_str())? {
-                Some(b) => match codec::decode_run::<RunHead>(id.as_str(), &b) {
-                    Ok(h) => Some(h.status).filter(|s| !s.is_final()),
-                    Err(e) => {
+                Some(b) => match codec::run_head_unless_ended(id.as_str(), &b) {
+                    None => None,
+                    Some(Ok(h)) => Some(h.status).filter(|s| !s.is_final()),
+                    Some(Err(e)) => {
                         self.unreadable.note(RUNS, id.as_str(), &e);
                         None
                     }
