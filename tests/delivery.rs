@@ -212,18 +212,13 @@ async fn replay_from_start_and_from_the_failed_step(backend: Backend) {
     let oid = original["id"].as_str().expect("id").to_string();
 
     // From the failed step: `count` is reused (state not bumped again).
-    let resp = server
-        .client
-        .post(server.url(&format!("/api/runs/{oid}/replay")))
-        .json(&json!({"from": "failed_step"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status().as_u16(), 201);
-    let rid = resp.json::<Value>().await.expect("json")["run_id"]
-        .as_str()
-        .expect("run_id")
-        .to_string();
+    let rid = common::replay_at(
+        &server.client,
+        &server.base,
+        &oid,
+        &json!({"from": "failed_step"}),
+    )
+    .await;
     let replayed = server.wait_run(&rid).await;
     assert_eq!(replayed["status"], "succeeded");
     assert_eq!(replayed["replay_of"], oid.as_str());

@@ -358,18 +358,13 @@ async fn a_filter_ends_its_item_a_failed_item_fails_the_loop_after_the_others_an
 
     // Replay from the failed step: only the failed item is sent again,
     // with the replay's own key; the others are reused.
-    let resp = server
-        .client
-        .post(server.url(&format!("/api/runs/{run_id}/replay")))
-        .json(&json!({"from": "failed_step"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status().as_u16(), 201);
-    let replay_id = resp.json::<Value>().await.expect("json")["run_id"]
-        .as_str()
-        .expect("run id")
-        .to_string();
+    let replay_id = common::replay_at(
+        &server.client,
+        &server.base,
+        &run_id,
+        &json!({"from": "failed_step"}),
+    )
+    .await;
     let replay = server.wait_run(&replay_id).await;
     assert_eq!(replay["status"], "succeeded", "{replay}");
     let got = drain(&mut sink, Duration::from_millis(300)).await;

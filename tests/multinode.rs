@@ -436,17 +436,13 @@ async fn a_run_made_on_one_node_is_replayed_through_another_on_a_version_only_th
         .expect("sent");
     assert_eq!(refused.status().as_u16(), 409);
     // The recorded one is in the store: B runs it.
-    let replayed = client
-        .post(b.url(&format!("/api/runs/{original_id}/replay")))
-        .json(&json!({"version": "recorded"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(replayed.status().as_u16(), 201);
-    let replay_id = replayed.json::<Value>().await.expect("json")["run_id"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let replay_id = common::replay_at(
+        &client,
+        &b.base,
+        &original_id,
+        &json!({"version": "recorded"}),
+    )
+    .await;
     let done = common::wait_run_at(&client, &b.base, &replay_id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["workflow_version"], original["workflow_version"]);

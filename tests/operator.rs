@@ -421,17 +421,7 @@ async fn history_stored_in_the_earlier_record_form_still_reads_sled() {
     assert_eq!(again["event_id"], shown[1].0["id"], "{again}");
     // An old run replays, and is written again in the current form.
     let old = shown[2].1["id"].as_str().expect("id");
-    let resp = client
-        .post(server.url(&format!("/api/runs/{old}/replay")))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status().as_u16(), 201);
-    let replay = resp.json::<Value>().await.expect("json")["run_id"]
-        .as_str()
-        .expect("run_id")
-        .to_string();
+    let replay = common::replay_at(&client, &server.base, old, &json!({})).await;
     let replayed = common::wait_run_at(&client, &server.base, &replay).await;
     assert_eq!(replayed["status"], "succeeded", "{replayed}");
     assert_eq!(replayed["steps"][0]["output"], json!(4));

@@ -855,6 +855,27 @@ pub async fn post_duplicate(client: &reqwest::Client, url: &str, body: &Value) -
     again
 }
 
+/// POST a replay of run `run_id` with these options to the server at
+/// `base`; it must be accepted (`201`). The new run's id.
+pub async fn replay_at(
+    client: &reqwest::Client,
+    base: &str,
+    run_id: &str,
+    options: &Value,
+) -> String {
+    let resp = client
+        .post(format!("{base}/api/runs/{run_id}/replay"))
+        .json(options)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status().as_u16(), 201);
+    resp.json::<Value>().await.expect("json")["run_id"]
+        .as_str()
+        .expect("run_id")
+        .to_string()
+}
+
 /// GET and read the JSON answer (for binary servers).
 pub async fn get_at(client: &reqwest::Client, url: &str) -> Value {
     client
