@@ -399,9 +399,8 @@ both!(
 );
 async fn leak_sweep_finds_no_secret_in_any_encoding_anywhere(backend: Backend) {
     let mut echo = Echo::start().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let closed_url = format!("http://{}", closed.local_addr().expect("addr"));
-    drop(closed);
+    let (_held, closed) = common::refusing_addr();
+    let closed_url = format!("http://{closed}");
     let secrets: Vec<(&str, String)> = vec![
         ("S1", "ab+cd/ef=gh".to_string()),
         ("S2", r#"p@ss w&rd?#"\\"#.to_string()),

@@ -522,12 +522,8 @@ async fn hostile_requests_get_clear_answers_and_the_server_stays_healthy(backend
 both!(a_refused_connection_does_not_reveal_a_secret_url);
 async fn a_refused_connection_does_not_reveal_a_secret_url(backend: Backend) {
     // A loopback port with nothing listening: the connection is refused.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!(
-        "http://127.0.0.1:{}/hooks/tok-5e1d7a",
-        closed.local_addr().expect("addr").port()
-    );
-    drop(closed);
+    let (_held, closed) = common::refusing_addr();
+    let url = format!("http://{closed}/hooks/tok-5e1d7a");
     let dir = tempfile::tempdir().expect("tmp");
     let wf_dir = dir.path().join("workflows");
     common::write_files(

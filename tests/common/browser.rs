@@ -18,6 +18,45 @@ pub struct Browser {
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
+/// Start chromedriver on a free loopback port and wait until it answers
+/// its status as ready. The port can be taken by another test's server
+/// between the probe and chromedriver's bind; then that server answers
+/// instead, this chromedriver is stopped (by its PID) and another port is
+/// tried.
+async fn start_driver(client: &reqwest::Client) -> (Child, String) {
+    for _ in 0..5 {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let mut driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ready = loop {
+            if let Ok(resp) = client.get(format!("{base}/status")).send().await {
+                let status: Value = resp.json().await.unwrap_or_default();
+                break status["value"]["ready"] == json!(true);
+            }
+            if matches!(driver.try_wait(), Ok(Some(_))) {
+                break false;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if ready {
+            return (driver, base);
+        }
+        let _ = driver.kill();
+        let _ = driver.wait();
+    }
+    panic!("chromedriver did not get a port of its own in five tries");
+}
+
 impl Browser {
     /// `None` when chromium or chromedriver is not installed and the
     /// environment does not require them (`HOOKFLOW_REQUIRE_BROWSER=1`,
@@ -32,23 +71,8 @@ impl Browser {
             eprintln!("SKIPPED: browser tests need chromium and chromium-driver (apt-get install chromium chromium-driver)");
             return None;
         }
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let base = format!("http://127.0.0.1:{port}");
         let client = super::client();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while client.get(format!("{base}/status")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (driver, base) = start_driver(&client).await;
         let profile = tempfile::tempdir().expect("profile dir");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",

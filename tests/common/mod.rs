@@ -821,7 +821,19 @@ impl Drop for BinServer {
     }
 }
 
-/// POST JSON and read the JSON answer (for binary servers).
+/// A loopback address that refuses connections for as long as the
+/// returned socket lives: the socket holds the port bound but never
+/// listens, so no other test's server can be given the port meanwhile (a
+/// port freed by dropping a listener can be, and then answers).
+pub fn refusing_addr() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("bind a loopback port");
+    let addr = socket.local_addr().expect("the bound address");
+    (socket, addr)
+}
+
 /// An HTTP client for talking to a test server. The server closes a
 /// keep-alive connection that sends nothing within its header timeout (10 s
 /// by default); a client that reuses such a connection at that moment gets
@@ -833,6 +845,7 @@ pub fn client() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// POST JSON and read the JSON answer (for binary servers).
 pub async fn post_at(client: &reqwest::Client, url: &str, body: &Value) -> Value {
     client
         .post(url)

@@ -124,10 +124,47 @@ fn start(durable: bool) -> Result<Cluster, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    // A free port can be taken by another test's server between the probe
+    // and the postmaster's bind; the postmaster then exits, and the next
+    // attempt takes another port.
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_port();
+        match launch(&bin, &data, &dir, user, port, durable)? {
+            Launch::Ready(pid) => {
+                return Ok(Cluster {
+                    port,
+                    bin,
+                    dir,
+                    pid,
+                })
+            }
+            Launch::Exited(status) => {
+                last = format!("the postmaster on port {port} exited ({status})")
+            }
+        }
+    }
+    Err(format!("the private PostgreSQL did not start: {last}"))
+}
+
+enum Launch {
+    Ready(u32),
+    Exited(std::process::ExitStatus),
+}
+
+/// Start the postmaster on `port` with a watchdog, and wait until it
+/// answers or exits.
+fn launch(
+    bin: &Path,
+    data: &Path,
+    dir: &Path,
+    user: Option<(u32, u32)>,
+    port: u16,
+    durable: bool,
+) -> Result<Launch, String> {
     // Tests stop hookflow, never the database: fsync buys nothing there and
     // costs the shared disk. Commits stay synchronous (what hookflow checks).
-    let port = free_port();
-    let mut cmd = command(&bin, "postgres", user);
+    let mut cmd = command(bin, "postgres", user);
     cmd.args(["-D", &data.display().to_string(), "-p", &port.to_string()])
         .args([
             "-c",
@@ -146,7 +183,7 @@ fn start(durable: bool) -> Result<Cluster, String> {
     if !durable {
         cmd.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
     }
-    let child = cmd
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -163,7 +200,7 @@ fn start(durable: bool) -> Result<Cluster, String> {
     );
     // In a process group of its own: it outlives a kill of the test's group.
     use std::os::unix::process::CommandExt;
-    Command::new("sh")
+    let mut watchdog = Command::new("sh")
         .process_group(0)
         .args(["-c", &script])
         .stdin(Stdio::null())
@@ -171,29 +208,31 @@ fn start(durable: bool) -> Result<Cluster, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("the watchdog: {e}"))?;
-    std::mem::forget(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let ready = command(&bin, "pg_isready", None)
+        if let Ok(Some(status)) = child.try_wait() {
+            // Its postmaster is gone: this watchdog has nothing to stop,
+            // and the folder stays for the next attempt.
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+            return Ok(Launch::Exited(status));
+        }
+        let ready = command(bin, "pg_isready", None)
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if ready {
-            break;
+            std::mem::forget(child);
+            std::mem::forget(watchdog);
+            return Ok(Launch::Ready(pid));
         }
         if Instant::now() > deadline {
             return Err("the private PostgreSQL did not start within 30s".into());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(Cluster {
-        port,
-        bin,
-        dir,
-        pid,
-    })
 }
 
 /// The cluster of this test process, started on first use; `None` (after a
