@@ -209,6 +209,26 @@ impl Redactor {
         }
     }
 
+    /// Could a secret show in the value that this JSON text parses to?
+    /// `false` is certain; `true` means the value must be searched
+    /// ([`Self::finds_in_value`]). One pass over the text instead of one
+    /// search per string: JSON text without `\\` holds every key and string
+    /// value as written, so each form searched as written (the secret, its
+    /// base64) shows in the text if it shows in the value. The decoded
+    /// forms need text holding `%` (or `+`, for a secret with a space) or
+    /// `\\`, and numbers are searched only for a numeric secret: with any of
+    /// those the answer is `true`.
+    pub fn may_show_in_json(&self, text: &[u8]) -> bool {
+        let Some(literal) = &self.literal else {
+            return false;
+        };
+        self.numeric
+            || text
+                .iter()
+                .any(|&b| b == b'\\' || b == b'%' || (self.has_space && b == b'+'))
+            || literal.finds_any(text)
+    }
+
     pub fn redact_str(&self, s: &mut String) {
         if let Cow::Owned(r) = self.redacted(s) {
             *s = r;
@@ -306,6 +326,14 @@ impl Finder {
         {
             Ok(ac) => Finder::Automaton(ac),
             Err(_) => Finder::Scan(Arc::new(patterns)),
+        }
+    }
+
+    /// Does any pattern show in `haystack`?
+    fn finds_any(&self, haystack: &[u8]) -> bool {
+        match self {
+            Finder::Automaton(ac) => ac.is_match(haystack),
+            Finder::Scan(_) => !self.find_all(haystack).is_empty(),
         }
     }
 
@@ -801,6 +829,98 @@ mod tests {
         let none = Redactor::new(Vec::new());
         assert!(none.is_empty());
         check(&none, "abc", "abc");
+    }
+
+    /// Every form a secret can take in a JSON value, placed as a value, a
+    /// key, inside a longer string and in an array: the one pass over the
+    /// text says "may show" wherever a search of the parsed value finds
+    /// one, and "none" for a text with no secret in it.
+    #[test]
+    fn one_pass_over_json_text_misses_no_form_the_value_search_finds() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let secrets = [S1, S2, "a+b c+d", "8675309", "naïve-😀-key", "https://h/x"];
+        for secret in secrets {
+            let r = redactor(&[secret]);
+            // What a string may hold: the secret in each encoding.
+            let held = [
+                secret.to_string(),
+                utf8_percent_encode(secret, ALL).to_string(),
+                utf8_percent_encode(secret, ALL).to_string().to_lowercase(),
+                serde_urlencoded::to_string([("k", secret)]).expect("form")[2..].to_string(),
+                STANDARD.encode(secret),
+                URL_SAFE_NO_PAD.encode(secret),
+                STANDARD.encode(format!("user:{secret}:tail")),
+                format!("x-{}-y", utf8_percent_encode(secret, ALL)),
+            ];
+            // JSON string literals: each held form as serialized, and the
+            // secret written with escapes a sender may choose.
+            let mut literals: Vec<String> = held
+                .iter()
+                .map(|h| serde_json::to_string(h).expect("json"))
+                .collect();
+            literals.push(format!(
+                "\"{}\"",
+                secret
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('/', "\\/")
+            ));
+            literals.push(format!(
+                "\"{}\"",
+                secret
+                    .encode_utf16()
+                    .map(|u| format!("\\u{u:04x}"))
+                    .collect::<String>()
+            ));
+            let mut texts: Vec<String> = literals
+                .iter()
+                .flat_map(|literal| {
+                    [
+                        format!("{{\"a\":{literal}}}"),
+                        format!("{{{literal}:1}}"),
+                        format!("[1,{{\"b\":[{literal}]}}]"),
+                    ]
+                })
+                .collect();
+            if secret.parse::<f64>().is_ok() {
+                texts.push(format!("{{\"n\":{secret}}}"));
+            }
+            let mut found = 0;
+            for text in &texts {
+                let value: Value = serde_json::from_str(text).expect("JSON text");
+                if r.finds_in_value(&value) {
+                    found += 1;
+                    assert!(r.may_show_in_json(text.as_bytes()), "{secret}: {text}");
+                }
+            }
+            // Each form in each place is one the value search finds.
+            assert_eq!(found, texts.len(), "{secret}");
+            // Only the value search can tell a text holding `%`, `\\` (or a
+            // number, for a numeric secret) apart; a plain one it can.
+            let plain = r#"{"id":"evt_1","data":{"object":{"amount":2000,"ok":true}}}"#;
+            assert_eq!(
+                r.may_show_in_json(plain.as_bytes()),
+                secret == "8675309",
+                "{secret}"
+            );
+        }
+        // Random texts made of pieces of a secret and JSON punctuation.
+        let r = redactor(&[S1]);
+        let pieces = ["ab", "+cd", "/ef", "=gh", "\\/", "%2B", "x", " ", ","];
+        let mut rng = fastrand::Rng::with_seed(16);
+        for _ in 0..5_000 {
+            let inner: String = (0..rng.usize(1..8))
+                .map(|_| pieces[rng.usize(..pieces.len())])
+                .collect();
+            let text = format!("{{\"k\":\"{inner}\",\"{inner}\":[\"{inner}\"]}}");
+            let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            if r.finds_in_value(&value) {
+                assert!(r.may_show_in_json(text.as_bytes()), "{text}");
+            }
+        }
+        assert!(!Redactor::default().may_show_in_json(b"{\"a\":1}"));
     }
 
     #[test]

@@ -481,9 +481,15 @@ pub struct Inbox {
 /// The event as it is stored: `None` when no secret shows in it, else a
 /// copy with each one redacted.
 pub fn redacted_event(event: &Event, redactors: &[&Redactor]) -> Option<Event> {
+    // A JSON body is first searched as received, in one pass; its value
+    // only when a secret may show in it.
+    let body_shows = |r: &Redactor| match &event.raw_body {
+        Some(raw) if raw.kind == body::BodyKind::Json && !r.may_show_in_json(&raw.bytes) => false,
+        _ => r.finds_in_value(&event.body),
+    };
     let shows = |r: &Redactor| {
         !r.is_empty()
-            && (r.finds_in_value(&event.body)
+            && (body_shows(r)
                 || event
                     .headers
                     .iter()
