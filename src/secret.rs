@@ -838,7 +838,15 @@ mod tests {
     #[test]
     fn one_pass_over_json_text_misses_no_form_the_value_search_finds() {
         use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-        let secrets = [S1, S2, "a+b c+d", "8675309", "naïve-😀-key", "https://h/x"];
+        let secrets = [
+            S1,
+            S2,
+            "a+b c+d",
+            "two words here",
+            "8675309",
+            "naïve-😀-key",
+            "https://h/x",
+        ];
         for secret in secrets {
             let r = redactor(&[secret]);
             // What a string may hold: the secret in each encoding.
