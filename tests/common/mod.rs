@@ -755,9 +755,21 @@ impl BinServer {
                 sink.lock().expect("lock").push(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
+        // Until it says where it listens; a server that exits first (its
+        // port taken, a bad flag) fails the test at once, with its log.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            if let Ok(a) = rx.recv_timeout(Duration::from_millis(100)) {
+                break a;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "the server exited ({status}) before it listened: {:?}",
+                    log.lock().expect("lock")
+                );
+            }
+            if Instant::now() > deadline {
                 let _ = child.kill();
                 panic!("the server did not start: {:?}", log.lock().expect("lock"));
             }
