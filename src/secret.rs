@@ -212,11 +212,11 @@ impl Redactor {
     /// Could a secret show in the value that this JSON text parses to?
     /// `false` is certain; `true` means the value must be searched
     /// ([`Self::finds_in_value`]). One pass over the text instead of one
-    /// search per string: JSON text without `\\` holds every key and string
+    /// search per string: JSON text without `\` holds every key and string
     /// value as written, so each form searched as written (the secret, its
     /// base64) shows in the text if it shows in the value. The decoded
     /// forms need text holding `%` (or `+`, for a secret with a space) or
-    /// `\\`, and numbers are searched only for a numeric secret: with any of
+    /// `\`, and numbers are searched only for a numeric secret: with any of
     /// those the answer is `true`.
     pub fn may_show_in_json(&self, text: &[u8]) -> bool {
         let Some(literal) = &self.literal else {
