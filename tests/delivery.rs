@@ -212,13 +212,7 @@ async fn replay_from_start_and_from_the_failed_step(backend: Backend) {
     let oid = original["id"].as_str().expect("id").to_string();
 
     // From the failed step: `count` is reused (state not bumped again).
-    let rid = common::replay_at(
-        &server.client,
-        &server.base,
-        &oid,
-        &json!({"from": "failed_step"}),
-    )
-    .await;
+    let rid = server.replay(&oid, &json!({"from": "failed_step"})).await;
     let replayed = server.wait_run(&rid).await;
     assert_eq!(replayed["status"], "succeeded");
     assert_eq!(replayed["replay_of"], oid.as_str());

@@ -358,13 +358,9 @@ async fn a_filter_ends_its_item_a_failed_item_fails_the_loop_after_the_others_an
 
     // Replay from the failed step: only the failed item is sent again,
     // with the replay's own key; the others are reused.
-    let replay_id = common::replay_at(
-        &server.client,
-        &server.base,
-        &run_id,
-        &json!({"from": "failed_step"}),
-    )
-    .await;
+    let replay_id = server
+        .replay(&run_id, &json!({"from": "failed_step"}))
+        .await;
     let replay = server.wait_run(&replay_id).await;
     assert_eq!(replay["status"], "succeeded", "{replay}");
     let got = drain(&mut sink, Duration::from_millis(300)).await;

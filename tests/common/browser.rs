@@ -25,10 +25,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// tried.
 async fn start_driver(client: &reqwest::Client) -> (Child, String) {
     for _ in 0..5 {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
+        let port = super::pg::free_port();
         let mut driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

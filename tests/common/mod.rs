@@ -277,6 +277,11 @@ impl TestServer {
         }
     }
 
+    /// Replay run `run_id` with these options; the new run's id.
+    pub async fn replay(&self, run_id: &str, options: &Value) -> String {
+        replay_at(&self.client, &self.base, run_id, options).await
+    }
+
     /// Post and wait for the single run the post created.
     pub async fn run_once(&self, path: &str, body: &Value) -> Value {
         let (code, answer) = self.post_json(path, body).await;

@@ -76,7 +76,11 @@ fn command(bin: &Path, name: &str, user: Option<(u32, u32)>) -> Command {
     c
 }
 
-fn free_port() -> u16 {
+/// A loopback port free at the moment of asking, for a program that takes
+/// its port as a flag (the private PostgreSQL, chromedriver). Another
+/// process can be given it before that program binds it: callers try again
+/// on another port when theirs was taken.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
