@@ -6,7 +6,7 @@
 //! repeated samples, and the same for the parts on their own, each with the
 //! allocator calls it makes per event. The calls are counted by this
 //! bench's own global allocator: a counter around the one the server runs
-//! with ([`hookflow::alloc`], mimalloc), set up as `hookflow serve` sets it
+//! with ([`hookflow::alloc`], jemalloc), set up as `hookflow serve` sets it
 //! up. (Until 2026-12-06 it counted around the system allocator, whose
 //! malloc and free took about a fifth of the bench's time and none of the
 //! server's.)

@@ -1,28 +1,33 @@
-//! The process allocator: mimalloc, plus a small pool that recycles sled's
-//! log buffers, and the settings that keep its memory low
-//! ([`tune_memory`], [`purge_after`]), made once at start by the binary and
-//! by the benches that measure as the server runs.
+//! The process allocator: jemalloc, started with settings that keep a
+//! long-running server small ([`JEMALLOC_CONF`]), plus a small pool that
+//! recycles sled's log buffers, made ready once at start by the binary and
+//! by the benches that measure as the server runs ([`tune_memory`]).
+//!
+//! jemalloc replaced mimalloc on 2026-12-07: with stored history growing
+//! from 10,000 to 200,000 runs, the server's RSS at rest grew 18 MB on
+//! jemalloc with these settings against 48 MB on mimalloc, for the same
+//! CPU per event (`docs/performance.md`, "jemalloc in place of mimalloc").
 //!
 //! sled writes its log through one buffer per segment
 //! ([`crate::store::sled::SEGMENT_SIZE`] bytes, 8 KiB aligned). It allocates a
 //! fresh one each time a segment fills, and frees the old one once it is on
 //! disk and no thread can still see it: under load, a few hundred times a
-//! second, with about 30 alive at once. mimalloc hands each freed buffer
-//! back to the OS within a millisecond (the purge delay that keeps RSS low,
-//! see `main.rs`), so every page of the next buffer was faulted in and
-//! zeroed by the kernel again: about one page fault per 4 KiB the store
-//! writes, 5% of the server's CPU under the load benchmark.
-//!
-//! The pool keeps up to [`SPARE_BUFFERS`] freed buffers (16 MiB) and hands
-//! them out again, already mapped. Measured under the load benchmark: page
-//! faults fell from 5.6 to 0.9 per event, and peak RSS rose by about 10 MB.
+//! second, with about 30 alive at once. When mimalloc handed each freed
+//! buffer back to the OS within a millisecond, every page of the next
+//! buffer was faulted in and zeroed by the kernel again: about one page
+//! fault per 4 KiB the store writes, 5% of the server's CPU under the load
+//! benchmark. The pool keeps up to [`SPARE_BUFFERS`] freed buffers (16 MiB)
+//! and hands them out again, already mapped; with it page faults fell from
+//! 5.6 to 0.9 per event, for about 10 MB more at the peak. It was kept as
+//! it is when jemalloc came in (jemalloc keeps freed pages for a second of
+//! its own; whether the pool still earns its place there is not measured).
 //!
 //! Spares not needed go back: [`trim_spares`], called once a second by the
 //! sled store, returns as many as the pool never dipped into since the last
 //! call. Under load the pool empties now and then and keeps what it holds;
 //! once the writes slow down (a backlog draining, an idle server) the
-//! spares go back to mimalloc within two seconds. Without it, the pool sat
-//! full (32 spares, 16 MiB) through the drain of a long backlog, where
+//! spares go back to the allocator within two seconds. Without it, the pool
+//! sat full (32 spares, 16 MiB) through the drain of a long backlog, where
 //! the server's RSS peaks.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -37,7 +42,7 @@ pub const SPARE_BUFFERS: usize = 32;
 /// Alignment of sled's log buffers.
 const LOG_BUFFER_ALIGN: usize = 8192;
 
-/// mimalloc with a pool of spare log buffers.
+/// jemalloc with a pool of spare log buffers.
 pub struct Allocator;
 
 struct Pool {
@@ -56,7 +61,7 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
     low: 0,
 });
 
-/// Give back to mimalloc the spares that were not needed since the last
+/// Give back to jemalloc the spares that were not needed since the last
 /// call (the fewest the pool held in between); returns how many. Meant to
 /// be called at a steady pace (the sled store does, once a second).
 pub fn trim_spares() -> usize {
@@ -75,9 +80,9 @@ pub fn trim_spares() -> usize {
         Err(_) => 0,
     };
     for &p in &unneeded[..n] {
-        // SAFETY: a pooled block came from mimalloc with the log buffer's
+        // SAFETY: a pooled block came from jemalloc with the log buffer's
         // layout, and left the pool above: it is freed once.
-        unsafe { mimalloc::MiMalloc.dealloc(p as *mut u8, LOG_BUFFER) };
+        unsafe { tikv_jemallocator::Jemalloc.dealloc(p as *mut u8, LOG_BUFFER) };
     }
     n
 }
@@ -109,7 +114,7 @@ fn is_log_buffer(layout: Layout) -> bool {
     layout == LOG_BUFFER
 }
 
-// SAFETY: every block comes from mimalloc and goes back to it, with its
+// SAFETY: every block comes from jemalloc and goes back to it, with its
 // layout; a pooled block is only handed out for the layout it was freed
 // with, which `GlobalAlloc::alloc` allows to hold any bytes.
 unsafe impl GlobalAlloc for Allocator {
@@ -125,7 +130,7 @@ unsafe impl GlobalAlloc for Allocator {
             }
         }
         // SAFETY: forwarded as received.
-        unsafe { mimalloc::MiMalloc.alloc(layout) }
+        unsafe { tikv_jemallocator::Jemalloc.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -140,51 +145,69 @@ unsafe impl GlobalAlloc for Allocator {
             }
         }
         // SAFETY: forwarded as received.
-        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+        unsafe { tikv_jemallocator::Jemalloc.dealloc(ptr, layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as received.
-        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+        unsafe { tikv_jemallocator::Jemalloc.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded as received; a pooled block is a mimalloc block.
-        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+        // SAFETY: forwarded as received; a pooled block is a jemalloc block.
+        unsafe { tikv_jemallocator::Jemalloc.realloc(ptr, layout, new_size) }
     }
 }
 
-/// `mi_option_purge_delay` in mimalloc.h's `mi_option_e`, which the Rust
-/// bindings do not name. A test below fails if the number stops naming it.
-pub const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// jemalloc's settings, by name, read by jemalloc when it starts (before
+/// the first allocation; the `MALLOC_CONF`-style variable
+/// `_RJEM_MALLOC_CONF` still overrides each one):
+/// - `narenas:2`: two arenas instead of four per core. A server's long-lived
+///   blocks (sled's cached pages, its tables) are spread over fewer pages, so
+///   fewer pages stay resident for a few live blocks as history grows. Each
+///   thread still allocates from its own cache first.
+/// - `background_thread:true`: freed memory goes back to the OS from a
+///   background thread, whether or not the thread that freed it allocates
+///   again (an idle server gives back what a backlog left).
+/// - `dirty_decay_ms:1000`, `muzzy_decay_ms:0`: freed pages are kept for
+///   reuse for about a second, then returned at once rather than in two
+///   stages.
+///
+/// What each setting was measured against is in `docs/performance.md`
+/// ("jemalloc in place of mimalloc"). A test below reads each option back
+/// from jemalloc by name, so a rename of the symbol it reads this from
+/// (the crate's symbol prefix) fails there instead of going unnoticed.
+pub const JEMALLOC_CONF: &str =
+    "narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
 
-/// How long freed memory waits before it goes back to the OS on a node
-/// whose store is PostgreSQL, in ms. Such a node keeps no store in memory
-/// (about 40 MB under the load bench), and with the 1 ms that keeps a sled
-/// server small it faulted a page back in about once per event: a tenth of
-/// its CPU with two nodes on one machine. At 100 ms it takes a third of the
-/// page faults for about 3 MB more (`docs/performance.md`).
-pub const POSTGRES_PURGE_DELAY_MS: std::ffi::c_long = 100;
+/// [`JEMALLOC_CONF`] where jemalloc looks for it: its `malloc_conf`
+/// symbol, named with the prefix the `tikv-jemallocator` crate gives every
+/// jemalloc symbol on Linux.
+#[cfg(target_os = "linux")]
+#[used]
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: &[u8; JEMALLOC_CONF.len() + 1] = &conf_with_nul();
 
-/// Keep memory low: no transparent huge pages for this process (with them,
-/// mimalloc's arenas take 2 MiB at a time), and freed memory goes back to
-/// the OS after 1 ms instead of mimalloc's default (1 s in mimalloc 3).
-/// Under the load benchmark this took peak RSS from about 160 MB to about
-/// 120 MB at the same throughput.
+const fn conf_with_nul() -> [u8; JEMALLOC_CONF.len() + 1] {
+    let mut out = [0u8; JEMALLOC_CONF.len() + 1];
+    let conf = JEMALLOC_CONF.as_bytes();
+    let mut i = 0;
+    while i < conf.len() {
+        out[i] = conf[i];
+        i += 1;
+    }
+    out
+}
+
+/// Keep memory low: no transparent huge pages for this process (with them
+/// the allocator's memory is taken 2 MiB at a time, and a page stays
+/// resident while any of its 2 MiB is used). The allocator's own settings
+/// are [`JEMALLOC_CONF`], read when it starts.
 pub fn tune_memory() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with integer arguments only; failure leaves THP as it was.
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
-    purge_after(1);
-}
-
-/// Freed memory goes back to the OS after `ms`.
-pub fn purge_after(ms: std::ffi::c_long) {
-    // SAFETY: a plain setter of a process-wide allocator option.
-    unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, ms);
     }
 }
 
@@ -206,7 +229,7 @@ mod tests {
             assert_eq!(p, q, "the spare buffer is reused");
             assert_eq!(*q.add(100), 7, "and handed out as it was left");
 
-            // More spares than the pool keeps go back to mimalloc.
+            // More spares than the pool keeps go back to jemalloc.
             let many: Vec<*mut u8> = (0..SPARE_BUFFERS + 2).map(|_| a.alloc(log)).collect();
             for &m in &many {
                 a.dealloc(m, log);
@@ -255,40 +278,71 @@ mod tests {
         }
     }
 
-    /// The purge delay is set by its number. mimalloc reads each option
-    /// from the environment by its name (`MIMALLOC_PURGE_DELAY`), so a child
-    /// started with that variable and asked for option `PURGE_DELAY` shows
-    /// whether the number still names the purge delay (a mimalloc upgrade
-    /// that renumbers its options fails here).
+    /// jemalloc read [`JEMALLOC_CONF`]: each option, asked for by name,
+    /// has the value it sets. Fails if jemalloc stops finding the
+    /// `malloc_conf` symbol (a new symbol prefix, say) and starts with its
+    /// defaults (eight arenas on two cores, no background thread, 10 s
+    /// decay). Run in a child process without `_RJEM_MALLOC_CONF`, which
+    /// would override the settings.
     #[test]
-    fn the_purge_delay_option_number_names_the_purge_delay() {
+    fn jemalloc_starts_with_the_settings_it_is_given_by_name() {
         let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
             .args([
                 "--ignored",
                 "--exact",
-                "alloc::tests::purge_delay_probe",
+                "alloc::tests::jemalloc_options_probe",
                 "--nocapture",
             ])
-            .env("MIMALLOC_PURGE_DELAY", "37")
+            .env_remove("_RJEM_MALLOC_CONF")
             .output()
             .expect("the probe runs");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.contains("purge_delay=37"),
-            "option {PURGE_DELAY} did not read MIMALLOC_PURGE_DELAY: {text}"
-        );
-        tune_memory();
-        // SAFETY: a plain getter of a process-wide allocator option.
-        let delay = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
-        assert_eq!(delay, 1, "the purge delay is 1 ms once set");
+        for setting in JEMALLOC_CONF.split(',') {
+            let want = format!("opt.{}", setting.replace(':', "="));
+            assert!(text.contains(&want), "{setting} is not in effect: {text}");
+        }
     }
 
-    /// Run by the test above in a child process.
+    /// Run by the test above in a child process: prints jemalloc's options.
     #[test]
-    #[ignore = "a probe started by the_purge_delay_option_number_names_the_purge_delay"]
-    fn purge_delay_probe() {
-        // SAFETY: a plain getter of a process-wide allocator option.
-        let delay = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
-        println!("purge_delay={delay}");
+    #[ignore = "a probe started by jemalloc_starts_with_the_settings_it_is_given_by_name"]
+    fn jemalloc_options_probe() {
+        // Start jemalloc as the server does: through this module's allocator.
+        let layout = Layout::from_size_align(64, 8).expect("a valid layout");
+        // SAFETY: freed once, with the layout it was made with.
+        unsafe {
+            let p = Allocator.alloc(layout);
+            assert!(!p.is_null());
+            Allocator.dealloc(p, layout);
+        }
+        let narenas: u32 = read_option(c"opt.narenas");
+        let background: bool = read_option(c"opt.background_thread");
+        let dirty: isize = read_option(c"opt.dirty_decay_ms");
+        let muzzy: isize = read_option(c"opt.muzzy_decay_ms");
+        println!(
+            "opt.narenas={narenas} opt.background_thread={background} \
+             opt.dirty_decay_ms={dirty} opt.muzzy_decay_ms={muzzy}"
+        );
+    }
+
+    /// One of jemalloc's options, read by name. `T` must be the option's
+    /// C type (`unsigned` → u32, `bool` → bool, `ssize_t` → isize).
+    fn read_option<T: Copy + Default>(name: &std::ffi::CStr) -> T {
+        let mut value = T::default();
+        let mut len = std::mem::size_of::<T>();
+        // SAFETY: `value` and `len` describe a writable T; jemalloc checks
+        // `len` against the option's size and fails rather than overrun.
+        let rc = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                name.as_ptr(),
+                (&mut value as *mut T).cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "mallctl({name:?}) failed");
+        assert_eq!(len, std::mem::size_of::<T>(), "{name:?} has another size");
+        value
     }
 }

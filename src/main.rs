@@ -1,9 +1,10 @@
 //! `hookflow`: clap → `cli::<command>` → exit code.
 
-/// mimalloc: under load, glibc's malloc spent a quarter of the server's CPU
+/// jemalloc: under load, glibc's malloc spent a quarter of the server's CPU
 /// in its own locks and consolidation (sled allocates on one thread and
-/// frees on another). See [`hookflow::alloc`] for the log buffers it keeps
-/// and for how memory is kept low ([`hookflow::alloc::tune_memory`]).
+/// frees on another), and jemalloc keeps RSS flatter than mimalloc as
+/// history grows. See [`hookflow::alloc`] for its settings, the log buffers
+/// it keeps and how memory is kept low ([`hookflow::alloc::tune_memory`]).
 #[global_allocator]
 static GLOBAL: hookflow::alloc::Allocator = hookflow::alloc::Allocator;
 
@@ -39,12 +40,6 @@ fn main() {
         }
         Command::Serve(mut config) => {
             config.log_secrets = log_secrets;
-            if matches!(
-                config.location(),
-                Ok(hookflow::store::Location::Postgres(_))
-            ) {
-                hookflow::alloc::purge_after(hookflow::alloc::POSTGRES_PURGE_DELAY_MS);
-            }
             if let Err(e) = config.check_exposure().and_then(|()| config.check_limits()) {
                 eprintln!("hookflow serve: {e}");
                 std::process::exit(cli::EXIT_USAGE);
