@@ -3,10 +3,12 @@
 //! recycles sled's log buffers, made ready once at start by the binary and
 //! by the benches that measure as the server runs ([`tune_memory`]).
 //!
-//! jemalloc replaced mimalloc on 2026-12-07: with stored history growing
-//! from 10,000 to 200,000 runs, the server's RSS at rest grew 18 MB on
-//! jemalloc with these settings against 48 MB on mimalloc, for the same
-//! CPU per event (`docs/performance.md`, "jemalloc in place of mimalloc").
+//! jemalloc replaced mimalloc on 2026-12-07. Alternated with mimalloc in
+//! the same hour: the 60 s load round peaked at 129 MB against 176 (medians
+//! of three pairs), the server's RSS at rest grew 61 MB against 87 as
+//! stored history went from 10,000 to 1,000,000 runs, and the CPU per
+//! event was the same or lower (`docs/performance.md`, "jemalloc in place
+//! of mimalloc").
 //!
 //! sled writes its log through one buffer per segment
 //! ([`crate::store::sled::SEGMENT_SIZE`] bytes, 8 KiB aligned). It allocates a
@@ -162,10 +164,11 @@ unsafe impl GlobalAlloc for Allocator {
 /// jemalloc's settings, by name, read by jemalloc when it starts (before
 /// the first allocation; the `MALLOC_CONF`-style variable
 /// `_RJEM_MALLOC_CONF` still overrides each one):
-/// - `narenas:2`: two arenas instead of four per core. A server's long-lived
-///   blocks (sled's cached pages, its tables) are spread over fewer pages, so
-///   fewer pages stay resident for a few live blocks as history grows. Each
-///   thread still allocates from its own cache first.
+/// - `narenas:2`: two arenas instead of four per core. Fewer arenas keep
+///   fewer partly used pages beside a server's long-lived blocks (sled's
+///   cached pages, its tables): to 200,000 stored runs, RSS grew 18 MB with
+///   two arenas against 28 MB with eight. Each thread still allocates from
+///   its own cache first.
 /// - `background_thread:true`: freed memory goes back to the OS from a
 ///   background thread, whether or not the thread that freed it allocates
 ///   again (an idle server gives back what a backlog left).
