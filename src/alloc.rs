@@ -33,6 +33,7 @@
 //! the server's RSS peaks.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::CStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -180,27 +181,17 @@ unsafe impl GlobalAlloc for Allocator {
 /// ("jemalloc in place of mimalloc"). A test below reads each option back
 /// from jemalloc by name, so a rename of the symbol it reads this from
 /// (the crate's symbol prefix) fails there instead of going unnoticed.
-pub const JEMALLOC_CONF: &str =
-    "narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+pub const JEMALLOC_CONF: &CStr =
+    c"narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
 
 /// [`JEMALLOC_CONF`] where jemalloc looks for it: its `malloc_conf`
-/// symbol, named with the prefix the `tikv-jemallocator` crate gives every
-/// jemalloc symbol on Linux.
+/// symbol (a C `const char *`, here the string's first byte), named with
+/// the prefix the `tikv-jemallocator` crate gives every jemalloc symbol on
+/// Linux.
 #[cfg(target_os = "linux")]
 #[used]
 #[export_name = "_rjem_malloc_conf"]
-pub static MALLOC_CONF: &[u8; JEMALLOC_CONF.len() + 1] = &conf_with_nul();
-
-const fn conf_with_nul() -> [u8; JEMALLOC_CONF.len() + 1] {
-    let mut out = [0u8; JEMALLOC_CONF.len() + 1];
-    let conf = JEMALLOC_CONF.as_bytes();
-    let mut i = 0;
-    while i < conf.len() {
-        out[i] = conf[i];
-        i += 1;
-    }
-    out
-}
+pub static MALLOC_CONF: &u8 = &JEMALLOC_CONF.to_bytes_with_nul()[0];
 
 /// Keep memory low: no transparent huge pages for this process (with them
 /// the allocator's memory is taken 2 MiB at a time, and a page stays
@@ -300,7 +291,8 @@ mod tests {
             .output()
             .expect("the probe runs");
         let text = String::from_utf8_lossy(&out.stdout);
-        for setting in JEMALLOC_CONF.split(',') {
+        let conf = JEMALLOC_CONF.to_str().expect("ASCII settings");
+        for setting in conf.split(',') {
             let want = format!("opt.{}", setting.replace(':', "="));
             assert!(text.contains(&want), "{setting} is not in effect: {text}");
         }
