@@ -20,9 +20,11 @@
 //! fault per 4 KiB the store writes, 5% of the server's CPU under the load
 //! benchmark. The pool keeps up to [`SPARE_BUFFERS`] freed buffers (16 MiB)
 //! and hands them out again, already mapped; with it page faults fell from
-//! 5.6 to 0.9 per event, for about 10 MB more at the peak. It was kept as
-//! it is when jemalloc came in (jemalloc keeps freed pages for a second of
-//! its own; whether the pool still earns its place there is not measured).
+//! 5.6 to 0.9 per event, for about 10 MB more at the peak. On jemalloc,
+//! which keeps freed pages for a second of its own, the faults are gone
+//! either way, but in three alternated pairs of 60 s rounds the pool still
+//! gave the lower CPU per event (436 against 530 µs, medians) and the
+//! faster round every time (`docs/performance.md`, stop 44), so it stays.
 //!
 //! Spares not needed go back: [`trim_spares`], called once a second by the
 //! sled store, returns as many as the pool never dipped into since the last
