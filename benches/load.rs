@@ -42,7 +42,8 @@
 //! variants of the Stripe workflow),
 //! `HOOKFLOW_BENCH_STEADY=RATE` runs only one long round at that fixed rate
 //! (below saturation: runs keep pace, packing and retention run while the
-//! load goes on) and prints the server's RSS every 10 s,
+//! load goes on) and prints the server's RSS every 10 s, with
+//! `HOOKFLOW_BENCH_BURST=RATE:SECONDS` after a burst at that rate,
 //! `HOOKFLOW_BENCH_ARGS` adds `serve` flags, and the server's PID is printed
 //! when it listens. Traffic stays on 127.0.0.1; every loop is bounded in
 //! time and count. The stored-history check is `benches/history.rs`.
@@ -222,6 +223,10 @@ const DEFAULT_RATES: [f64; 2] = [3000.0, 6000.0];
 /// below saturation (see [`steady`]).
 const STEADY: &str = "HOOKFLOW_BENCH_STEADY";
 const DEFAULT_STEADY_RATE: f64 = 2000.0;
+
+/// `HOOKFLOW_BENCH_BURST=RATE:SECONDS`: before the steady round, its
+/// server is offered RATE events a second for SECONDS (see [`steady`]).
+const BURST: &str = "HOOKFLOW_BENCH_BURST";
 
 /// Set on the child process that serves the two reference scenarios.
 const ROLE: &str = "HOOKFLOW_BENCH_ROLE";
@@ -831,30 +836,79 @@ async fn measured(
 /// 10 s beside the runs delivered, then the round's figures: whether
 /// memory stays flat once every background task has started is what this
 /// round shows (`-- 600 1` with `HOOKFLOW_BENCH_STEADY=2000`).
+///
+/// With `HOOKFLOW_BENCH_BURST=RATE:SECONDS`, the same server is first
+/// offered RATE events a second for SECONDS: a burst that leaves a
+/// backlog, and with a small `--retention-size` (`HOOKFLOW_BENCH_ARGS`)
+/// fills the data folder to the limit. Once that backlog is delivered,
+/// the timeline shows whether the steady round after it is paced (the folder's size, the pace and the
+/// records' target from `/metrics`).
 async fn steady(b: &Bench, seconds: u64, rate: f64) {
+    let burst = std::env::var(BURST).ok().and_then(|v| {
+        let (rate, secs) = v.split_once(':')?;
+        Some((
+            rate.trim().parse::<f64>().ok()?,
+            secs.trim().parse::<u64>().ok()?,
+        ))
+    });
     println!("steady: {rate:.0} events/s offered for {seconds} s, RSS every 10 s");
     let server = Server::start(b.served, &b.sink_url, &[]);
-    let scenario = paced(server.url(), seconds, rate, signer(b.body.clone()));
     let pid = server.pid();
     let delivered = b.delivered.clone();
     let before = delivered.get();
     let started = Instant::now();
+    let metrics_url = server.metrics_url();
+    let burst_seconds = burst.map_or(0, |(_, s)| s);
     let timeline = tokio::spawn(async move {
+        let client = reqwest::Client::new();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-        // Bounded: the load, its drain and a margin.
-        for _ in 0..(seconds / 10 + 60) {
+        // Bounded: the burst, the load, its drain and a margin.
+        for _ in 0..((burst_seconds + seconds) / 10 + 60) {
             tick.tick().await;
             let Some(kb) = status_kb(pid, "VmRSS:") else {
                 return;
             };
+            let text = match client.get(&metrics_url).send().await {
+                Ok(resp) => resp.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let gauge = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+                    .unwrap_or(f64::NAN)
+            };
             println!(
-                "  {:>5.0} s  RSS {:>6.1} MB  runs delivered {}",
+                "  {:>5.0} s  RSS {:>6.1} MB  runs delivered {:>8}  folder {:>7.1} MB  pace {:>6.2} MB/s  records {:>6.1} of {:>6.1} MB",
                 started.elapsed().as_secs_f64(),
                 kb as f64 / 1024.0,
-                delivered.get() - before
+                delivered.get() - before,
+                gauge("hookflow_store_disk_bytes ") / 1e6,
+                gauge("hookflow_store_ingest_pace_bytes ") / 1e6,
+                gauge("hookflow_store_record_bytes ") / 1e6,
+                gauge("hookflow_store_record_target_bytes ") / 1e6,
             );
         }
     });
+    if let Some((burst_rate, burst_seconds)) = burst {
+        println!("burst: {burst_rate:.0} events/s offered for {burst_seconds} s first");
+        let figures = paced(
+            server.url(),
+            burst_seconds,
+            burst_rate,
+            signer(b.body.clone()),
+        )
+        .await;
+        figures.print(&format!("burst {burst_rate:.0}/s: hookflow"));
+        // Its backlog delivered first: the steady round's figures are its own.
+        let ended = Instant::now();
+        let delivered = b.delivered.clone();
+        let last = drained(&|| delivered.get() - before, figures.acks).await;
+        println!(
+            "  the burst's backlog delivered {:.1} s after its last answer",
+            last.saturating_duration_since(ended).as_secs_f64()
+        );
+    }
+    let scenario = paced(server.url(), seconds, rate, signer(b.body.clone()));
     let ours = measured(b, &server, scenario).await;
     timeline.abort();
     ours.print(&format!("steady {rate:.0}/s: hookflow"), b.body.len());

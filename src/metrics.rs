@@ -131,6 +131,7 @@ impl Metrics {
             dedupe_bytes,
             disk_bytes,
             pace_bytes,
+            record_target_bytes,
         } = store;
         let Ok(m) = self.inner.lock() else {
             return String::new();
@@ -232,6 +233,11 @@ impl Metrics {
                 "hookflow_store_record_bytes",
                 "Bytes of stored event and run records, as retention by size counts them (the data folder takes more: the log's free space and its index).",
                 record_bytes,
+            ),
+            (
+                "hookflow_store_record_target_bytes",
+                "Bytes of event and run records retention by size keeps: their share of --retention-size, less while the data folder is held at the limit.",
+                record_target_bytes,
             ),
             (
                 "hookflow_store_dedupe_bytes",

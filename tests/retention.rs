@@ -218,6 +218,25 @@ async fn the_store_alone_stays_within_the_retention_size() {
             }
         })
     };
+    write_history(&store, &template, &next, total).await;
+    pruner.await.expect("pruner");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    store.close().await.expect("close");
+    let peak = peak.load(Ordering::Relaxed).max(disk_usage(&data));
+    println!("the store alone, {total} events: data folder at most {peak} B (limit {limit} B)");
+    assert!(
+        peak <= limit,
+        "the data folder took {peak} bytes on disk (limit {limit})"
+    );
+}
+
+/// Write Stripe-sized events as the server does, on 8 workers, until
+/// `next` reaches `total`: each with one run and a dedupe key, the run
+/// claimed, saved twice and finished.
+async fn write_history(store: &Store, template: &Value, next: &Arc<AtomicU64>, total: u64) {
     let mut workers = Vec::new();
     for _ in 0..8 {
         let (store, next, template) = (store.clone(), next.clone(), template.clone());
@@ -271,18 +290,6 @@ async fn the_store_alone_stays_within_the_retention_size() {
     for w in workers {
         w.await.expect("worker");
     }
-    pruner.await.expect("pruner");
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
-    }
-    store.close().await.expect("close");
-    let peak = peak.load(Ordering::Relaxed).max(disk_usage(&data));
-    println!("the store alone, {total} events: data folder at most {peak} B (limit {limit} B)");
-    assert!(
-        peak <= limit,
-        "the data folder took {peak} bytes on disk (limit {limit})"
-    );
 }
 
 /// A folder past the limit, here by the workflows' state (which
@@ -434,6 +441,244 @@ async fn a_folder_past_the_limit_is_reported_and_paces_new_events() {
         "{metrics}"
     );
     server.stop();
+}
+
+/// A backlog that filled the folder leaves sled's log at the limit once
+/// it has drained: the history pruned back to its share still holds the
+/// log's last segments, and the file shrinks only from its end, so new
+/// events stayed paced at the floor for good. The server now cuts the
+/// history's share while the folder is held there (and says so); the log
+/// then shrinks, new events are no longer paced, and the folder stays
+/// within the limit after. Here the backlog builds behind an endpoint
+/// that answers after five seconds, until new events are paced at the
+/// floor; then the endpoint answers at once, and once the backlog has
+/// drained, events arrive at a steady 100 a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_held_at_the_limit_shrinks_and_new_events_are_no_longer_paced() {
+    let sink = Arc::new(tokio::sync::Mutex::new(common::Sink::start().await));
+    let sink_url = sink.lock().await.url("/out");
+    // What the sink received is let go of: tens of thousands of bodies.
+    let draining = {
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            loop {
+                while sink.lock().await.rx.try_recv().is_ok() {}
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let wf = format!(
+        "trigger:\n  webhook: {{ path: /in, dedupe: {{ key: '{{{{ $.event.id }}}}' }} }}\nsteps:\n  - id: deliver\n    http:\n      url: \"{sink_url}\"\n      body: \"{{{{ $.event.data.object.amount }}}}\"\n      timeout: 30s\n"
+    );
+    let limit = LIMIT.to_string();
+    let folder = SledFolder::new(&[("w.yaml", &wf)], &["--retention-size", &limit]);
+    let fixture = include_str!("../benches/fixtures/stripe_payment_intent_1500.json");
+    let template: Value = serde_json::from_str(fixture).expect("fixture");
+    let server = BinServer::start(&folder.args(), &[]);
+    let said = |text: &str| {
+        server
+            .log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains(text))
+    };
+    let client = common::client();
+    // The least records' target the server reports, all along.
+    let least_target = Arc::new(AtomicU64::new(u64::MAX));
+    let watching = {
+        let (client, base, least) = (client.clone(), server.base.clone(), least_target.clone());
+        tokio::spawn(async move {
+            loop {
+                let metrics = common::metrics_at(&client, &base).await;
+                if let Some(t) = common::gauge(&metrics, "hookflow_store_record_target_bytes") {
+                    least.fetch_min(t, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // The backlog: runs wait on the slow endpoint while 8 senders post as
+    // fast as they are let, until new events are paced at the floor (at
+    // most 40,000 events, or a minute).
+    sink.lock().await.set_delay(Some(Duration::from_secs(5)));
+    let floor = 256 * 1024;
+    let at_floor = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let watch_floor = {
+        let (client, base, at_floor) = (client.clone(), server.base.clone(), at_floor.clone());
+        tokio::spawn(async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                let metrics = common::metrics_at(&client, &base).await;
+                if common::gauge(&metrics, "hookflow_store_ingest_pace_bytes") == Some(floor) {
+                    at_floor.store(true, Ordering::Relaxed);
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            at_floor.store(true, Ordering::Relaxed);
+            false
+        })
+    };
+    let mut senders = Vec::new();
+    for _ in 0..8 {
+        let (client, url, template) = (client.clone(), server.url("/hooks/in"), template.clone());
+        let (sent, at_floor) = (sent.clone(), at_floor.clone());
+        senders.push(tokio::spawn(async move {
+            while !at_floor.load(Ordering::Relaxed) {
+                let n = sent.fetch_add(1, Ordering::Relaxed);
+                if n >= 40_000 {
+                    return;
+                }
+                let resp = client
+                    .post(&url)
+                    .json(&stripe_event(&template, n))
+                    .send()
+                    .await
+                    .expect("sent");
+                let status = resp.status().as_u16();
+                assert!(status == 202 || status == 503, "answered {status}");
+            }
+        }));
+    }
+    for s in senders {
+        s.await.expect("sender");
+    }
+    let reached_floor = watch_floor.await.expect("watching");
+    let metrics = common::metrics_at(&client, &server.base).await;
+    let written = sent.load(Ordering::Relaxed);
+    println!(
+        "backlog: {written} events sent, {:?} runs waiting, folder {:?} B, pace {:?} B/s ({})",
+        common::gauge(&metrics, "hookflow_queue_depth"),
+        common::gauge(&metrics, "hookflow_store_disk_bytes"),
+        common::gauge(&metrics, "hookflow_store_ingest_pace_bytes"),
+        if reached_floor {
+            "at the floor"
+        } else {
+            "not at the floor in a minute"
+        },
+    );
+    // The endpoint answers at once: the backlog drains.
+    sink.lock().await.set_delay(None);
+    common::wait_queue_drained(
+        &client,
+        &server.base,
+        Duration::from_secs(180),
+        "the backlog",
+    )
+    .await;
+    println!("drained: folder {} B", disk_usage(&folder.data));
+
+    // Events at 100 a second, each on its own task (a paced one waits for
+    // its turn, or is refused with 503), for at most two minutes.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (accepted, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let sender = {
+        let (client, url, template) = (common::client(), server.url("/hooks/in"), template.clone());
+        let (stop, accepted, refused) = (stop.clone(), accepted.clone(), refused.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut posts = Vec::new();
+            for n in written..written + 12_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                tick.tick().await;
+                let (client, url) = (client.clone(), url.clone());
+                let body = stripe_event(&template, n);
+                let (accepted, refused) = (accepted.clone(), refused.clone());
+                posts.push(tokio::spawn(async move {
+                    let resp = client.post(&url).json(&body).send().await.expect("sent");
+                    match resp.status().as_u16() {
+                        202 => accepted.fetch_add(1, Ordering::Relaxed),
+                        503 => refused.fetch_add(1, Ordering::Relaxed),
+                        other => panic!("answered {other}"),
+                    };
+                }));
+            }
+            for p in posts {
+                p.await.expect("post");
+            }
+        })
+    };
+    // The folder's size, the pace and the records' target, every 200 ms,
+    // until new events have not been paced for five seconds running.
+    let started = std::time::Instant::now();
+    let mut free_since = None::<std::time::Instant>;
+    let mut peak_after = 0;
+    let mut last_print = started;
+    while started.elapsed() < Duration::from_secs(110) {
+        let metrics = common::metrics_at(&client, &server.base).await;
+        let disk = common::gauge(&metrics, "hookflow_store_disk_bytes").unwrap_or(0);
+        let pace = common::gauge(&metrics, "hookflow_store_ingest_pace_bytes").unwrap_or(0);
+        let target = common::gauge(&metrics, "hookflow_store_record_target_bytes");
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            last_print = std::time::Instant::now();
+            println!(
+                "{:>4.0} s: folder {disk} B, pace {pace} B/s, records {:?} of {target:?} B, {} accepted, {} refused",
+                started.elapsed().as_secs_f64(),
+                common::gauge(&metrics, "hookflow_store_record_bytes"),
+                accepted.load(Ordering::Relaxed),
+                refused.load(Ordering::Relaxed)
+            );
+        }
+        // Counted once it has been paced: the limit is known to the pace
+        // from the first pruning pass on.
+        match (pace, free_since) {
+            (0, None) => (free_since, peak_after) = (Some(std::time::Instant::now()), disk),
+            (0, Some(_)) => peak_after = peak_after.max(disk),
+            (_, Some(_)) => (free_since, peak_after) = (None, 0),
+            (_, None) => {}
+        }
+        if free_since.is_some_and(|at| at.elapsed() >= Duration::from_secs(5)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Below the pacing zone, the history's share grows back to the whole
+    // (by half every five seconds) while the events go on.
+    let whole = "the history keeps its whole share of --retention-size again";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !said(whole) && std::time::Instant::now() < deadline {
+        peak_after = peak_after.max(disk_usage(&folder.data));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    sender.await.expect("sender");
+    watching.abort();
+    let least_target = least_target.load(Ordering::Relaxed);
+    let (accepted, refused) = (
+        accepted.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    );
+    let log = server.log.lock().expect("log").join("\n");
+    println!(
+        "{:.0} s: {accepted} accepted, {refused} refused; least records' target {least_target} B",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(reached_floor, "the backlog took the folder to the floor");
+    assert!(
+        said("the history keeps less until the folder is back below the pacing zone"),
+        "the server says it cuts the history's share:\n{log}"
+    );
+    let budget = hookflow::store::sled::records_budget(LIMIT, 0);
+    assert!(
+        least_target < budget / 2,
+        "the records' target was cut: at least {least_target} B of {budget} B"
+    );
+    assert!(
+        free_since.is_some(),
+        "new events are no longer paced within two minutes:\n{log}"
+    );
+    assert!(said(whole), "the history's share is whole again:\n{log}");
+    assert!(
+        peak_after <= LIMIT,
+        "the folder took {peak_after} B once no longer paced (limit {LIMIT} B)"
+    );
+    assert!(accepted > 0, "events were stored");
+    server.stop();
+    draining.abort();
 }
 
 /// Below 16 MiB, sled's segments in flight alone would come close to the

@@ -422,6 +422,11 @@ impl Server {
         self.child.id()
     }
 
+    /// Where the server's `/metrics` are read.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.addr)
+    }
+
     /// The peak RSS so far, MB: the larger of the sampled VmRSS and the
     /// kernel's high-water mark.
     pub fn peak_rss_mb(&self) -> f64 {

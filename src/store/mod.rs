@@ -231,6 +231,10 @@ pub struct QueueGauges {
     /// Bytes of new events admitted per second near the size limit, 0
     /// while not pacing (sled).
     pub pace_bytes: Option<u64>,
+    /// The bytes of records retention by size keeps now: their share of
+    /// `--retention-size`, less while the folder is held at the limit
+    /// (sled; `None` before the first pruning pass).
+    pub record_target_bytes: Option<u64>,
 }
 
 /// The head of a run (what the UI's counts need), read without the rest.

@@ -994,6 +994,7 @@ impl PgStore {
             dedupe_bytes: None,
             disk_bytes: None,
             pace_bytes: None,
+            record_target_bytes: None,
         }
     }
 

@@ -328,6 +328,10 @@ impl SledStore {
             .name("hookflow-flush".into())
             .spawn(move || group_commit(flush_db, rx))
             .map_err(|e| StoreError::Flush(format!("cannot start the flusher thread: {e}")))?;
+        let prune_wanted: Arc<tokio::sync::Notify> = Arc::default();
+        if let Some(p) = &pace {
+            p.wake_on_squeeze(prune_wanted.clone());
+        }
         let trees = Trees {
             events,
             runs: Shelf::open(&db, RUNS, live.clone(), unreadable.clone())?,
@@ -343,7 +347,7 @@ impl SledStore {
             live,
             rejected_count: Arc::default(),
             records_target: Arc::new(u64::MAX.into()),
-            prune_wanted: Arc::default(),
+            prune_wanted,
             history_lock: Arc::default(),
             pace,
         };
@@ -855,6 +859,8 @@ impl SledStore {
             dedupe_bytes: Some(self.trees.dedupe.bytes()),
             disk_bytes: self.trees.disk_bytes(),
             pace_bytes: self.trees.pace.as_ref().map(|p| p.rate()),
+            record_target_bytes: Some(self.trees.records_target.load(Ordering::Relaxed))
+                .filter(|t| *t != u64::MAX),
         }
     }
 
@@ -1020,7 +1026,8 @@ impl SledStore {
         let swept = t.dedupe.sweep(now, dedupe_budget(max_bytes))?;
         pruned.dedupe += swept.expired + swept.early;
         pruned.dedupe_early += swept.early;
-        let records = records_budget(max_bytes, t.dedupe.bytes());
+        let budget = records_budget(max_bytes, t.dedupe.bytes());
+        let records = t.pace.as_ref().map_or(budget, |p| p.records_share(budget));
         t.records_target.store(records, Ordering::Relaxed);
         t.prune_oldest(&mut pruned, |key, picked| {
             id_time(key).is_some_and(|at| at < cutoff)

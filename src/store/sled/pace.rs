@@ -26,10 +26,26 @@
 //! An event waits for its slot before anything of it is written; one whose
 //! slot is further than [`MAX_WAIT`] away is refused (`503`, nothing
 //! stored: the sender's retry stores it), so waiting requests stay bounded.
-//! The operator is told once when pacing starts and once when it ends, and
-//! once when the folder passes the limit and once when it is back within;
-//! `/metrics` shows the folder's size (`hookflow_store_disk_bytes`) and the
-//! rate (`hookflow_store_ingest_pace_bytes`).
+//! **A folder held at the floor gives the history less room.** sled's log
+//! file shrinks only from its end, and only once its last segments hold
+//! little that is live: after a backlog (runs waiting are never pruned)
+//! took the folder to the limit, the history pruned back to its share was
+//! still enough to keep those segments, and the folder stayed at the floor
+//! for good (at 64 MiB: 57.7 of the folder's 65 MB was the history's log,
+//! holding 8 MB of records, for minutes after the backlog had drained,
+//! `docs/performance.md`). So while the folder stays past the end of the
+//! zone without shrinking, the history's share of the limit is halved
+//! every [`SQUEEZE_EVERY`], down to [`SHARE_MIN`] ([`Squeeze`]): pruning
+//! then leaves segments mostly dead, sled moves their last pages and
+//! truncates the file, and the pace rises again. Once the folder is below
+//! the zone, the share grows back by half each step.
+//!
+//! The operator is told once when pacing starts and once when it ends,
+//! once when the folder passes the limit and once when it is back within,
+//! and once when the history's share is cut and once when it is whole
+//! again; `/metrics` shows the folder's size (`hookflow_store_disk_bytes`),
+//! the rate (`hookflow_store_ingest_pace_bytes`) and the records' target
+//! (`hookflow_store_record_target_bytes`).
 
 use crate::store::StoreError;
 use std::path::Path;
@@ -70,7 +86,6 @@ pub(crate) const RECORD_COST: u64 = 1024;
 const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// The folder's size and the pace it sets.
-#[derive(Default)]
 pub(crate) struct DiskPace {
     /// `--retention-size`, as the last pruning pass was given it (0: none yet).
     limit: AtomicU64,
@@ -80,6 +95,24 @@ pub(crate) struct DiskPace {
     rate: AtomicU64,
     /// When the next event's slot starts.
     next: Mutex<Option<Instant>>,
+    /// The share of the history's budget retention keeps, in
+    /// [`SHARE_FULL`]ths ([`Squeeze`]).
+    share: AtomicU64,
+    /// Woken when the share is cut, so that pruning follows at once.
+    prune_wanted: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
+}
+
+impl Default for DiskPace {
+    fn default() -> Self {
+        DiskPace {
+            limit: AtomicU64::default(),
+            used: AtomicU64::default(),
+            rate: AtomicU64::default(),
+            next: Mutex::default(),
+            share: AtomicU64::new(SHARE_FULL),
+            prune_wanted: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 /// Why an event was not admitted.
@@ -101,6 +134,18 @@ impl DiskPace {
 
     pub(crate) fn set_limit(&self, limit: u64) {
         self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Wake `pruning` when the history's share is cut.
+    pub(crate) fn wake_on_squeeze(&self, pruning: Arc<tokio::sync::Notify>) {
+        let _ = self.prune_wanted.set(pruning);
+    }
+
+    /// What retention by size keeps of a records `budget`: all of it, or
+    /// its share while the folder is held past the pacing zone.
+    pub(crate) fn records_share(&self, budget: u64) -> u64 {
+        let share = self.share.load(Ordering::Relaxed);
+        (budget as u128 * share as u128 / SHARE_FULL as u128) as u64
     }
 
     /// Bytes the folder takes on disk, measured within the last few ms.
@@ -232,9 +277,66 @@ impl Pacer {
     }
 }
 
+/// The history's whole budget, in the units of [`DiskPace::records_share`].
+const SHARE_FULL: u64 = 1024;
+
+/// The least share of its budget the history is cut to: at the default
+/// 1 GiB limit still some 10 MB of records, the newest.
+const SHARE_MIN: u64 = SHARE_FULL / 16;
+
+/// How long the folder must stay past the zone without shrinking for the
+/// history's share to be halved, and below it for the share to grow a
+/// step. Long enough for a pruning pass and sled's cleaner to show on
+/// disk.
+const SQUEEZE_EVERY: Duration = Duration::from_secs(5);
+
+/// Shrinking by less than this (a segment of sled's log) in a step is not
+/// shrinking.
+const SHRINK_MIN: u64 = super::SEGMENT_SIZE as u64;
+
+/// The history's share of its budget, for each measure of the folder:
+/// halved each [`SQUEEZE_EVERY`] the folder stays past the end of the
+/// pacing zone without shrinking by a segment, grown back by half each
+/// one it stays below the zone (whole again within 35 s), held within
+/// it.
+#[derive(Debug)]
+pub(crate) struct Squeeze {
+    share: u64,
+    step_started: Instant,
+    /// The folder's size when this step started.
+    at_start: u64,
+}
+
+impl Squeeze {
+    pub(crate) fn new(now: Instant) -> Squeeze {
+        Squeeze {
+            share: SHARE_FULL,
+            step_started: now,
+            at_start: 0,
+        }
+    }
+
+    /// The share with the folder at `used` bytes of `limit` at `now`.
+    pub(crate) fn share(&mut self, used: u64, limit: u64, now: Instant) -> u64 {
+        if limit == 0 || now.duration_since(self.step_started) < SQUEEZE_EVERY {
+            return self.share;
+        }
+        let (start, end) = zone(limit);
+        let shrunk = self.at_start.saturating_sub(used) >= SHRINK_MIN;
+        if used >= end && !shrunk {
+            self.share = (self.share / 2).max(SHARE_MIN);
+        } else if used < start {
+            self.share = (self.share + self.share / 2).min(SHARE_FULL);
+        }
+        (self.step_started, self.at_start) = (now, used);
+        self.share
+    }
+}
+
 fn measure(pace: Weak<DiskPace>, dir: &Path) {
     let mut pacing = false;
     let mut pacer = Pacer::new(Instant::now());
+    let mut squeeze = Squeeze::new(Instant::now());
     let mut over = OverLimit::default();
     while let Some(p) = pace.upgrade() {
         let used = folder_bytes(dir);
@@ -245,6 +347,29 @@ fn measure(pace: Weak<DiskPace>, dir: &Path) {
         }
         let rate = pacer.rate(used, limit, Instant::now());
         p.rate.store(rate.unwrap_or(0), Ordering::Relaxed);
+        let share = squeeze.share(used, limit, Instant::now());
+        let was = p.share.swap(share, Ordering::Relaxed);
+        if share < was {
+            if let Some(pruning) = p.prune_wanted.get() {
+                pruning.notify_one();
+            }
+            if was == SHARE_FULL {
+                warn!(
+                    disk_bytes = used,
+                    limit_bytes = limit,
+                    "the data folder stays at --retention-size although the history is pruned \
+                     to its share (sled's log shrinks only once its last segments are mostly \
+                     free): the history keeps less until the folder is back below the pacing \
+                     zone (hookflow_store_record_target_bytes)"
+                );
+            }
+        } else if share == SHARE_FULL && was < SHARE_FULL {
+            info!(
+                disk_bytes = used,
+                limit_bytes = limit,
+                "the history keeps its whole share of --retention-size again"
+            );
+        }
         if rate.is_some() != pacing {
             pacing = rate.is_some();
             if pacing {
@@ -401,6 +526,62 @@ mod tests {
         assert_eq!(pacer.rate(63 * MIB, limit, at(4_100)), Some(RATE_MIN));
         // Below the zone: no pacing.
         assert_eq!(pacer.rate(10 * MIB, limit, at(4_200)), None);
+    }
+
+    #[test]
+    fn a_folder_held_past_the_zone_cuts_the_history_share_until_it_shrinks() {
+        let limit = 64 * MIB;
+        let (start, end) = zone(limit);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + SQUEEZE_EVERY * s as u32;
+        let mut squeeze = Squeeze::new(t0);
+        // Within the first step: nothing changes, wherever the folder is.
+        assert_eq!(squeeze.share(end + MIB, limit, t0), SHARE_FULL);
+        // Held past the end of the zone: halved each step, to the least.
+        let mut shares = Vec::new();
+        for step in 1..=6 {
+            shares.push(squeeze.share(end + MIB, limit, at(step)));
+        }
+        assert_eq!(shares, [512, 256, 128, 64, 64, 64], "halved to a 16th");
+        // Shrinking by a segment or more a step: held where it is.
+        let mut used = end + MIB;
+        for step in 7..=9 {
+            used -= SHRINK_MIN;
+            assert_eq!(squeeze.share(used, limit, at(step)), SHARE_MIN);
+        }
+        // Growing again past the end: cut (already at the least).
+        assert_eq!(squeeze.share(used + MIB, limit, at(10)), SHARE_MIN);
+        // Within the zone: held.
+        assert_eq!(squeeze.share(start + MIB, limit, at(11)), SHARE_MIN);
+        // Below it: grown back by half a step, to the whole, never past.
+        let mut last = SHARE_MIN;
+        let mut step = 12;
+        while last < SHARE_FULL {
+            let share = squeeze.share(start - MIB, limit, at(step));
+            assert!(share > last, "grows below the zone: {share} after {last}");
+            last = share;
+            step += 1;
+        }
+        assert_eq!(last, SHARE_FULL);
+        assert!(step - 12 <= 7, "back to the whole in {} steps", step - 12);
+        assert_eq!(squeeze.share(0, limit, at(step + 1)), SHARE_FULL);
+        // Steps are SQUEEZE_EVERY apart: measures between change nothing.
+        assert_eq!(
+            squeeze.share(end + MIB, limit, at(step + 1) + SQUEEZE_EVERY / 2),
+            SHARE_FULL
+        );
+        // No limit: nothing to keep within.
+        let mut none = Squeeze::new(t0);
+        assert_eq!(none.share(u64::MAX, 0, at(5)), SHARE_FULL);
+    }
+
+    #[test]
+    fn the_records_share_scales_the_budget() {
+        let pace = DiskPace::default();
+        assert_eq!(pace.records_share(8 * MIB), 8 * MIB, "whole by default");
+        pace.share.store(SHARE_MIN, Ordering::Relaxed);
+        assert_eq!(pace.records_share(8 * MIB), MIB / 2);
+        assert_eq!(pace.records_share(u64::MAX), u64::MAX / 16);
     }
 
     #[test]
