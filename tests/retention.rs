@@ -339,14 +339,7 @@ async fn a_folder_past_the_limit_is_reported_and_paces_new_events() {
     assert!(before > LIMIT, "the history written takes {before} B");
 
     let server = BinServer::start(&folder.args(), &[]);
-    let said = |text: &str| {
-        server
-            .log
-            .lock()
-            .expect("log")
-            .iter()
-            .any(|l| l.contains(text))
-    };
+    let said = |text: &str| server.said(text);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !(said("the data folder takes more than --retention-size on disk")
         && said("new events are paced"))
@@ -475,14 +468,7 @@ async fn a_folder_held_at_the_limit_shrinks_and_new_events_are_no_longer_paced()
     let fixture = include_str!("../benches/fixtures/stripe_payment_intent_1500.json");
     let template: Value = serde_json::from_str(fixture).expect("fixture");
     let server = BinServer::start(&folder.args(), &[]);
-    let said = |text: &str| {
-        server
-            .log
-            .lock()
-            .expect("log")
-            .iter()
-            .any(|l| l.contains(text))
-    };
+    let said = |text: &str| server.said(text);
     let client = common::client();
     // The least records' target the server reports, all along.
     let least_target = Arc::new(AtomicU64::new(u64::MAX));

@@ -790,6 +790,15 @@ impl BinServer {
         format!("{}{}", self.base, path)
     }
 
+    /// Whether a line of the server's log so far contains `text`.
+    pub fn said(&self, text: &str) -> bool {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains(text))
+    }
+
     /// SIGTERM, then wait (bounded) for a clean exit; returns the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
