@@ -17,7 +17,8 @@
 //! [`HEADROOM`] below it (or a 64th of the limit), the bytes of new events admitted per second fall
 //! from [`RATE_MAX`] to [`RATE_MIN`], evenly on a log scale, and stay at the
 //! floor beyond. At the floor the cleaner gains on the writes and the folder
-//! shrinks again. Within the zone the pace is raised step by step while the
+//! shrinks again, as long as what is live in the log leaves its last
+//! segments mostly free (see below). Within the zone the pace is raised step by step while the
 //! folder does not grow ([`Pacer`]): sled reuses the space inside its file
 //! without the file shrinking, so the size alone would hold the pace low.
 //! Work already stored (runs, retries) is never paced: it is what frees the
@@ -26,6 +27,7 @@
 //! An event waits for its slot before anything of it is written; one whose
 //! slot is further than [`MAX_WAIT`] away is refused (`503`, nothing
 //! stored: the sender's retry stores it), so waiting requests stay bounded.
+//!
 //! **A folder held at the floor gives the history less room.** sled's log
 //! file shrinks only from its end, and only once its last segments hold
 //! little that is live: after a backlog (runs waiting are never pruned)
