@@ -14,15 +14,15 @@
 //! So the folder's size is measured every [`MEASURE_EVERY`] (as `du`
 //! counts it: every file of both databases), and near the limit new events
 //! are paced: from the top tenth of the limit (at least [`ZONE_MIN`]) to
-//! [`HEADROOM`] below it (or a 64th of the limit), the bytes of new events admitted per second fall
-//! from [`RATE_MAX`] to [`RATE_MIN`], evenly on a log scale, and stay at the
-//! floor beyond. At the floor the cleaner gains on the writes and the folder
-//! shrinks again, as long as what is live in the log leaves its last
-//! segments mostly free (see below). Within the zone the pace is raised step by step while the
-//! folder does not grow ([`Pacer`]): sled reuses the space inside its file
-//! without the file shrinking, so the size alone would hold the pace low.
-//! Work already stored (runs, retries) is never paced: it is what frees the
-//! backlog.
+//! [`HEADROOM`] below it (or a 64th of the limit), the bytes of new events
+//! admitted per second fall from [`RATE_MAX`] to [`RATE_MIN`], evenly on a
+//! log scale, and stay at the floor beyond. At the floor the cleaner gains
+//! on the writes and the folder shrinks again, as long as what is live in
+//! the log leaves its last segments mostly free (see below). Within the
+//! zone the pace is raised step by step while the folder does not grow
+//! ([`Pacer`]): sled reuses the space inside its file without the file
+//! shrinking, so the size alone would hold the pace low. Work already
+//! stored (runs, retries) is never paced: it is what frees the backlog.
 //!
 //! An event waits for its slot before anything of it is written; one whose
 //! slot is further than [`MAX_WAIT`] away is refused (`503`, nothing
