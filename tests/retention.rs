@@ -609,8 +609,8 @@ async fn a_folder_held_at_the_limit_shrinks_and_new_events_are_no_longer_paced()
                 refused.load(Ordering::Relaxed)
             );
         }
-        // Counted once it has been paced: the limit is known to the pace
-        // from the first pruning pass on.
+        // No pace (0) since the backlog took the folder to the floor: new
+        // events are no longer paced, and the folder is measured from then.
         match (pace, free_since) {
             (0, None) => (free_since, peak_after) = (Some(std::time::Instant::now()), disk),
             (0, Some(_)) => peak_after = peak_after.max(disk),
