@@ -841,8 +841,8 @@ async fn measured(
 /// offered RATE events a second for SECONDS: a burst that leaves a
 /// backlog, and with a small `--retention-size` (`HOOKFLOW_BENCH_ARGS`)
 /// fills the data folder to the limit. Once that backlog is delivered,
-/// the timeline shows whether the steady round after it is paced (the folder's size, the pace and the
-/// records' target from `/metrics`).
+/// the timeline shows whether the steady round after it is paced (the
+/// folder's size, the pace and the records' target from `/metrics`).
 async fn steady(b: &Bench, seconds: u64, rate: f64) {
     let burst = std::env::var(BURST).ok().and_then(|v| {
         let (rate, secs) = v.split_once(':')?;
@@ -857,10 +857,9 @@ async fn steady(b: &Bench, seconds: u64, rate: f64) {
     let delivered = b.delivered.clone();
     let before = delivered.get();
     let started = Instant::now();
-    let metrics_url = server.metrics_url();
+    let addr = server.addr.clone();
     let burst_seconds = burst.map_or(0, |(_, s)| s);
     let timeline = tokio::spawn(async move {
-        let client = reqwest::Client::new();
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
         // Bounded: the burst, the load, its drain and a margin.
         for _ in 0..((burst_seconds + seconds) / 10 + 60) {
@@ -868,36 +867,26 @@ async fn steady(b: &Bench, seconds: u64, rate: f64) {
             let Some(kb) = status_kb(pid, "VmRSS:") else {
                 return;
             };
-            let text = match client.get(&metrics_url).send().await {
-                Ok(resp) => resp.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            let gauge = |name: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-                    .unwrap_or(f64::NAN)
-            };
+            let text = metrics_text(&addr).await.unwrap_or_default();
+            let mb = |name: &str| gauge(&text, name).map_or(f64::NAN, |b| b / 1e6);
             println!(
                 "  {:>5.0} s  RSS {:>6.1} MB  runs delivered {:>8}  folder {:>7.1} MB  pace {:>6.2} MB/s  records {:>6.1} of {:>6.1} MB",
                 started.elapsed().as_secs_f64(),
                 kb as f64 / 1024.0,
                 delivered.get() - before,
-                gauge("hookflow_store_disk_bytes ") / 1e6,
-                gauge("hookflow_store_ingest_pace_bytes ") / 1e6,
-                gauge("hookflow_store_record_bytes ") / 1e6,
-                gauge("hookflow_store_record_target_bytes ") / 1e6,
+                mb("hookflow_store_disk_bytes"),
+                mb("hookflow_store_ingest_pace_bytes"),
+                mb("hookflow_store_record_bytes"),
+                mb("hookflow_store_record_target_bytes"),
             );
         }
     });
+    // One signer for both: the steady round's event ids follow the
+    // burst's, so none of its events is a duplicate of one already stored.
+    let payloads = signer(b.body.clone());
     if let Some((burst_rate, burst_seconds)) = burst {
         println!("burst: {burst_rate:.0} events/s offered for {burst_seconds} s first");
-        let figures = paced(
-            server.url(),
-            burst_seconds,
-            burst_rate,
-            signer(b.body.clone()),
-        )
-        .await;
+        let figures = paced(server.url(), burst_seconds, burst_rate, payloads.clone()).await;
         figures.print(&format!("burst {burst_rate:.0}/s: hookflow"));
         // Its backlog delivered first: the steady round's figures are its own.
         let ended = Instant::now();
@@ -908,7 +897,7 @@ async fn steady(b: &Bench, seconds: u64, rate: f64) {
             last.saturating_duration_since(ended).as_secs_f64()
         );
     }
-    let scenario = paced(server.url(), seconds, rate, signer(b.body.clone()));
+    let scenario = paced(server.url(), seconds, rate, payloads);
     let ours = measured(b, &server, scenario).await;
     timeline.abort();
     ours.print(&format!("steady {rate:.0}/s: hookflow"), b.body.len());

@@ -218,25 +218,6 @@ async fn the_store_alone_stays_within_the_retention_size() {
             }
         })
     };
-    write_history(&store, &template, &next, total).await;
-    pruner.await.expect("pruner");
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
-    }
-    store.close().await.expect("close");
-    let peak = peak.load(Ordering::Relaxed).max(disk_usage(&data));
-    println!("the store alone, {total} events: data folder at most {peak} B (limit {limit} B)");
-    assert!(
-        peak <= limit,
-        "the data folder took {peak} bytes on disk (limit {limit})"
-    );
-}
-
-/// Write Stripe-sized events as the server does, on 8 workers, until
-/// `next` reaches `total`: each with one run and a dedupe key, the run
-/// claimed, saved twice and finished.
-async fn write_history(store: &Store, template: &Value, next: &Arc<AtomicU64>, total: u64) {
     let mut workers = Vec::new();
     for _ in 0..8 {
         let (store, next, template) = (store.clone(), next.clone(), template.clone());
@@ -290,6 +271,18 @@ async fn write_history(store: &Store, template: &Value, next: &Arc<AtomicU64>, t
     for w in workers {
         w.await.expect("worker");
     }
+    pruner.await.expect("pruner");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    store.close().await.expect("close");
+    let peak = peak.load(Ordering::Relaxed).max(disk_usage(&data));
+    println!("the store alone, {total} events: data folder at most {peak} B (limit {limit} B)");
+    assert!(
+        peak <= limit,
+        "the data folder took {peak} bytes on disk (limit {limit})"
+    );
 }
 
 /// A folder past the limit, here by the workflows' state (which

@@ -327,6 +327,22 @@ pub async fn drained(delivered: &impl Fn() -> usize, expected: usize) -> Instant
     last.1
 }
 
+/// The `/metrics` text of the server listening on `addr`.
+pub async fn metrics_text(addr: &str) -> Option<String> {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// A gauge's value in a `/metrics` text.
+pub fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// A `hookflow serve` of the release build on a fresh data folder, with
 /// its RSS sampled every 0.2 s from its start. `HOOKFLOW_BENCH_BIN` runs
 /// another build; `HOOKFLOW_BENCH_ARGS` adds flags.
@@ -422,11 +438,6 @@ impl Server {
         self.child.id()
     }
 
-    /// Where the server's `/metrics` are read.
-    pub fn metrics_url(&self) -> String {
-        format!("http://{}/metrics", self.addr)
-    }
-
     /// The peak RSS so far, MB: the larger of the sampled VmRSS and the
     /// kernel's high-water mark.
     pub fn peak_rss_mb(&self) -> f64 {
@@ -449,15 +460,8 @@ impl Server {
     /// `hookflow_store_record_bytes` gauge): what the data folder would take
     /// with no log overhead.
     pub async fn record_bytes(&self) -> Option<u64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.addr))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("hookflow_store_record_bytes "))
-            .and_then(|v| v.trim().parse().ok())
+        let text = metrics_text(&self.addr).await?;
+        gauge(&text, "hookflow_store_record_bytes").map(|b| b as u64)
     }
 
     pub fn stop(mut self) {

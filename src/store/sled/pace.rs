@@ -347,9 +347,10 @@ fn measure(pace: Weak<DiskPace>, dir: &Path) {
         if limit > 0 {
             over.check(used, limit);
         }
-        let rate = pacer.rate(used, limit, Instant::now());
+        let now = Instant::now();
+        let rate = pacer.rate(used, limit, now);
         p.rate.store(rate.unwrap_or(0), Ordering::Relaxed);
-        let share = squeeze.share(used, limit, Instant::now());
+        let share = squeeze.share(used, limit, now);
         let was = p.share.swap(share, Ordering::Relaxed);
         if share < was {
             if let Some(pruning) = p.prune_wanted.get() {
