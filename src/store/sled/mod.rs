@@ -269,6 +269,11 @@ impl SledStore {
         // The dedupe keys are looked up once per event: an eighth of the
         // cache holds their hot pages.
         let dedupe_cache = (cache / 8).max(1024 * 1024);
+        // sled's bound is looser than it reads: a page read from disk is
+        // counted against it only once 64 accesses have queued up in its
+        // 256th of the cache, so each database can hold up to 16,128 pages
+        // uncounted; with a million stored runs, about 45 MB at rest
+        // (`docs/performance.md`, stop 46).
         let db = sled::Config::new()
             .path(dir)
             .segment_size(SEGMENT_SIZE)
